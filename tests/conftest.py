@@ -1,0 +1,37 @@
+"""Shared test setup: the --device option runs the whole suite on NumPy (cpu) or CuPy (cuda)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tinynormact import backend
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--device",
+        action="store",
+        default="cpu",
+        choices=backend.DEVICES,
+        help="run the suite with tensors on this device (cuda needs CuPy and a GPU)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--device") == "cuda" and not backend.cuda_available():
+        skip = pytest.mark.skip(reason="--device cuda: CuPy or a GPU is missing on this machine")
+        for item in items:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def device(request: pytest.FixtureRequest) -> str:
+    """The device under test; every test runs with it as the current device."""
+    name = request.config.getoption("--device")
+    if name == "cuda" and not backend.cuda_available():
+        pytest.skip("--device cuda: CuPy or a GPU is missing on this machine")
+    previous_device, previous_dtype = backend.get_device(), backend.get_default_dtype()
+    backend.set_device(name)
+    yield name
+    backend.set_device(previous_device)
+    backend.set_default_dtype(previous_dtype)
