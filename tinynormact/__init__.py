@@ -1,24 +1,34 @@
 """tinynormact: a readable reference implementation of normalized activation functions.
 
-Public API (see README.md for a tour)::
+Public API (README.md has a tour)::
 
     import tinynormact as tn
     tn.Tensor, tn.no_grad, tn.gradcheck, tn.set_device, tn.get_device
 """
 
+from tinynormact import backend, ops
+from tinynormact.autograd import Tensor, is_grad_enabled, no_grad
 from tinynormact.backend import (
     get_default_dtype,
     get_device,
     set_default_dtype,
     set_device,
 )
+from tinynormact.gradcheck import GradcheckError, gradcheck
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "GradcheckError",
+    "Tensor",
     "__version__",
+    "backend",
     "get_default_dtype",
     "get_device",
+    "gradcheck",
+    "is_grad_enabled",
+    "no_grad",
+    "ops",
     "set_default_dtype",
     "set_device",
 ]

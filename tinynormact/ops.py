@@ -1,0 +1,497 @@
+"""Differentiable operations: each computes its forward on arrays and returns a Tensor whose
+backward closure maps the output gradient to one gradient per input.
+
+Conventions shared by every op here:
+
+- Operands may be Tensors, arrays or Python numbers. Non-tensors are constants (no gradient).
+  Python numbers are "weak": ``float32_tensor * 2.0`` stays float32. Tensors and arrays of
+  different dtypes follow NumPy's promotion rules (float32 with float64 gives float64), and each
+  input's gradient is returned in that input's own dtype.
+- Broadcasting follows NumPy; every backward sums the gradient over the broadcast axes
+  (``unbroadcast``) so that an input's gradient has the input's shape.
+- A backward computes only the gradients of inputs that require one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from tinynormact import backend
+from tinynormact.autograd import Tensor
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+# ----------------------------------------------------------------------------------------------
+
+
+def as_tensor(value: Any, like: Tensor | None = None) -> Tensor:
+    """``value`` as a Tensor; a Python number takes ``like``'s dtype when that keeps it exact."""
+    if isinstance(value, Tensor):
+        return value
+    if like is not None and isinstance(value, (int, float, bool)):
+        dtype = backend.np.result_type(like.dtype, value)
+        return Tensor(value, dtype=dtype, device=like.device)
+    device = like.device if like is not None else None
+    return Tensor(value, device=device)
+
+
+def _pair(a: Any, b: Any) -> tuple[Tensor, Tensor]:
+    """Both operands of a binary op as Tensors on the same device."""
+    if isinstance(a, Tensor):
+        return a, as_tensor(b, like=a)
+    b = as_tensor(b)
+    return as_tensor(a, like=b), b
+
+
+def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:
+    """Sum ``grad`` over the axes along which an input of ``shape`` was broadcast."""
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    if extra:
+        grad = grad.sum(axis=tuple(range(extra)))
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if axes:
+        grad = grad.sum(axis=axes, keepdims=True)
+    return grad
+
+
+def _grad_for(t: Tensor, grad: Any) -> Any:
+    """The gradient for input ``t``: its shape and dtype, or None when it needs none."""
+    if not t.requires_grad:
+        return None
+    grad = unbroadcast(grad, t.shape)
+    return grad if grad.dtype == t.dtype else grad.astype(t.dtype)
+
+
+def _check_broadcast(op: str, a: Tensor, b: Tensor) -> None:
+    try:
+        backend.np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        raise ValueError(f"{op}: shapes {a.shape} and {b.shape} cannot be broadcast together") from None
+
+
+def _axes(axis: Any, ndim: int) -> tuple[int, ...]:
+    """``axis`` (None, int or sequence) as a sorted tuple of non-negative axes."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    for a in axes:
+        if not -ndim <= a < (ndim or 1):
+            raise ValueError(f"axis {a} is out of range for a tensor with {ndim} dimension(s)")
+    return tuple(sorted(a % (ndim or 1) for a in axes))
+
+
+def _expand_reduced(grad: Any, axes: tuple[int, ...], keepdims: bool, shape: tuple[int, ...]) -> Any:
+    """Broadcast the gradient of a reduction back to the input's shape."""
+    xp = backend.get_array_module(grad)
+    if not keepdims:
+        grad = xp.expand_dims(grad, axes) if axes else grad
+    return xp.broadcast_to(grad, shape)
+
+
+# ----------------------------------------------------------------------------------------------
+# elementwise binary ops
+# ----------------------------------------------------------------------------------------------
+
+
+def add(a: Any, b: Any) -> Tensor:
+    """a + b."""
+    a, b = _pair(a, b)
+    _check_broadcast("add", a, b)
+    return Tensor.from_op(a.data + b.data, (a, b), lambda g: (_grad_for(a, g), _grad_for(b, g)), "add")
+
+
+def sub(a: Any, b: Any) -> Tensor:
+    """a - b."""
+    a, b = _pair(a, b)
+    _check_broadcast("sub", a, b)
+    return Tensor.from_op(
+        a.data - b.data,
+        (a, b),
+        lambda g: (_grad_for(a, g), _grad_for(b, -g) if b.requires_grad else None),
+        "sub",
+    )
+
+
+def mul(a: Any, b: Any) -> Tensor:
+    """a * b."""
+    a, b = _pair(a, b)
+    _check_broadcast("mul", a, b)
+
+    def backward(g: Any) -> tuple[Any, Any]:
+        ga = _grad_for(a, g * b.data) if a.requires_grad else None
+        gb = _grad_for(b, g * a.data) if b.requires_grad else None
+        return ga, gb
+
+    return Tensor.from_op(a.data * b.data, (a, b), backward, "mul")
+
+
+def div(a: Any, b: Any) -> Tensor:
+    """a / b."""
+    a, b = _pair(a, b)
+    _check_broadcast("div", a, b)
+    out = a.data / b.data
+
+    def backward(g: Any) -> tuple[Any, Any]:
+        ga = _grad_for(a, g / b.data) if a.requires_grad else None
+        gb = _grad_for(b, -g * out / b.data) if b.requires_grad else None
+        return ga, gb
+
+    return Tensor.from_op(out, (a, b), backward, "div")
+
+
+def pow(a: Any, b: Any) -> Tensor:  # noqa: A001 (the operator's name)
+    """a ** b; the gradient with respect to b needs a > 0 where it is used."""
+    a, b = _pair(a, b)
+    _check_broadcast("pow", a, b)
+    out = a.data**b.data
+
+    def backward(g: Any) -> tuple[Any, Any]:
+        xp = backend.get_array_module(g)
+        ga = _grad_for(a, g * b.data * a.data ** (b.data - 1)) if a.requires_grad else None
+        gb = _grad_for(b, g * out * xp.log(a.data)) if b.requires_grad else None
+        return ga, gb
+
+    return Tensor.from_op(out, (a, b), backward, "pow")
+
+
+def _select_binary(op: str, a: Any, b: Any, take_a: Any) -> Tensor:
+    """maximum/minimum: the gradient goes to the selected input; ties split it evenly."""
+    a, b = _pair(a, b)
+    _check_broadcast(op, a, b)
+    xp = backend.get_array_module(a.data)
+    out = xp.where(take_a, a.data, b.data)
+    weight_a = xp.where(a.data == b.data, 0.5, take_a).astype(out.dtype)
+
+    def backward(g: Any) -> tuple[Any, Any]:
+        ga = _grad_for(a, g * weight_a) if a.requires_grad else None
+        gb = _grad_for(b, g * (1 - weight_a)) if b.requires_grad else None
+        return ga, gb
+
+    return Tensor.from_op(out, (a, b), backward, op)
+
+
+def maximum(a: Any, b: Any) -> Tensor:
+    """Elementwise maximum."""
+    a, b = _pair(a, b)
+    return _select_binary("maximum", a, b, a.data >= b.data)
+
+
+def minimum(a: Any, b: Any) -> Tensor:
+    """Elementwise minimum."""
+    a, b = _pair(a, b)
+    return _select_binary("minimum", a, b, a.data <= b.data)
+
+
+def where(condition: Any, a: Any, b: Any) -> Tensor:
+    """Elementwise ``a`` where ``condition`` holds, else ``b`` (condition gets no gradient)."""
+    a, b = _pair(a, b)
+    _check_broadcast("where", a, b)
+    cond = condition.data if isinstance(condition, Tensor) else backend.asarray(condition, device=a.device)
+    xp = backend.get_array_module(a.data)
+    out = xp.where(cond, a.data, b.data)
+
+    def backward(g: Any) -> tuple[Any, Any]:
+        zero = xp.zeros((), dtype=g.dtype)
+        ga = _grad_for(a, xp.where(cond, g, zero)) if a.requires_grad else None
+        gb = _grad_for(b, xp.where(cond, zero, g)) if b.requires_grad else None
+        return ga, gb
+
+    return Tensor.from_op(out, (a, b), backward, "where")
+
+
+# ----------------------------------------------------------------------------------------------
+# elementwise unary ops
+# ----------------------------------------------------------------------------------------------
+
+
+def _unary(op: str, x: Tensor, out: Any, local_grad: Any) -> Tensor:
+    """A unary op whose backward multiplies by the local derivative ``local_grad()``."""
+    return Tensor.from_op(out, (x,), lambda g: (g * local_grad(),), op)
+
+
+def neg(x: Tensor) -> Tensor:
+    """-x."""
+    return Tensor.from_op(-x.data, (x,), lambda g: (-g,), "neg")
+
+
+def exp(x: Tensor) -> Tensor:
+    """e ** x."""
+    out = backend.get_array_module(x.data).exp(x.data)
+    return _unary("exp", x, out, lambda: out)
+
+
+def log(x: Tensor) -> Tensor:
+    """Natural logarithm."""
+    out = backend.get_array_module(x.data).log(x.data)
+    return _unary("log", x, out, lambda: 1 / x.data)
+
+
+def sqrt(x: Tensor) -> Tensor:
+    """Square root."""
+    out = backend.get_array_module(x.data).sqrt(x.data)
+    return _unary("sqrt", x, out, lambda: 0.5 / out)
+
+
+def abs(x: Tensor) -> Tensor:  # noqa: A001 (the operation's name)
+    """|x| (gradient sign(x), 0 at 0)."""
+    xp = backend.get_array_module(x.data)
+    return _unary("abs", x, xp.abs(x.data), lambda: xp.sign(x.data))
+
+
+def clip(x: Tensor, low: Any = None, high: Any = None) -> Tensor:
+    """x limited to [low, high]; the gradient is zero where x was clipped."""
+    if low is None and high is None:
+        raise ValueError("clip needs at least one of low and high")
+    xp = backend.get_array_module(x.data)
+    out = xp.clip(x.data, low, high)
+    return _unary("clip", x, out, lambda: (out == x.data).astype(x.dtype))
+
+
+def activation(x: Tensor, act: Any) -> Tensor:
+    """phi(x) for an activation function object with ``f`` and ``df`` (see ``activations``)."""
+    return _unary(act.name, x, act.f(x.data), lambda: act.df(x.data))
+
+
+def astype(x: Tensor, dtype: Any) -> Tensor:
+    """x converted to ``dtype``; the gradient comes back in x's dtype."""
+    out = x.data.astype(dtype)
+    return Tensor.from_op(out, (x,), lambda g: (g.astype(x.dtype),), "astype")
+
+
+# ----------------------------------------------------------------------------------------------
+# reductions
+# ----------------------------------------------------------------------------------------------
+
+
+def sum(x: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:  # noqa: A001
+    """Sum over ``axis`` (all axes when None)."""
+    axes = _axes(axis, x.ndim)
+    out = x.data.sum(axis=axes, keepdims=keepdims)
+    return Tensor.from_op(out, (x,), lambda g: (_expand_reduced(g, axes, keepdims, x.shape),), "sum")
+
+
+def mean(x: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:
+    """Mean over ``axis`` (all axes when None)."""
+    axes = _axes(axis, x.ndim)
+    count = _count(x.shape, axes)
+    out = x.data.mean(axis=axes, keepdims=keepdims)
+    return Tensor.from_op(out, (x,), lambda g: (_expand_reduced(g / count, axes, keepdims, x.shape),), "mean")
+
+
+def var(x: Tensor, axis: Any = None, ddof: int = 0, keepdims: bool = False) -> Tensor:
+    """Variance over ``axis`` with ``ddof`` delta degrees of freedom (NumPy's convention)."""
+    axes = _axes(axis, x.ndim)
+    count = _count(x.shape, axes)
+    if count - ddof <= 0:
+        raise ValueError(f"var: ddof={ddof} needs more than {ddof} elements along axis {axis}")
+    centred = x.data - x.data.mean(axis=axes, keepdims=True)
+    out = (centred * centred).sum(axis=axes, keepdims=keepdims) / (count - ddof)
+
+    def backward(g: Any) -> tuple[Any]:
+        return (_expand_reduced(g, axes, keepdims, x.shape) * centred * (2 / (count - ddof)),)
+
+    return Tensor.from_op(out, (x,), backward, "var")
+
+
+def max(x: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:  # noqa: A001
+    """Maximum over ``axis``; tied maxima share the gradient evenly."""
+    axes = _axes(axis, x.ndim)
+    out = x.data.max(axis=axes, keepdims=True)
+    winners = (x.data == out).astype(x.dtype)
+    winners /= winners.sum(axis=axes, keepdims=True)
+
+    def backward(g: Any) -> tuple[Any]:
+        return (_expand_reduced(g, axes, keepdims, x.shape) * winners,)
+
+    result = out if keepdims else out.reshape([n for i, n in enumerate(out.shape) if i not in axes])
+    return Tensor.from_op(result, (x,), backward, "max")
+
+
+def _count(shape: tuple[int, ...], axes: tuple[int, ...]) -> int:
+    count = 1
+    for a in axes:
+        count *= shape[a]
+    return count
+
+
+# ----------------------------------------------------------------------------------------------
+# shape ops
+# ----------------------------------------------------------------------------------------------
+
+
+def reshape(x: Tensor, shape: Any) -> Tensor:
+    """x with a new shape of the same size (one entry may be -1)."""
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    try:
+        out = x.data.reshape(shape)
+    except ValueError:
+        raise ValueError(f"reshape: cannot reshape a tensor of shape {x.shape} into {shape}") from None
+    return Tensor.from_op(out, (x,), lambda g: (g.reshape(x.shape),), "reshape")
+
+
+def transpose(x: Tensor, axes: Sequence[int] | None = None) -> Tensor:
+    """Permute the axes (reverse them when ``axes`` is None)."""
+    xp = backend.get_array_module(x.data)
+    out = xp.transpose(x.data, axes)
+    inverse = None if axes is None else tuple(backend.np.argsort(axes))
+    return Tensor.from_op(out, (x,), lambda g: (xp.transpose(g, inverse),), "transpose")
+
+
+def broadcast_to(x: Tensor, shape: Sequence[int]) -> Tensor:
+    """x broadcast to ``shape`` (NumPy rules)."""
+    xp = backend.get_array_module(x.data)
+    shape = tuple(shape)
+    try:
+        out = xp.broadcast_to(x.data, shape)
+    except ValueError:
+        raise ValueError(f"broadcast_to: cannot broadcast shape {x.shape} to {shape}") from None
+    return Tensor.from_op(out, (x,), lambda g: (unbroadcast(g, x.shape),), "broadcast_to")
+
+
+def getitem(x: Tensor, index: Any) -> Tensor:
+    """x[index]: slices, integers, masks and integer arrays; repeated indices accumulate."""
+    index = _raw_index(index)
+    out = x.data[index]
+
+    def backward(g: Any) -> tuple[Any]:
+        xp = backend.get_array_module(g)
+        grad = xp.zeros(x.shape, dtype=g.dtype)
+        if _is_basic(index):
+            grad[index] = g  # a basic index addresses each element at most once
+        else:
+            backend.scatter_add(grad, index, g)
+        return (grad,)
+
+    return Tensor.from_op(out, (x,), backward, "getitem")
+
+
+def _raw_index(index: Any) -> Any:
+    if isinstance(index, Tensor):
+        return index.data
+    if isinstance(index, tuple):
+        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    return index
+
+
+def _is_basic(index: Any) -> bool:
+    parts = index if isinstance(index, tuple) else (index,)
+    return all(p is None or p is Ellipsis or isinstance(p, (int, slice)) for p in parts)
+
+
+def concatenate(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
+    """Join tensors along an existing axis."""
+    tensors = [as_tensor(t) for t in tensors]
+    xp = backend.get_array_module(tensors[0].data)
+    try:
+        out = xp.concatenate([t.data for t in tensors], axis=axis)
+    except ValueError:
+        shapes = ", ".join(str(t.shape) for t in tensors)
+        raise ValueError(f"concatenate: shapes {shapes} do not match off axis {axis}") from None
+    bounds = backend.np.cumsum([t.shape[axis] for t in tensors])[:-1].tolist()
+
+    def backward(g: Any) -> tuple[Any, ...]:
+        return tuple(xp.split(g, bounds, axis=axis))
+
+    return Tensor.from_op(out, tuple(tensors), backward, "concatenate")
+
+
+def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
+    """Join tensors of equal shape along a new axis."""
+    tensors = [as_tensor(t) for t in tensors]
+    shapes = {t.shape for t in tensors}
+    if len(shapes) != 1:
+        raise ValueError(f"stack: all shapes must be equal, got {', '.join(map(str, shapes))}")
+    xp = backend.get_array_module(tensors[0].data)
+    out = xp.stack([t.data for t in tensors], axis=axis)
+
+    def backward(g: Any) -> tuple[Any, ...]:
+        return tuple(xp.moveaxis(g, axis, 0))
+
+    return Tensor.from_op(out, tuple(tensors), backward, "stack")
+
+
+# ----------------------------------------------------------------------------------------------
+# linear algebra
+# ----------------------------------------------------------------------------------------------
+
+
+def matmul(a: Any, b: Any) -> Tensor:
+    """a @ b with NumPy's rules: 1-D operands are promoted, leading axes broadcast."""
+    a, b = _pair(a, b)
+    if a.ndim == 0 or b.ndim == 0 or a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
+        raise ValueError(f"matmul: shapes {a.shape} and {b.shape} are not aligned")
+    try:
+        out = a.data @ b.data
+    except ValueError:
+        raise ValueError(f"matmul: batch shapes of {a.shape} and {b.shape} cannot be broadcast") from None
+
+    def backward(g: Any) -> tuple[Any, Any]:
+        xp = backend.get_array_module(g)
+        a2 = a.data[None, :] if a.ndim == 1 else a.data
+        b2 = b.data[:, None] if b.ndim == 1 else b.data
+        g2 = xp.expand_dims(g, -1) if b.ndim == 1 else g
+        g2 = xp.expand_dims(g2, -2) if a.ndim == 1 else g2
+        ga = gb = None
+        if a.requires_grad:
+            ga = g2 @ xp.swapaxes(b2, -1, -2)
+            ga = _grad_for(a, ga[..., 0, :] if a.ndim == 1 else ga)
+        if b.requires_grad:
+            gb = xp.swapaxes(a2, -1, -2) @ g2
+            gb = _grad_for(b, gb[..., :, 0] if b.ndim == 1 else gb)
+        return ga, gb
+
+    return Tensor.from_op(out, (a, b), backward, "matmul")
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """x @ weight.T + bias for x of shape (batch, in) and weight (out, in): one fused graph node."""
+    if x.ndim != 2 or weight.ndim != 2 or x.shape[1] != weight.shape[1]:
+        raise ValueError(
+            f"linear: input of shape {x.shape} does not fit weight of shape {weight.shape} "
+            "(expected input (batch, in_features) and weight (out_features, in_features))"
+        )
+    out = x.data @ weight.data.T
+    if bias is not None:
+        out += bias.data
+
+    def backward(g: Any) -> tuple[Any, ...]:
+        gx = _grad_for(x, g @ weight.data) if x.requires_grad else None
+        gw = _grad_for(weight, g.T @ x.data) if weight.requires_grad else None
+        if bias is None:
+            return gx, gw
+        return gx, gw, (_grad_for(bias, g.sum(axis=0)) if bias.requires_grad else None)
+
+    parents = (x, weight) if bias is None else (x, weight, bias)
+    return Tensor.from_op(out, parents, backward, "linear")
+
+
+# ----------------------------------------------------------------------------------------------
+# softmax family
+# ----------------------------------------------------------------------------------------------
+
+
+def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
+    """log(softmax(x)) computed stably (shifted by the maximum)."""
+    xp = backend.get_array_module(x.data)
+    shifted = x.data - x.data.max(axis=axis, keepdims=True)
+    out = shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+
+    def backward(g: Any) -> tuple[Any]:
+        return (g - xp.exp(out) * g.sum(axis=axis, keepdims=True),)
+
+    return Tensor.from_op(out, (x,), backward, "log_softmax")
+
+
+def softmax(x: Tensor, axis: int = -1) -> Tensor:
+    """exp(x) / sum(exp(x)) along ``axis``, computed stably."""
+    xp = backend.get_array_module(x.data)
+    e = xp.exp(x.data - x.data.max(axis=axis, keepdims=True))
+    out = e / e.sum(axis=axis, keepdims=True)
+
+    def backward(g: Any) -> tuple[Any]:
+        return (out * (g - (g * out).sum(axis=axis, keepdims=True)),)
+
+    return Tensor.from_op(out, (x,), backward, "softmax")
