@@ -197,3 +197,17 @@ def test_gradcheck_argument_errors() -> None:
         tn.gradcheck(ops.exp, leaf((2,)), mode="fast")
     with pytest.raises(ValueError, match="no floating input"):
         tn.gradcheck(ops.exp, tn.Tensor(np.zeros(2)))
+
+
+def test_hooks_see_the_full_gradient_and_can_replace_it() -> None:
+    x = leaf((3,), seed=18)
+    hidden = x * 2.0
+    seen = []
+    remove = hidden.register_hook(lambda g: seen.append(g.copy()))
+    hidden.register_hook(lambda g: g * 10.0)
+    (hidden * 3.0 + hidden).sum().backward()
+    np.testing.assert_array_equal(seen[0], np.full(3, 4.0))  # both paths summed before the hook
+    np.testing.assert_array_equal(host(x.grad), np.full(3, 80.0))
+    remove()
+    with pytest.raises(RuntimeError, match="does not require a gradient"):
+        tn.Tensor([1.0]).register_hook(print)

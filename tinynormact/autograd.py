@@ -60,7 +60,7 @@ class Tensor:
     The tensor lives on ``device`` (default: the current device of ``set_device``).
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward", "_op", "_retain_grad")
+    __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward", "_op", "_retain_grad", "_hooks")
 
     # Make ``ndarray <op> Tensor`` call the Tensor's reflected operator instead of NumPy's.
     __array_ufunc__ = None
@@ -79,6 +79,7 @@ class Tensor:
         self._backward: BackwardFn | str | None = None
         self._op = "leaf"
         self._retain_grad = False
+        self._hooks: list[Callable[[Any], Any]] = []
 
     # ----- construction of graph nodes (used by ops) ---------------------------------------
     @classmethod
@@ -89,6 +90,7 @@ class Tensor:
         out.grad = None
         out._op = op
         out._retain_grad = False
+        out._hooks = []
         out.requires_grad = _grad_mode["enabled"] and any(p.requires_grad for p in parents)
         if out.requires_grad:
             out._parents, out._backward = parents, backward
@@ -169,6 +171,17 @@ class Tensor:
             raise RuntimeError("retain_grad() on a tensor that does not require a gradient")
         self._retain_grad = True
 
+    def register_hook(self, hook: Callable[[Any], Any]) -> Callable[[], None]:
+        """Call ``hook(grad)`` with this tensor's full gradient array during backward().
+
+        A hook that returns an array replaces the gradient passed on. Returns a function that
+        removes the hook. Module hooks (``nn``) and variance tracking are built on this.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("register_hook() on a tensor that does not require a gradient")
+        self._hooks.append(hook)
+        return lambda: self._hooks.remove(hook) if hook in self._hooks else None
+
     def backward(self, grad: Any = None, retain_graph: bool = False) -> None:
         """Accumulate d(self)/d(leaf) into the ``.grad`` of every leaf that requires it.
 
@@ -192,6 +205,9 @@ class Tensor:
             g = grads.pop(id(node), None)
             if g is None:
                 continue
+            for hook in node._hooks:
+                replaced = hook(g)
+                g = g if replaced is None else replaced
             if node._backward is None or node._retain_grad:
                 node.grad = _accumulate(node.grad, g, stored)
             if node._backward is None:
@@ -204,7 +220,7 @@ class Tensor:
                 key = id(parent)
                 grads[key] = parent_grad if key not in grads else grads[key] + parent_grad
             if not retain_graph:
-                node._parents, node._backward = (), _FREED
+                node._parents, node._backward, node._hooks = (), _FREED, []
 
     def _seed_gradient(self, grad: Any) -> Any:
         if grad is None:
