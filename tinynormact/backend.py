@@ -19,6 +19,7 @@ variable ``TINYNORMACT_DEVICE``.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
@@ -178,7 +179,7 @@ def erf(array: Any) -> Any:
     return scipy.special.erf(array)
 
 
-def default_rng(seed: int | None = None) -> np.random.Generator:
+def default_rng(seed: int | Sequence[int] | None = None) -> np.random.Generator:
     """A NumPy random Generator seeded with ``seed``.
 
     Random draws (initial weights, shuffles, dropout-free data generation) happen on the host and

@@ -1,0 +1,81 @@
+"""load_dataset: names, options, and the flatten + standardize it applies."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+
+import pytest
+
+from tinynormact.backend import np
+from tinynormact.data import DATASETS, load_dataset, spirals
+
+
+def test_all_issue_names_are_registered():
+    assert set(DATASETS) == {
+        "mnist1d",
+        "spirals",
+        "gaussian_mixture",
+        "teacher",
+        "mnist",
+        "fashion_mnist",
+        "cifar10",
+        "cifar100",
+    }
+
+
+def test_unknown_name_lists_the_valid_names():
+    with pytest.raises(ValueError, match="unknown dataset 'mnist2d'; valid names are mnist1d, .*cifar100"):
+        load_dataset("mnist2d")
+
+
+def test_unknown_option_lists_the_valid_options():
+    with pytest.raises(
+        ValueError, match="'spirals' has no option 'n_features'; valid options are n_train, .*seed"
+    ):
+        load_dataset("spirals", n_features=3)
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "cifar10", "cifar100"])
+def test_file_datasets_ask_for_a_path(name):
+    with pytest.raises(ValueError, match=f"dataset '{name}' needs path="):
+        load_dataset(name)
+
+
+def test_options_reach_the_generator_and_train_statistics_are_standardized():
+    splits = load_dataset("spirals", n_train=500, n_test=100, seed=4)
+    raw = spirals(n_train=500, n_test=100, seed=4)
+    mean, std = raw.train.x.mean(axis=0), raw.train.x.std(axis=0)
+    assert np.allclose(splits.train.x, (raw.train.x - mean) / std)
+    assert np.allclose(splits.test.x, (raw.test.x - mean) / std)
+    assert np.array_equal(splits.test.y, raw.test.y)
+    unscaled = load_dataset("spirals", standardize_features=False, n_train=500, n_test=100, seed=4)
+    assert np.array_equal(unscaled.train.x, raw.train.x)
+
+
+def test_images_come_out_as_standardized_vectors(tmp_path):
+    rng = np.random.default_rng(0)
+    images = {
+        "train": rng.integers(0, 256, (8, 28, 28), dtype=np.uint8),
+        "t10k": rng.integers(0, 256, (3, 28, 28), dtype=np.uint8),
+    }
+    for part, array in images.items():
+        labels = np.arange(len(array), dtype=np.uint8) % 10
+        (tmp_path / f"{part}-images-idx3-ubyte.gz").write_bytes(
+            gzip.compress(struct.pack(">IIII", 2051, len(array), 28, 28) + array.tobytes())
+        )
+        (tmp_path / f"{part}-labels-idx1-ubyte.gz").write_bytes(
+            gzip.compress(struct.pack(">II", 2049, len(array)) + labels.tobytes())
+        )
+    splits = load_dataset("fashion_mnist", path=tmp_path)
+    assert splits.train.x.shape == (8, 784) and splits.test.x.shape == (3, 784)
+    assert splits.train.x.dtype == np.float32
+    flat = images["train"].reshape(8, -1).astype(np.float64)
+    expected = (flat - flat.mean(axis=0)) / flat.std(axis=0)
+    assert np.allclose(splits.train.x, expected, atol=1e-5)
+
+
+def test_mnist1d_by_name(monkeypatch, tmp_path):
+    monkeypatch.setenv("TINYNORMACT_CACHE", str(tmp_path))
+    splits = load_dataset("mnist1d", num_samples=50)
+    assert splits.train.x.shape == (40, 40) and splits.test.x.shape == (10, 40)

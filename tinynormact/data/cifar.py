@@ -1,0 +1,130 @@
+"""Readers for the CIFAR-10 and CIFAR-100 "python version" archives, from a local path.
+
+The archive ``cifar-10-python.tar.gz`` unpacks to ``cifar-10-batches-py/`` with pickled
+batches ``data_batch_1`` .. ``data_batch_5`` and ``test_batch``; ``cifar-100-python.tar.gz``
+unpacks to ``cifar-100-python/`` with ``train`` and ``test``. Each batch is a dict with
+``b'data'``, a uint8 array of shape ``(n, 3072)`` (the red, green and blue 32x32 planes of one
+image per row), and the labels: ``b'labels'`` (CIFAR-10) or ``b'fine_labels'`` and
+``b'coarse_labels'`` (CIFAR-100). Nothing is downloaded.
+
+Pickles can run arbitrary code when loaded, so batches are read with an unpickler that only
+rebuilds plain NumPy arrays and refuses everything else.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import tarfile
+from pathlib import Path
+from typing import Any
+
+from tinynormact.backend import np
+from tinynormact.data.dataset import DataError, Dataset, DataSplits
+from tinynormact.data.files import read_bytes
+
+__all__ = ["load_cifar10", "load_cifar100"]
+
+_SAFE_GLOBALS = {
+    ("_codecs", "encode"),
+    ("numpy", "dtype"),
+    ("numpy", "ndarray"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+}
+_CIFAR100_LABELS = {"fine": (b"fine_labels", 100), "coarse": (b"coarse_labels", 20)}
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """An unpickler that only rebuilds dicts, lists, bytes and NumPy arrays."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _SAFE_GLOBALS:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        return super().find_class(module, name)
+
+
+def _read_batches(path: Path, folder: str, names: tuple[str, ...]) -> dict[str, tuple[str, bytes]]:
+    """The raw bytes of each batch ``name``, as ``{name: (where it came from, bytes)}``.
+
+    ``path`` is the extracted ``folder``, its archive, or a directory holding either.
+    """
+    archive_name = folder.replace("-batches-py", "-python") + ".tar.gz"
+    if (path / folder).is_dir():
+        path = path / folder
+    elif (path / archive_name).is_file():
+        path = path / archive_name
+    if path.is_dir():
+        return {name: (str(path / name), read_bytes(path / name)) for name in names}
+    if not path.is_file():
+        raise DataError(path, f"not found; expected the {folder} folder or {archive_name}")
+    try:
+        with tarfile.open(path, "r:*") as archive:
+            members = {name: archive.extractfile(f"{folder}/{name}") for name in names}
+            return {name: (f"{path}:{folder}/{name}", file.read()) for name, file in members.items()}
+    except KeyError as exc:
+        raise DataError(path, f"archive lacks {exc.args[0]}") from exc
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise DataError(path, f"not a readable tar archive ({exc})") from exc
+
+
+def _parse_batch(where: str, raw: bytes, label_key: bytes, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images ``(n, 3, 32, 32)`` uint8 and labels of one pickled batch."""
+    try:
+        batch = _ArrayUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    except Exception as exc:  # a corrupt pickle raises almost any exception type
+        raise DataError(where, f"not a readable CIFAR batch ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(batch, dict) or b"data" not in batch or label_key not in batch:
+        keys = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
+        raise DataError(where, f"expected a dict with b'data' and {label_key!r}, got {keys}")
+    data, labels = np.asarray(batch[b"data"]), np.asarray(batch[label_key])
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise DataError(where, f"b'data' must be uint8 of shape (n, 3072), got {data.dtype} {data.shape}")
+    if labels.shape != (len(data),) or (labels.size and not 0 <= labels.min() <= labels.max() < n_classes):
+        raise DataError(where, f"{label_key!r} must hold {len(data)} labels in 0..{n_classes - 1}")
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def _load(
+    path: str | os.PathLike[str],
+    name: str,
+    folder: str,
+    parts: dict[str, tuple[str, ...]],
+    label_key: bytes,
+    n_classes: int,
+) -> DataSplits:
+    """Read every batch of ``parts`` (train and test) and join each part's batches."""
+    names = tuple(batch for batches in parts.values() for batch in batches)
+    raw = _read_batches(Path(path), folder, names)
+    datasets = []
+    for batches in parts.values():
+        images, labels = zip(
+            *(_parse_batch(*raw[batch], label_key, n_classes) for batch in batches), strict=True
+        )
+        datasets.append(Dataset(np.concatenate(images), np.concatenate(labels), name, n_classes))
+    return DataSplits(*datasets)
+
+
+def load_cifar10(path: str | os.PathLike[str]) -> DataSplits:
+    """CIFAR-10: 50000 train and 10000 test uint8 images ``(3, 32, 32)`` in 10 classes.
+
+    ``path`` is ``cifar-10-python.tar.gz``, the extracted ``cifar-10-batches-py`` folder, or a
+    folder holding either.
+    """
+    parts = {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": ("test_batch",)}
+    return _load(path, "cifar10", "cifar-10-batches-py", parts, b"labels", 10)
+
+
+def load_cifar100(path: str | os.PathLike[str], labels: str = "fine") -> DataSplits:
+    """CIFAR-100: 50000 train and 10000 test uint8 images ``(3, 32, 32)``.
+
+    ``labels="fine"`` gives the 100 classes, ``"coarse"`` the 20 superclasses. ``path`` is
+    ``cifar-100-python.tar.gz``, the extracted ``cifar-100-python`` folder, or a folder holding
+    either.
+    """
+    if labels not in _CIFAR100_LABELS:
+        raise ValueError(f"labels must be one of {', '.join(_CIFAR100_LABELS)}, got {labels!r}")
+    label_key, n_classes = _CIFAR100_LABELS[labels]
+    parts = {"train": ("train",), "test": ("test",)}
+    return _load(path, "cifar100", "cifar-100-python", parts, label_key, n_classes)
