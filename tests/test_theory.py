@@ -1,0 +1,399 @@
+"""The variance theory (docs/THEORY.md E1-E18) against oracles that are not the code under test:
+closed forms, SciPy's adaptive quadrature, published constants and hand-derived recursions.
+The Monte Carlo checks are in test_theory_montecarlo.py."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import math
+
+import numpy as np
+import pytest
+from scipy.integrate import quad
+from scipy.optimize import brentq
+
+from tinynormact import activations, theory
+
+pytestmark = pytest.mark.theory
+
+PARAMETER_VARIANTS = [
+    ("gelu", {"approximate": "tanh"}),
+    ("leaky_relu", {"slope": 0.2}),
+    ("elu", {"alpha": 0.5}),
+    ("swish", {"beta": 2.0}),
+]
+ZOO = [activations.get(name) for name in activations.names()] + [
+    activations.get(name, **params) for name, params in PARAMETER_VARIANTS
+]
+ZOO_IDS = [repr(act) for act in ZOO]
+QS = [0.01, 0.25, 1.0, 4.0, 100.0]
+
+
+# --- oracles ------------------------------------------------------------------------------------
+
+
+def quad_moments(act: activations.ActivationFunction, q: float) -> tuple[float, float, float]:
+    """E[phi], E[phi^2], E[phi'^2] for x ~ N(0, q) by SciPy's adaptive quadrature in x, split at
+    the kinks and at 0, over |x| <= 40 sqrt(q) (the mass outside is below 1e-300)."""
+
+    def phi(x: float) -> float:
+        return float(act.f(np.array([x]))[0])
+
+    def dphi(x: float) -> float:
+        return float(act.df(np.array([x]))[0])
+
+    def density(x: float) -> float:
+        return math.exp(-x * x / (2 * q)) / math.sqrt(2 * math.pi * q)
+
+    edges = sorted({-40 * math.sqrt(q), 0.0, *act.kinks, 40 * math.sqrt(q)})
+
+    def integrate(g):
+        return sum(
+            quad(lambda x: g(x) * density(x), a, b, epsabs=1e-14, epsrel=1e-13, limit=400)[0]
+            for a, b in zip(edges[:-1], edges[1:], strict=True)
+        )
+
+    return integrate(phi), integrate(lambda x: phi(x) ** 2), integrate(lambda x: dphi(x) ** 2)
+
+
+def erf_m2(q):  # E[erf(x)^2], x ~ N(0, q) (Williams 1997)
+    return 2 / np.pi * np.arcsin(2 * q / (1 + 2 * q))
+
+
+def erf_d2(q):  # E[erf'(x)^2] = (4/pi) E[exp(-2 x^2)]
+    return 4 / np.pi / np.sqrt(1 + 4 * q)
+
+
+# --- E1-E4 --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("q", QS)
+def test_moments_match_closed_forms(q):
+    relu = theory.gaussian_moments("relu", q)
+    expected = (math.sqrt(q / (2 * math.pi)), q / 2, q * (0.5 - 1 / (2 * math.pi)), 0.5)
+    np.testing.assert_allclose(relu, expected, rtol=1e-10)
+
+    a = 0.2
+    leaky = theory.gaussian_moments(activations.get("leaky_relu", slope=a), q)
+    expected = ((1 - a) * math.sqrt(q / (2 * math.pi)), q * (1 + a * a) / 2, (1 + a * a) / 2)
+    np.testing.assert_allclose([leaky.m1, leaky.m2, leaky.d2], expected, rtol=1e-10)
+
+    identity = theory.gaussian_moments("identity", q)
+    np.testing.assert_allclose(identity, (0.0, q, q, 1.0), rtol=1e-10, atol=1e-14)
+
+    erf = theory.gaussian_moments("erf", q)
+    np.testing.assert_allclose([erf.m2, erf.v, erf.d2], [erf_m2(q), erf_m2(q), erf_d2(q)], rtol=1e-10)
+    assert abs(erf.m1) < 1e-14
+
+
+@pytest.mark.parametrize("q", [0.25, 1.0, 4.0])
+@pytest.mark.parametrize("act", ZOO, ids=ZOO_IDS)
+def test_moments_match_adaptive_quadrature(act, q):
+    m1, m2, d2 = quad_moments(act, q)
+    got = theory.gaussian_moments(act, q)
+    np.testing.assert_allclose([got.m1, got.m2, got.d2], [m1, m2, d2], rtol=1e-9, atol=1e-12)
+    assert got.v == pytest.approx(m2 - m1 * m1, rel=1e-9, abs=1e-12)
+
+
+def test_moments_are_vectorized_over_q():
+    q = np.array([[0.25, 1.0, 4.0], [0.01, 9.0, 100.0]])
+    batch = theory.gaussian_moments("swish", q)
+    assert all(np.shape(field) == q.shape for field in batch)
+    for index in np.ndindex(q.shape):
+        one = theory.gaussian_moments("swish", float(q[index]))
+        assert all(type(value) is float for value in one)
+        np.testing.assert_allclose([f[index] for f in batch], one, rtol=1e-14)
+    np.testing.assert_allclose(theory.rho("relu", q), 0.5, rtol=1e-10)
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf"), [1.0, -2.0]])
+def test_moments_reject_q_that_is_not_positive(bad):
+    with pytest.raises(ValueError, match="q must be a finite number > 0"):
+        theory.gaussian_moments("tanh", bad)
+
+
+# --- E5-E7, scaling and the normalization rules ----------------------------------------------------
+
+
+# THEORY.md's reference table at q = 1: rho, rho_c, rho', kappa, lambda forward/backward/balanced
+REFERENCE_TABLE = {
+    "relu": (0.500000, 0.340845, 0.500000, 1.0000, 1.4142, 1.4142, 1.4142),
+    "tanh": (0.394294, 0.394294, 0.464403, 1.1778, 1.5925, 1.4674, 1.5313),
+    "sigmoid": (0.293379, 0.043379, 0.044836, 0.1528, 1.8462, 4.7226, 3.5855),
+    "swish": (0.355776, 0.313083, 0.379482, 1.0666, 1.6765, 1.6233, 1.6501),
+    "elu": (0.644945, 0.619179, 0.668102, 1.0359, 1.2452, 1.2234, 1.2344),
+}
+
+
+@pytest.mark.parametrize("name", REFERENCE_TABLE)
+def test_gains_reproduce_the_reference_table_of_the_contract(name):
+    got = [
+        theory.rho(name),
+        theory.rho_c(name),
+        theory.rho_prime(name),
+        theory.kappa(name),
+        *(theory.normalization(name, rule).scale for rule in ("forward", "backward", "balanced")),
+    ]
+    np.testing.assert_allclose(got[:3], REFERENCE_TABLE[name][:3], atol=5e-7)
+    np.testing.assert_allclose(got[3:], REFERENCE_TABLE[name][3:], atol=5e-5)
+
+
+@pytest.mark.parametrize("act", ZOO, ids=ZOO_IDS)
+def test_scaling_multiplies_both_gains_by_c_squared_and_keeps_kappa(act):
+    q, c = np.array([0.25, 1.0, 4.0]), 2.5
+    scaled = activations.affine(act, c)
+    np.testing.assert_allclose(theory.rho(scaled, q), c**2 * theory.rho(act, q), rtol=1e-12)
+    np.testing.assert_allclose(theory.rho_prime(scaled, q), c**2 * theory.rho_prime(act, q), rtol=1e-12)
+    np.testing.assert_allclose(theory.kappa(scaled, q), theory.kappa(act, q), rtol=1e-12)
+
+
+@pytest.mark.parametrize("q", [0.5, 2.0])
+@pytest.mark.parametrize("act", ZOO, ids=ZOO_IDS)
+def test_each_rule_makes_its_gain_one(act, q):
+    for center in (False, True):
+        forward = theory.normalized(act, "forward", q, center)
+        backward = theory.normalized(act, "backward", q, center)
+        balanced = theory.normalized(act, "balanced", q, center)
+        assert theory.rho(forward, q) == pytest.approx(1.0, rel=1e-12)  # E12
+        assert theory.rho_prime(backward, q) == pytest.approx(1.0, rel=1e-12)  # E13
+        mean_inverse = (1 / theory.rho(balanced, q) + 1 / theory.rho_prime(balanced, q)) / 2
+        if center:  # a centred phi_hat has mean 0, so its rho is its rho_c
+            assert theory.gaussian_moments(forward, q).m1 == pytest.approx(0.0, abs=1e-12)
+        assert mean_inverse == pytest.approx(1.0, rel=1e-12)  # E14
+    assert theory.normalization(act, "forward", q, center=False).shift == 0.0
+
+
+def test_normalization_closed_form_for_relu():
+    rho_c = 0.5 - 1 / (2 * math.pi)
+    scale, shift = theory.normalization("relu", "forward", 1.0, center=True)
+    assert scale == pytest.approx(1 / math.sqrt(rho_c), rel=1e-10)
+    assert shift == pytest.approx(1 / math.sqrt(2 * math.pi), rel=1e-10)
+    scale, _ = theory.normalization("relu", "balanced", 1.0, center=True)
+    assert scale == pytest.approx(math.sqrt((1 / rho_c + 2) / 2), rel=1e-10)
+
+
+def test_normalization_rejects_an_unknown_rule():
+    message = "unknown normalization rule 'sideways'; valid: forward, backward, balanced"
+    with pytest.raises(ValueError, match=message):
+        theory.normalization("tanh", "sideways")
+    with pytest.raises(ValueError, match="convention 'he'"):
+        theory.init_gain("relu", "he")
+
+
+def test_init_gains():
+    assert theory.init_gain("relu") == pytest.approx(math.sqrt(2), rel=1e-10)
+    assert theory.init_gain("relu", "backward") == pytest.approx(math.sqrt(2), rel=1e-10)
+    assert theory.init_gain("identity") == pytest.approx(1.0, rel=1e-10)
+    assert theory.init_gain("tanh") == pytest.approx(1.5925, abs=5e-5)
+    slope = 0.2
+    leaky = activations.get("leaky_relu", slope=slope)
+    assert theory.init_gain(leaky) == pytest.approx(math.sqrt(2 / (1 + slope**2)), rel=1e-10)
+    assert theory.init_gain("erf", "backward", q=2.0) == pytest.approx(erf_d2(2.0) ** -0.5, rel=1e-10)
+
+
+# --- E8-E11: MLP profile ---------------------------------------------------------------------------
+
+
+def test_mlp_profile_linear_network_closed_form():
+    widths = [30, 50, 20, 80, 10]
+    s_w, grad_out, q0 = np.array([1.5, 0.5, 2.0, 1.2]), 0.7, 2.0
+    profile = theory.mlp_profile("identity", widths, weight_var=s_w, q0=q0, grad_out_sq=grad_out)
+    q = q0 * np.cumprod(s_w)  # E8 without bias: products of the weight variances
+    np.testing.assert_allclose(profile.q, q, rtol=1e-12)
+    np.testing.assert_allclose(profile.x_sq, q, rtol=1e-12)
+    # E9: delta_l = grad_out * prod_{k > l} s_k n_k / n_{k-1} = grad_out * n_L / n_l * prod_{k > l} s_k
+    n = np.array(widths, dtype=float)
+    tail = np.array([np.prod(s_w[l + 1 :]) for l in range(4)])
+    delta = grad_out * n[-1] / n[1:] * tail
+    np.testing.assert_allclose(profile.delta_sq, delta, rtol=1e-12)
+    np.testing.assert_allclose(profile.weight_grad_sq, delta * np.concatenate([[q0], q[:-1]]), rtol=1e-12)
+    np.testing.assert_allclose(profile.bias_grad_sq, delta, rtol=1e-12)
+
+
+def test_mlp_profile_he_initialized_relu_is_flat():
+    profile = theory.mlp_profile("relu", [64] * 7, weight_var=2.0, q0=1.5)
+    np.testing.assert_allclose(profile.q, 3.0, rtol=1e-10)
+    np.testing.assert_allclose(profile.x_sq, [1.5] * 5 + [3.0], rtol=1e-10)
+    np.testing.assert_allclose(profile.delta_sq, 1.0, rtol=1e-10)
+    np.testing.assert_allclose(profile.weight_grad_sq, 1.5, rtol=1e-10)  # E11 with kappa = 1
+
+
+def test_mlp_profile_erf_network_follows_the_closed_form_recursion():
+    widths, s_w, s_b, q0, grad_out = [40, 60, 60, 30, 50], 1.7, 0.2, 0.8, 2.0
+    profile = theory.mlp_profile("erf", widths, s_w, s_b, q0, final_activation=True, grad_out_sq=grad_out)
+    q, x = [], q0
+    for _ in range(4):  # E8 with Williams' closed form for E[erf^2]
+        q.append(s_w * x + s_b)
+        x = erf_m2(q[-1])
+    q = np.array(q)
+    delta = [grad_out * erf_d2(q[3])]
+    for l in (2, 1, 0):  # E9 with the closed form of E[erf'^2]
+        delta.insert(0, s_w * widths[l + 2] / widths[l + 1] * erf_d2(q[l]) * delta[0])
+    np.testing.assert_allclose(profile.q, q, rtol=1e-10)
+    np.testing.assert_allclose(profile.x_sq, erf_m2(q), rtol=1e-10)
+    np.testing.assert_allclose(profile.delta_sq, delta, rtol=1e-10)
+    inputs_sq = np.concatenate([[q0], erf_m2(q[:-1])])
+    np.testing.assert_allclose(profile.weight_grad_sq, np.array(delta) * inputs_sq, rtol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["tanh", "swish", "sigmoid", "selu"])
+def test_weight_gradient_ratio_between_layers_is_kappa(name):
+    """E11: equal widths and no bias give E[gW_l^2] / E[gW_{l+1}^2] = kappa(q_l)."""
+    act = activations.get(name)
+    profile = theory.mlp_profile(act, [100] * 6, weight_var=1.3)
+    for l in range(4):  # l is 0-based: layers l + 1 and l + 2
+        _, m2, d2 = quad_moments(act, profile.q[l])
+        ratio = profile.weight_grad_sq[l] / profile.weight_grad_sq[l + 1]
+        assert ratio == pytest.approx(d2 * profile.q[l] / m2, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"widths": [10]}, "widths must be"),
+        ({"widths": [10, 0, 5]}, "widths must be"),
+        ({"weight_var": [1.0, 2.0]}, "weight_var must be a finite number > 0 or 3 of them"),
+        ({"weight_var": 0.0}, "weight_var must be"),
+        ({"bias_var": -0.1}, "bias_var must be a finite number >= 0"),
+        ({"q0": 0.0}, "q0 must be"),
+    ],
+)
+def test_mlp_profile_rejects_bad_arguments(kwargs, message):
+    arguments = {"act": "tanh", "widths": [10, 10, 10, 10], **kwargs}
+    with pytest.raises(ValueError, match=message):
+        theory.mlp_profile(**arguments)
+
+
+# --- E17-E18: residual profile -----------------------------------------------------------------------
+
+
+def test_residual_profile_linear_branches_closed_form():
+    s_w, alpha, k, depth, g = 1.2, 0.5, 2, 5, 3.0
+    profile = theory.residual_profile("identity", 64, depth, k, alpha, s_w, q0=2.0, grad_out_sq=g)
+    growth = 1 + alpha**2 * s_w ** (k + 1)  # a linear branch of k + 1 Linears multiplies by s_w^(k+1)
+    np.testing.assert_allclose(profile.x_sq, 2.0 * growth ** np.arange(depth + 1), rtol=1e-12)
+    np.testing.assert_allclose(profile.grad_sq, g * growth ** np.arange(depth, -1, -1), rtol=1e-12)
+    np.testing.assert_allclose(profile.chi, s_w ** (k + 1), rtol=1e-12)
+
+
+def test_residual_profile_relu_branches_by_hand():
+    s_w, s_b, alpha, q0 = 2.0, 0.1, 0.7, 1.3
+    profile = theory.residual_profile("relu", 64, 3, 2, alpha, s_w, s_b, q0)
+    x, xs, qs = q0, [q0], []
+    for _ in range(3):  # E[relu(h)^2] = q / 2
+        q1 = s_w * x + s_b
+        q2 = s_w * q1 / 2 + s_b
+        branch = s_w * q2 / 2 + s_b
+        x += alpha**2 * branch
+        xs.append(x)
+        qs.append([q1, q2])
+    np.testing.assert_allclose(profile.x_sq, xs, rtol=1e-12)
+    np.testing.assert_allclose(profile.branch_q, qs, rtol=1e-12)
+    chi = s_w * (s_w / 2) ** 2  # E[relu'^2] = 1/2
+    np.testing.assert_allclose(profile.chi, chi, rtol=1e-12)
+    np.testing.assert_allclose(profile.grad_sq, (1 + alpha**2 * chi) ** np.arange(3, -1, -1), rtol=1e-12)
+
+
+def test_residual_profile_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="depth must be an integer >= 1"):
+        theory.residual_profile("relu", 64, 0)
+    with pytest.raises(ValueError, match="branch_depth must be an integer >= 1"):
+        theory.residual_profile("relu", 64, 3, branch_depth=1.5)
+
+
+# --- fixed points -----------------------------------------------------------------------------------
+
+
+def test_solve_selu_reproduces_the_published_constants():
+    alpha, scale = theory.solve_selu()
+    assert alpha == pytest.approx(1.6732632423543772, abs=1e-10)
+    assert scale == pytest.approx(1.0507009873554804, abs=1e-10)
+
+
+def test_forward_fixed_point_relu_closed_form_and_degenerate_cases():
+    # relu: q = s q / 2 + b  =>  q* = b / (1 - s / 2) for s < 2
+    assert theory.forward_fixed_point("relu", 1.5, 0.3) == pytest.approx(1.2, rel=1e-12)
+    assert theory.forward_fixed_point("relu", 1.0, 0.5, q0=50.0) == pytest.approx(1.0, rel=1e-12)
+    assert theory.forward_fixed_point("relu", 2.0, 0.0, q0=3.0) == 3.0  # every q is fixed
+    assert theory.forward_fixed_point("relu", 3.0) == math.inf
+    assert theory.forward_fixed_point("tanh", 0.5) == 0.0
+
+
+def test_forward_fixed_point_erf_is_where_iterating_the_closed_form_converges():
+    s_w, s_b = 2.5, 0.05
+    q = 1.0
+    for _ in range(500):  # E8 iterated with Williams' closed form
+        q = s_w * erf_m2(q) + s_b
+    assert theory.forward_fixed_point("erf", s_w, s_b) == pytest.approx(q, rel=1e-10)
+
+
+def test_critical_weight_var_degenerate_cases():
+    assert theory.critical_weight_var("relu") == pytest.approx(2.0, rel=1e-12)
+    assert theory.critical_weight_var("relu", bias_var=0.1) == pytest.approx(2.0, rel=1e-12)
+    assert theory.critical_weight_var(activations.get("leaky_relu", slope=0.2)) == pytest.approx(2 / 1.04)
+    assert theory.critical_weight_var("identity") == pytest.approx(1.0, rel=1e-12)
+    assert theory.critical_weight_var("tanh") == pytest.approx(1.0, rel=1e-10)  # q* = 0, tanh'(0) = 1
+    assert theory.critical_weight_var("erf") == pytest.approx(math.pi / 4, rel=1e-10)  # 1 / erf'(0)^2
+    with pytest.raises(ValueError, match="no critical weight variance for softplus"):
+        theory.critical_weight_var("softplus")
+
+
+@pytest.mark.parametrize("bias_var", [0.05, 0.3])
+def test_critical_weight_var_erf_matches_the_closed_form_edge_of_chaos(bias_var):
+    # s * d2(q) = 1 gives s = pi sqrt(1 + 4q) / 4; the fixed point s * m2(q) + b = q then fixes q
+    def mismatch(q):
+        return math.pi * math.sqrt(1 + 4 * q) / 4 * erf_m2(q) + bias_var - q
+
+    q_star = brentq(mismatch, bias_var + 1e-9, 1e6, xtol=1e-14)
+    expected = math.pi * math.sqrt(1 + 4 * q_star) / 4
+    assert theory.critical_weight_var("erf", bias_var) == pytest.approx(expected, rel=1e-9)
+
+
+def test_critical_weight_var_tanh_with_bias_is_critical_under_quadrature():
+    s_w, s_b = theory.critical_weight_var("tanh", 0.1), 0.1
+    act = activations.get("tanh")
+    q, previous = 1.0, 0.0
+    while abs(q - previous) > 1e-14:  # E8 iterated with SciPy's quadrature
+        q, previous = s_w * quad_moments(act, q)[1] + s_b, q
+    assert s_w * quad_moments(act, q)[2] == pytest.approx(1.0, rel=1e-8)
+
+
+# --- the gains table ----------------------------------------------------------------------------------
+
+
+def test_gains_table_rows_and_closed_form_values():
+    rows = theory.gains_table()
+    assert [row["activation"] for row in rows] == activations.names()
+    relu = rows[activations.names().index("relu")]
+    rho_c = 0.5 - 1 / (2 * math.pi)
+    expected = {
+        "m1": 1 / math.sqrt(2 * math.pi), "rho": 0.5, "rho_c": rho_c, "rho_prime": 0.5, "kappa": 1.0,
+        "lambda_forward": math.sqrt(2), "lambda_backward": math.sqrt(2), "lambda_balanced": math.sqrt(2),
+        "lambda_forward_c": 1 / math.sqrt(rho_c), "lambda_balanced_c": math.sqrt((1 / rho_c + 2) / 2),
+        "gain_forward": math.sqrt(2), "gain_backward": math.sqrt(2),
+    }  # fmt: skip
+    assert set(relu) == {"activation", *expected}
+    for key, value in expected.items():
+        assert relu[key] == pytest.approx(value, rel=1e-10), key
+
+
+def test_gains_table_labels_non_default_parameters_and_formats_aligned():
+    rows = theory.gains_table(["tanh", activations.get("swish", beta=2.0)], q=2.0)
+    assert [row["activation"] for row in rows] == ["tanh", "swish(beta=2.0)"]
+    assert rows[0]["rho"] == pytest.approx(quad_moments(activations.get("tanh"), 2.0)[1] / 2.0, rel=1e-10)
+    text = theory.format_gains_table(rows)
+    lines = text.splitlines()
+    assert len(lines) == 3 and len({len(line) for line in lines}) == 1
+    assert lines[0].split()[:3] == ["activation", "m1", "rho"]
+    assert f"{rows[1]['kappa']:.6f}" in lines[2]
+
+
+def test_theory_never_imports_autograd():
+    tree = ast.parse(inspect.getsource(theory))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name for alias in node.names}
+    assert not {"tinynormact.autograd", "tinynormact.ops", "tinynormact.nn", "numpy"} & imported
+    assert not any(name.startswith(("tinynormact.nn", "tinynormact.autograd")) for name in imported)
