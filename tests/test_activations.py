@@ -198,3 +198,27 @@ def test_autograd_op_built_from_the_pair_passes_gradcheck(name, params):
     x = rng.choice([-1.0, 1.0], size=(3, 4)) * rng.uniform(0.1, 3.0, size=(3, 4))  # off the kinks
     inputs = tn.Tensor(x, requires_grad=True)
     assert tn.gradcheck(lambda t: ops.activation(t, act), inputs)
+
+
+WITH_DF_FROM_OUTPUT = [
+    pytest.param(name, params, id=f"{name}{params or ''}")
+    for name, params, _ in REFERENCES
+    if activations.get(name, **params).df_from_output is not None
+]
+
+
+@pytest.mark.parametrize(("name", "params"), WITH_DF_FROM_OUTPUT)
+def test_derivative_from_output_agrees_with_derivative_from_input(name, params):
+    """Where an activation offers phi' in terms of y = phi(x), it must equal phi'(x) everywhere,
+    kinks included (the conventions at kinks must agree too), also through affine()."""
+    act = activations.get(name, **params)
+    x = np.concatenate([np.linspace(-6.0, 6.0, 241), [0.0]])
+    np.testing.assert_allclose(act.df_from_output(act.f(x)), act.df(x), rtol=1e-9, atol=1e-12)
+    scaled = activations.affine(act, 1.7, 0.3)
+    np.testing.assert_allclose(scaled.df_from_output(scaled.f(x)), scaled.df(x), rtol=1e-9, atol=1e-12)
+
+
+def test_activations_that_must_offer_a_derivative_from_output():
+    """tanh and sigmoid backward would otherwise recompute the forward (benchmarks/bench_mlp_step)."""
+    for name in ("tanh", "sigmoid", "relu", "elu", "selu", "softplus", "identity"):
+        assert activations.get(name).df_from_output is not None, name

@@ -48,6 +48,9 @@ class ActivationFunction:
 
     ``name`` is the canonical name, ``params`` its parameters, ``f``/``df`` compute phi and phi'
     elementwise on an array, ``kinks`` are the x where phi or phi' is not smooth.
+    ``df_from_output``, where phi is invertible enough, computes phi'(x) from y = phi(x) (tanh:
+    1 - y^2): the autograd op then keeps only the output for backward, saving a recomputation and
+    the memory of the input.
     """
 
     name: str
@@ -56,6 +59,7 @@ class ActivationFunction:
     df: Callable[[Array], Array]
     kinks: tuple[float, ...] = ()
     description: str = field(default="")
+    df_from_output: Callable[[Array], Array] | None = None
 
     def __call__(self, x: Array) -> Array:
         return self.f(x)
@@ -164,6 +168,32 @@ def _softsign_df(x: Array) -> Array:
     return 1.0 / (d * d)
 
 
+def _tanh_df_from_output(y: Array) -> Array:
+    return 1.0 - y * y
+
+
+def _sigmoid_df_from_output(y: Array) -> Array:
+    return y * (1.0 - y)
+
+
+def _leaky_relu_df_from_output(y: Array, slope: float) -> Array:
+    return backend.get_array_module(y).where(y > 0, 1.0, slope).astype(y.dtype)
+
+
+def _elu_df_from_output(y: Array, alpha: float, scale: float = 1.0) -> Array:
+    # for x <= 0, y = scale * alpha * (e^x - 1), so phi'(x) = scale * alpha * e^x = y + scale * alpha
+    return backend.get_array_module(y).where(y > 0, scale, y + scale * alpha).astype(y.dtype)
+
+
+def _softplus_df_from_output(y: Array) -> Array:
+    # y = log(1 + e^x) gives sigmoid(x) = 1 - e^-y
+    return -backend.get_array_module(y).expm1(-y)
+
+
+def _identity_df_from_output(y: Array) -> Array:
+    return backend.get_array_module(y).ones_like(y)
+
+
 def _erf(x: Array) -> Array:
     return backend.erf(x)
 
@@ -203,18 +233,32 @@ class _Entry:
     df: Callable[..., Array]
     params: dict[str, _Param] = field(default_factory=dict)
     kinks: tuple[float, ...] = ()
+    df_from_output: Callable[..., Array] | None = None
 
 
 _REGISTRY: dict[str, _Entry] = {
-    "identity": _Entry(_identity, _identity_df),
-    "relu": _Entry(partial(_leaky_relu, slope=0.0), partial(_leaky_relu_df, slope=0.0), kinks=(0.0,)),
+    "identity": _Entry(_identity, _identity_df, df_from_output=_identity_df_from_output),
+    "relu": _Entry(
+        partial(_leaky_relu, slope=0.0),
+        partial(_leaky_relu_df, slope=0.0),
+        kinks=(0.0,),
+        df_from_output=partial(_leaky_relu_df_from_output, slope=0.0),
+    ),
+    # phi(x) = slope * x is decreasing for a negative slope: y > 0 no longer means x > 0
     "leaky_relu": _Entry(_leaky_relu, _leaky_relu_df, {"slope": _with_default(_REAL, 0.01)}, (0.0,)),
-    "elu": _Entry(_elu, _elu_df, {"alpha": _with_default(_NON_NEGATIVE, 1.0)}, (0.0,)),
+    "elu": _Entry(
+        _elu,
+        _elu_df,
+        {"alpha": _with_default(_NON_NEGATIVE, 1.0)},
+        (0.0,),
+        df_from_output=_elu_df_from_output,
+    ),
     "selu": _Entry(
         _elu,
         _elu_df,
         {"alpha": _with_default(_NON_NEGATIVE, SELU_ALPHA), "scale": _with_default(_POSITIVE, SELU_SCALE)},
         (0.0,),
+        df_from_output=_elu_df_from_output,
     ),
     "gelu": _Entry(
         _gelu,
@@ -223,9 +267,9 @@ _REGISTRY: dict[str, _Entry] = {
     ),
     "swish": _Entry(_swish, _swish_df, {"beta": _with_default(_NON_NEGATIVE, 1.0)}),
     "mish": _Entry(_mish, _mish_df),
-    "softplus": _Entry(_softplus, _sigmoid),
-    "tanh": _Entry(_tanh, _tanh_df),
-    "sigmoid": _Entry(_sigmoid, _sigmoid_df),
+    "softplus": _Entry(_softplus, _sigmoid, df_from_output=_softplus_df_from_output),
+    "tanh": _Entry(_tanh, _tanh_df, df_from_output=_tanh_df_from_output),
+    "sigmoid": _Entry(_sigmoid, _sigmoid_df, df_from_output=_sigmoid_df_from_output),
     "softsign": _Entry(_softsign, _softsign_df, kinks=(0.0,)),
     "erf": _Entry(_erf, _erf_df),
 }
@@ -277,6 +321,7 @@ def get(name: str | ActivationFunction, **params: Any) -> ActivationFunction:
         df=partial(entry.df, **values),
         kinks=entry.kinks,
         description=_describe(canonical, values),
+        df_from_output=None if entry.df_from_output is None else partial(entry.df_from_output, **values),
     )
 
 
@@ -301,6 +346,13 @@ def affine(act: str | ActivationFunction, scale: float, shift: float = 0.0) -> A
     def df(x: Array) -> Array:
         return scale * base.df(x)
 
+    df_from_output = None
+    if base.df_from_output is not None and scale != 0.0:
+        base_df_from_output = base.df_from_output
+
+        def df_from_output(y: Array) -> Array:
+            return scale * base_df_from_output(y / scale + shift)
+
     def label(inner: str) -> str:
         return f"{scale:.6g}*({inner}{-shift:+.6g})" if shift else f"{scale:.6g}*{inner}"
 
@@ -311,4 +363,5 @@ def affine(act: str | ActivationFunction, scale: float, shift: float = 0.0) -> A
         df=df,
         kinks=base.kinks,
         description=label(repr(base)),
+        df_from_output=df_from_output,
     )

@@ -251,8 +251,15 @@ def clip(x: Tensor, low: Any = None, high: Any = None) -> Tensor:
 
 
 def activation(x: Tensor, act: Any) -> Tensor:
-    """phi(x) for an activation function object with ``f`` and ``df`` (see ``activations``)."""
-    return _unary(act.name, x, act.f(x.data), lambda: act.df(x.data))
+    """phi(x) for an activation function with ``f`` and ``df`` (see ``activations``).
+
+    When the activation can compute phi' from its output (``df_from_output``), backward keeps only
+    the output, which the next layer keeps anyway: no recomputation, no extra memory.
+    """
+    out = act.f(x.data)
+    if getattr(act, "df_from_output", None) is not None:
+        return _unary(act.name, x, out, lambda: act.df_from_output(out))
+    return _unary(act.name, x, out, lambda: act.df(x.data))
 
 
 def astype(x: Tensor, dtype: Any) -> Tensor:
