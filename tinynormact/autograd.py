@@ -79,7 +79,7 @@ class Tensor:
         self._backward: BackwardFn | str | None = None
         self._op = "leaf"
         self._retain_grad = False
-        self._hooks: list[Callable[[Any], Any]] = []
+        self._hooks: tuple[Callable[[Any], Any], ...] = ()
 
     # ----- construction of graph nodes (used by ops) ---------------------------------------
     @classmethod
@@ -90,7 +90,7 @@ class Tensor:
         out.grad = None
         out._op = op
         out._retain_grad = False
-        out._hooks = []
+        out._hooks = ()
         out.requires_grad = _grad_mode["enabled"] and any(p.requires_grad for p in parents)
         if out.requires_grad:
             out._parents, out._backward = parents, backward
@@ -179,8 +179,12 @@ class Tensor:
         """
         if not self.requires_grad:
             raise RuntimeError("register_hook() on a tensor that does not require a gradient")
-        self._hooks.append(hook)
-        return lambda: self._hooks.remove(hook) if hook in self._hooks else None
+        self._hooks = (*self._hooks, hook)
+
+        def remove() -> None:
+            self._hooks = tuple(h for h in self._hooks if h is not hook)
+
+        return remove
 
     def backward(self, grad: Any = None, retain_graph: bool = False) -> None:
         """Accumulate d(self)/d(leaf) into the ``.grad`` of every leaf that requires it.
@@ -208,19 +212,19 @@ class Tensor:
             for hook in node._hooks:
                 replaced = hook(g)
                 g = g if replaced is None else replaced
-            if node._backward is None or node._retain_grad:
+            backward_fn = node._backward
+            if backward_fn is None or node._retain_grad:
                 node.grad = _accumulate(node.grad, g, stored)
-            if node._backward is None:
+            if backward_fn is None:
                 continue
-            if node._backward is _FREED:
+            if backward_fn is _FREED:
                 raise RuntimeError(_FREED_MESSAGE)
-            for parent, parent_grad in zip(node._parents, node._backward(g), strict=True):
-                if parent_grad is None or not parent.requires_grad:
-                    continue
-                key = id(parent)
-                grads[key] = parent_grad if key not in grads else grads[key] + parent_grad
+            for parent, parent_grad in zip(node._parents, backward_fn(g), strict=True):
+                if parent_grad is not None and parent.requires_grad:
+                    key = id(parent)
+                    grads[key] = grads[key] + parent_grad if key in grads else parent_grad
             if not retain_graph:
-                node._parents, node._backward, node._hooks = (), _FREED, []
+                node._parents, node._backward, node._hooks = (), _FREED, ()
 
     def _seed_gradient(self, grad: Any) -> Any:
         if grad is None:
