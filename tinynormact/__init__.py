@@ -4,9 +4,12 @@ Public API (README.md has a tour)::
 
     import tinynormact as tn
     tn.Tensor, tn.no_grad, tn.gradcheck, tn.set_device, tn.get_device
+    tn.activations, tn.theory                 the activation zoo and THEORY E1-E18
+    tn.nn, tn.losses, tn.optim, tn.functional networks, losses, optimizers
+    tn.data                                   datasets and the batching loader
 """
 
-from tinynormact import backend, ops
+from tinynormact import activations, backend, data, functional, losses, nn, ops, optim, theory
 from tinynormact.autograd import Tensor, is_grad_enabled, no_grad
 from tinynormact.backend import (
     get_default_dtype,
@@ -22,7 +25,14 @@ __all__ = [
     "GradcheckError",
     "Tensor",
     "__version__",
+    "activations",
     "backend",
+    "data",
+    "functional",
+    "losses",
+    "nn",
+    "optim",
+    "theory",
     "get_default_dtype",
     "get_device",
     "gradcheck",

@@ -1,0 +1,131 @@
+"""Stateless functions on Tensors (``import tinynormact.functional as F``).
+
+- ``activation(x, name, **params)`` for any activation name, and one function per name
+  (``F.relu(x)``, ``F.swish(x, beta=2.0)``, ...);
+- normalized names ("nswish") give the *static* normalization of THEORY E15 (options ``rule``,
+  ``center``, ``q``); the adaptive one keeps running statistics and is the layer
+  ``nn.NormalizedActivation``;
+- ``softmax``, ``log_softmax`` (from ``ops``), ``softmax_cross_entropy``, ``mse_loss`` (from
+  ``losses``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tinynormact import activations, ops, theory
+from tinynormact.activations import ActivationFunction
+from tinynormact.autograd import Tensor
+from tinynormact.losses import mse_loss, softmax_cross_entropy
+from tinynormact.nn.layers import get_activation
+from tinynormact.ops import log_softmax, softmax
+
+_NORMALIZATION_OPTIONS = ("rule", "center", "q")
+
+__all__ = [
+    "activation",
+    "elu",
+    "erf",
+    "gelu",
+    "identity",
+    "leaky_relu",
+    "log_softmax",
+    "mish",
+    "mse_loss",
+    "relu",
+    "selu",
+    "sigmoid",
+    "silu",
+    "softmax",
+    "softmax_cross_entropy",
+    "softplus",
+    "softsign",
+    "swish",
+    "tanh",
+]
+
+
+def activation(x: Any, name: str | ActivationFunction, **params: Any) -> Tensor:
+    """phi(x) for the activation ``name`` with its ``params``.
+
+    For a normalized name "n<name>" this is the static normalized activation
+    lambda * (phi(x) - mu) of THEORY E15; ``params`` may then also hold ``rule``, ``center`` and
+    ``q`` (defaults "balanced", False, 1.0), the rest going to the base activation.
+    """
+    base = activations.parse_normalized_name(name) if isinstance(name, str) else None
+    if base is None:
+        fn = get_activation(name, **params)
+    else:
+        options = {key: params.pop(key) for key in _NORMALIZATION_OPTIONS if key in params}
+        fn = theory.normalized(get_activation(base, **params), **options)
+    return ops.activation(ops.as_tensor(x), fn)
+
+
+def identity(x: Any) -> Tensor:
+    """x."""
+    return activation(x, "identity")
+
+
+def relu(x: Any) -> Tensor:
+    """max(x, 0)."""
+    return activation(x, "relu")
+
+
+def leaky_relu(x: Any, slope: float = 0.01) -> Tensor:
+    """x for x > 0, slope * x otherwise."""
+    return activation(x, "leaky_relu", slope=slope)
+
+
+def elu(x: Any, alpha: float = 1.0) -> Tensor:
+    """x for x > 0, alpha * (exp(x) - 1) otherwise."""
+    return activation(x, "elu", alpha=alpha)
+
+
+def selu(x: Any) -> Tensor:
+    """scale * elu_alpha(x) with SELU's self-normalizing constants."""
+    return activation(x, "selu")
+
+
+def gelu(x: Any, approximate: str = "none") -> Tensor:
+    """x * Phi(x) ("tanh" for the tanh approximation)."""
+    return activation(x, "gelu", approximate=approximate)
+
+
+def swish(x: Any, beta: float = 1.0) -> Tensor:
+    """x * sigmoid(beta * x)."""
+    return activation(x, "swish", beta=beta)
+
+
+def silu(x: Any) -> Tensor:
+    """x * sigmoid(x) (swish with beta = 1)."""
+    return activation(x, "swish")
+
+
+def mish(x: Any) -> Tensor:
+    """x * tanh(softplus(x))."""
+    return activation(x, "mish")
+
+
+def softplus(x: Any) -> Tensor:
+    """log(1 + exp(x))."""
+    return activation(x, "softplus")
+
+
+def tanh(x: Any) -> Tensor:
+    """Hyperbolic tangent."""
+    return activation(x, "tanh")
+
+
+def sigmoid(x: Any) -> Tensor:
+    """1 / (1 + exp(-x))."""
+    return activation(x, "sigmoid")
+
+
+def softsign(x: Any) -> Tensor:
+    """x / (1 + |x|)."""
+    return activation(x, "softsign")
+
+
+def erf(x: Any) -> Tensor:
+    """The error function."""
+    return activation(x, "erf")

@@ -1,0 +1,84 @@
+"""Losses: softmax cross-entropy (one fused, numerically stable op) and mean squared error.
+
+Reduction convention: for cross-entropy, "mean" divides the sum of the per-example losses by the
+batch size N (each example's gradient is then its per-example gradient / N, the convention of
+THEORY's statistics); for MSE, "mean" divides by the number of elements (PyTorch's convention).
+"sum" never divides. Targets are constants: no gradient flows into labels.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tinynormact import backend, ops
+from tinynormact.autograd import Tensor
+
+REDUCTIONS = ("mean", "sum")
+
+
+def _check_reduction(reduction: str) -> None:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"unknown reduction {reduction!r}; valid: {', '.join(REDUCTIONS)}")
+
+
+def _targets(labels: Any, logits: Tensor) -> Any:
+    """The labels as a float (N, C) array of target probabilities on the logits' device."""
+    n, c = logits.shape
+    raw = labels.data if isinstance(labels, Tensor) else backend.asarray(labels, device=logits.device)
+    xp = backend.get_array_module(logits.data)
+    if raw.dtype.kind in "iu":
+        if raw.shape != (n,):
+            raise ValueError(
+                f"integer labels must have shape ({n},) for logits of shape {logits.shape}, got {raw.shape}"
+            )
+        bad = xp.flatnonzero((raw < 0) | (raw >= c))
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(f"label {int(raw[i])} at index {i} is outside the {c} classes [0, {c - 1}]")
+        return xp.eye(c, dtype=logits.dtype)[raw]
+    if raw.shape != (n, c):
+        raise ValueError(
+            f"labels must be integers of shape ({n},) or class probabilities (one-hot) of shape "
+            f"({n}, {c}) for logits of shape {logits.shape}; got {raw.dtype} labels of shape {raw.shape}"
+        )
+    return raw.astype(logits.dtype)
+
+
+def softmax_cross_entropy(logits: Tensor, labels: Any, reduction: str = "mean") -> Tensor:
+    """-sum_c t_c log softmax(logits)_c per example, reduced over the batch.
+
+    ``logits`` has shape (N, C); ``labels`` are integer classes of shape (N,) or target
+    probabilities (one-hot or soft) of shape (N, C). The forward uses a log-softmax shifted by
+    the maximum (no overflow); the backward is (softmax * sum_c t_c - t) / N for "mean".
+    """
+    _check_reduction(reduction)
+    logits = ops.as_tensor(logits)
+    if logits.ndim != 2:
+        raise ValueError(f"logits must have shape (N, C), got {logits.shape}")
+    targets = _targets(labels, logits)
+    xp = backend.get_array_module(logits.data)
+    shifted = logits.data - logits.data.max(axis=1, keepdims=True)
+    log_probs = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
+    total = -(targets * log_probs).sum()
+    scale = 1.0 / logits.shape[0] if reduction == "mean" else 1.0
+
+    def backward(g: Any) -> tuple[Any]:
+        grad = xp.exp(log_probs) * targets.sum(axis=1, keepdims=True) - targets
+        return (grad * (g * scale),)
+
+    return Tensor.from_op(xp.asarray(total * scale), (logits,), backward, "softmax_cross_entropy")
+
+
+def mse_loss(prediction: Tensor, target: Any, reduction: str = "mean") -> Tensor:
+    """(prediction - target)^2 summed over all elements, divided by the number of elements for
+    "mean". Shapes must match exactly (no silent broadcasting)."""
+    _check_reduction(reduction)
+    prediction = ops.as_tensor(prediction)
+    target = ops.as_tensor(target, like=prediction)
+    if prediction.shape != target.shape:
+        raise ValueError(
+            f"mse_loss: prediction shape {prediction.shape} differs from target shape {target.shape}"
+        )
+    diff = prediction - target
+    squares = diff * diff
+    return squares.mean() if reduction == "mean" else squares.sum()

@@ -1,0 +1,96 @@
+"""The basic layers: Linear (h = x W^T + b) and Activation (x = phi(h))."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tinynormact import activations, backend, ops
+from tinynormact.activations import ActivationFunction
+from tinynormact.autograd import Tensor
+from tinynormact.nn import init as nn_init
+from tinynormact.nn.module import Module, Parameter
+
+
+class Linear(Module):
+    """h = x @ weight.T + bias for x of shape (batch, in_features); one fused graph node.
+
+    ``weight`` has shape (out_features, in_features), ``bias`` (out_features,) starts at zero.
+    ``init`` is a scheme name of ``nn.init`` (default "lecun_normal": Var(W) = 1 / fan_in, the
+    sigma_w^2 = 1 of THEORY E8-E14) or a callable ``init(weight, rng=rng)``. ``activation`` (the
+    activation that follows the layer, a name or ActivationFunction) makes the gain
+    activation-aware: computed from the theory, see ``nn.init.initialize``. ``rng`` is an int
+    seed or a NumPy Generator; ``dtype`` defaults to the default dtype.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        init: str | nn_init.Initializer = "lecun_normal",
+        activation: str | ActivationFunction | None = None,
+        dtype: Any = None,
+        rng: nn_init.Rng = None,
+    ) -> None:
+        super().__init__()
+        for name, value in (("in_features", in_features), ("out_features", out_features)):
+            if int(value) != value or value < 1:
+                raise ValueError(f"Linear: {name} must be an integer >= 1, got {value!r}")
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        dtype = backend.get_default_dtype() if dtype is None else dtype
+        self.weight = Parameter(backend.np.zeros((self.out_features, self.in_features)), dtype=dtype)
+        nn_init.initialize(self.weight, init, activation, rng)
+        self.bias = Parameter(backend.np.zeros(self.out_features), dtype=dtype) if bias else None
+
+    def forward(self, x: Any) -> Tensor:
+        return ops.linear(ops.as_tensor(x), self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        )
+
+
+class Activation(Module):
+    """x = phi(h) elementwise, for any activation name of ``activations`` with its parameters.
+
+    ``Activation("relu")``, ``Activation("swish", beta=2.0)``. A normalized name "n<name>" builds
+    a ``NormalizedActivation`` (a subclass) and passes the options on:
+    ``Activation("nswish", mode="adaptive", rule="backward", center=True)``.
+    ``function`` is the ActivationFunction applied (for a normalized activation: phi_hat at
+    initialization), which the theory and the initializers use.
+    """
+
+    def __new__(cls, name: str | ActivationFunction = "identity", *args: Any, **options: Any) -> Activation:
+        if cls is Activation and is_normalized_name(name):
+            from tinynormact.nn.normalized import NormalizedActivation  # subclass: imported late
+
+            return super().__new__(NormalizedActivation)
+        return super().__new__(cls)
+
+    def __init__(self, name: str | ActivationFunction, **params: Any) -> None:
+        super().__init__()
+        self.function = get_activation(name, **params)
+
+    def forward(self, x: Any) -> Tensor:
+        return ops.activation(ops.as_tensor(x), self.function)
+
+    def extra_repr(self) -> str:
+        return repr(self.function)
+
+
+def is_normalized_name(name: Any) -> bool:
+    """True for a normalized-activation name "n<base>" whose base is a registered activation."""
+    return isinstance(name, str) and activations.parse_normalized_name(name) is not None
+
+
+def get_activation(name: str | ActivationFunction, **params: Any) -> ActivationFunction:
+    """``activations.get``, whose error for an unknown name also mentions "n<name>"."""
+    # parse_normalized_name("n" + name) recognises exactly the registered names and aliases
+    if isinstance(name, str) and activations.parse_normalized_name("n" + name) is None:
+        valid = ", ".join(activations.names())
+        raise ValueError(
+            f"unknown activation {name!r}; valid activations are {valid}, an alias of one, "
+            "or 'n' + any of them for a normalized activation (e.g. nswish)"
+        )
+    return activations.get(name, **params)

@@ -1,0 +1,216 @@
+"""NormalizedActivation: phi_hat(h) = lambda * (phi(h) - mu), static or adaptive (THEORY E12-E16).
+
+This is a reconstruction of arXiv 2208.13315 (see docs/THEORY.md); the rule, centring and the
+stop-gradient are options the user picks.
+
+Static (E15): lambda and mu are computed once from the Gaussian moments at q (default 1) with
+``theory.normalization``: forward rule E12, backward rule E13, balanced rule E14 (the default);
+with centring mu = m1(q), else 0.
+
+Adaptive (E16, the paper's v3 "ANAct"). Over all elements of a batch h (one lambda per layer):
+
+    rho_b  = mean(phi(h)^2) / mean(h^2)      (centred: var(phi(h)) / mean(h^2))
+    rho'_b = mean(phi'(h)^2)
+    mu_b   = mean(phi(h))                    (used only when centring)
+    lambda_b = the rule (E12-E14) applied to (rho_b, rho'_b)
+
+- Training mode uses the batch values lambda_b and mu_b (like batch normalization) and updates
+  the running estimates ``running = momentum * running + (1 - momentum) * batch`` of rho, rho'
+  (and mu when centring).
+- Evaluation mode uses lambda and mu computed from the running estimates, and updates nothing.
+- The running estimates start at the Gaussian values at q (rho(q) or rho_c(q), rho'(q), m1(q)),
+  so an untrained model in evaluation mode equals the static normalization at q.
+- By default lambda_b and mu_b are constants in backward (computed from the data, outside the
+  graph). ``differentiate_lambda=True`` builds them from differentiable ops, so gradients also
+  flow through the batch statistics; phi'' (needed for rho'_b) is taken by central differences
+  of phi', and is 0 at kinks.
+- ``learnable_correction=True`` (either mode) adds a bounded learnable term:
+  lambda_eff = lambda + correction_scale * tanh(alpha), with the Parameter alpha starting at 0.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from tinynormact import activations, backend, ops, theory
+from tinynormact.activations import ActivationFunction
+from tinynormact.autograd import Tensor
+from tinynormact.nn.layers import Activation, get_activation
+from tinynormact.nn.module import Parameter
+
+MODES = ("static", "adaptive")
+_TANH = activations.get("tanh")
+
+
+class NormalizedActivation(Activation):
+    """phi_hat(h) = lambda * (phi(h) - mu) with lambda from a normalization rule (THEORY E12-E16).
+
+    ``base`` is an activation name ("swish", or "nswish" meaning the same), or an
+    ActivationFunction; ``params`` are the base activation's parameters (e.g. beta=2.0). See the
+    module docstring for the modes. ``lambda_`` and ``shift`` are the values evaluation mode uses.
+    """
+
+    def __init__(
+        self,
+        base: str | ActivationFunction,
+        mode: str = "static",
+        rule: str = "balanced",
+        center: bool = False,
+        q: float = 1.0,
+        momentum: float = 0.9,
+        differentiate_lambda: bool = False,
+        learnable_correction: bool = False,
+        correction_scale: float = 0.3,
+        eps: float = 1e-8,
+        **params: Any,
+    ) -> None:
+        if isinstance(base, str):
+            base = activations.parse_normalized_name(base) or base
+        super().__init__(get_activation(base, **params))
+        _check_options(mode, rule, q, momentum, differentiate_lambda, correction_scale, eps)
+        self.base = self.function
+        self.mode, self.rule, self.center = mode, rule, bool(center)
+        self.q, self.momentum, self.eps = float(q), float(momentum), float(eps)
+        self.differentiate_lambda = bool(differentiate_lambda)
+        self.correction_scale = float(correction_scale)
+        scale, shift = theory.normalization(self.base, rule, q, center)
+        self.static_scale, self.static_shift = float(scale), float(shift)
+        self.function = activations.affine(self.base, scale, shift)
+        if mode == "adaptive":
+            moments = theory.gaussian_moments(self.base, q)
+            self.register_buffer("running_rho", Tensor((moments.v if center else moments.m2) / q))
+            self.register_buffer("running_rho_prime", Tensor(moments.d2))
+            if center:
+                self.register_buffer("running_mu", Tensor(moments.m1))
+        self.correction = Parameter(0.0) if learnable_correction else None
+
+    # ----- the values used in evaluation mode -------------------------------------------------
+    def _eval_lambda_and_shift(self) -> tuple[float, float]:
+        """(lambda, mu) before the correction: static constants, or from the running estimates."""
+        if self.mode == "static":
+            return self.static_scale, self.static_shift
+        lam = float(
+            lambda_from_gains(self.rule, self.running_rho.data, self.running_rho_prime.data, self.eps)
+        )
+        return lam, float(self.running_mu.data) if self.center else 0.0
+
+    @property
+    def lambda_(self) -> float:
+        """The lambda of evaluation mode, the learnable correction included."""
+        lam, _ = self._eval_lambda_and_shift()
+        if self.correction is not None:
+            lam += self.correction_scale * math.tanh(float(self.correction.data))
+        return lam
+
+    @property
+    def shift(self) -> float:
+        """The mu of evaluation mode (0 without centring)."""
+        return self._eval_lambda_and_shift()[1]
+
+    # ----- forward ----------------------------------------------------------------------------
+    def forward(self, x: Any) -> Tensor:
+        x = ops.as_tensor(x)
+        if self.mode == "adaptive" and self.training:
+            phi = ops.activation(x, self.base)
+            lam, mu = self._batch_lambda_and_shift(x, phi)
+        else:
+            lam, mu = self._eval_lambda_and_shift()
+            if self.correction is None:  # constants only: one fused node
+                fn = self.function if self.mode == "static" else activations.affine(self.base, lam, mu)
+                return ops.activation(x, fn)
+            phi = ops.activation(x, self.base)
+        if self.correction is not None:
+            lam = lam + self.correction_scale * ops.activation(self.correction, _TANH)
+        return (phi - mu if self.center else phi) * lam
+
+    def _batch_lambda_and_shift(self, x: Tensor, phi: Tensor) -> tuple[Any, Any]:
+        """lambda_b and mu_b of E16 (Tensors in the graph, or constant arrays), and the running
+        update."""
+        if self.differentiate_lambda:
+            dphi = ops.activation(x, _derivative(self.base))
+            rho, rho_prime, mu = batch_gains(x, phi, dphi, self.center, self.eps)
+        else:
+            rho, rho_prime, mu = batch_gains(x.data, phi.data, self.base.df(x.data), self.center, self.eps)
+        self._update_running(rho, rho_prime, mu)
+        lam = lambda_from_gains(self.rule, rho, rho_prime, self.eps)
+        return lam, (mu if self.center else 0.0)
+
+    def _update_running(self, rho: Any, rho_prime: Any, mu: Any) -> None:
+        pairs = [(self.running_rho, rho), (self.running_rho_prime, rho_prime)]
+        if self.center:
+            pairs.append((self.running_mu, mu))
+        m = self.momentum
+        for buffer, value in pairs:
+            value = value.data if isinstance(value, Tensor) else value
+            xp = backend.get_array_module(buffer.data)
+            buffer.data = xp.asarray(m * buffer.data + (1.0 - m) * value, dtype=buffer.dtype)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.base!r}, mode={self.mode}, rule={self.rule}, center={self.center}, "
+            f"lambda={self.lambda_:.4f}"
+        )
+
+
+def batch_gains(h: Any, phi: Any, dphi: Any, center: bool, eps: float) -> tuple[Any, Any, Any]:
+    """THEORY E16 batch statistics (rho_b, rho'_b, mu_b) over all elements.
+
+    Works alike on arrays (constants) and on Tensors (differentiable): only ``*``, ``/``,
+    ``mean``, ``var`` and ``clip`` are used. mean(h^2) is floored at ``eps``.
+    """
+    spread = phi.var() if center else (phi * phi).mean()
+    rho = spread / (h * h).mean().clip(eps)
+    return rho, (dphi * dphi).mean(), phi.mean()
+
+
+def lambda_from_gains(rule: str, rho: Any, rho_prime: Any, eps: float) -> Any:
+    """lambda from the gains: E12 forward 1/sqrt(rho), E13 backward 1/sqrt(rho'), E14 balanced
+    sqrt((1/rho + 1/rho') / 2). Gains (arrays or Tensors) are floored at ``eps``."""
+    if rule == "forward":
+        lam_sq = 1.0 / rho.clip(eps)
+    elif rule == "backward":
+        lam_sq = 1.0 / rho_prime.clip(eps)
+    else:
+        lam_sq = 0.5 * (1.0 / rho.clip(eps) + 1.0 / rho_prime.clip(eps))
+    return lam_sq**0.5
+
+
+def _derivative(act: ActivationFunction) -> ActivationFunction:
+    """phi' as an activation, whose own derivative phi'' is a central difference of phi'
+    (step eps^(1/3) * (1 + |x|), 0 within a step of a kink)."""
+
+    def second_derivative(x: Any) -> Any:
+        xp = backend.get_array_module(x)
+        step = float(backend.np.finfo(x.dtype).eps) ** (1.0 / 3.0) * (1.0 + xp.abs(x))
+        slope = (act.df(x + step) - act.df(x - step)) / (2.0 * step)
+        for kink in act.kinks:
+            slope = xp.where(xp.abs(x - kink) < step, 0.0, slope)
+        return slope.astype(x.dtype)
+
+    return ActivationFunction(f"{act.name}'", dict(act.params), act.df, second_derivative, act.kinks)
+
+
+def _check_options(
+    mode: str,
+    rule: str,
+    q: float,
+    momentum: float,
+    differentiate_lambda: bool,
+    correction_scale: float,
+    eps: float,
+) -> None:
+    if mode not in MODES:
+        raise ValueError(f"unknown normalization mode {mode!r}; valid: {', '.join(MODES)}")
+    if rule not in theory.RULES:
+        raise ValueError(f"unknown normalization rule {rule!r}; valid: {', '.join(theory.RULES)}")
+    if not (math.isfinite(q) and q > 0):
+        raise ValueError(f"q must be a finite number > 0 (a second moment), got {q!r}")
+    if not 0.0 <= momentum < 1.0:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+    if differentiate_lambda and mode != "adaptive":
+        raise ValueError("differentiate_lambda=True needs mode='adaptive' (a static lambda is a constant)")
+    if not (math.isfinite(correction_scale) and correction_scale >= 0):
+        raise ValueError(f"correction_scale must be a finite number >= 0, got {correction_scale!r}")
+    if not eps > 0:
+        raise ValueError(f"eps must be > 0, got {eps!r}")
