@@ -186,11 +186,26 @@ def _check_rule(rule: str, what: str = "rule") -> str:
     return rule
 
 
-def _lambda_squared(m: GaussianMoments, q: QLike, rule: str, center: bool) -> QLike:
-    """lambda^2 from the moments: E12 forward 1/rho, E13 backward 1/rho', E14 balanced the mean."""
-    forward = q / (m.v if center else m.m2)
-    backward = 1.0 / m.d2
-    return {"forward": forward, "backward": backward, "balanced": 0.5 * (forward + backward)}[rule]
+def lambda_from_gains(rule: str, rho: Any, rho_prime: Any) -> Any:
+    """THEORY E12-E14: lambda from the two gains (centred: pass rho_c as ``rho``).
+
+    E12 forward 1/sqrt(rho), E13 backward 1/sqrt(rho'), E14 balanced sqrt((1/rho + 1/rho') / 2).
+    Only ``/``, ``+``, ``*`` and ``** 0.5`` are used, so the gains may be floats, arrays or
+    Tensors (the adaptive layer in ``nn`` differentiates through this same function).
+    """
+    _check_rule(rule)
+    if rule == "forward":
+        lambda_squared = 1.0 / rho
+    elif rule == "backward":
+        lambda_squared = 1.0 / rho_prime
+    else:
+        lambda_squared = 0.5 * (1.0 / rho + 1.0 / rho_prime)
+    return lambda_squared**0.5
+
+
+def _lambda(m: GaussianMoments, q: QLike, rule: str, center: bool) -> QLike:
+    """lambda from the Gaussian moments at q (rho_c when centred)."""
+    return lambda_from_gains(rule, (m.v if center else m.m2) / q, m.d2)
 
 
 def normalization(act: Act, rule: str = "balanced", q: Any = 1.0, center: bool = False) -> Normalization:
@@ -206,7 +221,7 @@ def normalization(act: Act, rule: str = "balanced", q: Any = 1.0, center: bool =
     _check_rule(rule)
     q = _as_q(q)
     m = gaussian_moments(act, q)
-    scale = np.sqrt(_lambda_squared(m, q, rule, center))
+    scale = _lambda(m, q, rule, center)
     return Normalization(float(scale) if np.ndim(scale) == 0 else scale, m.m1 if center else 0.0)
 
 
@@ -524,7 +539,7 @@ def gains_table(acts: Sequence[Act] | None = None, q: float = 1.0) -> list[dict[
         act = activations.get(act)
         m = gaussian_moments(act, q)
         lam = {  # centring does not change phi', so there is no separate centred backward rule
-            key: math.sqrt(_lambda_squared(m, q, rule, center)) for key, rule, center in _TABLE_LAMBDAS
+            key: float(_lambda(m, q, rule, center)) for key, rule, center in _TABLE_LAMBDAS
         }
         rows.append(
             {

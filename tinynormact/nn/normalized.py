@@ -165,15 +165,8 @@ def batch_gains(h: Any, phi: Any, dphi: Any, center: bool, eps: float) -> tuple[
 
 
 def lambda_from_gains(rule: str, rho: Any, rho_prime: Any, eps: float) -> Any:
-    """lambda from the gains: E12 forward 1/sqrt(rho), E13 backward 1/sqrt(rho'), E14 balanced
-    sqrt((1/rho + 1/rho') / 2). Gains (arrays or Tensors) are floored at ``eps``."""
-    if rule == "forward":
-        lam_sq = 1.0 / rho.clip(eps)
-    elif rule == "backward":
-        lam_sq = 1.0 / rho_prime.clip(eps)
-    else:
-        lam_sq = 0.5 * (1.0 / rho.clip(eps) + 1.0 / rho_prime.clip(eps))
-    return lam_sq**0.5
+    """``theory.lambda_from_gains`` (E12-E14) with the gains (arrays or Tensors) floored at ``eps``."""
+    return theory.lambda_from_gains(rule, rho.clip(eps), rho_prime.clip(eps))
 
 
 def _derivative(act: ActivationFunction) -> ActivationFunction:
