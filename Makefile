@@ -22,7 +22,7 @@ $(VENV)/.docs-installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 test: $(VENV)/.test-installed
-	$(BIN)/python -m ruff check tinynormact tests benchmarks tutorials
+	$(BIN)/python -m ruff check .
 	$(BIN)/python -m pytest -q
 
 demo: $(VENV)/.demo-installed
@@ -32,7 +32,7 @@ bench: $(VENV)/.test-installed
 	$(BIN)/python -m benchmarks
 
 lint: $(VENV)/.test-installed
-	$(BIN)/python -m ruff check tinynormact tests benchmarks tutorials
+	$(BIN)/python -m ruff check .
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
