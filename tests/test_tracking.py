@@ -1,0 +1,223 @@
+"""VarianceTracker: what it records, against brute force and hand-written formulas; steps and
+thinning; attaching and detaching; export. (Monte Carlo checks against the theory are in
+test_tracking_montecarlo.py.)"""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import numpy as np
+import pytest
+
+import tinynormact as tn
+from tests.helpers import host
+from tinynormact import losses, nn, optim, theory, tracking
+from tinynormact.tracking import STATISTICS, VarianceTracker
+
+BATCH = 7
+
+
+def small_mlp(activation: str = "tanh", **options) -> nn.MLP:
+    return nn.MLP([6, 5, 4, 3], activation, options or None, dtype="float64", rng=3)
+
+
+def batch(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((BATCH, 6)), rng.standard_normal((BATCH, 3))
+
+
+def per_example_brute_force(model: nn.MLP, x: np.ndarray, y: np.ndarray) -> dict[tuple[str, int], np.ndarray]:
+    """One backward per example b of its own loss loss_b. Returns, keyed by (kind, layer),
+    arrays (B, ...) of the per-example gradients: "weight", "bias", "delta" (d loss_b / d h)
+    and "grad_act" (d loss_b / d phi(h))."""
+    linears = [m for m in model if isinstance(m, nn.Linear)]
+    acts = [m for m in model if isinstance(m, nn.Activation)]
+    captured: dict[tuple[str, int], np.ndarray] = {}
+
+    def capture(kind: str, i: int):
+        return lambda module, g: captured.__setitem__((kind, i), host(g))
+
+    handles = [m.register_backward_hook(capture("delta", i)) for i, m in enumerate(linears)]
+    handles += [m.register_backward_hook(capture("grad_act", i)) for i, m in enumerate(acts)]
+    rows = []
+    for b in range(len(x)):
+        model.zero_grad()
+        losses.mse_loss(model(tn.Tensor(x[b : b + 1])), tn.Tensor(y[b : b + 1])).backward()
+        rows.append(dict(captured))
+        for i, m in enumerate(linears):
+            rows[-1][("weight", i)], rows[-1][("bias", i)] = host(m.weight.grad), host(m.bias.grad)
+    for handle in handles:
+        handle.remove()
+    model.zero_grad()
+    return {key: np.stack([row[key] for row in rows]) for key in rows[0]}
+
+
+def test_gradient_statistics_match_a_per_example_loop():
+    """Per-example second moments and across-example variances, computed without loops by the
+    tracker, against a loop that backpropagates each example's own loss."""
+    model, (x, y) = small_mlp(), batch()
+    brute = per_example_brute_force(model, x, y)
+    with VarianceTracker(model) as tracker:
+        losses.mse_loss(model(tn.Tensor(x)), tn.Tensor(y)).backward()  # the batch-mean loss
+    got = tracker.profile()
+    for l in range(3):
+        g_w, g_b = brute["weight", l], brute["bias", l]
+        np.testing.assert_allclose(got["weight_grad_sq"][l], np.mean(g_w**2), rtol=1e-10)
+        np.testing.assert_allclose(got["weight_grad_var"][l], np.mean(g_w.var(axis=0)), rtol=1e-9)
+        np.testing.assert_allclose(got["bias_grad_sq"][l], np.mean(g_b**2), rtol=1e-10)
+        np.testing.assert_allclose(got["bias_grad_var"][l], np.mean(g_b.var(axis=0)), rtol=1e-9)
+        np.testing.assert_allclose(got["delta_sq"][l], np.mean(brute["delta", l] ** 2), rtol=1e-10)
+    for l in range(2):
+        np.testing.assert_allclose(got["grad_act_sq"][l], np.mean(brute["grad_act", l] ** 2), rtol=1e-10)
+        np.testing.assert_allclose(got["input_grad_sq"][l + 1], got["grad_act_sq"][l], rtol=1e-12)
+    assert np.isnan(got["input_grad_sq"][0])  # the data does not require a gradient
+    assert np.isnan(got["grad_act_sq"][2]) and np.isnan(got["rho"][2])  # the last Linear has no activation
+
+
+def test_forward_statistics_and_gains_match_hand_computed_values():
+    """preact_sq/var, act_sq, rho = mean(phi(h)^2)/mean(h^2) (E5) and rho' = mean(phi'(h)^2) (E6)
+    of a static normalized swish, with phi_hat = lambda * swish written here."""
+    model, (x, _) = small_mlp("nswish"), batch()
+    seen = {}
+    model[0].register_forward_hook(lambda m, i, out: seen.setdefault("h", out.numpy()))
+    with VarianceTracker(model) as tracker:
+        model(tn.Tensor(x))
+    got, h, lam = tracker.profile(), seen["h"], model[1].lambda_
+    s = 1.0 / (1.0 + np.exp(-h))
+    phi, dphi = lam * h * s, lam * (s + h * s * (1.0 - s))
+    np.testing.assert_allclose(got["input_sq"][0], np.mean(x**2), rtol=1e-12)
+    np.testing.assert_allclose(got["preact_sq"][0], np.mean(h**2), rtol=1e-12)
+    np.testing.assert_allclose(got["preact_var"][0], np.var(h), rtol=1e-10)
+    np.testing.assert_allclose(got["act_sq"][0], np.mean(phi**2), rtol=1e-12)
+    np.testing.assert_allclose(got["rho"][0], np.mean(phi**2) / np.mean(h**2), rtol=1e-12)
+    np.testing.assert_allclose(got["rho_prime"][0], np.mean(dphi**2), rtol=1e-12)
+    np.testing.assert_allclose(got["lambda"][:2], [lam, model[3].lambda_], rtol=1e-12)
+    assert np.isnan(got["delta_sq"]).all()  # no backward happened
+
+
+def test_adaptive_layer_records_the_batch_lambda_it_applied():
+    """In training mode an adaptive layer applies lambda_b of E16 (balanced rule E14 here),
+    recomputed in the test from the batch."""
+    model, (x, _) = small_mlp("ntanh", mode="adaptive"), batch()
+    seen = {}
+    model[0].register_forward_hook(lambda m, i, out: seen.setdefault("h", out.numpy()))
+    with VarianceTracker(model) as tracker:
+        model(tn.Tensor(x))
+    h = seen["h"]
+    rho_b, rho_prime_b = np.mean(np.tanh(h) ** 2) / np.mean(h**2), np.mean((1 - np.tanh(h) ** 2) ** 2)
+    lam = math.sqrt((1 / rho_b + 1 / rho_prime_b) / 2)
+    got = tracker.profile()
+    assert abs(lam - model[1].lambda_) > 1e-3  # the batch lambda is not the running one
+    np.testing.assert_allclose(got["lambda"][0], lam, rtol=1e-10)
+    np.testing.assert_allclose(got["rho_prime"][0], lam**2 * rho_prime_b, rtol=1e-10)
+    np.testing.assert_allclose(got["rho"][0], lam**2 * rho_b, rtol=1e-10)
+
+
+def train(model: nn.Module, steps: int, evaluate_every: int = 0) -> None:
+    """``steps`` SGD steps on a fixed batch; with ``evaluate_every``, a no_grad forward after
+    every so many steps."""
+    x, y = (tn.Tensor(a) for a in batch())
+    optimizer = optim.SGD(model.parameters(), lr=0.01)
+    for step in range(steps):
+        optimizer.zero_grad()
+        losses.mse_loss(model(x), y).backward()
+        optimizer.step()
+        if evaluate_every and step % evaluate_every == 0:
+            with tn.no_grad():
+                model(x)
+
+
+def test_steps_are_training_forwards_and_every_thins_them():
+    model = small_mlp()
+    with VarianceTracker(model, every=3) as tracker:
+        train(model, steps=8, evaluate_every=2)
+    record = tracker.to_dict()
+    assert tracker.steps == [0, 3, 6] and record["step"].tolist() == [0, 3, 6]
+    for name in STATISTICS:
+        assert record[name].shape == (3, 3)
+    assert np.isfinite(record["weight_grad_var"]).all() and np.isfinite(record["delta_sq"]).all()
+    assert tracker.layer_names == ["0", "2", "4"]
+
+
+def test_detaching_removes_every_hook():
+    model = small_mlp("nswish")
+    modules, params = list(model.modules()), list(model.parameters())
+    tracker = VarianceTracker(model)
+    tracker.attach().attach()  # attaching twice registers once
+    assert tracker.attached and sum(len(m._forward_hooks) for m in modules) == 5
+    assert all(len(p._hooks) == 1 for p in params)
+    train(model, steps=2)
+    tracker.detach()
+    assert not tracker.attached
+    assert all(not m._forward_hooks and not m._backward_hooks for m in modules)
+    assert all(not p._hooks for p in params)
+    train(model, steps=2)
+    assert tracker.steps == [0, 1]  # nothing recorded while detached
+
+
+def test_bad_arguments_raise_clear_errors():
+    with pytest.raises(ValueError, match="every must be an integer >= 1"):
+        VarianceTracker(small_mlp(), every=0)
+    with pytest.raises(ValueError, match="no Linear layer"):
+        VarianceTracker(nn.Sequential(nn.Activation("relu")))
+    with pytest.raises(ValueError, match="no step has been recorded"):
+        VarianceTracker(small_mlp()).profile()
+
+
+def test_json_and_csv_exports_round_trip(tmp_path):
+    model = small_mlp()
+    with VarianceTracker(model, every=2) as tracker:
+        train(model, steps=5)
+    record = tracker.to_dict()
+    tracker.to_json(tmp_path / "record.json")
+    back = tracking.read_json(tmp_path / "record.json")
+    assert back["layers"] == tracker.layer_names and back["every"] == 2
+    np.testing.assert_array_equal(back["step"], record["step"])
+    for name in STATISTICS:
+        np.testing.assert_array_equal(back[name], record[name])  # NaN in the same places
+
+    tracker.to_csv(tmp_path / "record.csv")
+    with open(tmp_path / "record.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == 3 * 3 and list(rows[0]) == ["step", "layer", "name", *STATISTICS]
+    for row in rows:
+        s, l = record["step"].tolist().index(int(row["step"])), int(row["layer"])
+        assert row["name"] == tracker.layer_names[l]
+        for name in STATISTICS:
+            np.testing.assert_array_equal(float(row[name]), record[name][s, l])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["record.csv", "record.json"]  # no temporaries
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    target = tmp_path / "out.json"
+    target.write_text("old")
+
+    def failing(file):
+        file.write(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        tracking.write_atomically(target, failing)
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_measure_propagation_seeds_unit_per_example_gradients_and_keeps_grads():
+    model, (x, _) = small_mlp(), batch()
+    first = next(model.parameters())
+    first.grad = np.full(first.shape, 7.0)
+    profile = tracking.measure_propagation(model, x, rng=1)
+    assert (first.grad == 7.0).all()
+    assert all(p.grad is None for p in list(model.parameters())[1:])
+    # at the output Linear, delta is the seed: per-example second moment exactly 1
+    np.testing.assert_allclose(profile["delta_sq"][-1], 1.0, rtol=1e-12)
+    with tn.no_grad(), pytest.raises(RuntimeError, match="outside no_grad"):
+        tracking.measure_propagation(model, x)
+
+
+def test_theory_record_names_the_profile_in_the_trackers_terms():
+    profile = theory.mlp_profile("tanh", [4, 5, 6], weight_var=1.5, q0=2.0)
+    record = tracking.theory_record(profile)
+    np.testing.assert_allclose(record["input_sq"], [2.0, profile.x_sq[0]], rtol=1e-12)
+    np.testing.assert_array_equal(record["preact_sq"], profile.q)
+    np.testing.assert_array_equal(record["delta_sq"], profile.delta_sq)
