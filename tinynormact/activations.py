@@ -79,30 +79,37 @@ def _identity_df(x: Array) -> Array:
     return backend.get_array_module(x).ones_like(x)
 
 
+def _step(x: Array) -> Array:
+    """1 where x > 0, else 0, in x's dtype (arithmetic on this mask is branch-free, and several
+    times faster than ``where`` on random signs)."""
+    return (x > 0).astype(x.dtype)
+
+
 def _leaky_relu(x: Array, slope: float) -> Array:
-    return backend.get_array_module(x).where(x > 0, x, slope * x)
+    xp = backend.get_array_module(x)
+    return xp.maximum(x, slope * x) if slope <= 1.0 else xp.minimum(x, slope * x)
 
 
 def _leaky_relu_df(x: Array, slope: float) -> Array:
-    xp = backend.get_array_module(x)
-    return xp.where(x > 0, 1.0, slope).astype(x.dtype)
+    return slope + (1.0 - slope) * _step(x)
 
 
 def _elu(x: Array, alpha: float, scale: float = 1.0) -> Array:
     xp = backend.get_array_module(x)
-    negative = alpha * xp.expm1(xp.minimum(x, 0))
-    return scale * xp.where(x > 0, x, negative)
+    return scale * (xp.maximum(x, 0) + alpha * xp.expm1(xp.minimum(x, 0)))
 
 
 def _elu_df(x: Array, alpha: float, scale: float = 1.0) -> Array:
     xp = backend.get_array_module(x)
-    return scale * xp.where(x > 0, 1.0, alpha * xp.exp(xp.minimum(x, 0)))
+    positive = _step(x)
+    return scale * (positive + (1.0 - positive) * alpha * xp.exp(xp.minimum(x, 0)))
 
 
 def _sigmoid(x: Array) -> Array:
     xp = backend.get_array_module(x)
     e = xp.exp(-xp.abs(x))  # in (0, 1]: never overflows
-    return xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    s = 1.0 / (1.0 + e)  # sigmoid(|x|)
+    return s * (1.0 + (e - 1.0) * (x < 0))  # sigmoid(x) = e * s for x < 0: no cancellation
 
 
 def _sigmoid_df(x: Array) -> Array:
@@ -177,12 +184,13 @@ def _sigmoid_df_from_output(y: Array) -> Array:
 
 
 def _leaky_relu_df_from_output(y: Array, slope: float) -> Array:
-    return backend.get_array_module(y).where(y > 0, 1.0, slope).astype(y.dtype)
+    return slope + (1.0 - slope) * _step(y)
 
 
 def _elu_df_from_output(y: Array, alpha: float, scale: float = 1.0) -> Array:
     # for x <= 0, y = scale * alpha * (e^x - 1), so phi'(x) = scale * alpha * e^x = y + scale * alpha
-    return backend.get_array_module(y).where(y > 0, scale, y + scale * alpha).astype(y.dtype)
+    positive = _step(y)
+    return scale * positive + (1.0 - positive) * (y + scale * alpha)
 
 
 def _softplus_df_from_output(y: Array) -> Array:
