@@ -21,18 +21,24 @@ $(VENV)/.docs-installed: pyproject.toml | $(BIN)/python
 	$(PIP) install -e ".[test,docs,data]"
 	touch $@
 
+# One BLAS thread per test process: the suite's matrices are small, and a multithreaded BLAS
+# sharing 2 cores with other work can be 100x slower on them (see README, Tests).
 test: $(VENV)/.test-installed
 	$(BIN)/python -m ruff check .
-	$(BIN)/python -m pytest -q
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q
 
 demo: $(VENV)/.demo-installed
-	$(BIN)/tinynormact demo
+	$(BIN)/tinynormact reproduce --preset quick --out runs/quick --force
 
 bench: $(VENV)/.test-installed
 	$(BIN)/python -m benchmarks
 
 lint: $(VENV)/.test-installed
 	$(BIN)/python -m ruff check .
+
+# Executed notebooks (with outputs and figures) in tutorials/notebooks/.
+tutorials: $(VENV)/.docs-installed
+	$(BIN)/python -m jupytext --to "notebooks//ipynb" --execute --run-path tutorials tutorials/0*.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

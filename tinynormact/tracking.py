@@ -178,13 +178,13 @@ class VarianceTracker:
     ``detach()``. Recorded data stays available after detaching.
     """
 
-    def __init__(self, model: Module, every: int = 1) -> None:
+    def __init__(self, model: Module, every: int = 1, start_step: int = 0) -> None:
         if int(every) != every or every < 1:
             raise ValueError(f"every must be an integer >= 1, got {every!r}")
         self.model, self.every = model, int(every)
         self._layers = _find_layers(model)
         self._removers: list[Callable[[], None]] = []
-        self._step = -1  # the number of the current step
+        self._step = int(start_step) - 1  # the number of the current step (a resumed run starts later)
         self._row: Any = None  # the record row of the current step, None when not recording
         self._steps: list[int] = []
         self._rows: list[np.ndarray] = []

@@ -1,0 +1,152 @@
+"""The ``tinynormact`` command line: output, exit codes and one-line errors without tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.test_experiments import tiny_preset
+from tinynormact import backend, cli
+
+TINY_TRAIN = "--dataset spirals --dataset-option n_train=120 --dataset-option n_test=60 --depth 2 --width 8 "
+TINY_TRAIN = [*TINY_TRAIN.split(), "--epochs", "2", "--batch-size", "40"]
+
+
+def run_main(capsys, *argv: str) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of ``main(argv)``; argparse's own errors exit via SystemExit."""
+    try:
+        code = cli.main(list(argv))
+    except SystemExit as exc:
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(err: str, *words: str) -> None:
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err
+    assert lines[-1].startswith("tinynormact") and "error:" in lines[-1]
+    assert all(word in lines[-1] for word in words), lines[-1]
+
+
+def test_module_entry_point_runs_and_reports_errors_without_traceback() -> None:
+    ok = subprocess.run([sys.executable, "-m", "tinynormact", "--help"], capture_output=True, text=True)
+    assert ok.returncode == 0 and "examples:" in ok.stdout and "reproduce" in ok.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "tinynormact", "theory", "--activations", "nope"],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2
+    assert_one_line_error(bad.stderr, "'nope'")
+
+
+@pytest.mark.parametrize("command", ["reproduce", "train", "theory", "propagate", "plot"])
+def test_every_subcommand_has_help_with_examples(capsys, command) -> None:
+    code, out, _ = run_main(capsys, command, "--help")
+    assert code == 0 and "examples:" in out and "tinynormact " + command in out
+
+
+def test_theory_prints_the_gains_table(capsys) -> None:
+    code, out, _ = run_main(capsys, "theory", "--activations", "relu", "tanh", "nswish", "--q", "1.0")
+    assert code == 0
+    header, *lines = out.splitlines()[1:]
+    rows = {line.split()[0]: dict(zip(header.split(), line.split(), strict=True)) for line in lines}
+    assert rows["relu"]["rho"] == "0.500000"  # rho of relu is 1/2 (THEORY)
+    assert rows["tanh"]["rho"] == "0.394294" and rows["tanh"]["kappa"] == "1.177807"
+    normalized = next(row for name, row in rows.items() if "swish" in name)
+    assert normalized["lambda_balanced"] == "1.000000"  # balanced-normalized: nothing left to scale
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["train", "--lr", "-1"], ["lr", "-1"]),
+        (["train", "--activation", "nfoo"], ["'nfoo'"]),
+        (["train", "--activation", "nswish", "--activation-option", "mode=sideways"], ["sideways"]),
+        (["train", "--dataset-option", "nonsense", "--epochs", "1"], ["KEY=VALUE", "nonsense"]),
+        (["train", "--optimizer", "rmsprop"], ["rmsprop"]),
+        (["train", "--resume"], ["--resume", "--out"]),
+        (["reproduce", "--seeds", "0"], ["--seeds", "'0'"]),
+        (["reproduce", "--preset", "huge"], ["huge"]),
+        (["theory", "--q", "-2"], ["--q", "'-2'"]),
+        (["propagate", "--activations", "relu", "--depth", "zero"], ["--depth", "zero"]),
+        (["plot", "/nonexistent/run"], ["results.json", "does not exist"]),
+        (["frobnicate"], ["frobnicate"]),
+    ],
+)
+def test_bad_input_exits_2_with_one_clear_line(capsys, argv, words) -> None:
+    code, _, err = run_main(capsys, *argv)
+    assert code == 2
+    assert_one_line_error(err, *words)
+
+
+def test_bad_config_file_names_the_unknown_key(capsys, tmp_path) -> None:
+    path = tmp_path / "run.toml"
+    path.write_text('activation = "relu"\nlearning_rate = 0.1\n')
+    code, _, err = run_main(capsys, "train", "--config", str(path))
+    assert code == 2
+    assert_one_line_error(err, "'learning_rate'", str(path))
+
+
+@pytest.mark.skipif(backend.cuda_available(), reason="CuPy and a GPU are present")
+def test_cuda_without_cupy_exits_2(capsys) -> None:
+    code, _, err = run_main(capsys, "train", "--device", "cuda", *TINY_TRAIN)
+    assert code == 2
+    assert_one_line_error(err, "cuda", "CuPy")
+
+
+def test_train_prints_the_history_and_flags_override_the_file(capsys, tmp_path) -> None:
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"activation": "tanh", "epochs": 5, "activation_options": {}}))
+    code, out, _ = run_main(capsys, "train", "--config", str(path), *TINY_TRAIN, "--out", str(tmp_path / "o"))
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split() == ["epoch", "train", "loss", "train", "acc", "test", "loss", "test", "acc"]
+    assert [line.split()[0] for line in lines[2:]] == ["0", "1", "2"]  # --epochs 2 beat the file's 5
+    saved = json.loads((tmp_path / "o" / "config.json").read_text())
+    assert saved["activation"] == "tanh" and saved["dataset_options"] == {"n_train": 120, "n_test": 60}
+
+
+def test_diverging_training_exits_1_naming_step_and_layer(capsys) -> None:
+    code, _, err = run_main(capsys, "train", *TINY_TRAIN, "--lr", "1e12", "--momentum", "0")
+    assert code == 1
+    assert_one_line_error(err, "diverged at step", "layer '")
+
+
+def test_ctrl_c_exits_130_and_says_how_to_resume(capsys, tmp_path, monkeypatch) -> None:
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "train", interrupted)
+    code, _, err = run_main(capsys, "train", *TINY_TRAIN, "--out", str(tmp_path))
+    assert code == 130
+    assert_one_line_error(err, "interrupted", "--resume")
+
+
+def test_propagate_prints_measured_and_theory_and_draws(capsys, tmp_path) -> None:
+    figure = tmp_path / "prop.png"
+    argv = ["propagate", "--activations", "tanh", "ntanh", "--depth", "4", "--width", "32", "--batch", "64"]
+    code, out, _ = run_main(capsys, *argv, "--out", str(figure))
+    assert code == 0 and figure.stat().st_size > 1000
+    assert "tanh (vanilla)" in out and "ntanh (static)" in out
+    header = next(line for line in out.splitlines() if line.startswith("layer"))
+    assert "preact_sq measured" in header and "delta_sq theory" in header
+
+
+def test_reproduce_then_plot(capsys, tmp_path, monkeypatch) -> None:
+    monkeypatch.setitem(cli.PRESETS, "quick", tiny_preset(seeds=1))
+    out = tmp_path / "run"
+    code, stdout, _ = run_main(capsys, "reproduce", "--out", str(out), "--jobs", "1")
+    assert code == 0 and "static - vanilla" in stdout and str(out / "report.md") in stdout
+    code, _, err = run_main(capsys, "reproduce", "--out", str(out), "--jobs", "1")
+    assert code == 2
+    assert_one_line_error(err, str(out), "--force")
+
+    (out / "figures" / "accuracy.png").unlink()
+    code, stdout, _ = run_main(capsys, "plot", str(out))
+    assert code == 0 and (out / "figures" / "accuracy.png").stat().st_size > 1000
+    assert "accuracy.png" in stdout

@@ -1,0 +1,312 @@
+"""The ``tinynormact`` command (also ``python -m tinynormact``).
+
+Subcommands: ``reproduce`` (the paper's comparisons and a report), ``train`` (one
+configuration), ``theory`` (the gains table), ``propagate`` (signal propagation at
+initialization) and ``plot`` (redraw a report's figures). ``main(argv)`` returns the exit
+code: 0 on success, 1 when training diverged, 2 for a usage or configuration error (one line on
+stderr, no traceback), 130 after Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from tinynormact import activations, backend, plots, theory
+from tinynormact.experiments import PRESETS, load_results, reproduce, summary_text
+from tinynormact.experiments.figures import write_figures
+from tinynormact.experiments.propagation import STATISTICS, measure_network
+from tinynormact.experiments.report import format_table
+from tinynormact.train import ARCHITECTURES, OPTIMIZERS, SCHEDULES, TrainConfig, TrainingDiverged, train
+
+__all__ = ["build_parser", "main"]
+
+PROG = "tinynormact"
+_EXAMPLES = {
+    "main": """examples:
+  tinynormact reproduce                      # quick preset, report in runs/quick
+  tinynormact train --activation nswish --activation-option mode=adaptive --epochs 5
+  tinynormact theory --activations relu tanh nswish
+  tinynormact propagate --activations tanh ntanh --depth 30 --width 256
+  tinynormact plot runs/quick""",
+    "reproduce": """examples:
+  tinynormact reproduce                          # quick preset (about 3 minutes on 2 CPU cores)
+  tinynormact reproduce --out runs/demo --force  # replace an existing folder
+  tinynormact reproduce --preset full --device cuda --seeds 5 --out runs/full""",
+    "train": """Flags override the values of --config; unset fields keep TrainConfig's defaults.
+
+examples:
+  tinynormact train --activation relu --depth 20 --epochs 5
+  tinynormact train --activation nswish --activation-option mode=adaptive --activation-option rule=backward
+  tinynormact train --dataset spirals --dataset-option n_train=500 --architecture resmlp --out runs/one
+  tinynormact train --config run.toml --out runs/one --resume   # continue after Ctrl-C""",
+    "theory": """examples:
+  tinynormact theory                                   # every registered activation at q = 1
+  tinynormact theory --activations relu tanh nswish --q 2.0
+  tinynormact theory --activations nsigmoid --rule backward --center""",
+    "propagate": """examples:
+  tinynormact propagate --activations tanh ntanh --depth 30 --width 256
+  tinynormact propagate --activations relu nrelu nswish --mode adaptive --out propagation.png""",
+    "plot": """examples:
+  tinynormact plot runs/quick          # rewrites runs/quick/figures/*.png from results.json""",
+}
+
+_TRAIN_HELP = {
+    "dataset": "dataset name",
+    "architecture": "network architecture",
+    "activation": "activation name; n<name> for a normalized one (nswish)",
+    "depth": "hidden layers (mlp) or residual blocks (resmlp)",
+    "width": "units per hidden layer",
+    "branch_depth": "activations per residual branch",
+    "alpha": "residual branch scale",
+    "init": "weight initializer (lecun_normal, xavier_normal, kaiming_normal, orthogonal, ...)",
+    "epochs": "passes over the training set",
+    "batch_size": "examples per step",
+    "optimizer": "optimizer",
+    "lr": "learning rate",
+    "momentum": "SGD momentum",
+    "weight_decay": "weight decay",
+    "schedule": "learning-rate schedule",
+    "grad_clip": "clip the global gradient norm to this (0: off)",
+    "seed": "random seed of weights and batch order",
+    "device": "cpu or cuda",
+    "dtype": "float32 or float64",
+    "track_every": "record per-layer variances every N steps (0: off)",
+    "target_loss": "train loss that counts as converged",
+    "checkpoint_every": "write a checkpoint every N epochs (with --out)",
+}
+_OPTION_FLAGS = {"dataset_options": "--dataset-option", "activation_options": "--activation-option"}
+_HISTORY_COLUMNS = {
+    "epoch": "epoch",
+    "train_loss": "train loss",
+    "train_acc": "train acc",
+    "test_loss": "test loss",
+    "test_acc": "test acc",
+}
+_CHOICES = {
+    "architecture": ARCHITECTURES,
+    "optimizer": OPTIMIZERS,
+    "schedule": SCHEDULES,
+    "device": backend.DEVICES,
+    "dtype": ("float32", "float64"),
+}
+
+
+class UsageError(Exception):
+    """A command-line mistake found after parsing (reported like argparse's own errors)."""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def _key_value(text: str) -> tuple[str, Any]:
+    """KEY=VALUE with VALUE read as JSON when it parses (2, 0.5, true) and as a string otherwise."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(raw)
+    except json.JSONDecodeError:
+        return key, raw
+
+
+def _subparser(subparsers: Any, name: str, help_text: str) -> argparse.ArgumentParser:
+    return subparsers.add_parser(
+        name,
+        help=help_text,
+        description=help_text,
+        epilog=_EXAMPLES[name],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Normalized activation functions (arXiv 2208.13315): theory, training, reproduction.",
+        epilog=_EXAMPLES["main"],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = _subparser(subparsers, "reproduce", "run the paper's comparisons and write a report")
+    p.add_argument("--preset", choices=list(PRESETS), default="quick", help="grid of runs (default: quick)")
+    p.add_argument("--device", choices=backend.DEVICES, default="cpu", help="where to train (default: cpu)")
+    p.add_argument("--out", type=Path, help="run folder to create (default: runs/<preset>)")
+    p.add_argument("--seeds", type=_positive_int, help="number of seeds (default: the preset's)")
+    p.add_argument("--jobs", type=_positive_int, help="worker processes (default: CPU cores; 1 on cuda)")
+    p.add_argument("--force", action="store_true", help="replace an existing run folder")
+    p.set_defaults(handler=_reproduce)
+
+    p = _subparser(subparsers, "train", "train one configuration")
+    p.add_argument("--config", type=Path, help="TOML or JSON file of TrainConfig fields")
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.name in _OPTION_FLAGS:
+            help_text = f"one entry of {f.name} (repeatable)"
+            flag_options = dict(dest=f.name, type=_key_value, action="append", metavar="KEY=VALUE")
+            p.add_argument(_OPTION_FLAGS[f.name], help=help_text, **flag_options)
+            continue
+        kind = _positive_float if f.name == "target_loss" else type(f.default)
+        p.add_argument(flag, type=kind, choices=_CHOICES.get(f.name), help=_TRAIN_HELP[f.name])
+    p.add_argument("--out", type=Path, help="folder for config.json, checkpoint.npz, result.json")
+    p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    p.set_defaults(handler=_train)
+
+    p = _subparser(subparsers, "theory", "print the gains table (THEORY E5-E7, E12-E14)")
+    p.add_argument("--activations", nargs="+", metavar="NAME", help="activations, n<name> for normalized")
+    p.add_argument("--q", type=_positive_float, default=1.0, help="input second moment (default: 1)")
+    p.add_argument("--rule", choices=theory.RULES, default="balanced", help="rule of n<name> activations")
+    p.add_argument("--center", action="store_true", help="centre n<name> activations")
+    p.set_defaults(handler=_theory)
+
+    p = _subparser(subparsers, "propagate", "signal propagation at initialization, measured vs theory")
+    p.add_argument("--activations", nargs="+", metavar="NAME", required=True, help="activation names")
+    p.add_argument("--depth", type=_positive_int, default=20, help="hidden layers (default: 20)")
+    p.add_argument("--width", type=_positive_int, default=256, help="units per layer (default: 256)")
+    p.add_argument("--batch", type=_positive_int, default=256, help="inputs (default: 256)")
+    p.add_argument("--mode", choices=("static", "adaptive"), default="static", help="mode of n<name>")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--out", type=Path, help="also draw the figure to this file (.png, .svg, .pdf)")
+    p.set_defaults(handler=_propagate)
+
+    p = _subparser(subparsers, "plot", "redraw the figures of a reproduction from its results.json")
+    p.add_argument("run_dir", type=Path, help="a folder written by tinynormact reproduce")
+    p.set_defaults(handler=_plot)
+    return parser
+
+
+# ----- the subcommands ------------------------------------------------------------------------------
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    preset = PRESETS[args.preset]
+    if args.seeds is not None:
+        preset = preset.with_seeds(args.seeds)
+    out = args.out or Path("runs") / preset.name
+    jobs = args.jobs or (1 if args.device == "cuda" else len(os.sched_getaffinity(0)))
+    try:
+        results = reproduce(preset, out, device=args.device, jobs=jobs, force=args.force)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"the runs that finished are reported in {out}") from None
+    print(summary_text(results))
+    print(f"\nreport: {out / 'report.md'} ({results['wall_time_s']:.0f} s)")
+    return 0
+
+
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    values = TrainConfig.from_file(args.config).to_dict() if args.config else {}
+    for f in dataclasses.fields(TrainConfig):
+        given = getattr(args, f.name)
+        if given is not None:
+            values[f.name] = {**values.get(f.name, {}), **dict(given)} if f.name in _OPTION_FLAGS else given
+    return TrainConfig.from_dict(values, source="command line")
+
+
+def _train(args: argparse.Namespace) -> int:
+    if args.resume and args.out is None:
+        raise UsageError("--resume needs --out, the folder of the run to continue")
+    config = _train_config(args)
+    try:
+        result = train(config, out_dir=args.out, resume=args.resume)
+    except KeyboardInterrupt:
+        where = f"; continue with --out {args.out} --resume" if args.out else ""
+        raise KeyboardInterrupt(f"training stopped{where}") from None
+    columns = [result.history[key] for key in _HISTORY_COLUMNS]
+    rows = [[str(epoch), *(f"{v:.4f}" for v in values)] for epoch, *values in zip(*columns, strict=True)]
+    print(format_table(list(_HISTORY_COLUMNS.values()), rows))
+    if config.target_loss is not None:
+        print(f"epochs to train loss {config.target_loss}: {result.epochs_to_target or 'not reached'}")
+    return 0
+
+
+def _activation_for_theory(name: str, rule: str, q: float, center: bool) -> activations.ActivationFunction:
+    base = activations.parse_normalized_name(name)
+    if base is None:
+        return activations.get(name)
+    return theory.normalized(base, rule, q, center)
+
+
+def _theory(args: argparse.Namespace) -> int:
+    names = args.activations or activations.names()
+    acts = [_activation_for_theory(name, args.rule, args.q, args.center) for name in names]
+    print(f"gains at q = {args.q} (rho, rho' and kappa: THEORY E5-E7; lambda per rule: E12-E14)")
+    print(theory.format_gains_table(theory.gains_table(acts, q=args.q)))
+    return 0
+
+
+def _propagate(args: argparse.Namespace) -> int:
+    measured, predicted = {}, {}
+    for name in args.activations:
+        base = activations.parse_normalized_name(name)
+        form = "vanilla" if base is None else args.mode
+        options = {} if base is None else {"mode": args.mode}
+        record = measure_network(name, options, args.depth, args.width, args.batch, args.seed)
+        measured[name], predicted[name] = record["measured"], record["theory"]
+        print(f"\n{name} ({form}), {args.depth} hidden layers of width {args.width}, batch {args.batch}")
+        header = ["layer", *(f"{s} {kind}" for s in STATISTICS for kind in ("measured", "theory"))]
+        layers = range(len(record["measured"][STATISTICS[0]]))
+        rows = [
+            [str(l + 1), *(f"{record[k][s][l]:.4g}" for s in STATISTICS for k in ("measured", "theory"))]
+            for l in layers
+        ]
+        print(format_table(header, rows))
+    if args.out:
+        plots.plot_signal_propagation(measured, predicted, path=args.out)
+        print(f"\nfigure: {args.out}")
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    results = load_results(args.run_dir)
+    for name in write_figures(results, args.run_dir / "figures"):
+        print(args.run_dir / "figures" / name)
+    return 0
+
+
+# ----- main -------------------------------------------------------------------------------------------
+
+
+def _error(message: str) -> None:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default: sys.argv[1:]) and return the exit code."""
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except KeyboardInterrupt as exc:
+        _error(f"interrupted{': ' + str(exc) if str(exc) else ''}")
+        return 130
+    except TrainingDiverged as exc:
+        _error(str(exc))
+        return 1
+    except (UsageError, ValueError, OSError, ImportError, backend.DeviceError) as exc:
+        _error(str(exc))
+        return 2

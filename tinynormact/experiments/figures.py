@@ -1,0 +1,207 @@
+"""The reproduction's figures, drawn from the results dict alone (so ``tinynormact plot`` can
+redraw them from results.json).
+
+Figures are built with matplotlib's object API (``matplotlib.figure.Figure``), which needs no
+GUI backend and leaves pyplot's state alone; ``plots.save`` writes them atomically.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from tinynormact import plots
+from tinynormact.backend import np
+from tinynormact.experiments.analysis import MEASURES
+
+__all__ = [
+    "accuracy_figure",
+    "convergence_figure",
+    "figures",
+    "loss_curves_figure",
+    "paired_difference_figure",
+    "propagation_figure",
+    "write_figures",
+]
+
+DPI = 120
+FORM_COLORS = {"vanilla": "tab:gray", "static": "tab:blue", "adaptive": "tab:orange"}
+ARCH_TITLES = {"mlp": "MLP", "resmlp": "residual MLP"}
+
+
+def _grid(n_panels: int, columns: int, panel: tuple[float, float]) -> tuple[Figure, list[Any]]:
+    rows = math.ceil(n_panels / columns)
+    columns = min(columns, n_panels)
+    figure = Figure(figsize=(panel[0] * columns, panel[1] * rows), dpi=DPI, layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False).ravel().tolist()
+    for ax in axes[n_panels:]:
+        ax.set_visible(False)
+    return figure, axes[:n_panels]
+
+
+def loss_curves_figure(results: dict[str, Any], architecture: str) -> Figure:
+    """Train loss per epoch, one panel per activation, one line per form: the mean over seeds
+    (completed runs), with the range over seeds shaded."""
+    preset = results["preset"]
+    figure, axes = _grid(len(preset["activations"]), 3, (4.0, 3.0))
+    for ax, act in zip(axes, preset["activations"], strict=True):
+        for form in preset["forms"]:
+            curves = [
+                r["history"]["train_loss"]
+                for r in results["runs"]
+                if (r["architecture"], r["activation"], r["form"], r["status"])
+                == (architecture, act, form, "completed")
+            ]
+            if not curves:
+                continue
+            curves_arr = np.asarray(curves, dtype=float)
+            epochs = np.arange(curves_arr.shape[1])
+            label = form if form == "vanilla" else f"{form} n{act}"
+            ax.plot(epochs, curves_arr.mean(axis=0), color=FORM_COLORS[form], label=label)
+            ax.fill_between(
+                epochs, curves_arr.min(axis=0), curves_arr.max(axis=0), color=FORM_COLORS[form], alpha=0.2
+            )
+        ax.axhline(preset["target_loss"], color="black", linewidth=0.6, linestyle=":")
+        ax.set_yscale("log")
+        ax.set_title(act)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("train loss")
+        if ax.get_legend_handles_labels()[0]:  # no line when every run diverged
+            ax.legend(fontsize="small")
+    figure.suptitle(
+        f"{ARCH_TITLES[architecture]}: train loss (mean over seeds, range shaded; dotted: target loss)"
+    )
+    return figure
+
+
+def _bar_panels(
+    results: dict[str, Any], table: str, forms: Sequence[str], value: str, scale: float, ylabel: str
+) -> Figure:
+    """One panel per architecture with grouped bars per activation and form: ``value`` +- its
+    "_std" partner from ``results[table]`` (NaN for a group that has no row)."""
+    preset = results["preset"]
+    figure, axes = _grid(len(preset["architectures"]), 2, (6.0, 3.5))
+    x = np.arange(len(preset["activations"]))
+    width = 0.8 / len(forms)
+    std = value.removesuffix("_mean") + "_std"
+    for ax, arch in zip(axes, preset["architectures"], strict=True):
+        rows = {(r["activation"], r["form"]): r for r in results[table] if r["architecture"] == arch}
+        for k, form in enumerate(forms):
+            found = [rows.get((act, form), {}) for act in preset["activations"]]
+            means = [scale * row.get(value, math.nan) for row in found]
+            stds = [scale * row.get(std, math.nan) for row in found]
+            offset = (k - (len(forms) - 1) / 2) * width
+            ax.bar(x + offset, means, width, yerr=stds, capsize=2, color=FORM_COLORS[form], label=form)
+        ax.set_xticks(x, preset["activations"])
+        ax.set_title(ARCH_TITLES[arch])
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize="small")
+    return figure
+
+
+def accuracy_figure(results: dict[str, Any]) -> Figure:
+    """Final test accuracy per activation and form (mean +- std over seeds), one panel per
+    architecture."""
+    forms = results["preset"]["forms"]
+    figure = _bar_panels(results, "aggregates", forms, "test_acc_mean", 1.0, "final test accuracy")
+    figure.suptitle("Final test accuracy (mean +- std over seeds)")
+    return figure
+
+
+def paired_difference_figure(results: dict[str, Any]) -> Figure:
+    """Normalized minus vanilla final test accuracy in points, paired by seed (mean +- std)."""
+    forms = [f for f in results["preset"]["forms"] if f != "vanilla"]
+    figure = _bar_panels(results, "paired", forms, "diff_mean", 100.0, "test accuracy difference (points)")
+    for ax in figure.axes:
+        ax.axhline(0.0, color="black", linewidth=0.8)
+    figure.suptitle("Normalized minus vanilla, paired by seed (mean +- std)")
+    return figure
+
+
+def convergence_figure(results: dict[str, Any]) -> Figure:
+    """Convergence speed (mean train loss over epochs) against each property measure, one panel
+    per (measure, architecture), with Spearman's rank correlation."""
+    entries = results["correlation"]
+    figure, axes = _grid(len(entries), len(results["preset"]["architectures"]), (4.5, 3.5))
+    for ax, entry in zip(axes, entries, strict=True):
+        for point in entry["points"]:
+            ax.scatter(point["x"], point["y"], color=FORM_COLORS[point["form"]], s=25)
+            name = (
+                point["activation"]
+                if point["form"] == "vanilla"
+                else f"{point['form'][0]}:{point['activation']}"
+            )
+            ax.annotate(name, (point["x"], point["y"]), fontsize=6, xytext=(2, 2), textcoords="offset points")
+        rho_s, p = entry["spearman"], entry["p_value"]
+        ax.set_title(f"{ARCH_TITLES[entry['architecture']]}: Spearman {_fmt(rho_s, 2)} (p = {_fmt(p, 3)})")
+        ax.set_xlabel(MEASURES[entry["measure"]] + " of the activation as used")
+        ax.set_ylabel("mean train loss over epochs")
+        ax.set_yscale("log")
+    handles = [Line2D([], [], color=c, marker="o", linestyle="", label=f) for f, c in FORM_COLORS.items()]
+    figure.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize="small")
+    figure.suptitle("Convergence speed against the property measure (lower loss: faster)")
+    return figure
+
+
+def propagation_figure(results: dict[str, Any]) -> Figure:
+    """Per-layer forward E[h^2] (top row) and backward E[delta^2] (bottom row) at initialization:
+    measured (dots) and THEORY E8-E9 (lines), one column per activation. The adaptive form has
+    no line: its lambda comes from the batch, so only the static one has a closed form."""
+    data = results["propagation"]
+    activations = list(data)
+    figure = Figure(figsize=(3.0 * len(activations), 5.5), dpi=DPI, layout="constrained")
+    axes = figure.subplots(2, len(activations), squeeze=False)
+    rows = (("preact_sq", "forward E[h^2]"), ("delta_sq", "backward E[delta^2]"))
+    for column, act in enumerate(activations):
+        for row, (statistic, label) in enumerate(rows):
+            ax = axes[row][column]
+            for form, record in data[act].items():
+                measured = np.asarray(record["measured"][statistic], dtype=float)
+                layers = np.arange(1, len(measured) + 1)
+                if form != "adaptive":
+                    ax.plot(layers, record["theory"][statistic], color=FORM_COLORS[form], linewidth=1)
+                ax.plot(layers, measured, "o", color=FORM_COLORS[form], markersize=2.5)
+            ax.set_yscale("log")
+            ax.set_xlabel("layer")
+            if column == 0:
+                ax.set_ylabel(label)
+            if row == 0:
+                ax.set_title(act)
+    handles = [
+        Line2D([], [], color=c, marker="o", markersize=4, linestyle="", label=f)
+        for f, c in FORM_COLORS.items()
+    ]
+    handles.append(Line2D([], [], color="black", linewidth=1, label="theory E8-E9 (vanilla, static)"))
+    figure.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize="small")
+    figure.suptitle("Signal propagation at initialization: measured (dots) vs theory (lines)")
+    return figure
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def figures(results: dict[str, Any]) -> dict[str, Callable[[], Figure]]:
+    """{file name: function drawing the figure} for every figure of ``results``."""
+    named: dict[str, Callable[[], Figure]] = {
+        f"loss_curves_{arch}.png": functools.partial(loss_curves_figure, results, arch)
+        for arch in results["preset"]["architectures"]
+    }
+    named["accuracy.png"] = functools.partial(accuracy_figure, results)
+    named["paired_difference.png"] = functools.partial(paired_difference_figure, results)
+    named["convergence_vs_property.png"] = functools.partial(convergence_figure, results)
+    named["signal_propagation.png"] = functools.partial(propagation_figure, results)
+    return named
+
+
+def write_figures(results: dict[str, Any], folder: str | Path) -> list[str]:
+    """Draw every figure of ``results`` into ``folder``; return the file names."""
+    for name, draw in figures(results).items():
+        plots.save(draw(), Path(folder) / name)
+    return list(figures(results))

@@ -1,0 +1,32 @@
+"""Training: ``TrainConfig`` describes a run, ``train(config)`` runs it and returns a ``TrainResult``.
+
+- ``config``: the validated configuration, loadable from TOML or JSON;
+- ``model``: the network and optimizer a config describes;
+- ``loop``: the training loop, evaluation, Ctrl-C handling, resuming;
+- ``checkpoint``: atomic ``.npz`` checkpoints;
+- ``health``: NaN/Inf detection and ``TrainingDiverged``;
+- ``files``: atomic text and JSON writes.
+"""
+
+from tinynormact.train.checkpoint import CheckpointError
+from tinynormact.train.config import ARCHITECTURES, OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig
+from tinynormact.train.health import TrainingDiverged
+from tinynormact.train.loop import StepInfo, Trainer, TrainResult, train, using_device
+from tinynormact.train.model import build_model, build_optimizer
+
+__all__ = [
+    "ARCHITECTURES",
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "CheckpointError",
+    "ConfigError",
+    "StepInfo",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "TrainingDiverged",
+    "build_model",
+    "build_optimizer",
+    "train",
+    "using_device",
+]

@@ -1,0 +1,192 @@
+"""``TrainConfig``: everything that defines one training run, validated, loadable from TOML or JSON.
+
+Every field has a default, so ``TrainConfig(activation="nswish")`` is a complete run. A bad value
+raises ``ConfigError`` (a ValueError) naming the field, the value and what would be valid;
+``TrainConfig.from_file`` also rejects unknown keys by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tinynormact import backend
+from tinynormact.data import DATASETS
+from tinynormact.nn import Activation, Parameter
+from tinynormact.nn import init as nn_init
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = ["ARCHITECTURES", "OPTIMIZERS", "SCHEDULES", "ConfigError", "TrainConfig"]
+
+ARCHITECTURES = ("mlp", "resmlp")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("constant", "cosine")
+DTYPES = ("float32", "float64")
+
+
+class ConfigError(ValueError):
+    """A configuration value (or file) is invalid; the message names the field and what is valid."""
+
+
+@dataclass
+class TrainConfig:
+    """One training run: data, network, optimizer, seed and bookkeeping.
+
+    - ``dataset`` is a name of ``tinynormact.data.DATASETS``; ``dataset_options`` go to its loader
+      (e.g. ``{"num_samples": 2000}`` for mnist1d).
+    - ``architecture`` "mlp": ``depth`` hidden layers of ``width`` units, each a Linear followed by
+      the activation, then a Linear to the classes. "resmlp": a Linear to ``width``, ``depth``
+      residual blocks x + alpha * F(x) (F = ``branch_depth`` Linear-activation pairs and a
+      Linear), then a Linear to the classes.
+    - ``activation`` is any activation name, "n<name>" for a normalized one;
+      ``activation_options`` are its options (``{"mode": "adaptive", "rule": "balanced"}``, or
+      ``{"beta": 2.0}`` for swish). ``init`` is an ``nn.init`` scheme (LeCun by default: the
+      sigma_w^2 = 1 under which the normalization rules of THEORY E12-E14 are stated).
+    - The optimizer is "sgd" (with ``momentum``), "adam" or "adamw"; ``schedule`` "constant" or
+      "cosine" (per step, down to 0); ``grad_clip`` > 0 clips the global gradient norm.
+    - ``track_every`` > 0 records per-layer variance statistics every that many steps.
+    - ``target_loss``: the train loss whose first crossing gives ``epochs_to_target``.
+    - ``checkpoint_every``: write a checkpoint every that many epochs (0: only at the end and
+      on Ctrl-C); used only when ``train`` gets an output folder.
+    """
+
+    dataset: str = "mnist1d"
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    architecture: str = "mlp"
+    activation: str = "relu"
+    activation_options: dict[str, Any] = field(default_factory=dict)
+    depth: int = 10
+    width: int = 64
+    branch_depth: int = 1
+    alpha: float = 1.0
+    init: str = "lecun_normal"
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    grad_clip: float = 0.0
+    seed: int = 0
+    device: str = "cpu"
+    dtype: str = "float32"
+    track_every: int = 0
+    target_loss: float | None = None
+    checkpoint_every: int = 1
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ----- validation ----------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Raise ConfigError on the first invalid field."""
+        _choice("dataset", self.dataset, tuple(DATASETS))
+        _choice("architecture", self.architecture, ARCHITECTURES)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("schedule", self.schedule, SCHEDULES)
+        _choice("device", self.device, backend.DEVICES)
+        _choice("dtype", self.dtype, DTYPES)
+        for name in ("dataset_options", "activation_options"):
+            if not isinstance(getattr(self, name), dict):
+                raise ConfigError(f"{name} must be a table of options, got {getattr(self, name)!r}")
+        for name, low in (("depth", 1), ("width", 1), ("branch_depth", 1), ("epochs", 1), ("batch_size", 1)):
+            _integer(name, getattr(self, name), low)
+        for name in ("seed", "track_every", "checkpoint_every"):
+            _integer(name, getattr(self, name), 0)
+        _number("lr", self.lr, positive=True)
+        _number("alpha", self.alpha, positive=False)
+        for name in ("weight_decay", "grad_clip"):
+            _number(name, getattr(self, name), positive=False)
+        if not (_is_number(self.momentum) and 0.0 <= self.momentum < 1.0):
+            raise ConfigError(f"momentum must be a number in [0, 1), got {self.momentum!r}")
+        if self.target_loss is not None:
+            _number("target_loss", self.target_loss, positive=True)
+        self._check_activation()
+        self._check_init()
+
+    def _check_activation(self) -> None:
+        """Build the activation once: the layer's own checks name what is wrong."""
+        if not isinstance(self.activation, str):
+            raise ConfigError(f"activation must be a name, got {self.activation!r}")
+        try:
+            Activation(self.activation, **self.activation_options)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"activation {self.activation!r}: {exc}") from exc
+
+    def _check_init(self) -> None:
+        """Initialize a 1x1 weight with the scheme: ``nn.init`` names the valid schemes."""
+        if not isinstance(self.init, str):
+            raise ConfigError(f"init must be the name of an nn.init scheme, got {self.init!r}")
+        try:
+            nn_init.initialize(Parameter(backend.np.zeros((1, 1))), self.init, rng=0)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+
+    # ----- conversion ------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-ready dict (``TrainConfig(**d)`` rebuilds it)."""
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A validated copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "configuration") -> TrainConfig:
+        """Build from a dict, rejecting unknown keys by name."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            names, valid = ", ".join(map(repr, unknown)), ", ".join(sorted(known))
+            raise ConfigError(f"{source}: unknown key(s) {names}; valid keys are {valid}")
+        return cls(**values)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> TrainConfig:
+        """Read a ``.toml`` or ``.json`` file of TrainConfig fields."""
+        path = Path(path)
+        try:
+            text = path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot read configuration file {path}: {exc.strerror or exc}") from exc
+        try:
+            if path.suffix == ".toml":
+                values = tomllib.loads(text.decode("utf-8"))
+            elif path.suffix == ".json":
+                values = json.loads(text)
+            else:
+                raise ConfigError(f"{path}: configuration files must end in .toml or .json")
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid {path.suffix[1:].upper()}: {exc}") from exc
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: expected a table of TrainConfig fields at the top level")
+        return cls.from_dict(values, source=str(path))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _choice(name: str, value: Any, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ConfigError(f"{name} {value!r} is unknown; valid: {', '.join(valid)}")
+
+
+def _integer(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def _number(name: str, value: Any, positive: bool) -> None:
+    if not (_is_number(value) and (value > 0 if positive else value >= 0)):
+        raise ConfigError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}")

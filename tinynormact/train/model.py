@@ -1,0 +1,47 @@
+"""Build the network and the optimizer a ``TrainConfig`` describes."""
+
+from __future__ import annotations
+
+from tinynormact import optim
+from tinynormact.nn import MLP, Module, ResidualMLP
+from tinynormact.train.config import TrainConfig
+
+__all__ = ["build_model", "build_optimizer"]
+
+
+def build_model(config: TrainConfig, n_features: int, n_classes: int) -> Module:
+    """The MLP or residual MLP of ``config``, its weights drawn from ``config.seed``."""
+    common = dict(
+        activation=config.activation,
+        activation_options=config.activation_options,
+        init=config.init,
+        dtype=config.dtype,
+        rng=config.seed,
+    )
+    if config.architecture == "mlp":
+        widths = [n_features] + [config.width] * config.depth + [n_classes]
+        return MLP(widths, **common)
+    return ResidualMLP(
+        n_features,
+        config.width,
+        config.depth,
+        n_classes,
+        branch_depth=config.branch_depth,
+        alpha=config.alpha,
+        **common,
+    )
+
+
+def build_optimizer(
+    config: TrainConfig, model: Module, total_steps: int
+) -> tuple[optim.Optimizer, optim.LRSchedule | None]:
+    """The optimizer of ``config`` over the model's parameters, and its schedule (or None)."""
+    params = list(model.parameters())
+    if config.optimizer == "sgd":
+        optimizer = optim.SGD(params, config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    elif config.optimizer == "adam":
+        optimizer = optim.Adam(params, config.lr, weight_decay=config.weight_decay)
+    else:
+        optimizer = optim.AdamW(params, config.lr, weight_decay=config.weight_decay)
+    schedule = optim.CosineLR(optimizer, total_steps) if config.schedule == "cosine" else None
+    return optimizer, schedule
