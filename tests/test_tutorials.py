@@ -1,0 +1,96 @@
+"""The tutorials: each runs as a script in fast mode, is a valid percent-format notebook that
+explains before it computes and ends with exercises, and is listed in tutorials/README.md.
+
+Running a tutorial runs its assertions (hand-derived gradients, closed forms, Monte Carlo
+checks with derived tolerances, the run folder of the reproduction, ...), so a passing script is
+a passing set of checks. Fast mode (TINYNORMACT_TUTORIAL_FAST=1) shrinks the sizes; figures and
+run folders go to a temporary folder (TINYNORMACT_TUTORIAL_OUT), generated data to a temporary
+cache (TINYNORMACT_CACHE). Tutorials run on the CPU, except that 07_gpu.py also runs its GPU
+cells where CuPy and a GPU are present.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TUTORIALS_DIR = Path(__file__).resolve().parent.parent / "tutorials"
+TUTORIALS = sorted(TUTORIALS_DIR.glob("[0-9][0-9]_*.py"))
+CELL_MARKER = re.compile(r"^# %%(?P<markdown> \[markdown\])?\s*$")
+
+
+def cells(path: Path) -> list[tuple[str, list[str]]]:
+    """(kind, lines) of every cell of a percent-format file, kind "markdown" or "code"; the
+    jupytext header before the first cell marker is skipped."""
+    result: list[tuple[str, list[str]]] = []
+    for line in path.read_text().splitlines():
+        marker = CELL_MARKER.match(line)
+        if marker:
+            result.append(("markdown" if marker["markdown"] else "code", []))
+        elif result:
+            result[-1][1].append(line)
+    return result
+
+
+def test_all_seven_tutorials_are_found() -> None:
+    assert [p.name[:2] for p in TUTORIALS] == ["01", "02", "03", "04", "05", "06", "07"]
+
+
+@pytest.fixture(scope="module")
+def data_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One temporary data cache shared by the tutorials (MNIST-1D is generated once)."""
+    return tmp_path_factory.mktemp("tutorial-cache")
+
+
+@pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
+def test_tutorial_runs_in_fast_mode(path: Path, tmp_path: Path, data_cache: Path) -> None:
+    env = {
+        **os.environ,
+        "TINYNORMACT_TUTORIAL_FAST": "1",
+        "TINYNORMACT_TUTORIAL_OUT": str(tmp_path),
+        "TINYNORMACT_CACHE": str(data_cache),
+        "MPLBACKEND": "Agg",
+    }
+    env.pop("TINYNORMACT_DEVICE", None)
+    done = subprocess.run(
+        [sys.executable, str(path)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, f"{path.name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+    assert list(tmp_path.glob("*.png")) or path.name.startswith("06"), f"{path.name} saved no figure"
+
+
+@pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
+def test_tutorial_is_a_percent_notebook_that_explains_first_and_ends_with_exercises(path: Path) -> None:
+    parsed = cells(path)
+    kinds = [kind for kind, _ in parsed]
+    assert "code" in kinds and kinds[0] == "markdown", "a markdown cell must come before the first code cell"
+    title, number = parsed[0][1][0], int(path.name[:2])
+    assert re.match(rf"^# # Tutorial {number}: ", title), f"first line of the first cell: {title!r}"
+    for kind, lines in parsed:
+        body = [line for line in lines if line.strip()]
+        assert body, f"{path.name} has an empty {kind} cell"
+        if kind == "markdown":
+            assert all(line == "#" or line.startswith("# ") for line in body), "markdown lines are comments"
+    kind, last = parsed[-1]
+    assert kind == "markdown" and "# ## Exercises" in last, "the last cell must hold the exercises"
+    exercises = last[last.index("# ## Exercises") :]
+    numbered = [line for line in exercises if re.match(r"^# \d+\. ", line)]
+    assert 3 <= len(numbered) <= 5, f"{len(numbered)} exercises"
+
+
+def test_jupytext_reads_the_same_cells() -> None:
+    jupytext = pytest.importorskip("jupytext", reason="jupytext is in the docs extra")
+    for path in TUTORIALS:
+        notebook = jupytext.read(path)
+        assert [cell.cell_type for cell in notebook.cells] == [kind for kind, _ in cells(path)], path.name
+
+
+def test_readme_lists_every_tutorial_in_order() -> None:
+    readme = (TUTORIALS_DIR / "README.md").read_text()
+    listed = re.findall(r"\b(\d\d_\w+\.py)\b", readme)
+    assert list(dict.fromkeys(listed)) == [p.name for p in TUTORIALS]

@@ -1,0 +1,336 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Tutorial 5: Tracking gradient variance during training, and reading the plots
+#
+# Tutorials 3 and 4 predicted, at initialization, how the second moments of signals and
+# gradients change from layer to layer. Training changes the weights, so the predictions stop
+# applying after a few steps; from then on we can only *measure*. `tinynormact.tracking`
+# measures, per layer and per step, everything the theory talks about:
+#
+# - forward: $q_l = E[h_l^2]$ (`preact_sq`, E8), $E[\phi(h_l)^2]$ (`act_sq`), and the batch
+#   gains $\rho_b = E[\phi(h)^2]/E[h^2]$ (`rho`, E5) and $\rho'_b = E[\phi'(h)^2]$ (`rho_prime`,
+#   E6), with the $\lambda$ a normalized activation applied (`lambda`);
+# - backward: $E[\delta_l^2]$ (`delta_sq`, E9) and the weight gradient's second moment
+#   $E[g_W^2]$ (`weight_grad_sq`, E10) together with its variance across the examples of the
+#   batch (`weight_grad_var`).
+#
+# It works through the hooks of tutorial 3: a forward hook on every `Linear` and on the
+# activation after it, and gradient hooks on their outputs and parameters. A model without a
+# tracker carries no hooks and pays nothing.
+#
+# **Statistics convention** (docs/THEORY.md): every number is a second moment averaged over
+# units and examples, and backward numbers are *per example*. The training loss is the batch
+# mean, so the gradient that reaches example $b$'s activations is $\delta_b / B$; the tracker
+# multiplies by $B$ to undo that. Its numbers therefore compare directly with
+# `theory.mlp_profile`, which we check first. Then we train three deep sigmoid networks and read
+# the plots.
+
+# %%
+import math
+
+import numpy as np
+from _common import OUT, show, size
+
+import tinynormact as tn
+from tinynormact import losses, nn, optim, plots, theory, tracking
+from tinynormact.data import DataLoader, load_dataset
+
+# %% [markdown]
+# ## 1. At initialization, the tracker agrees with the theory
+#
+# `tracking.measure_propagation(model, x)` runs one tracked forward and backward pass and
+# returns the per-layer profile. It seeds the backward pass with independent standard normal
+# output gradients, so the per-example gradient at the output has second moment 1, as
+# `mlp_profile` assumes. `tracking.theory_record(profile)` renames the theory's arrays to the
+# tracker's statistic names.
+#
+# We measure a tanh MLP and its statically normalized version (`"ntanh"`, balanced rule) with
+# standard normal inputs, averaging $R$ independently drawn networks, and accept with the
+# tolerance derived in tutorial 3: 5 standard errors over the networks plus the finite-width
+# allowance $2L/n$ for $L$ nonlinear layers of width $n$.
+
+# %%
+WIDTH, DEPTH, BATCH, NETWORKS = size((512, 12, 256, 6), (256, 6, 128, 4))
+widths = [WIDTH] * (DEPTH + 1)
+STATS = ("preact_sq", "delta_sq", "weight_grad_sq")
+activation_of = {"tanh": "tanh", "ntanh": theory.normalized("tanh")}  # what mlp_profile should use
+
+measured, predicted = {}, {}
+for label, act in activation_of.items():
+    runs = []
+    for seed in range(NETWORKS):
+        model = nn.MLP(widths, label, dtype="float64", rng=seed)
+        x = np.random.default_rng(100 + seed).standard_normal((BATCH, WIDTH))
+        profile = tracking.measure_propagation(model, tn.Tensor(x), rng=seed)
+        runs.append([profile[s] for s in STATS])
+    measured[label] = np.array(runs)  # (networks, statistic, layer)
+    theory_profile = tracking.theory_record(theory.mlp_profile(act, widths))
+    predicted[label] = np.array([theory_profile[s] for s in STATS])
+
+allowance = 2 * (DEPTH - 1) / WIDTH
+for label in activation_of:
+    mean = measured[label].mean(axis=0)
+    standard_error = measured[label].std(axis=0, ddof=1) / math.sqrt(NETWORKS)
+    tolerance = 5 * standard_error + allowance * np.abs(predicted[label])
+    print(f"{label:6s} measured / theory, E[delta^2] per layer:", np.round(mean[1] / predicted[label][1], 3))
+    assert np.all(np.abs(mean - predicted[label]) <= tolerance), f"{label}: tracker disagrees with E8-E10"
+    assert not np.all(np.abs(mean - 1.1 * predicted[label]) <= tolerance), "the check cannot fail"
+
+# %% [markdown]
+# `plots.plot_signal_propagation` draws such profiles: markers for measurements, lines for the
+# theory, one color per network, forward on the left and backward on the right, both on log
+# scales.
+
+# %%
+fig = plots.plot_signal_propagation(
+    {label: {s: runs.mean(axis=0)[k] for k, s in enumerate(STATS)} for label, runs in measured.items()},
+    {label: {s: values[k] for k, s in enumerate(STATS)} for label, values in predicted.items()},
+    title=f"tanh vs ntanh at initialization: width {WIDTH}, mean of {NETWORKS} networks",
+)
+show(fig, "05_signal_propagation.png")
+
+# %% [markdown]
+# The command line does the same measurement:
+# `tinynormact propagate --activations tanh ntanh --depth 12 --width 512 --out propagation.png`.
+#
+# Reading it: vanilla tanh's $q_l$ decays towards 0 with LeCun initialization (its fixed point
+# is $q^* = 0$ for $\sigma_w^2 = 1$, tutorial 3), and its gradient shrinks towards the input.
+# The normalized tanh keeps $q_l$ near 1, and its gradient grows mildly towards the input (the
+# $\kappa > 1$ of tanh, which normalization cannot remove, tutorial 4).
+
+# %% [markdown]
+# ## 2. Tracking a training run
+#
+# Now a real task: MNIST-1D (Greydanus 2020), a small but non-trivial 10-class benchmark of 1-D
+# signals with 40 features that trains in seconds on a CPU (generated locally by the `mnist1d`
+# package: `pip install -e ".[data]"`). We train three MLPs with 10 hidden sigmoid layers:
+# vanilla sigmoid, statically normalized sigmoid, and adaptively normalized sigmoid, with Adam.
+#
+# Wrapping the loop in `with tracking.VarianceTracker(model, every=k):` is all it takes. A step
+# starts with every training forward (evaluation under `tn.no_grad()` is not counted), and
+# `every=k` records steps 0, k, 2k, ...: the other steps pay one early return per hook. (From
+# the command line, `tinynormact train ... --track-every 5 --out runs/mine` does the same and
+# keeps the record in the run's checkpoint.)
+
+# %%
+EPOCHS = size(15, 3)
+EVERY = 5
+splits = load_dataset("mnist1d")  # 5000 examples: 4000 to train, 1000 to test
+print("MNIST-1D:", splits.train.x.shape, "train,", splits.test.x.shape, "test")
+
+variants = {
+    "sigmoid": ("sigmoid", {}),
+    "nsigmoid static": ("nsigmoid", {}),
+    "nsigmoid adaptive": ("nsigmoid", {"mode": "adaptive"}),
+}
+
+
+def train(activation, options):
+    """Train a 10-hidden-layer MLP with a tracker; return the record, epoch losses and model."""
+    model = nn.MLP([40] + [64] * 10 + [10], activation, options, rng=0)
+    optimizer = optim.Adam(model.parameters(), lr=1e-3)
+    loader = DataLoader(splits.train, batch_size=128, seed=0)
+    epoch_losses = []
+    with tracking.VarianceTracker(model, every=EVERY) as tracker:
+        for _ in range(EPOCHS):
+            total = 0.0
+            for x, y in loader:
+                loss = losses.softmax_cross_entropy(model(x), y)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                total += loss.item()
+            epoch_losses.append(total / len(loader))
+    return tracker, epoch_losses, model
+
+
+results = {name: train(*spec) for name, spec in variants.items()}
+for name, (_, epoch_losses, _) in results.items():
+    print(f"{name:18s} train loss per epoch:", np.round(epoch_losses, 3))
+
+# %% [markdown]
+# `tracker.to_dict()` holds `"step"` (the recorded step numbers) and one array of shape
+# (steps, layers) per statistic; `to_json` and `to_csv` save it (atomically) and
+# `tracking.read_json` reads it back. Layer $l$ is the $l$-th `Linear` with the activation
+# after it; the last `Linear` has none, so its activation statistics are NaN.
+
+# %%
+tracker = results["sigmoid"][0]
+record = tracker.to_dict()
+print("layers:", tracker.layer_names)
+print("recorded steps:", record["step"][:6], "...", record["step"][-1])
+print("weight_grad_sq has shape (steps, layers) =", record["weight_grad_sq"].shape)
+
+tracker.to_json(OUT / "05_tracker_sigmoid.json")
+saved = tracking.read_json(OUT / "05_tracker_sigmoid.json")
+np.testing.assert_array_equal(saved["weight_grad_sq"], record["weight_grad_sq"])  # NaNs compare equal
+print("saved to", OUT / "05_tracker_sigmoid.json", "and read back unchanged")
+
+# %% [markdown]
+# ## 3. Reading the gradient heatmap
+#
+# `plots.plot_gradient_heatmap(record, statistic)` draws one statistic as a picture: training
+# steps along x, layers along y (layer 1, next to the input, at the bottom), and the value as a
+# color on a **log** scale. Two directions to read:
+#
+# - **vertically** (one column = one step): how different the layers are. A smooth band of
+#   one color means every layer gets gradients of the same size; a ramp from dark at the bottom
+#   to bright at the top is a vanishing gradient: the first layers hardly learn;
+# - **horizontally** (one row = one layer): how a layer's gradient changes as training
+#   proceeds.
+
+# %%
+for name in ("sigmoid", "nsigmoid static"):
+    fig = plots.plot_gradient_heatmap(
+        results[name][0].to_dict(), "weight_grad_sq", title=f"{name}: E[(dloss/dW)^2] per example"
+    )
+    show(fig, f"05_heatmap_{name.replace(' ', '_')}.png")
+
+# %% [markdown]
+# The vanilla sigmoid network's first layer receives weight gradients about eleven orders of
+# magnitude smaller than its last hidden layer: exactly the collapse that sigmoid's
+# $\kappa = 0.15$ predicts, since by E11 the ratio between neighbouring layers is $\kappa(q_l)$.
+# For the first epochs its loss sits at $\ln 10 \approx 2.30$, the loss of guessing uniformly
+# among 10 classes. (Adam rescales each parameter's step by the size of its own gradient, so in
+# a long run it eventually moves even the first layers and the network starts to learn, late;
+# plain SGD would not.) With the normalized sigmoid the spread at initialization is about
+# $10^{-4.5}$: still large (normalization cannot change $\kappa$), but small enough for Adam to
+# train every layer from the start; and during training the spread shrinks by more than a
+# factor of 10.
+#
+# We assert these statements: for the vanilla and the static network, the spread between the
+# first and the last hidden layer at step 0 agrees with E11's prediction (the ratio of
+# `mlp_profile`'s weight-gradient second moments) within a factor of 2, which covers the
+# finite-width allowance $2L/n \approx 28\%$ on each of the two numbers of one network of width
+# 64; that the vanilla network is still near $\ln 10$ after 3 epochs while both normalized ones
+# are at least 0.1 lower; and that they also end at least 0.1 lower. (The adaptive network is
+# not covered by the static theory: already at step 0 it uses each layer's batch $\lambda_b$,
+# computed at the $q_l$ the layer actually sees, and its spread is smaller.)
+
+# %%
+widths_trained = [40] + [64] * 10 + [10]
+for name, act in (("sigmoid", "sigmoid"), ("nsigmoid static", theory.normalized("sigmoid"))):
+    w = results[name][0].to_dict()["weight_grad_sq"]
+    spread = w[0, 0] / w[0, -2]  # step 0: first layer / last hidden layer
+    profile = theory.mlp_profile(act, widths_trained)
+    expected = profile.weight_grad_sq[0] / profile.weight_grad_sq[-2]
+    print(f"{name:18s} spread at step 0: measured {spread:.2e}, E11 predicts {expected:.2e}")
+    assert 0.5 < spread / expected < 2.0
+
+static_w = results["nsigmoid static"][0].to_dict()["weight_grad_sq"]
+assert static_w[-1, 0] / static_w[-1, -2] > 10 * static_w[0, 0] / static_w[0, -2]  # the spread shrinks
+
+history = {name: run_losses for name, (_, run_losses, _) in results.items()}
+assert history["sigmoid"][2] > 2.2  # after 3 epochs: still near ln 10
+for name in ("nsigmoid static", "nsigmoid adaptive"):
+    assert history[name][2] < history["sigmoid"][2] - 0.1
+    assert history[name][-1] < history["sigmoid"][-1] - 0.1
+
+# %% [markdown]
+# ## 4. Reading the gains over training
+#
+# `plots.plot_gains_over_training(record)` draws the measured gains $\rho$ (left) and $\rho'$
+# (right) of every layer against the training step, one line per layer colored by depth, with
+# a dashed line at 1. For a normalized activation these are the gains of $\hat\phi$, i.e. with
+# $\lambda$ included.
+#
+# For the **adaptive** version there is an exact statement: in training mode each layer
+# computes its $\lambda_b$ from the very batch it normalizes, with the balanced rule
+# $\lambda_b^2 = (1/\rho_b + 1/\rho'_b)/2$. The gains it then shows are
+# $\lambda_b^2 \rho_b$ and $\lambda_b^2 \rho'_b$, so
+# $\frac12 (1/\hat\rho + 1/\hat\rho') = 1$ holds *at every step in every layer*, however much
+# the weights change. The **static** version satisfies it only while the pre-activations keep
+# the $q = 1$ that $\lambda$ was computed for. The plots and the assertion below show both.
+#
+# What to look for in the static plot: layer 1 (the darkest line) sees inputs with $q = 1$ and
+# sits at the balanced rule's gains there, $\hat\rho = 3.77$ and $\hat\rho' = 0.58$ (tutorial
+# 4's table); deeper layers see a larger $q$ and lower gains, and all of them move as the
+# weights train. In the adaptive plot the two gains of each layer are tied together by the
+# balance condition: where one rises above its usual level the other falls.
+
+# %%
+for name in ("nsigmoid static", "nsigmoid adaptive"):
+    title = f"{name}: measured gains per layer"
+    fig = plots.plot_gains_over_training(results[name][0].to_dict(), title=title)
+    show(fig, f"05_gains_{name.replace(' ', '_')}.png")
+
+
+def balance(record):
+    """(1/rho + 1/rho') / 2 per step and hidden layer (the last Linear has no activation)."""
+    return 0.5 * (1 / record["rho"][:, :-1] + 1 / record["rho_prime"][:, :-1])
+
+
+adaptive_balance = balance(results["nsigmoid adaptive"][0].to_dict())
+static_balance = balance(results["nsigmoid static"][0].to_dict())
+print(f"adaptive: (1/rho + 1/rho')/2 within {np.max(np.abs(adaptive_balance - 1)):.1e} of 1 at every step")
+print(f"static:   (1/rho + 1/rho')/2 from {static_balance.min():.2f} to {static_balance.max():.2f}")
+np.testing.assert_allclose(adaptive_balance, 1.0, rtol=1e-4)  # float32 training
+assert np.max(np.abs(static_balance - 1)) > 0.1
+
+# %% [markdown]
+# ## 5. Gradient signal and gradient noise
+#
+# Two weight-gradient statistics are recorded: `weight_grad_sq`, the second moment of the
+# *per-example* gradients $g_b$, and `weight_grad_var`, their variance across the examples of
+# the batch. The gradient the optimizer uses is their mean, $\bar g = \frac1B \sum_b g_b$, and
+# for every weight $\frac1B\sum_b g_b^2 = \mathrm{Var}_b(g) + \bar g^2$. So the difference of
+# the two statistics is the mean square of the batch gradient, which we can read off `.grad`
+# directly. The ratio $\mathrm{Var}/E[g^2]$ says how much of what each example contributes is
+# noise that averaging over the batch cancels: close to 1 means each step's direction is mostly
+# noise.
+
+# %%
+model = results["nsigmoid static"][2]
+x, y = next(iter(DataLoader(splits.train, batch_size=128, seed=1)))
+with tracking.VarianceTracker(model) as one_step:
+    loss = losses.softmax_cross_entropy(model(x), y)
+    model.zero_grad()
+    loss.backward()
+profile = one_step.profile()
+linears = [layer for layer in model if isinstance(layer, nn.Linear)]
+batch_grad_sq = np.array([np.mean(layer.weight.grad**2) for layer in linears])
+signal = profile["weight_grad_sq"] - profile["weight_grad_var"]
+np.testing.assert_allclose(signal, batch_grad_sq, rtol=1e-3, atol=1e-6 * batch_grad_sq.max())
+noise_fraction = profile["weight_grad_var"] / profile["weight_grad_sq"]
+print("noise fraction Var / E[g^2] per layer:", np.round(noise_fraction, 3))
+
+# %% [markdown]
+# After training, most of each example's gradient is noise in every layer: the fraction is
+# close to 1, so the batch gradient is a small average of large, mostly cancelling
+# contributions.
+#
+# ## Summary
+#
+# - `VarianceTracker(model, every=k)` records per-layer forward and backward second moments,
+#   the measured gains and $\lambda$, per example, in the convention of `theory`.
+# - At initialization its measurements agree with E8-E10 within a derived tolerance.
+# - The gradient heatmap shows vanishing gradients as a vertical color ramp; the gains plot
+#   shows how far each layer's $\rho$ and $\rho'$ are from 1 as training proceeds. Adaptive
+#   normalization keeps its balance condition exactly at every step.
+# - `weight_grad_sq - weight_grad_var` is the mean square of the batch gradient.
+#
+# ## Exercises
+#
+# 1. Track the same three networks with `"tanh"` instead of sigmoid. Which of the plots change
+#    most, and does normalization still help?
+# 2. Use `every=1` and time an epoch with and without the tracker (`time.perf_counter`). Then
+#    detach the tracker and check that the cost disappears.
+# 3. Plot `preact_sq` over training for the static and adaptive networks with
+#    `plot_gradient_heatmap(record, "preact_sq")`. Where does the static network's $q_l$ drift
+#    away from 1?
+# 4. Train with SGD (`optim.SGD(..., lr=0.05, momentum=0.9)`) instead of Adam. Which networks
+#    still train? Relate the answer to the heatmaps: SGD, unlike Adam, does not rescale small
+#    gradients.
+# 5. Read a saved record back with `tracking.read_json` and plot the noise fraction
+#    `weight_grad_var / weight_grad_sq` of every layer over training.
