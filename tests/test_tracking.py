@@ -12,7 +12,7 @@ import pytest
 
 import tinynormact as tn
 from tests.helpers import host
-from tinynormact import losses, nn, optim, theory, tracking
+from tinynormact import files, losses, nn, optim, theory, tracking
 from tinynormact.tracking import STATISTICS, VarianceTracker
 
 BATCH = 7
@@ -198,7 +198,7 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        tracking.write_atomically(target, failing)
+        files.write_atomically(target, failing)
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["out.json"]
 
 

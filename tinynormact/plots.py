@@ -29,7 +29,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 from tinynormact.backend import np
-from tinynormact.tracking import write_atomically
+from tinynormact.files import write_atomically
 
 __all__ = ["FORMATS", "plot_gains_over_training", "plot_gradient_heatmap", "plot_signal_propagation", "save"]
 

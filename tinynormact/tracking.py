@@ -65,15 +65,14 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from tinynormact import backend
 from tinynormact.autograd import Tensor, is_grad_enabled
 from tinynormact.backend import np
+from tinynormact.files import write_json_atomic, write_text_atomic
 from tinynormact.nn.layers import Activation, Linear
 from tinynormact.nn.module import Module
 from tinynormact.nn.normalized import NormalizedActivation, batch_gains, lambda_from_gains
@@ -85,7 +84,6 @@ __all__ = [
     "measure_propagation",
     "read_json",
     "theory_record",
-    "write_atomically",
 ]
 
 STATISTICS = (
@@ -325,12 +323,9 @@ class VarianceTracker:
             "every": self.every,
             "layers": self.layer_names,
             "step": record.pop("step").tolist(),
-            "statistics": {
-                name: [[None if math.isnan(v) else v for v in row] for row in values.tolist()]
-                for name, values in record.items()
-            },
+            "statistics": {name: values for name, values in record.items()},
         }
-        write_atomically(path, lambda file: file.write(json.dumps(document).encode()))
+        write_json_atomic(path, document, indent=None)
 
     def to_csv(self, path: str | Path) -> None:
         """Write the record in long format, one line per (step, layer): step, layer (index),
@@ -341,7 +336,7 @@ class VarianceTracker:
         for s, step in enumerate(record["step"]):
             for l, name in enumerate(self.layer_names):
                 writer.writerow([int(step), l, name, *(repr(float(record[k][s, l])) for k in STATISTICS)])
-        write_atomically(path, lambda file: file.write(text.getvalue().encode()))
+        write_text_atomic(path, text.getvalue())
 
 
 def read_json(path: str | Path) -> dict[str, Any]:
@@ -395,21 +390,3 @@ def measure_propagation(model: Module, x: Any, rng: int | Any = 0) -> dict[str, 
         for p, grad in zip(params, saved, strict=True):
             p.grad = grad
     return tracker.profile(0)
-
-
-def write_atomically(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
-    """Call ``write(file)`` on a temporary binary file next to ``path``, then move it onto
-    ``path`` in one step (``os.replace``), so ``path`` is never left half written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            write(file)
-        umask = os.umask(0)  # mkstemp makes the file private; give it the usual permissions
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise

@@ -15,8 +15,9 @@ import zipfile
 from pathlib import Path
 
 from tinynormact.backend import np
-from tinynormact.data.cache import cache_dir, save_npz_atomic
+from tinynormact.data.cache import cache_dir
 from tinynormact.data.dataset import Dataset, DataSplits
+from tinynormact.files import save_npz_atomic
 
 __all__ = ["load_mnist1d", "mnist1d_cache_path"]
 

@@ -36,8 +36,8 @@ from tinynormact.experiments.presets import Preset
 from tinynormact.experiments.propagation import signal_propagation
 from tinynormact.experiments.report import markdown_report, runs_csv
 from tinynormact.experiments.runner import run_all
+from tinynormact.files import write_json_atomic, write_text_atomic
 from tinynormact.train import using_device
-from tinynormact.train.files import write_json_atomic, write_text_atomic
 
 __all__ = ["analyse", "load_results", "reproduce", "software_versions", "write_run_folder"]
 

@@ -4,8 +4,7 @@
 - ``model``: the network and optimizer a config describes;
 - ``loop``: the training loop, evaluation, Ctrl-C handling, resuming;
 - ``checkpoint``: atomic ``.npz`` checkpoints;
-- ``health``: NaN/Inf detection and ``TrainingDiverged``;
-- ``files``: atomic text and JSON writes.
+- ``health``: NaN/Inf detection and ``TrainingDiverged``.
 """
 
 from tinynormact.train.checkpoint import CheckpointError

@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from tinynormact import backend, optim
-from tinynormact.data.cache import save_npz_atomic
+from tinynormact.files import jsonable, save_npz_atomic
 from tinynormact.nn import Module
-from tinynormact.train.files import jsonable
 
 __all__ = ["CheckpointError", "load_checkpoint", "save_checkpoint"]
 

@@ -27,11 +27,11 @@ from tqdm.auto import tqdm
 
 from tinynormact import autograd, backend
 from tinynormact.data import DataLoader, DataSplits, load_dataset
+from tinynormact.files import write_json_atomic
 from tinynormact.losses import softmax_cross_entropy
 from tinynormact.optim import clip_grad_norm
 from tinynormact.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from tinynormact.train.config import TrainConfig
-from tinynormact.train.files import write_json_atomic
 from tinynormact.train.health import TrainingDiverged, locate_nonfinite
 from tinynormact.train.model import build_model, build_optimizer
 
