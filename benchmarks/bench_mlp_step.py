@@ -9,12 +9,11 @@ allocated during a step (tracemalloc, which sees NumPy's buffers) and its ratio.
 from __future__ import annotations
 
 import gc
-import statistics
-import time
 import tracemalloc
 from collections.abc import Callable
 
 import tinynormact as tn
+from benchmarks.timing import median_seconds
 from tinynormact.backend import np
 
 DEPTH, BATCH, LR = 10, 128, 1e-3
@@ -89,15 +88,6 @@ def _hand(width: int) -> tuple[Callable[[], float], float]:
     return (lambda: hand_written_step(weights, biases, x, y)), hand_written_step(weights, biases, x, y)
 
 
-def _median_time(step: Callable[[], float], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def _peak_memory(step: Callable[[], float]) -> int:
     gc.collect()
     tracemalloc.start()
@@ -117,8 +107,8 @@ def measure(width: int, repeats: int) -> dict[str, float]:
         raise RuntimeError(f"engine and hand-written losses differ: {first_engine_loss} vs {first_hand_loss}")
     times = {"engine": [], "hand": []}
     for _ in range(3):  # interleave rounds so drifts in machine load hit both alike
-        times["engine"].append(_median_time(engine, repeats))
-        times["hand"].append(_median_time(hand, repeats))
+        times["engine"].append(median_seconds(engine, repeats))
+        times["hand"].append(median_seconds(hand, repeats))
     return {
         "engine_s": min(times["engine"]),
         "hand_s": min(times["hand"]),

@@ -6,23 +6,10 @@ q = 1, in under 50 ms. The table printed last is the gains table itself.
 
 from __future__ import annotations
 
-import statistics
-import time
-from collections.abc import Callable
-
+from benchmarks.timing import median_seconds
 from tinynormact import activations, theory
 
 TARGET_MS = 50.0
-
-
-def _median_ms(fn: Callable[[], object], repeats: int = 20) -> float:
-    fn()  # warm up (imports, caches)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
 
 
 def main() -> None:
@@ -37,8 +24,8 @@ def main() -> None:
     width = max(len(label) for label, _ in cases)
     print(f"{'computation'.ljust(width)}  median ms")
     for label, fn in cases:
-        print(f"{label.ljust(width)}  {_median_ms(fn):9.2f}")
-    table_ms = _median_ms(theory.gains_table)
+        print(f"{label.ljust(width)}  {1e3 * median_seconds(fn, 20):9.2f}")
+    table_ms = 1e3 * median_seconds(theory.gains_table, 20)
     verdict = "meets" if table_ms < TARGET_MS else "MISSES"
     print(f"\ngains table: {table_ms:.2f} ms, {verdict} the {TARGET_MS:.0f} ms target\n")
     print(theory.format_gains_table(theory.gains_table()))

@@ -12,13 +12,12 @@ cost is ~1% (a hook that returns at once).
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable
 
 import numpy as np
 
 import tinynormact as tn
+from benchmarks.timing import median_seconds
 from tinynormact import losses, nn, optim
 from tinynormact.tracking import VarianceTracker
 
@@ -42,15 +41,6 @@ def _training_step(activation: str) -> tuple[nn.Module, Callable[[], None]]:
     return model, step
 
 
-def _median_step(step: Callable[[], None]) -> float:
-    times = []
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def measure(activation: str) -> dict[str, float]:
     """Best-round median step time (s) without a tracker, with one (every=1, every=10) and after
     detaching one."""
@@ -60,11 +50,11 @@ def measure(activation: str) -> dict[str, float]:
     for _ in range(3):
         step()  # warm up
     for _ in range(ROUNDS):
-        times["none"].append(_median_step(step))
+        times["none"].append(median_seconds(step, REPEATS))
         for name, tracker in trackers.items():
             with tracker:
-                times[name].append(_median_step(step))
-        times["detached"].append(_median_step(step))
+                times[name].append(median_seconds(step, REPEATS))
+        times["detached"].append(median_seconds(step, REPEATS))
     if not np.isfinite(trackers["every=1"].profile()["weight_grad_var"]).all():
         raise RuntimeError("the tracker recorded NaN where every statistic should be defined")
     return {name: min(values) for name, values in times.items()}
