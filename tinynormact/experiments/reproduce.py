@@ -73,6 +73,9 @@ def write_run_folder(results: dict[str, Any], out: Path, force: bool = False) ->
     _check_target(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+    umask = os.umask(0)  # mkdtemp makes the folder private; give it the usual permissions
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)
     try:
         write_json_atomic(staging / "results.json", results)
         write_text_atomic(staging / "results.csv", runs_csv(results))
