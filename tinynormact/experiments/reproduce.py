@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 import tinynormact
 from tinynormact.data import load_dataset

@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from tinynormact.experiments.presets import RunSpec
 from tinynormact.train import TrainingDiverged, TrainResult, train

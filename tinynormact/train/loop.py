@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from tinynormact import autograd, backend
 from tinynormact.data import DataLoader, DataSplits, load_dataset
