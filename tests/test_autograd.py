@@ -211,3 +211,15 @@ def test_hooks_see_the_full_gradient_and_can_replace_it() -> None:
     remove()
     with pytest.raises(RuntimeError, match="does not require a gradient"):
         tn.Tensor([1.0]).register_hook(print)
+
+
+def test_gradcheck_checks_python_numbers_in_float64() -> None:
+    """0.1 must not be rounded to float32 (0.10000000149...) before the check."""
+    seen = []
+
+    def record(t: tn.Tensor) -> tn.Tensor:
+        seen.append(host(t).item())
+        return t * t
+
+    tn.gradcheck(record, 0.1)
+    assert seen[0] == 0.1

@@ -82,6 +82,9 @@ def test_mse_loss() -> None:
     assert tn.gradcheck(lambda p: losses.mse_loss(p, target), pred)
     with pytest.raises(ValueError, match=r"prediction shape \(2, 2\) differs from target shape \(2,\)"):
         losses.mse_loss(tn.Tensor(pred), np.zeros(2))
+    target_tensor = tn.Tensor(target, requires_grad=True)
+    losses.mse_loss(tn.Tensor(pred, requires_grad=True), target_tensor).backward()
+    assert target_tensor.grad is None  # targets are constants
 
 
 # ----- optimizers: hand-computed first steps ------------------------------------------------------

@@ -216,3 +216,9 @@ def test_log_softmax_is_stable_for_large_inputs() -> None:
 def test_large_inputs_use_the_random_direction_mode() -> None:
     x, w = leaf((16, 32), seed=22), leaf((32, 32), seed=23)
     assert tn.gradcheck(lambda p, q: ops.exp(ops.matmul(p, q) * 0.1).sum(axis=0), x, w, mode="directions")
+
+
+def test_transpose_with_negative_axes() -> None:
+    x = leaf((2, 3, 4), seed=24)
+    np.testing.assert_array_equal(host(ops.transpose(x, (-1, 0, 1))), host(x).transpose(-1, 0, 1))
+    assert tn.gradcheck(lambda t: ops.transpose(t, (-1, 0, 1)), x)

@@ -49,8 +49,7 @@ class ActivationFunction:
     ``name`` is the canonical name, ``params`` its parameters, ``f``/``df`` compute phi and phi'
     elementwise on an array, ``kinks`` are the x where phi or phi' is not smooth.
     ``df_from_output``, where phi is invertible enough, computes phi'(x) from y = phi(x) (tanh:
-    1 - y^2): the autograd op then keeps only the output for backward, saving a recomputation and
-    the memory of the input.
+    1 - y^2): the autograd op's backward then needs no recomputation of phi.
     """
 
     name: str

@@ -76,7 +76,12 @@ def _prepare(inputs: tuple[Any, ...]) -> tuple[list[Any], list[int]]:
     checked: list[int] = []
     for i, value in enumerate(inputs):
         constant = isinstance(value, Tensor) and not value.requires_grad
-        data = value.data if isinstance(value, Tensor) else backend.asarray(value)
+        if isinstance(value, Tensor):
+            data = value.data
+        elif hasattr(value, "dtype"):
+            data = backend.asarray(value)
+        else:  # Python numbers and lists: NumPy's float64, not the float32 default of tensors
+            data = backend.asarray(backend.np.asarray(value))
         if data.dtype.kind != "f":
             args.append(value)
             continue

@@ -74,7 +74,7 @@ def mse_loss(prediction: Tensor, target: Any, reduction: str = "mean") -> Tensor
     "mean". Shapes must match exactly (no silent broadcasting)."""
     _check_reduction(reduction)
     prediction = ops.as_tensor(prediction)
-    target = ops.as_tensor(target, like=prediction)
+    target = ops.as_tensor(target, like=prediction).detach()  # a constant, as the module says
     if prediction.shape != target.shape:
         raise ValueError(
             f"mse_loss: prediction shape {prediction.shape} differs from target shape {target.shape}"

@@ -157,11 +157,12 @@ def pow(a: Any, b: Any) -> Tensor:  # noqa: A001 (the operator's name)
     return Tensor.from_op(out, (a, b), backward, "pow")
 
 
-def _select_binary(op: str, a: Any, b: Any, take_a: Any) -> Tensor:
+def _select_binary(op: str, a: Any, b: Any) -> Tensor:
     """maximum/minimum: the gradient goes to the selected input; ties split it evenly."""
     a, b = _pair(a, b)
     _check_broadcast(op, a, b)
     xp = backend.get_array_module(a.data)
+    take_a = a.data >= b.data if op == "maximum" else a.data <= b.data
     out = xp.where(take_a, a.data, b.data)
     weight_a = xp.where(a.data == b.data, 0.5, take_a).astype(out.dtype)
 
@@ -175,14 +176,12 @@ def _select_binary(op: str, a: Any, b: Any, take_a: Any) -> Tensor:
 
 def maximum(a: Any, b: Any) -> Tensor:
     """Elementwise maximum."""
-    a, b = _pair(a, b)
-    return _select_binary("maximum", a, b, a.data >= b.data)
+    return _select_binary("maximum", a, b)
 
 
 def minimum(a: Any, b: Any) -> Tensor:
     """Elementwise minimum."""
-    a, b = _pair(a, b)
-    return _select_binary("minimum", a, b, a.data <= b.data)
+    return _select_binary("minimum", a, b)
 
 
 def where(condition: Any, a: Any, b: Any) -> Tensor:
@@ -253,8 +252,8 @@ def clip(x: Tensor, low: Any = None, high: Any = None) -> Tensor:
 def activation(x: Tensor, act: Any) -> Tensor:
     """phi(x) for an activation function with ``f`` and ``df`` (see ``activations``).
 
-    When the activation can compute phi' from its output (``df_from_output``), backward keeps only
-    the output, which the next layer keeps anyway: no recomputation, no extra memory.
+    When the activation can compute phi' from its output (``df_from_output``), backward uses the
+    output, which it has at hand, instead of recomputing phi from the input (tanh, sigmoid).
     """
     out = act.f(x.data)
     if getattr(act, "df_from_output", None) is not None:
@@ -343,7 +342,7 @@ def transpose(x: Tensor, axes: Sequence[int] | None = None) -> Tensor:
     """Permute the axes (reverse them when ``axes`` is None)."""
     xp = backend.get_array_module(x.data)
     out = xp.transpose(x.data, axes)
-    inverse = None if axes is None else tuple(backend.np.argsort(axes))
+    inverse = None if axes is None else tuple(backend.np.argsort([a % x.ndim for a in axes]))
     return Tensor.from_op(out, (x,), lambda g: (xp.transpose(g, inverse),), "transpose")
 
 
