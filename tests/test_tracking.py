@@ -221,3 +221,15 @@ def test_theory_record_names_the_profile_in_the_trackers_terms():
     np.testing.assert_allclose(record["input_sq"], [2.0, profile.x_sq[0]], rtol=1e-12)
     np.testing.assert_array_equal(record["preact_sq"], profile.q)
     np.testing.assert_array_equal(record["delta_sq"], profile.delta_sq)
+
+
+def test_hooks_on_a_reused_input_do_not_pile_up():
+    """A leaf input reused every step gets one tracker hook at a time, and none after detach."""
+    model = nn.MLP([6, 5, 3], "tanh", rng=0)
+    x = tn.Tensor(np.random.default_rng(0).standard_normal((4, 6)), requires_grad=True)
+    with VarianceTracker(model) as tracker:
+        for _ in range(3):
+            losses.mse_loss(model(x), np.zeros((4, 3))).backward()
+            assert len(x._hooks) == 1
+    assert len(x._hooks) == 0
+    assert tracker.to_dict()["input_grad_sq"].shape == (3, 2)

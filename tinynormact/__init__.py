@@ -7,9 +7,10 @@ Public API (README.md has a tour)::
     tn.activations, tn.theory                 the activation zoo and THEORY E1-E18
     tn.nn, tn.losses, tn.optim, tn.functional networks, losses, optimizers
     tn.data                                   datasets and the batching loader
+    tn.tracking                               per-layer variance tracking (VarianceTracker)
 """
 
-from tinynormact import activations, backend, data, functional, losses, nn, ops, optim, theory
+from tinynormact import activations, backend, data, functional, losses, nn, ops, optim, theory, tracking
 from tinynormact.autograd import Tensor, is_grad_enabled, no_grad
 from tinynormact.backend import (
     get_default_dtype,
@@ -33,6 +34,7 @@ __all__ = [
     "nn",
     "optim",
     "theory",
+    "tracking",
     "get_default_dtype",
     "get_device",
     "gradcheck",

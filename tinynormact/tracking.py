@@ -75,7 +75,7 @@ from tinynormact.backend import np
 from tinynormact.files import write_json_atomic, write_text_atomic
 from tinynormact.nn.layers import Activation, Linear
 from tinynormact.nn.module import Module
-from tinynormact.nn.normalized import NormalizedActivation, batch_gains, lambda_from_gains
+from tinynormact.nn.normalized import NormalizedActivation
 from tinynormact.theory import MLPProfile
 
 __all__ = [
@@ -128,6 +128,8 @@ class _Layer:
     def __init__(self, index: int, name: str, linear: Linear, activation: Activation | None) -> None:
         self.index, self.name, self.linear, self.activation = index, name, linear, activation
         self.input_rows: Any = None  # per-example E[x^2] of the recorded forward
+        self.preact: Any = None  # the recorded pre-activation array h and its mean square, which
+        self.preact_sq = math.nan  # the activation hook reuses when its input is that same array
         self.weight_row: Any = None  # the record row the weight hook writes into, once
         self.bias_row: Any = None
 
@@ -150,21 +152,13 @@ def _derivative_and_lambda(module: Activation, h: Any, y: Any) -> tuple[Any, flo
     """(phi'(h), lambda) such that the derivative of what ``module`` applied is lambda * phi'(h).
 
     A plain activation: its own phi' (computed from the output y where the activation can, as
-    autograd does) and lambda = 1. A NormalizedActivation: the base phi' and the lambda it
-    applied (E12-E16); in training mode an adaptive layer used the batch value of E16, which is
-    recomputed here with the layer's own functions.
+    autograd does) and lambda = 1. A NormalizedActivation: the base phi' and the lambda its
+    forward just applied (E12-E16: static, running or batch value, correction included).
     """
     if not isinstance(module, NormalizedActivation):
         act = module.function
         return (act.df(h) if act.df_from_output is None else act.df_from_output(y)), 1.0
-    if not (module.mode == "adaptive" and module.training):
-        return module.base.df(h), module.lambda_  # evaluation values, correction included
-    dphi = module.base.df(h)
-    rho, rho_prime, _ = batch_gains(h, module.base.f(h), dphi, module.center, module.eps)
-    lam = float(lambda_from_gains(module.rule, rho, rho_prime, module.eps))
-    if module.correction is not None:
-        lam += module.correction_scale * math.tanh(float(module.correction.data))
-    return dphi, lam
+    return module.base.df(h), float(_raw(module.last_lambda))
 
 
 class VarianceTracker:
@@ -184,6 +178,8 @@ class VarianceTracker:
         self._removers: list[Callable[[], None]] = []
         self._step = int(start_step) - 1  # the number of the current step (a resumed run starts later)
         self._row: Any = None  # the record row of the current step, None when not recording
+        self._last_gradient: tuple[Any, float] = (None, math.nan)  # see _record_gradient
+        self._step_removers: list[Callable[[], None]] = []  # hooks on this step's tensors
         self._steps: list[int] = []
         self._rows: list[np.ndarray] = []
 
@@ -207,6 +203,7 @@ class VarianceTracker:
         for remove in self._removers:
             remove()
         self._removers.clear()
+        self._remove_step_hooks()
         self._row = None
 
     @property
@@ -220,9 +217,20 @@ class VarianceTracker:
         self.detach()
 
     # ----- the hooks --------------------------------------------------------------------------
+    def _hook_tensor(self, tensor: Tensor, hook: Callable[[Any], None]) -> None:
+        """Hook one step's tensor; the hook goes at the next step or detach (an input tensor that
+        is reused, a leaf, would otherwise collect hooks, since backward frees only graph nodes)."""
+        self._step_removers.append(tensor.register_hook(hook))
+
+    def _remove_step_hooks(self) -> None:
+        for remove in self._step_removers:
+            remove()
+        self._step_removers.clear()
+
     def _start_step(self) -> None:
         self._step += 1
-        self._row = None
+        self._remove_step_hooks()
+        self._row, self._last_gradient = None, (None, math.nan)
         if self._step % self.every == 0:
             self._row = np.full((len(STATISTICS), len(self._layers)), np.nan)
             self._steps.append(self._step)
@@ -239,13 +247,14 @@ class VarianceTracker:
                 return
             x, h, l = inputs[0], output.data, layer.index
             row[_COLUMN["preact_sq"], l] = q = _mean_square(h)
+            layer.preact, layer.preact_sq = h, q
             row[_COLUMN["preact_var"], l] = q - (float(h.sum()) / h.size) ** 2
             layer.input_rows = _row_mean_squares(_raw(x))
             row[_COLUMN["input_sq"], l] = float(layer.input_rows.sum()) / len(layer.input_rows)
             if output.requires_grad:
-                output.register_hook(lambda g: self._record_delta(layer, row, g))
+                self._hook_tensor(output, lambda g: self._record_delta(layer, row, g))
             if isinstance(x, Tensor) and x.requires_grad:
-                x.register_hook(lambda g: self._record_gradient(row, "input_grad_sq", l, g))
+                self._hook_tensor(x, lambda g: self._record_gradient(row, "input_grad_sq", l, g))
 
         return hook
 
@@ -277,18 +286,24 @@ class VarianceTracker:
             h, y, l = _raw(inputs[0]), output.data, layer.index
             dphi, lam = _derivative_and_lambda(module, h, y)
             row[_COLUMN["act_sq"], l] = y_sq = _mean_square(y)
-            row[_COLUMN["rho"], l] = y_sq / _mean_square(h)
+            h_sq = layer.preact_sq if h is layer.preact else _mean_square(h)
+            layer.preact = None
+            row[_COLUMN["rho"], l] = y_sq / h_sq
             row[_COLUMN["rho_prime"], l] = lam**2 * _mean_square(dphi)
             row[_COLUMN["lambda"], l] = lam if isinstance(module, NormalizedActivation) else math.nan
             if output.requires_grad:
-                output.register_hook(lambda g: self._record_gradient(row, "grad_act_sq", l, g))
+                self._hook_tensor(output, lambda g: self._record_gradient(row, "grad_act_sq", l, g))
 
         return hook
 
-    @staticmethod
-    def _record_gradient(row: np.ndarray, statistic: str, layer: int, g: Any) -> None:
-        """The per-example second moment of a gradient g of the batch-mean loss: B^2 mean(g^2)."""
-        row[_COLUMN[statistic], layer] = g.shape[0] ** 2 * _mean_square(g)
+    def _record_gradient(self, row: np.ndarray, statistic: str, layer: int, g: Any) -> None:
+        """The per-example second moment of a gradient g of the batch-mean loss: B^2 mean(g^2).
+
+        An activation's output is usually the next Linear's input, so two hooks see the same
+        gradient array one after the other; it is reduced once."""
+        if g is not self._last_gradient[0]:
+            self._last_gradient = (g, g.shape[0] ** 2 * _mean_square(g))
+        row[_COLUMN[statistic], layer] = self._last_gradient[1]
 
     # ----- the record -------------------------------------------------------------------------
     @property

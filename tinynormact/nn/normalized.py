@@ -79,20 +79,22 @@ class NormalizedActivation(Activation):
         self.function = activations.affine(self.base, scale, shift)
         if mode == "adaptive":
             moments = theory.gaussian_moments(self.base, q)
-            self.register_buffer("running_rho", Tensor((moments.v if center else moments.m2) / q))
-            self.register_buffer("running_rho_prime", Tensor(moments.d2))
+            # float64 whatever the network's dtype: three scalars, averaged over many steps
+            self.register_buffer(
+                "running_rho", Tensor((moments.v if center else moments.m2) / q, dtype="float64")
+            )
+            self.register_buffer("running_rho_prime", Tensor(moments.d2, dtype="float64"))
             if center:
-                self.register_buffer("running_mu", Tensor(moments.m1))
+                self.register_buffer("running_mu", Tensor(moments.m1, dtype="float64"))
         self.correction = Parameter(0.0) if learnable_correction else None
+        self.last_lambda: Any = None  # what the last forward multiplied by: float, 0-d array or Tensor
 
     # ----- the values used in evaluation mode -------------------------------------------------
     def _eval_lambda_and_shift(self) -> tuple[float, float]:
         """(lambda, mu) before the correction: static constants, or from the running estimates."""
         if self.mode == "static":
             return self.static_scale, self.static_shift
-        lam = float(
-            lambda_from_gains(self.rule, self.running_rho.data, self.running_rho_prime.data, self.eps)
-        )
+        lam = float(floored_lambda(self.rule, self.running_rho.data, self.running_rho_prime.data, self.eps))
         return lam, float(self.running_mu.data) if self.center else 0.0
 
     @property
@@ -118,10 +120,12 @@ class NormalizedActivation(Activation):
             lam, mu = self._eval_lambda_and_shift()
             if self.correction is None:  # constants only: one fused node
                 fn = self.function if self.mode == "static" else activations.affine(self.base, lam, mu)
+                self.last_lambda = lam
                 return ops.activation(x, fn)
             phi = ops.activation(x, self.base)
         if self.correction is not None:
             lam = lam + self.correction_scale * ops.activation(self.correction, _TANH)
+        self.last_lambda = lam
         return (phi - mu if self.center else phi) * lam
 
     def _batch_lambda_and_shift(self, x: Tensor, phi: Tensor) -> tuple[Any, Any]:
@@ -133,7 +137,7 @@ class NormalizedActivation(Activation):
         else:
             rho, rho_prime, mu = batch_gains(x.data, phi.data, self.base.df(x.data), self.center, self.eps)
         self._update_running(rho, rho_prime, mu)
-        lam = lambda_from_gains(self.rule, rho, rho_prime, self.eps)
+        lam = floored_lambda(self.rule, rho, rho_prime, self.eps)
         return lam, (mu if self.center else 0.0)
 
     def _update_running(self, rho: Any, rho_prime: Any, mu: Any) -> None:
@@ -164,7 +168,7 @@ def batch_gains(h: Any, phi: Any, dphi: Any, center: bool, eps: float) -> tuple[
     return rho, (dphi * dphi).mean(), phi.mean()
 
 
-def lambda_from_gains(rule: str, rho: Any, rho_prime: Any, eps: float) -> Any:
+def floored_lambda(rule: str, rho: Any, rho_prime: Any, eps: float) -> Any:
     """``theory.lambda_from_gains`` (E12-E14) with the gains (arrays or Tensors) floored at ``eps``."""
     return theory.lambda_from_gains(rule, rho.clip(eps), rho_prime.clip(eps))
 
@@ -193,6 +197,10 @@ def _check_options(
     correction_scale: float,
     eps: float,
 ) -> None:
+    numbers = {"q": q, "momentum": momentum, "correction_scale": correction_scale, "eps": eps}
+    for name, value in numbers.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{name} must be a real number, got {value!r}")
     if mode not in MODES:
         raise ValueError(f"unknown normalization mode {mode!r}; valid: {', '.join(MODES)}")
     if rule not in theory.RULES:
