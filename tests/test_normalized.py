@@ -123,6 +123,27 @@ def test_adaptive_train_uses_batch_statistics_and_eval_the_running_ones(rule: st
     np.testing.assert_array_equal(host(layer.running_rho), before)  # evaluation updates nothing
 
 
+def test_adaptive_train_statistics_running_applies_the_updated_running_values() -> None:
+    """Oracle: the momentum recursion in NumPy; in training the layer applies lambda and mu of the
+    running estimates after this batch's update (centred relu, balanced rule)."""
+    tn.set_default_dtype("float64")
+    momentum = 0.7
+    layer = nn.NormalizedActivation(
+        "relu", mode="adaptive", center=True, momentum=momentum, train_statistics="running"
+    )
+    running = {"rho": RELU_RHO_C, "rho_prime": 0.5, "mu": RELU_M1}
+    for step in range(3):
+        h = batch((16, 8), seed=20 + step, scale=1.5) + 0.3
+        phi = np.maximum(h, 0)
+        batch_values = {"rho": phi.var() / (h**2).mean(), "rho_prime": (h > 0).mean(), "mu": phi.mean()}
+        for key, value in batch_values.items():
+            running[key] = momentum * running[key] + (1 - momentum) * value
+        lam = rule_lambda("balanced", running["rho"], running["rho_prime"])
+        np.testing.assert_allclose(host(layer(tn.Tensor(h))), lam * (phi - running["mu"]), rtol=1e-10)
+    with pytest.raises(ValueError, match="unknown train_statistics 'ema'; valid: batch, running"):
+        nn.NormalizedActivation("relu", mode="adaptive", train_statistics="ema")
+
+
 def test_untrained_adaptive_layer_in_eval_mode_equals_the_static_one() -> None:
     x = tn.Tensor(batch((4, 6)))
     adaptive = nn.Activation("nelu", mode="adaptive", center=True).eval()

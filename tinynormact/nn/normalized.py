@@ -14,9 +14,12 @@ Adaptive (E16, the paper's v3 "ANAct"). Over all elements of a batch h (one lamb
     mu_b   = mean(phi(h))                    (used only when centring)
     lambda_b = the rule (E12-E14) applied to (rho_b, rho'_b)
 
-- Training mode uses the batch values lambda_b and mu_b (like batch normalization) and updates
-  the running estimates ``running = momentum * running + (1 - momentum) * batch`` of rho, rho'
-  (and mu when centring).
+- Training mode updates the running estimates ``running = momentum * running + (1 - momentum) *
+  batch`` of rho, rho' (and mu when centring), then, with ``train_statistics="batch"`` (the
+  default, like batch normalization), applies the batch values lambda_b and mu_b; with
+  ``train_statistics="running"`` it applies lambda and mu from the just-updated running
+  estimates. THEORY.md's E16 ("running estimates with momentum used for lambda") reads either
+  way; the choice is the user's (docs/THEORY.md, E16 in practice).
 - Evaluation mode uses lambda and mu computed from the running estimates, and updates nothing.
 - The running estimates start at the Gaussian values at q (rho(q) or rho_c(q), rho'(q), m1(q)),
   so an untrained model in evaluation mode equals the static normalization at q.
@@ -40,6 +43,7 @@ from tinynormact.nn.layers import Activation, get_activation
 from tinynormact.nn.module import Parameter
 
 MODES = ("static", "adaptive")
+TRAIN_STATISTICS = ("batch", "running")
 _TANH = activations.get("tanh")
 
 
@@ -60,6 +64,7 @@ class NormalizedActivation(Activation):
         q: float = 1.0,
         momentum: float = 0.9,
         differentiate_lambda: bool = False,
+        train_statistics: str = "batch",
         learnable_correction: bool = False,
         correction_scale: float = 0.3,
         eps: float = 1e-8,
@@ -69,6 +74,14 @@ class NormalizedActivation(Activation):
             base = activations.parse_normalized_name(base) or base
         super().__init__(get_activation(base, **params))
         _check_options(mode, rule, q, momentum, differentiate_lambda, correction_scale, eps)
+        if train_statistics not in TRAIN_STATISTICS:
+            valid = ", ".join(TRAIN_STATISTICS)
+            raise ValueError(f"unknown train_statistics {train_statistics!r}; valid: {valid}")
+        if differentiate_lambda and train_statistics == "running":
+            raise ValueError(
+                "differentiate_lambda=True needs train_statistics='batch' (running values are constants)"
+            )
+        self.train_statistics = train_statistics
         self.base = self.function
         self.mode, self.rule, self.center = mode, rule, bool(center)
         self.q, self.momentum, self.eps = float(q), float(momentum), float(eps)
@@ -116,6 +129,8 @@ class NormalizedActivation(Activation):
         if self.mode == "adaptive" and self.training:
             phi = ops.activation(x, self.base)
             lam, mu = self._batch_lambda_and_shift(x, phi)
+            if self.train_statistics == "running":
+                lam, mu = self._eval_lambda_and_shift()
         else:
             lam, mu = self._eval_lambda_and_shift()
             if self.correction is None:  # constants only: one fused node
