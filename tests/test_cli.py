@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tests.test_experiments import tiny_preset
@@ -84,6 +85,17 @@ def test_bad_input_exits_2_with_one_clear_line(capsys, argv, words) -> None:
     assert_one_line_error(err, *words)
 
 
+@pytest.mark.parametrize(
+    ("option", "words"),
+    [("n_train=abc", ["n_train", "'abc'", "integer"]), ("noise=abc", ["noise", "'abc'", "number"])],
+)
+def test_dataset_option_of_the_wrong_type_exits_2_naming_it(capsys, option, words) -> None:
+    argv = ["train", "--dataset", "spirals", "--dataset-option", option, "--epochs", "1"]
+    code, _, err = run_main(capsys, *argv)
+    assert code == 2
+    assert_one_line_error(err, "'spirals'", *words)
+
+
 def test_bad_config_file_names_the_unknown_key(capsys, tmp_path) -> None:
     path = tmp_path / "run.toml"
     path.write_text('activation = "relu"\nlearning_rate = 0.1\n')
@@ -125,6 +137,29 @@ def test_ctrl_c_exits_130_and_says_how_to_resume(capsys, tmp_path, monkeypatch) 
     code, _, err = run_main(capsys, "train", *TINY_TRAIN, "--out", str(tmp_path))
     assert code == 130
     assert_one_line_error(err, "interrupted", "--resume")
+
+
+@pytest.mark.parametrize("corruption", ["meta without optimizer", "extra array", "bad optimizer index"])
+def test_resuming_a_corrupt_checkpoint_exits_2_naming_file_and_key(capsys, tmp_path, corruption) -> None:
+    argv = ["train", *TINY_TRAIN, "--optimizer", "sgd", "--momentum", "0.9", "--out", str(tmp_path)]
+    assert run_main(capsys, *argv)[0] == 0
+    path = tmp_path / "checkpoint.npz"
+    with np.load(path) as file:
+        arrays = {key: file[key] for key in file.files}
+    meta = json.loads(str(arrays["meta"]))
+    if corruption == "meta without optimizer":
+        del meta["optimizer"]
+        arrays["meta"], words = np.array(json.dumps(meta)), ["'optimizer'"]
+    elif corruption == "extra array":
+        arrays["stray"], words = np.zeros(3), ["'stray'"]
+    else:
+        arrays["optimizer/7/momentum_buffer"] = arrays.pop("optimizer/0/momentum_buffer")
+        words = ["'optimizer/7/momentum_buffer'", "index '7'"]
+    with path.open("wb") as handle:
+        np.savez(handle, **arrays)
+    code, _, err = run_main(capsys, *argv, "--resume")
+    assert code == 2
+    assert_one_line_error(err, str(path), *words)
 
 
 def test_propagate_prints_measured_and_theory_and_draws(capsys, tmp_path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 import struct
 
 import pytest
@@ -34,6 +35,36 @@ def test_unknown_option_lists_the_valid_options():
         ValueError, match="'spirals' has no option 'n_features'; valid options are n_train, .*seed"
     ):
         load_dataset("spirals", n_features=3)
+
+
+@pytest.mark.parametrize(
+    ("name", "option", "value", "valid"),
+    [
+        ("spirals", "n_train", "abc", "an integer"),
+        ("spirals", "n_train", 2.5, "an integer"),
+        ("spirals", "n_test", True, "an integer"),
+        ("spirals", "noise", "abc", "a finite number"),
+        ("gaussian_mixture", "separation", float("nan"), "a finite number"),
+        ("teacher", "hidden", "abc", "a list of integers"),
+        ("teacher", "hidden", [8, 2.5], "a list of integers"),
+        ("mnist1d", "regenerate", "yes", "true or false"),
+        ("cifar100", "labels", 3, "a string"),
+        ("mnist", "path", 3, "a file or folder path"),
+    ],
+)
+def test_option_of_the_wrong_type_names_dataset_option_value_and_valid_type(name, option, value, valid):
+    options = {"path": "/nonexistent"} if name in ("mnist", "cifar100") else {}
+    options[option] = value
+    expected = f"dataset {name!r}: option {option} must be {valid}" + ".*" + re.escape(f", got {value!r}")
+    with pytest.raises(ValueError, match=expected):
+        load_dataset(name, **options)
+
+
+def test_options_of_the_right_type_are_accepted():
+    # a whole number for a float option (JSON reads noise=0 as an int) and a list for hidden
+    assert load_dataset("spirals", n_train=20, n_test=10, noise=0).train.x.shape == (20, 2)
+    teacher = load_dataset("teacher", n_train=20, n_test=10, n_features=3, hidden=[4, 4], label_noise=1)
+    assert teacher.train.x.shape == (20, 3)
 
 
 @pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "cifar10", "cifar100"])

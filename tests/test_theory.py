@@ -253,6 +253,13 @@ def test_weight_gradient_ratio_between_layers_is_kappa(name):
     [
         ({"widths": [10]}, "widths must be"),
         ({"widths": [10, 0, 5]}, "widths must be"),
+        ({"widths": [10, 2.7, 5]}, r"every n an integer >= 1, got \[10, 2.7, 5\] \(widths\[1\] = 2.7\)"),
+        ({"widths": [10, -3, 5]}, r"widths\[1\] = -3"),
+        ({"widths": [10, True, 5]}, r"widths\[1\] = True"),
+        ({"widths": [10, "5"]}, r"widths\[1\] = '5'"),
+        ({"widths": [10, float("inf")]}, r"widths\[1\] = inf"),
+        ({"widths": "abc"}, "widths must be .*, got 'abc'"),
+        ({"widths": 10}, "widths must be .*, got 10"),
         ({"weight_var": [1.0, 2.0]}, "weight_var must be a finite number > 0 or 3 of them"),
         ({"weight_var": 0.0}, "weight_var must be"),
         ({"bias_var": -0.1}, "bias_var must be a finite number >= 0"),
@@ -300,6 +307,34 @@ def test_residual_profile_rejects_bad_arguments():
         theory.residual_profile("relu", 64, 0)
     with pytest.raises(ValueError, match="branch_depth must be an integer >= 1"):
         theory.residual_profile("relu", 64, 3, branch_depth=1.5)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"width": "abc"}, "width must be an integer >= 1, got 'abc'"),
+        ({"width": 2.7}, "width must be an integer >= 1, got 2.7"),
+        ({"width": 0}, "width must be an integer >= 1, got 0"),
+        ({"width": None}, "width must be an integer >= 1, got None"),
+        ({"depth": "3"}, "depth must be an integer >= 1, got '3'"),
+        ({"depth": float("nan")}, "depth must be an integer >= 1, got nan"),
+        ({"depth": True}, "depth must be an integer >= 1, got True"),
+        ({"branch_depth": "two"}, "branch_depth must be an integer >= 1, got 'two'"),
+        ({"branch_depth": -1}, "branch_depth must be an integer >= 1, got -1"),
+        ({"alpha": "big"}, "alpha must be a finite number, got 'big'"),
+    ],
+)
+def test_residual_profile_names_a_non_integer_or_non_numeric_size(kwargs, message):
+    arguments = {"act": "relu", "width": 64, "depth": 3, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        theory.residual_profile(**arguments)
+
+
+def test_profiles_accept_whole_numbers_given_as_floats_or_numpy_integers():
+    reference = theory.mlp_profile("tanh", [10, 20, 5])
+    np.testing.assert_array_equal(theory.mlp_profile("tanh", np.array([10.0, 20.0, 5.0])).q, reference.q)
+    profile = theory.residual_profile("relu", 64.0, np.int64(3), 2.0)
+    assert profile.x_sq.shape == (4,) and profile.branch_q.shape == (3, 2)
 
 
 # --- fixed points -----------------------------------------------------------------------------------

@@ -125,6 +125,61 @@ def test_corrupt_checkpoint_is_reported_with_its_path(tmp_path) -> None:
         train(small(epochs=1), out_dir=tmp_path, resume=True, progress=False)
 
 
+def _corrupt_checkpoint(folder, change) -> None:
+    """Rewrite ``folder``'s checkpoint after ``change(arrays, meta)`` edits its arrays and meta.
+
+    The meta is left out when ``change`` returns "no meta"."""
+    path = folder / "checkpoint.npz"
+    with np.load(path) as file:
+        arrays = {key: file[key] for key in file.files}
+    meta = json.loads(str(arrays.pop("meta")))
+    result = change(arrays, meta)
+    if not (isinstance(result, str) and result == "no meta"):
+        arrays["meta"] = np.array(json.dumps(meta))
+    with path.open("wb") as handle:
+        np.savez(handle, **arrays)
+
+
+def _rename(arrays, old: str, new: str) -> None:
+    arrays[new] = arrays.pop(old)
+
+
+CORRUPTIONS = {
+    "no-optimizer-meta": (lambda a, m: m.pop("optimizer"), "no 'optimizer' entry"),
+    "no-progress-meta": (lambda a, m: m.pop("progress"), "no 'progress' entry"),
+    "no-scalars": (lambda a, m: m["optimizer"].pop("scalars"), "no 'scalars' entry"),
+    "scalars-not-a-list": (lambda a, m: m["optimizer"].update(scalars=3), r"'scalars'\] must be a list"),
+    "no-meta": (lambda a, m: "no meta", "no 'meta' entry"),
+    "meta-not-json": (lambda a, m: a.update(meta=np.array("{oops")) or "no meta", "meta is not JSON"),
+    "extra-array": (lambda a, m: a.update(junk=np.zeros(2)), "unknown entry 'junk'"),
+    "unknown-group": (lambda a, m: a.update({"extra/w": np.zeros(2)}), "unknown entry 'extra/w'"),
+    "index-too-large": (
+        lambda a, m: _rename(a, "optimizer/0/momentum_buffer", "optimizer/99/momentum_buffer"),
+        "'optimizer/99/momentum_buffer' has a bad parameter index '99'; valid indices are 0 to",
+    ),
+    "index-not-a-number": (
+        lambda a, m: _rename(a, "optimizer/0/momentum_buffer", "optimizer/first/momentum_buffer"),
+        "bad parameter index 'first'",
+    ),
+    "unknown-hyperparameter": (
+        lambda a, m: m["optimizer"]["hyperparameters"].update(warp=9),
+        "unknown hyperparameter 'warp'",
+    ),
+    "missing-model-array": (lambda a, m: a.pop(next(k for k in a if k.startswith("model/"))), "missing keys"),
+}
+
+
+@pytest.mark.parametrize("corruption", list(CORRUPTIONS))
+def test_corrupt_checkpoint_contents_raise_checkpoint_error_naming_file_and_key(tmp_path, corruption) -> None:
+    config = small(epochs=1, optimizer="sgd", momentum=0.9)
+    train(config, out_dir=tmp_path, progress=False)
+    change, message = CORRUPTIONS[corruption]
+    _corrupt_checkpoint(tmp_path, change)
+    with pytest.raises(CheckpointError, match="checkpoint.npz") as info:
+        train(config, out_dir=tmp_path, resume=True, progress=False)
+    assert info.match(message)
+
+
 # ----- NaN / Inf ---------------------------------------------------------------------------------------
 
 

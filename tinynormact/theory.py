@@ -31,6 +31,7 @@ returns; divide by B to compare with ``.grad`` of a mean-loss batch.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -285,6 +286,18 @@ def _variance(value: float, name: str, positive: bool) -> float:
     return float(_per_layer(value, 1, name, positive)[0])
 
 
+def _count(value: Any, name: str) -> int:
+    """``value`` as an int >= 1; ValueError naming ``name`` unless it is a whole number >= 1.
+
+    Integral floats (3.0) are accepted; bools, strings, fractions (2.7) and non-finite values
+    are not.
+    """
+    is_number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not (is_number and math.isfinite(value) and int(value) == value and value >= 1):
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
 def mlp_profile(
     act: Act,
     widths: Sequence[int],
@@ -309,9 +322,19 @@ def mlp_profile(
     gradient independence, inputs independent of weights); quantities are per example.
     """
     act = activations.get(act)
-    widths = [int(n) for n in widths]
-    if len(widths) < 2 or min(widths) < 1:
-        raise ValueError(f"widths must be [n_0, ..., n_L] with L >= 1 and every n >= 1, got {widths!r}")
+    valid = "[n_0, ..., n_L] with L >= 1 and every n an integer >= 1"
+    if isinstance(widths, str | bytes) or not hasattr(widths, "__iter__"):
+        raise ValueError(f"widths must be {valid}, got {widths!r}")
+    widths = list(widths)
+    if len(widths) < 2:
+        raise ValueError(f"widths must be {valid}, got {widths!r}")
+    checked = []
+    for i, n in enumerate(widths):
+        try:
+            checked.append(_count(n, f"widths[{i}]"))
+        except ValueError:
+            raise ValueError(f"widths must be {valid}, got {widths!r} (widths[{i}] = {n!r})") from None
+    widths = checked
     layers = len(widths) - 1
     s_w = _per_layer(weight_var, layers, "weight_var", positive=True)
     s_b = _per_layer(bias_var, layers, "bias_var", positive=False)
@@ -386,11 +409,10 @@ def residual_profile(
     so ``width`` enters only as a requirement of large width.
     """
     act = activations.get(act)
-    for name, value in (("width", width), ("depth", depth), ("branch_depth", branch_depth)):
-        if int(value) != value or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    if not math.isfinite(alpha):
-        raise ValueError(f"alpha must be finite, got {alpha!r}")
+    width, depth = _count(width, "width"), _count(depth, "depth")
+    branch_depth = _count(branch_depth, "branch_depth")
+    if not (isinstance(alpha, numbers.Real) and not isinstance(alpha, bool) and math.isfinite(alpha)):
+        raise ValueError(f"alpha must be a finite number, got {alpha!r}")
     s_w = _variance(weight_var, "weight_var", positive=True)
     s_b = _variance(bias_var, "bias_var", positive=False)
     q0, grad_out_sq = _as_q(q0, "q0"), _as_q(grad_out_sq, "grad_out_sq")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import inspect
+import math
+import numbers
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -27,12 +30,44 @@ DATASETS: dict[str, Callable[..., DataSplits]] = {
 }
 
 
+def _check_option(dataset: str, parameter: inspect.Parameter, value: Any) -> None:
+    """Raise ValueError unless ``value`` has the type of ``parameter``'s default.
+
+    An int default takes an integer (not a bool), a float default a finite real number (not a
+    bool), a bool default a bool, a str default a string, a tuple default a list of integers,
+    and a parameter with no default (the file datasets' ``path``) a string or path.
+    """
+    default = parameter.default
+    if parameter.default is parameter.empty:
+        ok, valid = isinstance(value, str | os.PathLike), "a file or folder path (a string)"
+    elif isinstance(default, bool):
+        ok, valid = isinstance(value, bool), "true or false"
+    elif isinstance(default, int):
+        ok, valid = isinstance(value, numbers.Integral) and not isinstance(value, bool), "an integer"
+    elif isinstance(default, float):
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+        valid = "a finite number"
+    elif isinstance(default, str):
+        ok, valid = isinstance(value, str), "a string"
+    elif isinstance(default, tuple | list):
+        ok = isinstance(value, tuple | list) and all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value
+        )
+        valid = "a list of integers, e.g. [64, 32]"
+    else:
+        return
+    if not ok:
+        raise ValueError(f"dataset {dataset!r}: option {parameter.name} must be {valid}, got {value!r}")
+
+
 def load_dataset(name: str, standardize_features: bool = True, **options: Any) -> DataSplits:
     """The dataset ``name`` with ``options`` passed to its loader, ready for an MLP.
 
     Examples are flattened to vectors and, unless ``standardize_features=False``, standardized
     with train-set statistics. The file datasets (mnist, fashion_mnist, cifar10, cifar100)
-    need ``path=``, the folder or archive holding their files.
+    need ``path=``, the folder or archive holding their files. Each option must have the type
+    of the loader's default for it (an integer for ``n_train``, a number for ``noise``, ...);
+    a wrong type raises ValueError naming the dataset, the option and the value.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid names are {', '.join(DATASETS)}")
@@ -47,5 +82,7 @@ def load_dataset(name: str, standardize_features: bool = True, **options: Any) -
     missing = [p for p in parameters.values() if p.default is p.empty and p.name not in options]
     if missing:
         raise ValueError(f"dataset {name!r} needs {missing[0].name}=..., see {loader.__name__}")
+    for key, value in options.items():
+        _check_option(name, parameters[key], value)
     splits = flatten(loader(**options))
     return standardize(splits) if standardize_features else splits

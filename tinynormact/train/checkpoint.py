@@ -52,24 +52,85 @@ def save_checkpoint(
     save_npz_atomic(path, **arrays)
 
 
+def _meta_section(path: Path, parent: dict[str, Any], key: str, kind: type, where: str) -> Any:
+    """``parent[key]``, which must exist and be a ``kind``; CheckpointError naming it otherwise."""
+    if key not in parent:
+        raise CheckpointError(f"checkpoint {path} is corrupt: {where} has no {key!r} entry")
+    value = parent[key]
+    if not isinstance(value, kind):
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt: {where}[{key!r}] must be a {kind.__name__}, "
+            f"got {type(value).__name__}"
+        )
+    return value
+
+
+def _read_meta(path: Path, raw: Any) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+    """(progress, optimizer hyperparameters, optimizer scalars per parameter) from ``meta``."""
+    try:
+        meta = json.loads(str(raw))
+    except ValueError as exc:
+        raise CheckpointError(f"checkpoint {path} is corrupt: its meta is not JSON ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"checkpoint {path} is corrupt: meta must be a JSON object, got {meta!r:.60}")
+    progress = _meta_section(path, meta, "progress", dict, "meta")
+    optimizer_meta = _meta_section(path, meta, "optimizer", dict, "meta")
+    hyper = _meta_section(path, optimizer_meta, "hyperparameters", dict, "meta['optimizer']")
+    scalars = _meta_section(path, optimizer_meta, "scalars", list, "meta['optimizer']")
+    for i, entry in enumerate(scalars):
+        if not isinstance(entry, dict):
+            raise CheckpointError(
+                f"checkpoint {path} is corrupt: meta['optimizer']['scalars'][{i}] must be an object, "
+                f"got {entry!r:.60}"
+            )
+    return progress, hyper, [dict(entry) for entry in scalars]
+
+
 def load_checkpoint(
     path: Path, model: Module, optimizer: optim.Optimizer
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """Restore the model and optimizer from ``path``; return (progress, tracker record or None)."""
+    """Restore the model and optimizer from ``path``; return (progress, tracker record or None).
+
+    Raises CheckpointError, naming ``path`` and the offending key or index, when the file cannot
+    be read, lacks an entry, holds an array outside model/, optimizer/<i>/ and tracker/, or
+    does not fit ``model`` and ``optimizer``.
+    """
     try:
         with backend.np.load(path, allow_pickle=False) as file:
             arrays = {key: file[key] for key in file.files}
-        meta = json.loads(str(arrays.pop("meta")))
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise CheckpointError(f"checkpoint {path} cannot be read ({exc})") from exc
+    if "meta" not in arrays:
+        raise CheckpointError(f"checkpoint {path} is corrupt: it has no 'meta' entry")
+    progress, hyper, states = _read_meta(path, arrays.pop("meta"))
+
     groups: dict[str, dict[str, Any]] = {"model": {}, "optimizer": {}, "tracker": {}}
     for key, value in arrays.items():
         group, _, rest = key.partition("/")
+        if group not in groups or not rest:
+            raise CheckpointError(
+                f"checkpoint {path} is corrupt: unknown entry {key!r}; entries are 'meta', "
+                "'model/<name>', 'optimizer/<index>/<name>' and 'tracker/<name>'"
+            )
         groups[group][rest] = value
-    model.load_state_dict(groups["model"])
-    states = [dict(scalars) for scalars in meta["optimizer"]["scalars"]]
     for key, value in groups["optimizer"].items():
         index, _, name = key.partition("/")
+        if not (index.isascii() and index.isdigit() and int(index) < len(states)) or not name:
+            raise CheckpointError(
+                f"checkpoint {path} is corrupt: entry 'optimizer/{key}' has a bad parameter index "
+                f"{index!r}; valid indices are 0 to {len(states) - 1} (one per parameter in meta)"
+            )
         states[int(index)][name] = value
-    optimizer.load_state_dict({"hyperparameters": meta["optimizer"]["hyperparameters"], "state": states})
-    return meta["progress"], (groups["tracker"] or None)
+    unknown = sorted(set(hyper) - set(optimizer.hyperparameter_names))
+    if unknown:
+        raise CheckpointError(
+            f"checkpoint {path} does not fit the {type(optimizer).__name__} optimizer: unknown "
+            f"hyperparameter {', '.join(map(repr, unknown))}; valid are "
+            f"{', '.join(optimizer.hyperparameter_names)}"
+        )
+    try:
+        model.load_state_dict(groups["model"])
+        optimizer.load_state_dict({"hyperparameters": hyper, "state": states})
+    except ValueError as exc:
+        raise CheckpointError(f"checkpoint {path} does not fit the run ({exc})") from exc
+    return progress, (groups["tracker"] or None)
