@@ -147,6 +147,7 @@ def _rename(arrays, old: str, new: str) -> None:
 CORRUPTIONS = {
     "no-optimizer-meta": (lambda a, m: m.pop("optimizer"), "no 'optimizer' entry"),
     "no-progress-meta": (lambda a, m: m.pop("progress"), "no 'progress' entry"),
+    "progress-without-epoch": (lambda a, m: m["progress"].pop("epoch"), "its progress lacks epoch"),
     "no-scalars": (lambda a, m: m["optimizer"].pop("scalars"), "no 'scalars' entry"),
     "scalars-not-a-list": (lambda a, m: m["optimizer"].update(scalars=3), r"'scalars'\] must be a list"),
     "no-meta": (lambda a, m: "no meta", "no 'meta' entry"),

@@ -212,6 +212,9 @@ class Trainer:
 
     def restore(self, path: Path) -> None:
         progress, record = load_checkpoint(path, self.model, self.optimizer)
+        missing = [key for key in _PROGRESS_KEYS if key not in progress]
+        if missing:
+            raise CheckpointError(f"checkpoint {path}: its progress lacks {', '.join(missing)}")
         saved = TrainConfig.from_dict(progress["config"], source=str(path))
         if saved != self.config:
             changed = [k for k, v in saved.to_dict().items() if v != getattr(self.config, k)]
@@ -232,6 +235,9 @@ class Trainer:
         return TrainResult(
             self.config, status, self.history, self.step_losses, self.epochs_to_target, record, message
         )
+
+
+_PROGRESS_KEYS = ("config", "epoch", "batch", "step", "history", "step_losses", "schedule_step")
 
 
 def _make_tracker(model: Any, every: int, start_step: int = 0) -> Any:
