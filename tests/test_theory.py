@@ -151,16 +151,17 @@ def test_scaling_multiplies_both_gains_by_c_squared_and_keeps_kappa(act):
 @pytest.mark.parametrize("q", [0.5, 2.0])
 @pytest.mark.parametrize("act", ZOO, ids=ZOO_IDS)
 def test_each_rule_makes_its_gain_one(act, q):
+    """The gains of each normalized activation are measured with SciPy's quadrature (quad_moments),
+    not with the Gauss-Hermite code that computed lambda."""
     for center in (False, True):
-        forward = theory.normalized(act, "forward", q, center)
-        backward = theory.normalized(act, "backward", q, center)
-        balanced = theory.normalized(act, "balanced", q, center)
-        assert theory.rho(forward, q) == pytest.approx(1.0, rel=1e-12)  # E12
-        assert theory.rho_prime(backward, q) == pytest.approx(1.0, rel=1e-12)  # E13
-        mean_inverse = (1 / theory.rho(balanced, q) + 1 / theory.rho_prime(balanced, q)) / 2
+        forward = quad_moments(theory.normalized(act, "forward", q, center), q)
+        backward = quad_moments(theory.normalized(act, "backward", q, center), q)
+        m1, m2, d2 = quad_moments(theory.normalized(act, "balanced", q, center), q)
+        assert forward[1] / q == pytest.approx(1.0, rel=1e-9)  # E12: rho of phi_hat
+        assert backward[2] == pytest.approx(1.0, rel=1e-9)  # E13: rho' of phi_hat
         if center:  # a centred phi_hat has mean 0, so its rho is its rho_c
-            assert theory.gaussian_moments(forward, q).m1 == pytest.approx(0.0, abs=1e-12)
-        assert mean_inverse == pytest.approx(1.0, rel=1e-12)  # E14
+            assert forward[0] == pytest.approx(0.0, abs=1e-9)
+        assert (q / m2 + 1 / d2) / 2 == pytest.approx(1.0, rel=1e-9)  # E14
     assert theory.normalization(act, "forward", q, center=False).shift == 0.0
 
 
@@ -342,8 +343,8 @@ def test_profiles_accept_whole_numbers_given_as_floats_or_numpy_integers():
 
 def test_solve_selu_reproduces_the_published_constants():
     alpha, scale = theory.solve_selu()
-    assert alpha == pytest.approx(1.6732632423543772, abs=1e-10)
-    assert scale == pytest.approx(1.0507009873554804, abs=1e-10)
+    assert alpha == pytest.approx(1.6732632423543772, abs=1e-14)  # every published digit
+    assert scale == pytest.approx(1.0507009873554804, abs=1e-14)
 
 
 def test_forward_fixed_point_relu_closed_form_and_degenerate_cases():

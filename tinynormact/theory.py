@@ -53,6 +53,7 @@ __all__ = [
     "rho_c",
     "rho_prime",
     "kappa",
+    "lambda_from_gains",
     "normalization",
     "normalized",
     "init_gain",
