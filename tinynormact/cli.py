@@ -36,7 +36,7 @@ _EXAMPLES = {
   tinynormact propagate --activations tanh ntanh --depth 30 --width 256
   tinynormact plot runs/quick""",
     "reproduce": """examples:
-  tinynormact reproduce                          # quick preset (about 3 minutes on 2 CPU cores)
+  tinynormact reproduce                          # quick preset (about 1 minute on 2 CPU cores)
   tinynormact reproduce --out runs/demo --force  # replace an existing folder
   tinynormact reproduce --preset full --device cuda --seeds 5 --out runs/full""",
     "train": """Flags override the values of --config; unset fields keep TrainConfig's defaults.
