@@ -146,12 +146,12 @@ def test_detaching_removes_every_hook():
     tracker = VarianceTracker(model)
     tracker.attach().attach()  # attaching twice registers once
     assert tracker.attached and sum(len(m._forward_hooks) for m in modules) == 5
-    assert all(len(p._hooks) == 1 for p in params)
+    assert all(len(p._node.hooks) == 1 for p in params)
     train(model, steps=2)
     tracker.detach()
     assert not tracker.attached
     assert all(not m._forward_hooks and not m._backward_hooks for m in modules)
-    assert all(not p._hooks for p in params)
+    assert all(not p._node.hooks for p in params)
     train(model, steps=2)
     assert tracker.steps == [0, 1]  # nothing recorded while detached
 
@@ -230,6 +230,6 @@ def test_hooks_on_a_reused_input_do_not_pile_up():
     with VarianceTracker(model) as tracker:
         for _ in range(3):
             losses.mse_loss(model(x), np.zeros((4, 3))).backward()
-            assert len(x._hooks) == 1
-    assert len(x._hooks) == 0
+            assert len(x._node.hooks) == 1
+    assert len(x._node.hooks) == 0
     assert tracker.to_dict()["input_grad_sq"].shape == (3, 2)

@@ -1,14 +1,19 @@
 """Reverse-mode automatic differentiation: the Tensor, the graph and ``backward``.
 
 A Tensor wraps an array (NumPy or CuPy, see ``backend``). Every differentiable operation in
-``ops`` computes its output array and, when any input requires a gradient, records
+``ops`` computes its output array and, when any input requires a gradient, gives the output a
+graph ``Node`` that records
 
-- the input tensors (``_parents``), and
-- a closure ``_backward(grad_out) -> tuple of input gradients`` (one per parent, None for an
+- the nodes of the inputs (``parents``), and
+- a closure ``backward(grad_out) -> tuple of input gradients`` (one per input, None for an
   input that needs no gradient).
 
-``backward()`` then visits the recorded graph in reverse topological order, calling each closure
-once and summing the gradients that reach a tensor along different paths.
+``backward()`` then visits the recorded nodes in reverse topological order, calling each closure
+once and summing the gradients that reach a node along different paths.
+
+The graph is made of nodes rather than of the tensors themselves so that it keeps alive only
+what the closures need: once a forward pass is done, an intermediate tensor that no closure and
+no variable refers to (the pre-activation h of ``Linear`` then ``tanh``, say) is freed.
 
 Rules (the README repeats them):
 
@@ -25,6 +30,7 @@ Rules (the README repeats them):
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -33,6 +39,7 @@ from tinynormact import backend
 BackwardFn = Callable[[Any], tuple[Any, ...]]
 
 _FREED = "freed"  # marks a node whose graph was released by a previous backward()
+Hook = Callable[[Any], Any]
 _grad_mode = {"enabled": True}
 
 
@@ -52,6 +59,31 @@ def no_grad() -> Iterator[None]:
         _grad_mode["enabled"] = previous
 
 
+class Node:
+    """One vertex of the graph: how a tensor was computed, without the tensor's data.
+
+    ``parents`` are the input nodes (None for an input that needs no gradient), aligned with the
+    gradients ``backward`` returns; a leaf has no parents and ``backward`` None. A leaf's node
+    holds its tensor (backward writes the leaf's ``.grad``); any other node holds only a weak
+    reference, used to store a gradient kept with ``retain_grad()``.
+    """
+
+    __slots__ = ("parents", "backward", "op", "shape", "hooks", "retain_grad", "_tensor", "_tensor_ref")
+
+    def __init__(
+        self, tensor: Tensor, parents: tuple[Node | None, ...], backward: BackwardFn | None, op: str
+    ) -> None:
+        self.parents, self.backward, self.op, self.shape = parents, backward, op, tensor.shape
+        self.hooks: tuple[Hook, ...] = ()
+        self.retain_grad = False
+        self._tensor = tensor if backward is None else None
+        self._tensor_ref = None if backward is None else weakref.ref(tensor)
+
+    def tensor(self) -> Tensor | None:
+        """The tensor of this node (None when an intermediate tensor was already freed)."""
+        return self._tensor if self._tensor is not None else self._tensor_ref()
+
+
 class Tensor:
     """An array with an optional gradient and the record of how it was computed.
 
@@ -60,7 +92,7 @@ class Tensor:
     The tensor lives on ``device`` (default: the current device of ``set_device``).
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward", "_op", "_retain_grad", "_hooks")
+    __slots__ = ("data", "grad", "requires_grad", "_node", "__weakref__")
 
     # Make ``ndarray <op> Tensor`` call the Tensor's reflected operator instead of NumPy's.
     __array_ufunc__ = None
@@ -75,11 +107,7 @@ class Tensor:
             raise TypeError(f"only floating tensors can require a gradient; got dtype {self.data.dtype}")
         self.grad = None
         self.requires_grad = bool(requires_grad)
-        self._parents: tuple[Tensor, ...] = ()
-        self._backward: BackwardFn | str | None = None
-        self._op = "leaf"
-        self._retain_grad = False
-        self._hooks: tuple[Callable[[Any], Any], ...] = ()
+        self._node: Node | None = None  # made when first needed (see graph_node)
 
     # ----- construction of graph nodes (used by ops) ---------------------------------------
     @classmethod
@@ -88,15 +116,18 @@ class Tensor:
         out = cls.__new__(cls)
         out.data = data
         out.grad = None
-        out._op = op
-        out._retain_grad = False
-        out._hooks = ()
         out.requires_grad = _grad_mode["enabled"] and any(p.requires_grad for p in parents)
+        out._node = None
         if out.requires_grad:
-            out._parents, out._backward = parents, backward
-        else:
-            out._parents, out._backward = (), None
+            nodes = tuple(p.graph_node() if p.requires_grad else None for p in parents)
+            out._node = Node(out, nodes, backward, op)
         return out
+
+    def graph_node(self) -> Node:
+        """This tensor's node in the graph (a leaf node for a tensor made by the user)."""
+        if self._node is None:
+            self._node = Node(self, (), None, "leaf")
+        return self._node
 
     # ----- basic properties -----------------------------------------------------------------
     @property
@@ -122,7 +153,7 @@ class Tensor:
     @property
     def is_leaf(self) -> bool:
         """True for tensors made by the user rather than by an operation."""
-        return self._op == "leaf"
+        return self._node is None or self._node.backward is None
 
     def __len__(self) -> int:
         return len(self.data)
@@ -169,7 +200,7 @@ class Tensor:
         """Keep this intermediate tensor's gradient in ``.grad`` during backward()."""
         if not self.requires_grad:
             raise RuntimeError("retain_grad() on a tensor that does not require a gradient")
-        self._retain_grad = True
+        self.graph_node().retain_grad = True
 
     def register_hook(self, hook: Callable[[Any], Any]) -> Callable[[], None]:
         """Call ``hook(grad)`` with this tensor's full gradient array during backward().
@@ -179,10 +210,11 @@ class Tensor:
         """
         if not self.requires_grad:
             raise RuntimeError("register_hook() on a tensor that does not require a gradient")
-        self._hooks = (*self._hooks, hook)
+        node = self.graph_node()
+        node.hooks = (*node.hooks, hook)
 
         def remove() -> None:
-            self._hooks = tuple(h for h in self._hooks if h is not hook)
+            node.hooks = tuple(h for h in node.hooks if h is not hook)
 
         return remove
 
@@ -198,33 +230,36 @@ class Tensor:
                 "backward() on a tensor that does not require a gradient: create the leaves with "
                 "requires_grad=True, and compute the result outside no_grad()"
             )
-        if self._backward is _FREED:
+        root = self.graph_node()
+        if root.backward is _FREED:
             raise RuntimeError(_FREED_MESSAGE)
         seed = self._seed_gradient(grad)
-        grads: dict[int, Any] = {id(self): seed}
+        grads: dict[int, Any] = {id(root): seed}
         stored: set[int] = {id(seed)}  # arrays already handed to some .grad (copy before reuse)
-        order = _topological_order(self)
+        order = _topological_order(root)
         for i in range(len(order) - 1, -1, -1):
             node, order[i] = order[i], None  # drop our reference early to free memory
             g = grads.pop(id(node), None)
             if g is None:
                 continue
-            for hook in node._hooks:
+            for hook in node.hooks:
                 replaced = hook(g)
                 g = g if replaced is None else replaced
-            backward_fn = node._backward
-            if backward_fn is None or node._retain_grad:
-                node.grad = _accumulate(node.grad, g, stored)
+            backward_fn = node.backward
+            if backward_fn is None or node.retain_grad:
+                tensor = node.tensor()
+                if tensor is not None:
+                    tensor.grad = _accumulate(tensor.grad, g, stored)
             if backward_fn is None:
                 continue
             if backward_fn is _FREED:
                 raise RuntimeError(_FREED_MESSAGE)
-            for parent, parent_grad in zip(node._parents, backward_fn(g), strict=True):
-                if parent_grad is not None and parent.requires_grad:
+            for parent, parent_grad in zip(node.parents, backward_fn(g), strict=True):
+                if parent_grad is not None and parent is not None:
                     key = id(parent)
                     grads[key] = grads[key] + parent_grad if key in grads else parent_grad
             if not retain_graph:
-                node._parents, node._backward, node._hooks = (), _FREED, ()
+                node.parents, node.backward, node.hooks = (), _FREED, ()
 
     def _seed_gradient(self, grad: Any) -> Any:
         if grad is None:
@@ -372,11 +407,11 @@ def _accumulate(current: Any, g: Any, stored: set[int]) -> Any:
     return g
 
 
-def _topological_order(root: Tensor) -> list[Tensor]:
+def _topological_order(root: Node) -> list[Node]:
     """Nodes that ``root`` depends on, each after all of its parents (iterative DFS)."""
-    order: list[Tensor] = []
+    order: list[Node] = []
     visited: set[int] = set()
-    stack: list[tuple[Tensor, bool]] = [(root, False)]
+    stack: list[tuple[Node, bool]] = [(root, False)]
     while stack:
         node, parents_done = stack.pop()
         if parents_done:
@@ -386,7 +421,7 @@ def _topological_order(root: Tensor) -> list[Tensor]:
             continue
         visited.add(id(node))
         stack.append((node, True))
-        for parent in node._parents:
-            if parent.requires_grad and id(parent) not in visited:
+        for parent in node.parents:
+            if parent is not None and id(parent) not in visited:
                 stack.append((parent, False))
     return order

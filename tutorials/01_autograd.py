@@ -69,29 +69,31 @@ loss = (a * a).mean()
 print("loss =", loss.item(), "  dtype:", loss.dtype)
 
 # %% [markdown]
-# Every tensor produced by an operation remembers the operation's name and its inputs (its
-# *parents*). These are private attributes (`_op`, `_parents`), which we read here only to look
-# at the graph; you never need them to use the engine. The printout below starts at the loss and
-# walks towards the inputs; the leaves are the tensors we created.
+# Every tensor produced by an operation has a *node* in the graph (`graph_node()`), which
+# remembers the operation's name (`op`), the shape of its result and the nodes of its inputs (its
+# *parents*). The graph is made of these small nodes rather than of the tensors themselves, so
+# it keeps alive only what the backward functions need, not every intermediate array. The
+# printout below starts at the loss and walks towards the inputs; the leaves are the tensors we
+# created.
 
 # %%
-leaf_names = {id(x): "x", id(W): "W", id(b): "b"}
+leaf_names = {id(x.graph_node()): "x", id(W.graph_node()): "W", id(b.graph_node()): "b"}
 
 
-def print_graph(t, depth=0, seen=None):
-    """Print ``t`` and, indented below it, the tensors it was computed from (each node once)."""
+def print_graph(node, depth=0, seen=None):
+    """Print ``node`` and, indented below it, the nodes it was computed from (each node once)."""
     seen = set() if seen is None else seen
-    label = leaf_names.get(id(t), t._op)
-    if id(t) in seen:
+    label = leaf_names.get(id(node), node.op)
+    if id(node) in seen:
         print("    " * depth + f"{label}  (the same node as above)")
         return
-    seen.add(id(t))
-    print("    " * depth + f"{label}  shape={t.shape}")
-    for parent in t._parents:
+    seen.add(id(node))
+    print("    " * depth + f"{label}  shape={node.shape}")
+    for parent in node.parents:
         print_graph(parent, depth + 1, seen)
 
 
-print_graph(loss)
+print_graph(loss.graph_node())
 
 # %% [markdown]
 # Read it bottom-up and it is the forward computation: `matmul(x, W)`, `add` of `b`, the
