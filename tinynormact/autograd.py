@@ -63,25 +63,19 @@ class Node:
     """One vertex of the graph: how a tensor was computed, without the tensor's data.
 
     ``parents`` are the input nodes (None for an input that needs no gradient), aligned with the
-    gradients ``backward`` returns; a leaf has no parents and ``backward`` None. A leaf's node
-    holds its tensor (backward writes the leaf's ``.grad``); any other node holds only a weak
-    reference, used to store a gradient kept with ``retain_grad()``.
+    gradients ``backward`` returns; a leaf has no parents and ``backward`` None. ``grad_target``
+    returns the tensor whose ``.grad`` backward fills: set for leaves (a strong reference) and by
+    ``retain_grad()`` (a weak one); None for every other node, which keeps no tensor alive.
     """
 
-    __slots__ = ("parents", "backward", "op", "shape", "hooks", "retain_grad", "_tensor", "_tensor_ref")
+    __slots__ = ("parents", "backward", "op", "shape", "hooks", "grad_target")
 
     def __init__(
-        self, tensor: Tensor, parents: tuple[Node | None, ...], backward: BackwardFn | None, op: str
+        self, parents: tuple[Node | None, ...], backward: BackwardFn | None, op: str, shape: tuple[int, ...]
     ) -> None:
-        self.parents, self.backward, self.op, self.shape = parents, backward, op, tensor.shape
+        self.parents, self.backward, self.op, self.shape = parents, backward, op, shape
         self.hooks: tuple[Hook, ...] = ()
-        self.retain_grad = False
-        self._tensor = tensor if backward is None else None
-        self._tensor_ref = None if backward is None else weakref.ref(tensor)
-
-    def tensor(self) -> Tensor | None:
-        """The tensor of this node (None when an intermediate tensor was already freed)."""
-        return self._tensor if self._tensor is not None else self._tensor_ref()
+        self.grad_target: Callable[[], Tensor | None] | None = None
 
 
 class Tensor:
@@ -116,17 +110,18 @@ class Tensor:
         out = cls.__new__(cls)
         out.data = data
         out.grad = None
-        out.requires_grad = _grad_mode["enabled"] and any(p.requires_grad for p in parents)
-        out._node = None
-        if out.requires_grad:
-            nodes = tuple(p.graph_node() if p.requires_grad else None for p in parents)
-            out._node = Node(out, nodes, backward, op)
+        out.requires_grad, out._node = False, None
+        if _grad_mode["enabled"]:
+            nodes = tuple([(p._node or p.graph_node()) if p.requires_grad else None for p in parents])
+            if any(nodes):
+                out.requires_grad, out._node = True, Node(nodes, backward, op, data.shape)
         return out
 
     def graph_node(self) -> Node:
         """This tensor's node in the graph (a leaf node for a tensor made by the user)."""
         if self._node is None:
-            self._node = Node(self, (), None, "leaf")
+            self._node = Node((), None, "leaf", self.data.shape)
+            self._node.grad_target = lambda: self
         return self._node
 
     # ----- basic properties -----------------------------------------------------------------
@@ -200,7 +195,9 @@ class Tensor:
         """Keep this intermediate tensor's gradient in ``.grad`` during backward()."""
         if not self.requires_grad:
             raise RuntimeError("retain_grad() on a tensor that does not require a gradient")
-        self.graph_node().retain_grad = True
+        node = self.graph_node()
+        if node.grad_target is None:
+            node.grad_target = weakref.ref(self)
 
     def register_hook(self, hook: Callable[[Any], Any]) -> Callable[[], None]:
         """Call ``hook(grad)`` with this tensor's full gradient array during backward().
@@ -245,11 +242,11 @@ class Tensor:
             for hook in node.hooks:
                 replaced = hook(g)
                 g = g if replaced is None else replaced
-            backward_fn = node.backward
-            if backward_fn is None or node.retain_grad:
-                tensor = node.tensor()
-                if tensor is not None:
+            if node.grad_target is not None:
+                tensor = node.grad_target()
+                if tensor is not None:  # None: a retained tensor that no longer exists
                     tensor.grad = _accumulate(tensor.grad, g, stored)
+            backward_fn = node.backward
             if backward_fn is None:
                 continue
             if backward_fn is _FREED:
