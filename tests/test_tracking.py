@@ -233,3 +233,36 @@ def test_hooks_on_a_reused_input_do_not_pile_up():
             assert len(x._node.hooks) == 1
     assert len(x._node.hooks) == 0
     assert tracker.to_dict()["input_grad_sq"].shape == (3, 2)
+
+
+@pytest.mark.parametrize(
+    "statistics",
+    [("preact_sq", "delta_sq", "weight_grad_var"), ("bias_grad_var",), ("rho_prime", "grad_act_sq")],
+)
+def test_a_chosen_subset_is_recorded_exactly_and_alone(statistics):
+    """A tracker of a few statistics records them with the values of the per-example loop (and
+    of hand-computed gains), nothing else, and attaches no hook that serves only the others."""
+    model, (x, y) = small_mlp(), batch(seed=4)
+    brute = per_example_brute_force(model, x, y)
+    h1 = x @ host(model[0].weight).T + host(model[0].bias)  # the first pre-activation, by hand
+    with VarianceTracker(model, statistics=statistics) as tracker:
+        if "rho_prime" not in statistics:
+            assert not model[1]._forward_hooks  # no activation hook is needed
+        losses.mse_loss(model(tn.Tensor(x)), tn.Tensor(y)).backward()
+    got = tracker.profile()
+    assert set(got) == set(statistics)
+    expected = {
+        "preact_sq": np.mean(h1**2),
+        "delta_sq": np.mean(brute["delta", 0] ** 2),
+        "weight_grad_var": np.mean(brute["weight", 0].var(axis=0)),
+        "bias_grad_var": np.mean(brute["bias", 0].var(axis=0)),
+        "rho_prime": np.mean((1 - np.tanh(h1) ** 2) ** 2),
+        "grad_act_sq": np.mean(brute["grad_act", 0] ** 2),
+    }
+    for name in statistics:
+        np.testing.assert_allclose(got[name][0], expected[name], rtol=1e-9)
+
+
+def test_unknown_statistics_are_named():
+    with pytest.raises(ValueError, match=r"unknown statistics \['rho_b'\]; choose from input_sq"):
+        VarianceTracker(small_mlp(), statistics=("rho", "rho_b"))

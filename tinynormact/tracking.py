@@ -65,7 +65,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +103,9 @@ STATISTICS = (
     "bias_grad_var",
 )
 _COLUMN = {name: k for k, name in enumerate(STATISTICS)}
+# The statistics that need the activation's forward hook, and those that need delta's hook.
+_ACTIVATION_STATISTICS = ("act_sq", "rho", "rho_prime", "lambda", "grad_act_sq")
+_DELTA_STATISTICS = ("delta_sq", "bias_grad_sq", "bias_grad_var", "weight_grad_sq", "weight_grad_var")
 
 
 def _mean_square(array: Any) -> float:
@@ -166,13 +169,25 @@ class VarianceTracker:
     docstring for the layers, the steps, the statistics and their convention).
 
     ``every=k`` records steps 0, k, 2k, ...; other steps cost one early-returning call per
-    hook. Use as a context manager (attach on enter, detach on exit) or call ``attach()`` and
-    ``detach()``. Recorded data stays available after detaching.
+    hook. ``statistics`` (default: all of ``STATISTICS``) chooses what to compute: the others
+    stay NaN, and hooks that would serve only them are not attached, so recording every step
+    of a few statistics costs little (``benchmarks/bench_tracking.py``). Use as a context manager
+    (attach on enter, detach on exit) or call ``attach()`` and ``detach()``. Recorded data stays
+    available after detaching.
     """
 
-    def __init__(self, model: Module, every: int = 1, start_step: int = 0) -> None:
+    def __init__(
+        self, model: Module, every: int = 1, start_step: int = 0, statistics: Iterable[str] = STATISTICS
+    ) -> None:
         if int(every) != every or every < 1:
             raise ValueError(f"every must be an integer >= 1, got {every!r}")
+        self.statistics = tuple(statistics)
+        unknown = sorted(set(self.statistics) - set(STATISTICS))
+        if unknown or not self.statistics:
+            raise ValueError(
+                f"unknown statistics {unknown or self.statistics!r}; choose from {', '.join(STATISTICS)}"
+            )
+        self._wanted = frozenset(self.statistics)
         self.model, self.every = model, int(every)
         self._layers = _find_layers(model)
         self._removers: list[Callable[[], None]] = []
@@ -190,13 +205,17 @@ class VarianceTracker:
             return self
         for layer in self._layers:
             self._removers.append(layer.linear.register_forward_hook(self._linear_hook(layer)).remove)
-            self._removers.append(layer.linear.weight.register_hook(self._parameter_hook(layer, "weight")))
-            if layer.linear.bias is not None:
-                self._removers.append(layer.linear.bias.register_hook(self._parameter_hook(layer, "bias")))
-            if layer.activation is not None:
+            for which, parameter in (("weight", layer.linear.weight), ("bias", layer.linear.bias)):
+                if parameter is not None and self._wants(f"{which}_grad_var"):
+                    self._removers.append(parameter.register_hook(self._parameter_hook(layer, which)))
+            if layer.activation is not None and self._wants(*_ACTIVATION_STATISTICS):
                 hook = self._activation_hook(layer)
                 self._removers.append(layer.activation.register_forward_hook(hook).remove)
         return self
+
+    def _wants(self, *names: str) -> bool:
+        """Whether any of ``names`` is among the statistics this tracker records."""
+        return not self._wanted.isdisjoint(names)
 
     def detach(self) -> None:
         """Remove every hook; the model is then exactly as fast as without a tracker."""
@@ -246,14 +265,16 @@ class VarianceTracker:
             if row is None:
                 return
             x, h, l = inputs[0], output.data, layer.index
-            row[_COLUMN["preact_sq"], l] = q = _mean_square(h)
+            row[_COLUMN["preact_sq"], l] = q = _mean_square(h)  # always: rho needs it too
             layer.preact, layer.preact_sq = h, q
-            row[_COLUMN["preact_var"], l] = q - (float(h.sum()) / h.size) ** 2
-            layer.input_rows = _row_mean_squares(_raw(x))
-            row[_COLUMN["input_sq"], l] = float(layer.input_rows.sum()) / len(layer.input_rows)
-            if output.requires_grad:
+            if self._wants("preact_var"):
+                row[_COLUMN["preact_var"], l] = q - (float(h.sum()) / h.size) ** 2
+            if self._wants("input_sq", "weight_grad_sq", "weight_grad_var"):
+                layer.input_rows = _row_mean_squares(_raw(x))
+                row[_COLUMN["input_sq"], l] = float(layer.input_rows.sum()) / len(layer.input_rows)
+            if output.requires_grad and self._wants(*_DELTA_STATISTICS):
                 self._hook_tensor(output, lambda g: self._record_delta(layer, row, g))
-            if isinstance(x, Tensor) and x.requires_grad:
+            if isinstance(x, Tensor) and x.requires_grad and self._wants("input_grad_sq"):
                 self._hook_tensor(x, lambda g: self._record_gradient(row, "input_grad_sq", l, g))
 
         return hook
@@ -263,8 +284,10 @@ class VarianceTracker:
         l, batch = layer.index, g.shape[0]
         delta_rows = batch**2 * _row_mean_squares(g)
         row[_COLUMN["delta_sq"], l] = row[_COLUMN["bias_grad_sq"], l] = float(delta_rows.sum()) / batch
-        row[_COLUMN["weight_grad_sq"], l] = float(delta_rows @ layer.input_rows) / batch
-        layer.weight_row = layer.bias_row = row
+        layer.bias_row = row
+        if layer.input_rows is not None:
+            row[_COLUMN["weight_grad_sq"], l] = float(delta_rows @ layer.input_rows) / batch
+            layer.weight_row = row
 
     def _parameter_hook(self, layer: _Layer, which: str) -> Callable[[Any], None]:
         """On the weight (bias): the batch gradient mean_b g_b arrives; variance = sq - mean^2."""
@@ -284,14 +307,16 @@ class VarianceTracker:
             if row is None or not is_grad_enabled():
                 return
             h, y, l = _raw(inputs[0]), output.data, layer.index
-            dphi, lam = _derivative_and_lambda(module, h, y)
             row[_COLUMN["act_sq"], l] = y_sq = _mean_square(y)
             h_sq = layer.preact_sq if h is layer.preact else _mean_square(h)
             layer.preact = None
             row[_COLUMN["rho"], l] = y_sq / h_sq
-            row[_COLUMN["rho_prime"], l] = lam**2 * _mean_square(dphi)
-            row[_COLUMN["lambda"], l] = lam if isinstance(module, NormalizedActivation) else math.nan
-            if output.requires_grad:
+            if isinstance(module, NormalizedActivation):
+                row[_COLUMN["lambda"], l] = float(_raw(module.last_lambda))
+            if self._wants("rho_prime"):  # phi'(h) costs a pass or two over h
+                dphi, lam = _derivative_and_lambda(module, h, y)
+                row[_COLUMN["rho_prime"], l] = lam**2 * _mean_square(dphi)
+            if output.requires_grad and self._wants("grad_act_sq"):
                 self._hook_tensor(output, lambda g: self._record_gradient(row, "grad_act_sq", l, g))
 
         return hook
@@ -317,10 +342,11 @@ class VarianceTracker:
         return list(self._steps)
 
     def to_dict(self) -> dict[str, np.ndarray]:
-        """{"step": (S,) ints, statistic: (S, L) floats} for S recorded steps and L layers."""
+        """{"step": (S,) ints, statistic: (S, L) floats} for S recorded steps, L layers and each
+        statistic the tracker records."""
         table = np.stack(self._rows) if self._rows else np.empty((0, len(STATISTICS), len(self._layers)))
         record = {"step": np.array(self._steps, dtype=np.int64)}
-        record.update({name: table[:, k, :] for name, k in _COLUMN.items()})
+        record.update({name: table[:, _COLUMN[name], :] for name in self.statistics})
         return record
 
     def profile(self, index: int = -1) -> dict[str, np.ndarray]:
@@ -329,7 +355,7 @@ class VarianceTracker:
         ``theory_record(theory.mlp_profile(...))``."""
         if not self._rows:
             raise ValueError("VarianceTracker.profile: no step has been recorded yet")
-        return {name: self._rows[index][k].copy() for name, k in _COLUMN.items()}
+        return {name: self._rows[index][_COLUMN[name]].copy() for name in self.statistics}
 
     def to_json(self, path: str | Path) -> None:
         """Write the record as JSON (NaN as null), atomically; ``read_json`` reads it back."""
@@ -347,10 +373,12 @@ class VarianceTracker:
         name, then one column per statistic (NaN as "nan"), atomically."""
         record, text = self.to_dict(), io.StringIO()
         writer = csv.writer(text, lineterminator="\n")
-        writer.writerow(["step", "layer", "name", *STATISTICS])
+        writer.writerow(["step", "layer", "name", *self.statistics])
         for s, step in enumerate(record["step"]):
             for l, name in enumerate(self.layer_names):
-                writer.writerow([int(step), l, name, *(repr(float(record[k][s, l])) for k in STATISTICS)])
+                writer.writerow(
+                    [int(step), l, name, *(repr(float(record[k][s, l])) for k in self.statistics)]
+                )
         write_text_atomic(path, text.getvalue())
 
 
