@@ -117,6 +117,49 @@ def test_backward_hook_receives_the_gradient_of_the_output() -> None:
     assert list(grads) == ["h"]
 
 
+def test_gradient_hook_sees_the_gradients_backward_accumulates() -> None:
+    """A Linear's gradient hook receives, in one call, the gradient reaching its output (the
+    same array a backward hook sees) and the input, weight and bias gradients, which must equal
+    what backward accumulates into .grad of leaves used once; a removed hook is not called."""
+    tn.set_default_dtype("float64")
+    layer = nn.Linear(3, 2, rng=0)
+    x = tn.Tensor(np.random.default_rng(1).standard_normal((4, 3)), requires_grad=True)
+    seen, output_grads = [], []
+    handle = layer.register_gradient_hook(lambda m, grads: seen.append((m, grads)))
+    layer.register_backward_hook(lambda m, g: output_grads.append(g))
+    c = np.random.default_rng(2).standard_normal((4, 2))
+    (layer(x) * tn.Tensor(c)).sum().backward()
+    ((module, grads),) = seen
+    assert module is layer and isinstance(grads, nn.LinearGradients)
+    np.testing.assert_array_equal(host(grads.output), host(output_grads[0]))
+    np.testing.assert_allclose(host(grads.output), c, rtol=1e-12)  # d sum(c * h) / dh = c
+    for got, leaf in ((grads.input, x), (grads.weight, layer.weight), (grads.bias, layer.bias)):
+        np.testing.assert_allclose(host(got), host(leaf.grad), rtol=1e-12)
+    handle.remove()
+    layer(x).sum().backward()
+    assert len(seen) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "closed_form"),
+    [("tanh", lambda h: 1 - np.tanh(h) ** 2), ("softplus", lambda h: 1 / (1 + np.exp(-h)))],
+)
+def test_derivative_hook_sees_phi_prime_for_both_ways_of_computing_it(name, closed_form) -> None:
+    """tanh computes phi' from its output, softplus from its input; either way the hook gets
+    phi'(h) (closed forms: 1 - tanh^2, the logistic function) with scale 1, and x.grad of
+    sum(phi(x)) is that same derivative."""
+    tn.set_default_dtype("float64")
+    h = np.random.default_rng(3).standard_normal((4, 5))
+    layer, seen = nn.Activation(name), []
+    layer.register_derivative_hook(lambda m, d, scale: seen.append((host(d), scale)))
+    x = tn.Tensor(h, requires_grad=True)
+    layer(x).sum().backward()
+    ((derivative, scale),) = seen
+    assert scale == 1.0
+    np.testing.assert_allclose(derivative, closed_form(h), rtol=1e-12)
+    np.testing.assert_allclose(host(x.grad), closed_form(h), rtol=1e-12)
+
+
 def test_backward_hook_is_skipped_when_nothing_needs_a_gradient() -> None:
     layer = nn.Activation("relu")
     calls = []

@@ -257,3 +257,33 @@ def test_learnable_correction_is_bounded_and_starts_at_zero() -> None:
 def test_bad_options_are_named(options: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         nn.NormalizedActivation("swish", **options)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"mode": "static"},
+        {"mode": "adaptive"},
+        {"mode": "adaptive", "center": True, "train_statistics": "running"},
+        {"mode": "static", "learnable_correction": True},
+    ],
+)
+def test_derivative_hook_scale_times_derivative_is_the_layers_derivative(options: dict) -> None:
+    """Whether lambda sits inside one fused node (static) or is a separate factor (adaptive in
+    training, or with a correction), scale * derivative must be d output / d input with lambda
+    held constant: x.grad of sum(layer(x)), which backward computes on its own path, and
+    last_lambda times swish' written here."""
+    tn.set_default_dtype("float64")
+    layer = nn.Activation("nswish", **options)
+    if layer.correction is not None:
+        layer.correction.data = layer.correction.data + 0.7  # a correction that changes lambda
+    seen = []
+    layer.register_derivative_hook(lambda m, d, scale: seen.append((host(d), float(host(tn.Tensor(scale))))))
+    h = np.random.default_rng(5).standard_normal((16, 8))
+    x = tn.Tensor(h, requires_grad=True)
+    layer(x).sum().backward()
+    ((derivative, scale),) = seen
+    s = 1 / (1 + np.exp(-h))
+    lam = float(host(tn.Tensor(layer.last_lambda)))
+    np.testing.assert_allclose(scale * derivative, lam * (s + h * s * (1 - s)), rtol=1e-12)
+    np.testing.assert_allclose(scale * derivative, host(x.grad), rtol=1e-12)

@@ -14,7 +14,7 @@ Conventions shared by every op here:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from tinynormact import backend
@@ -249,16 +249,26 @@ def clip(x: Tensor, low: Any = None, high: Any = None) -> Tensor:
     return _unary("clip", x, out, lambda: (out == x.data).astype(x.dtype))
 
 
-def activation(x: Tensor, act: Any) -> Tensor:
+def activation(x: Tensor, act: Any, on_derivative: Callable[[Any], None] | None = None) -> Tensor:
     """phi(x) for an activation function with ``f`` and ``df`` (see ``activations``).
 
     When the activation can compute phi' from its output (``df_from_output``), backward uses the
     output, which it has at hand, instead of recomputing phi from the input (tanh, sigmoid).
+    ``on_derivative(d)``, when given, is called during backward with the array d = phi'(x) that
+    backward computes anyway, so that variance tracking can measure rho' (THEORY E6) for free.
     """
     out = act.f(x.data)
-    if getattr(act, "df_from_output", None) is not None:
-        return _unary(act.name, x, out, lambda: act.df_from_output(out))
-    return _unary(act.name, x, out, lambda: act.df(x.data))
+    from_output = getattr(act, "df_from_output", None)
+    # the closure keeps only the array phi' is computed from: the output when it can
+    argument, df = (x.data, act.df) if from_output is None else (out, from_output)
+
+    def derivative() -> Any:
+        d = df(argument)
+        if on_derivative is not None:
+            on_derivative(d)
+        return d
+
+    return _unary(act.name, x, out, derivative)
 
 
 def astype(x: Tensor, dtype: Any) -> Tensor:
@@ -452,8 +462,18 @@ def matmul(a: Any, b: Any) -> Tensor:
     return Tensor.from_op(out, (a, b), backward, "matmul")
 
 
-def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """x @ weight.T + bias for x of shape (batch, in) and weight (out, in): one fused graph node."""
+def linear(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    on_backward: Callable[[Any, Any, Any, Any], None] | None = None,
+) -> Tensor:
+    """x @ weight.T + bias for x of shape (batch, in) and weight (out, in): one fused graph node.
+
+    ``on_backward(g, grad_x, grad_weight, grad_bias)``, when given, is called during backward with
+    the gradient g reaching the output and the gradients backward computed from it (None where
+    none is needed), so that variance tracking reads them without hooks of its own.
+    """
     if x.ndim != 2 or weight.ndim != 2 or x.shape[1] != weight.shape[1]:
         raise ValueError(
             f"linear: input of shape {x.shape} does not fit weight of shape {weight.shape} "
@@ -466,9 +486,10 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     def backward(g: Any) -> tuple[Any, ...]:
         gx = _grad_for(x, g @ weight.data) if x.requires_grad else None
         gw = _grad_for(weight, g.T @ x.data) if weight.requires_grad else None
-        if bias is None:
-            return gx, gw
-        return gx, gw, (_grad_for(bias, g.sum(axis=0)) if bias.requires_grad else None)
+        gb = _grad_for(bias, g.sum(axis=0)) if bias is not None and bias.requires_grad else None
+        if on_backward is not None:
+            on_backward(g, gx, gw, gb)
+        return (gx, gw) if bias is None else (gx, gw, gb)
 
     parents = (x, weight) if bias is None else (x, weight, bias)
     return Tensor.from_op(out, parents, backward, "linear")

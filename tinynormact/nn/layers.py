@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from tinynormact import activations, backend, ops
 from tinynormact.activations import ActivationFunction
 from tinynormact.autograd import Tensor
 from tinynormact.nn import init as nn_init
-from tinynormact.nn.module import Module, Parameter
+from tinynormact.nn.module import HookHandle, Module, Parameter
+
+DerivativeHook = Callable[["Activation", Any, Any], None]
+GradientHook = Callable[["Linear", "LinearGradients"], None]
+
+
+class LinearGradients(NamedTuple):
+    """What a Linear layer's backward computes: the gradient reaching its output (delta_l / B of
+    THEORY E9 under a batch-mean loss), and from it the gradients of its input, weight and bias
+    (None where none is needed). ``input`` is this layer's contribution to the input's gradient."""
+
+    output: Any
+    input: Any
+    weight: Any
+    bias: Any
 
 
 class Linear(Module):
@@ -41,9 +56,29 @@ class Linear(Module):
         self.weight = Parameter(backend.np.zeros((self.out_features, self.in_features)), dtype=dtype)
         nn_init.initialize(self.weight, init, activation, rng)
         self.bias = Parameter(backend.np.zeros(self.out_features), dtype=dtype) if bias else None
+        self._gradient_hooks: list[GradientHook] = []
 
     def forward(self, x: Any) -> Tensor:
-        return ops.linear(ops.as_tensor(x), self.weight, self.bias)
+        return ops.linear(ops.as_tensor(x), self.weight, self.bias, self._gradient_observer())
+
+    def register_gradient_hook(self, hook: GradientHook) -> HookHandle:
+        """Call ``hook(module, gradients)`` during backward with the ``LinearGradients`` this
+        layer's backward computes; variance tracking reads the per-layer gradients this way."""
+        self._gradient_hooks.append(hook)
+        return HookHandle(self._gradient_hooks, hook)
+
+    def _gradient_observer(self) -> Callable[[Any, Any, Any, Any], None] | None:
+        """The ``on_backward`` callback of ``ops.linear`` (None without hooks: no cost)."""
+        if not self._gradient_hooks:
+            return None
+        hooks = tuple(self._gradient_hooks)
+
+        def observe(output: Any, input: Any, weight: Any, bias: Any) -> None:  # noqa: A002
+            gradients = LinearGradients(output, input, weight, bias)
+            for hook in hooks:
+                hook(self, gradients)
+
+        return observe
 
     def extra_repr(self) -> str:
         return (
@@ -71,9 +106,34 @@ class Activation(Module):
     def __init__(self, name: str | ActivationFunction, **params: Any) -> None:
         super().__init__()
         self.function = get_activation(name, **params)
+        self._derivative_hooks: list[DerivativeHook] = []
 
     def forward(self, x: Any) -> Tensor:
-        return ops.activation(ops.as_tensor(x), self.function)
+        return ops.activation(ops.as_tensor(x), self.function, self._derivative_observer())
+
+    def register_derivative_hook(self, hook: DerivativeHook) -> HookHandle:
+        """Call ``hook(module, derivative, scale)`` during backward, where ``scale * derivative``
+        is the elementwise derivative of this module's output with respect to its input (phi'(h),
+        THEORY E6), the array backward computes anyway. ``scale`` is 1.0, except for a
+        NormalizedActivation that applies lambda as a separate factor: then ``derivative`` is the
+        base phi' and ``scale`` that lambda (a number, 0-d array or Tensor). Variance tracking
+        measures rho' this way without recomputing phi'."""
+        self._derivative_hooks.append(hook)
+        return HookHandle(self._derivative_hooks, hook)
+
+    def _derivative_observer(self, scale: Callable[[], Any] | None = None) -> Callable[[Any], None] | None:
+        """The ``on_derivative`` callback of ``ops.activation`` that runs the derivative hooks
+        (None without hooks: no cost); ``scale()`` gives the factor, read when backward runs."""
+        if not self._derivative_hooks:
+            return None
+        hooks = tuple(self._derivative_hooks)
+
+        def observe(derivative: Any) -> None:
+            factor = 1.0 if scale is None else scale()
+            for hook in hooks:
+                hook(self, derivative, factor)
+
+        return observe
 
     def extra_repr(self) -> str:
         return repr(self.function)

@@ -126,18 +126,20 @@ class NormalizedActivation(Activation):
     # ----- forward ----------------------------------------------------------------------------
     def forward(self, x: Any) -> Tensor:
         x = ops.as_tensor(x)
+        # derivative hooks see phi' of the base and, when backward runs, the final ``lam`` below
+        observe = self._derivative_observer(lambda: lam)
         if self.mode == "adaptive" and self.training:
-            phi = ops.activation(x, self.base)
+            phi = ops.activation(x, self.base, observe)
             lam, mu = self._batch_lambda_and_shift(x, phi)
             if self.train_statistics == "running":
                 lam, mu = self._eval_lambda_and_shift()
         else:
             lam, mu = self._eval_lambda_and_shift()
-            if self.correction is None:  # constants only: one fused node
+            if self.correction is None:  # constants only: one fused node, lambda inside phi'
                 fn = self.function if self.mode == "static" else activations.affine(self.base, lam, mu)
                 self.last_lambda = lam
-                return ops.activation(x, fn)
-            phi = ops.activation(x, self.base)
+                return ops.activation(x, fn, self._derivative_observer())
+            phi = ops.activation(x, self.base, observe)
         if self.correction is not None:
             lam = lam + self.correction_scale * ops.activation(self.correction, _TANH)
         self.last_lambda = lam
