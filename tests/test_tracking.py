@@ -77,12 +77,16 @@ def test_gradient_statistics_match_a_per_example_loop():
 
 def test_forward_statistics_and_gains_match_hand_computed_values():
     """preact_sq/var, act_sq, rho = mean(phi(h)^2)/mean(h^2) (E5) and rho' = mean(phi'(h)^2) (E6)
-    of a static normalized swish, with phi_hat = lambda * swish written here."""
-    model, (x, _) = small_mlp("nswish"), batch()
+    of a static normalized swish, with phi_hat = lambda * swish written here. The forward
+    statistics are there after the forward; rho' and the gradients only after the backward."""
+    model, (x, y) = small_mlp("nswish"), batch()
     seen = {}
     model[0].register_forward_hook(lambda m, i, out: seen.setdefault("h", out.numpy()))
     with VarianceTracker(model) as tracker:
-        model(tn.Tensor(x))
+        loss = losses.mse_loss(model(tn.Tensor(x)), tn.Tensor(y))
+        forward_only = tracker.profile()
+        loss.backward()
+    assert np.isnan(forward_only["delta_sq"]).all() and np.isnan(forward_only["rho_prime"]).all()
     got, h, lam = tracker.profile(), seen["h"], model[1].lambda_
     s = 1.0 / (1.0 + np.exp(-h))
     phi, dphi = lam * h * s, lam * (s + h * s * (1.0 - s))
@@ -93,17 +97,18 @@ def test_forward_statistics_and_gains_match_hand_computed_values():
     np.testing.assert_allclose(got["rho"][0], np.mean(phi**2) / np.mean(h**2), rtol=1e-12)
     np.testing.assert_allclose(got["rho_prime"][0], np.mean(dphi**2), rtol=1e-12)
     np.testing.assert_allclose(got["lambda"][:2], [lam, model[3].lambda_], rtol=1e-12)
-    assert np.isnan(got["delta_sq"]).all()  # no backward happened
+    for name in ("input_sq", "preact_sq", "preact_var", "act_sq", "rho", "lambda"):
+        np.testing.assert_array_equal(forward_only[name], got[name])
 
 
 def test_adaptive_layer_records_the_batch_lambda_it_applied():
     """In training mode an adaptive layer applies lambda_b of E16 (balanced rule E14 here),
     recomputed in the test from the batch."""
-    model, (x, _) = small_mlp("ntanh", mode="adaptive"), batch()
+    model, (x, y) = small_mlp("ntanh", mode="adaptive"), batch()
     seen = {}
     model[0].register_forward_hook(lambda m, i, out: seen.setdefault("h", out.numpy()))
     with VarianceTracker(model) as tracker:
-        model(tn.Tensor(x))
+        losses.mse_loss(model(tn.Tensor(x)), tn.Tensor(y)).backward()
     h = seen["h"]
     rho_b, rho_prime_b = np.mean(np.tanh(h) ** 2) / np.mean(h**2), np.mean((1 - np.tanh(h) ** 2) ** 2)
     lam = math.sqrt((1 / rho_b + 1 / rho_prime_b) / 2)
@@ -144,14 +149,18 @@ def test_detaching_removes_every_hook():
     model = small_mlp("nswish")
     modules, params = list(model.modules()), list(model.parameters())
     tracker = VarianceTracker(model)
+    linears = [m for m in modules if isinstance(m, nn.Linear)]
+    activations = [m for m in modules if isinstance(m, nn.Activation)]
     tracker.attach().attach()  # attaching twice registers once
     assert tracker.attached and sum(len(m._forward_hooks) for m in modules) == 5
-    assert all(len(p._node.hooks) == 1 for p in params)
+    assert [len(m._gradient_hooks) for m in linears] == [1, 1, 1]
+    assert [len(m._derivative_hooks) for m in activations] == [1, 1]
     train(model, steps=2)
     tracker.detach()
     assert not tracker.attached
     assert all(not m._forward_hooks and not m._backward_hooks for m in modules)
-    assert all(not p._node.hooks for p in params)
+    assert all(not m._gradient_hooks for m in linears) and all(not m._derivative_hooks for m in activations)
+    assert all(p._node is None or not p._node.hooks for p in params)
     train(model, steps=2)
     assert tracker.steps == [0, 1]  # nothing recorded while detached
 
@@ -246,8 +255,10 @@ def test_a_chosen_subset_is_recorded_exactly_and_alone(statistics):
     brute = per_example_brute_force(model, x, y)
     h1 = x @ host(model[0].weight).T + host(model[0].bias)  # the first pre-activation, by hand
     with VarianceTracker(model, statistics=statistics) as tracker:
-        if "rho_prime" not in statistics:
-            assert not model[1]._forward_hooks  # no activation hook is needed
+        if "rho_prime" in statistics:
+            assert model[1]._derivative_hooks and not model[0]._gradient_hooks
+        else:  # neither activation hook is needed
+            assert not model[1]._forward_hooks and not model[1]._derivative_hooks
         losses.mse_loss(model(tn.Tensor(x)), tn.Tensor(y)).backward()
     got = tracker.profile()
     assert set(got) == set(statistics)

@@ -170,6 +170,14 @@ def scatter_add(target: Any, index: Any, values: Any) -> None:
         np.add.at(target, index, values)
 
 
+def row_dots(a: Any, b: Any) -> Any:
+    """sum_j a_ij b_ij for every row i of two 2-d arrays (NumPy's vecdot, twice as fast as
+    einsum here; CuPy gets einsum)."""
+    if isinstance(a, np.ndarray):
+        return np.vecdot(a, b)
+    return get_array_module(a).einsum("ij,ij->i", a, b)
+
+
 def erf(array: Any) -> Any:
     """The error function, elementwise, on either backend."""
     if device_of(array) == "cuda":

@@ -38,7 +38,9 @@ y = phi(h) (B examples, n units):
 - ``preact_var``     the variance of h over examples and units
 - ``act_sq``         E[phi(h)^2] (E8's m2(q_l))
 - ``rho``            E[phi(h)^2] / E[h^2], the batch forward gain (E5, E16)
-- ``rho_prime``      E[phi'(h)^2], the batch backward gain (E6, E16)
+- ``rho_prime``      E[phi'(h)^2], the batch backward gain (E6, E16), read from the phi' that
+                     the activation's backward computes: a backward statistic (NaN until the
+                     step's backward reaches the activation)
 - ``lambda``         the lambda a NormalizedActivation applied in this step (E12-E16); NaN for
                      other activations
 - ``delta_sq``       per-example E[delta_l^2], delta_l = d loss_b / d h (E9)
@@ -54,9 +56,17 @@ loop over examples:
     mean_{b,i,j} g_bij^2 = mean_b( mean_i delta_bi^2 * mean_j x_bj^2 )
     variance across b    = that - mean_ij( (mean_b g_b)_ij^2 )
 
-where mean_b g_b is the gradient the batch-mean loss gives the weight, read by a hook on the
-weight during backward. A model without a tracker carries no hooks, so it pays nothing; a
-detached tracker removes all of its hooks.
+where mean_b g_b is the gradient the batch-mean loss gives the weight.
+
+How it listens. Forward hooks on each Linear and Activation see h, x and y; during backward, each
+Linear's gradient hook (``Linear.register_gradient_hook``) receives g, the weight gradient and the
+bias gradient its backward computes, and each Activation's derivative hook
+(``Activation.register_derivative_hook``) receives the phi'(h) its backward computes, so nothing
+is computed twice; tensor hooks on an activation's output (and on a Linear's input that requires a
+gradient) read the full gradients of those tensors. Every statistic costs one pass over an array
+the step already has, at most: about eight passes over (batch, width) arrays per layer in all.
+A model without a tracker carries no hooks, so it pays nothing; a detached tracker removes all of
+its hooks. ``benchmarks/bench_tracking.py`` measures the cost.
 """
 
 from __future__ import annotations
@@ -65,6 +75,7 @@ import csv
 import io
 import json
 import math
+import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -73,7 +84,7 @@ from tinynormact import backend
 from tinynormact.autograd import Tensor, is_grad_enabled
 from tinynormact.backend import np
 from tinynormact.files import write_json_atomic, write_text_atomic
-from tinynormact.nn.layers import Activation, Linear
+from tinynormact.nn.layers import Activation, Linear, LinearGradients
 from tinynormact.nn.module import Module
 from tinynormact.nn.normalized import NormalizedActivation
 from tinynormact.theory import MLPProfile
@@ -103,21 +114,39 @@ STATISTICS = (
     "bias_grad_var",
 )
 _COLUMN = {name: k for k, name in enumerate(STATISTICS)}
-# The statistics that need the activation's forward hook, and those that need delta's hook.
-_ACTIVATION_STATISTICS = ("act_sq", "rho", "rho_prime", "lambda", "grad_act_sq")
-_DELTA_STATISTICS = ("delta_sq", "bias_grad_sq", "bias_grad_var", "weight_grad_sq", "weight_grad_var")
+(
+    _INPUT_SQ,
+    _INPUT_GRAD_SQ,
+    _PREACT_SQ,
+    _PREACT_VAR,
+    _ACT_SQ,
+    _RHO,
+    _RHO_PRIME,
+    _LAMBDA,
+    _DELTA_SQ,
+    _GRAD_ACT_SQ,
+    _WEIGHT_GRAD_SQ,
+    _WEIGHT_GRAD_VAR,
+    _BIAS_GRAD_SQ,
+    _BIAS_GRAD_VAR,
+) = range(len(STATISTICS))
+# What each group of hooks serves: the activation's forward hook, delta's hook, the input's rows.
+_ACTIVATION_STATISTICS = frozenset({"act_sq", "rho", "lambda", "grad_act_sq"})
+_DELTA_STATISTICS = frozenset(
+    {"delta_sq", "bias_grad_sq", "bias_grad_var", "weight_grad_sq", "weight_grad_var"}
+)
+_INPUT_ROW_STATISTICS = frozenset({"input_sq", "weight_grad_sq", "weight_grad_var"})
 
 
 def _mean_square(array: Any) -> float:
     """mean(array^2) as a Python float: one dot product, no temporary array."""
-    flat = array.reshape(-1)
-    return float(flat @ flat) / flat.size
+    flat = array.ravel()
+    return float(flat.dot(flat)) / flat.size
 
 
-def _row_mean_squares(array: Any) -> Any:
-    """mean_j array_bj^2 for every row b (every example)."""
-    xp = backend.get_array_module(array)
-    return xp.einsum("ij,ij->i", array, array) / array.shape[1]
+def _row_sums_of_squares(array: Any) -> Any:
+    """sum_j array_bj^2 for every row b (every example)."""
+    return backend.row_dots(array, array)
 
 
 def _raw(value: Any) -> Any:
@@ -130,11 +159,10 @@ class _Layer:
 
     def __init__(self, index: int, name: str, linear: Linear, activation: Activation | None) -> None:
         self.index, self.name, self.linear, self.activation = index, name, linear, activation
-        self.input_rows: Any = None  # per-example E[x^2] of the recorded forward
-        self.preact: Any = None  # the recorded pre-activation array h and its mean square, which
-        self.preact_sq = math.nan  # the activation hook reuses when its input is that same array
-        self.weight_row: Any = None  # the record row the weight hook writes into, once
-        self.bias_row: Any = None
+        self.table: Any = None  # the step table of this layer's last recorded forward; None: not recorded
+        self.input_rows: Any = None  # per-example sum_j x_bj^2 of that forward
+        self.preact: Any = None  # the pre-activation array h and its mean square, which the
+        self.preact_sq = math.nan  # activation hook reuses when its input is that same array
 
 
 def _find_layers(model: Module) -> list[_Layer]:
@@ -151,29 +179,15 @@ def _find_layers(model: Module) -> list[_Layer]:
     return layers
 
 
-def _derivative_and_lambda(module: Activation, h: Any, y: Any) -> tuple[Any, float]:
-    """(phi'(h), lambda) such that the derivative of what ``module`` applied is lambda * phi'(h).
-
-    A plain activation: its own phi' (computed from the output y where the activation can, as
-    autograd does) and lambda = 1. A NormalizedActivation: the base phi' and the lambda its
-    forward just applied (E12-E16: static, running or batch value, correction included).
-    """
-    if not isinstance(module, NormalizedActivation):
-        act = module.function
-        return (act.df(h) if act.df_from_output is None else act.df_from_output(y)), 1.0
-    return module.base.df(h), float(_raw(module.last_lambda))
-
-
 class VarianceTracker:
     """Records per-layer, per-step second moments of a model through hooks (see the module
     docstring for the layers, the steps, the statistics and their convention).
 
     ``every=k`` records steps 0, k, 2k, ...; other steps cost one early-returning call per
     hook. ``statistics`` (default: all of ``STATISTICS``) chooses what to compute: the others
-    stay NaN, and hooks that would serve only them are not attached, so recording every step
-    of a few statistics costs little (``benchmarks/bench_tracking.py``). Use as a context manager
+    stay NaN, and hooks that would serve only them are not attached. Use as a context manager
     (attach on enter, detach on exit) or call ``attach()`` and ``detach()``. Recorded data stays
-    available after detaching.
+    available after detaching. The cost is measured by ``benchmarks/bench_tracking.py``.
     """
 
     def __init__(
@@ -187,16 +201,27 @@ class VarianceTracker:
             raise ValueError(
                 f"unknown statistics {unknown or self.statistics!r}; choose from {', '.join(STATISTICS)}"
             )
-        self._wanted = frozenset(self.statistics)
+        wanted = frozenset(self.statistics)
+        self._wants_preact_var = "preact_var" in wanted
+        self._wants_input_rows = not wanted.isdisjoint(_INPUT_ROW_STATISTICS)
+        self._wants_delta = not wanted.isdisjoint(_DELTA_STATISTICS)
+        self._wants_input_grad = "input_grad_sq" in wanted
+        self._wants_grad_act = "grad_act_sq" in wanted
+        self._wants_activation = not wanted.isdisjoint(_ACTIVATION_STATISTICS)
+        self._wants_weight_var = "weight_grad_var" in wanted
+        self._wants_bias_var = "bias_grad_var" in wanted
+        self._wants_rho_prime = "rho_prime" in wanted
         self.model, self.every = model, int(every)
         self._layers = _find_layers(model)
         self._removers: list[Callable[[], None]] = []
         self._step = int(start_step) - 1  # the number of the current step (a resumed run starts later)
-        self._row: Any = None  # the record row of the current step, None when not recording
-        self._last_gradient: tuple[Any, float] = (None, math.nan)  # see _record_gradient
+        self._table: Any = None  # this step's values, table[column][layer]; None: not recording
+        self._last_output_rows: tuple[Any, Any, float] = (None, None, math.nan)  # see _input_rows
+        self._watched: tuple[Any, list[tuple[int, int]]] = (None, [])  # see _watch_gradient
+        self._ones: Any = None  # see _mean
         self._step_removers: list[Callable[[], None]] = []  # hooks on this step's tensors
         self._steps: list[int] = []
-        self._rows: list[np.ndarray] = []
+        self._tables: list[list[list[float]]] = []
 
     # ----- attaching --------------------------------------------------------------------------
     def attach(self) -> VarianceTracker:
@@ -205,17 +230,16 @@ class VarianceTracker:
             return self
         for layer in self._layers:
             self._removers.append(layer.linear.register_forward_hook(self._linear_hook(layer)).remove)
-            for which, parameter in (("weight", layer.linear.weight), ("bias", layer.linear.bias)):
-                if parameter is not None and self._wants(f"{which}_grad_var"):
-                    self._removers.append(parameter.register_hook(self._parameter_hook(layer, which)))
-            if layer.activation is not None and self._wants(*_ACTIVATION_STATISTICS):
+            if self._wants_delta:
+                hook = self._gradient_hook(layer)
+                self._removers.append(layer.linear.register_gradient_hook(hook).remove)
+            if layer.activation is not None and self._wants_activation:
                 hook = self._activation_hook(layer)
                 self._removers.append(layer.activation.register_forward_hook(hook).remove)
+            if layer.activation is not None and self._wants_rho_prime:
+                hook = self._derivative_hook(layer)
+                self._removers.append(layer.activation.register_derivative_hook(hook).remove)
         return self
-
-    def _wants(self, *names: str) -> bool:
-        """Whether any of ``names`` is among the statistics this tracker records."""
-        return not self._wanted.isdisjoint(names)
 
     def detach(self) -> None:
         """Remove every hook; the model is then exactly as fast as without a tracker."""
@@ -223,7 +247,10 @@ class VarianceTracker:
             remove()
         self._removers.clear()
         self._remove_step_hooks()
-        self._row = None
+        self._table = None
+        self._last_output_rows = (None, None, math.nan)
+        for layer in self._layers:
+            layer.table = layer.input_rows = layer.preact = None
 
     @property
     def attached(self) -> bool:
@@ -237,9 +264,11 @@ class VarianceTracker:
 
     # ----- the hooks --------------------------------------------------------------------------
     def _hook_tensor(self, tensor: Tensor, hook: Callable[[Any], None]) -> None:
-        """Hook one step's tensor; the hook goes at the next step or detach (an input tensor that
-        is reused, a leaf, would otherwise collect hooks, since backward frees only graph nodes)."""
-        self._step_removers.append(tensor.register_hook(hook))
+        """Hook one step's tensor. Backward clears the hooks of the graph's inner nodes; a leaf
+        (an input reused every step) keeps them, so its hook goes at the next step or detach."""
+        remove = tensor.register_hook(hook)
+        if tensor.is_leaf:
+            self._step_removers.append(remove)
 
     def _remove_step_hooks(self) -> None:
         for remove in self._step_removers:
@@ -249,86 +278,134 @@ class VarianceTracker:
     def _start_step(self) -> None:
         self._step += 1
         self._remove_step_hooks()
-        self._row, self._last_gradient = None, (None, math.nan)
+        self._table, self._watched = None, (None, [])
+        self._last_output_rows = (None, None, math.nan)
         if self._step % self.every == 0:
-            self._row = np.full((len(STATISTICS), len(self._layers)), np.nan)
+            self._table = [[math.nan] * len(self._layers) for _ in STATISTICS]
             self._steps.append(self._step)
-            self._rows.append(self._row)
+            self._tables.append(self._table)
+
+    def _input_rows(self, x: Any) -> tuple[Any, float]:
+        """(per-example sum_j x_bj^2, E[x^2]) of a layer's input; reused, not recomputed, when x
+        is the output the previous activation hook reduced (an MLP's hidden layers)."""
+        array, rows, mean = self._last_output_rows
+        if x is not array:
+            rows = _row_sums_of_squares(x)
+            mean = float(rows.sum()) / x.size
+        return rows, mean
 
     def _linear_hook(self, layer: _Layer) -> Callable[[Module, tuple[Any, ...], Any], None]:
+        l = layer.index
+
         def hook(module: Module, inputs: tuple[Any, ...], output: Tensor) -> None:
             if not is_grad_enabled():
                 return
-            if layer.index == 0:
+            if l == 0:
                 self._start_step()
-            row = self._row
-            if row is None:
+            table = layer.table = self._table
+            if table is None:
                 return
-            x, h, l = inputs[0], output.data, layer.index
-            row[_COLUMN["preact_sq"], l] = q = _mean_square(h)  # always: rho needs it too
+            x, h = inputs[0], output.data
+            table[_PREACT_SQ][l] = q = _mean_square(h)  # always: rho needs it too
             layer.preact, layer.preact_sq = h, q
-            if self._wants("preact_var"):
-                row[_COLUMN["preact_var"], l] = q - (float(h.sum()) / h.size) ** 2
-            if self._wants("input_sq", "weight_grad_sq", "weight_grad_var"):
-                layer.input_rows = _row_mean_squares(_raw(x))
-                row[_COLUMN["input_sq"], l] = float(layer.input_rows.sum()) / len(layer.input_rows)
-            if output.requires_grad and self._wants(*_DELTA_STATISTICS):
-                self._hook_tensor(output, lambda g: self._record_delta(layer, row, g))
-            if isinstance(x, Tensor) and x.requires_grad and self._wants("input_grad_sq"):
-                self._hook_tensor(x, lambda g: self._record_gradient(row, "input_grad_sq", l, g))
+            if self._wants_preact_var:
+                table[_PREACT_VAR][l] = q - self._mean(h) ** 2
+            if self._wants_input_rows:
+                layer.input_rows, table[_INPUT_SQ][l] = self._input_rows(_raw(x))
+            if self._wants_input_grad and isinstance(x, Tensor) and x.requires_grad:
+                self._watch_gradient(x, _INPUT_GRAD_SQ, l)
 
         return hook
 
-    def _record_delta(self, layer: _Layer, row: np.ndarray, g: Any) -> None:
-        """delta = B * g per example (E9) and the per-example weight-gradient second moment (E10)."""
-        l, batch = layer.index, g.shape[0]
-        delta_rows = batch**2 * _row_mean_squares(g)
-        row[_COLUMN["delta_sq"], l] = row[_COLUMN["bias_grad_sq"], l] = float(delta_rows.sum()) / batch
-        layer.bias_row = row
-        if layer.input_rows is not None:
-            row[_COLUMN["weight_grad_sq"], l] = float(delta_rows @ layer.input_rows) / batch
-            layer.weight_row = row
+    def _gradient_hook(self, layer: _Layer) -> Callable[[Linear, LinearGradients], None]:
+        """From what the Linear's backward computed: g = delta / B, the gradient of the batch-mean
+        loss reaching h (B examples, n outputs, m inputs). With r_b = sum_i g_bi^2 and
+        s_b = sum_j x_bj^2 (the forward's input rows),
 
-    def _parameter_hook(self, layer: _Layer, which: str) -> Callable[[Any], None]:
-        """On the weight (bias): the batch gradient mean_b g_b arrives; variance = sq - mean^2."""
-        slot, sq, var = f"{which}_row", _COLUMN[f"{which}_grad_sq"], _COLUMN[f"{which}_grad_var"]
+            E[delta^2] = B^2 sum_b r_b / (B n)             (E9; = bias_grad_sq)
+            E[gW^2]    = B^2 sum_b r_b s_b / (B n m)       (E10, per-example gradients delta_b x_b^T)
 
-        def hook(g: Any) -> None:
-            row = getattr(layer, slot)
-            if row is not None:
-                setattr(layer, slot, None)
-                row[var, layer.index] = row[sq, layer.index] - _mean_square(g)
+        and the variances across examples subtract the squared batch gradients mean_b g_b."""
+        l = layer.index
+
+        def hook(module: Linear, gradients: LinearGradients) -> None:
+            table = layer.table
+            if table is None:
+                return
+            g = gradients.output
+            batch, outputs = g.shape
+            rows = _row_sums_of_squares(g)
+            table[_DELTA_SQ][l] = table[_BIAS_GRAD_SQ][l] = delta_sq = batch * float(rows.sum()) / outputs
+            if self._wants_bias_var and gradients.bias is not None:
+                table[_BIAS_GRAD_VAR][l] = delta_sq - _mean_square(gradients.bias)
+            if layer.input_rows is not None:
+                weight_sq = batch * float(rows.dot(layer.input_rows)) / (outputs * module.in_features)
+                table[_WEIGHT_GRAD_SQ][l] = weight_sq
+                if self._wants_weight_var and gradients.weight is not None:
+                    table[_WEIGHT_GRAD_VAR][l] = weight_sq - _mean_square(gradients.weight)
 
         return hook
 
     def _activation_hook(self, layer: _Layer) -> Callable[[Module, tuple[Any, ...], Any], None]:
+        l, normalized = layer.index, isinstance(layer.activation, NormalizedActivation)
+
         def hook(module: Activation, inputs: tuple[Any, ...], output: Tensor) -> None:
-            row = self._row
-            if row is None or not is_grad_enabled():
+            table = self._table
+            if table is None or not is_grad_enabled():
                 return
-            h, y, l = _raw(inputs[0]), output.data, layer.index
-            row[_COLUMN["act_sq"], l] = y_sq = _mean_square(y)
+            h, y = _raw(inputs[0]), output.data
+            if self._wants_input_rows:  # reduce per example: the next Linear's input rows
+                rows = _row_sums_of_squares(y)
+                y_sq = float(rows.sum()) / y.size
+                self._last_output_rows = (y, rows, y_sq)
+            else:
+                y_sq = _mean_square(y)
+            table[_ACT_SQ][l] = y_sq
             h_sq = layer.preact_sq if h is layer.preact else _mean_square(h)
             layer.preact = None
-            row[_COLUMN["rho"], l] = y_sq / h_sq
-            if isinstance(module, NormalizedActivation):
-                row[_COLUMN["lambda"], l] = float(_raw(module.last_lambda))
-            if self._wants("rho_prime"):  # phi'(h) costs a pass or two over h
-                dphi, lam = _derivative_and_lambda(module, h, y)
-                row[_COLUMN["rho_prime"], l] = lam**2 * _mean_square(dphi)
-            if output.requires_grad and self._wants("grad_act_sq"):
-                self._hook_tensor(output, lambda g: self._record_gradient(row, "grad_act_sq", l, g))
+            table[_RHO][l] = y_sq / h_sq
+            if normalized:
+                table[_LAMBDA][l] = float(_raw(module.last_lambda))
+            if output.requires_grad and self._wants_grad_act:
+                self._watch_gradient(output, _GRAD_ACT_SQ, l)
 
         return hook
 
-    def _record_gradient(self, row: np.ndarray, statistic: str, layer: int, g: Any) -> None:
-        """The per-example second moment of a gradient g of the batch-mean loss: B^2 mean(g^2).
+    def _derivative_hook(self, layer: _Layer) -> Callable[[Activation, Any, Any], None]:
+        """rho' = scale^2 mean(phi'(h)^2) (E6) from the phi' that the activation's backward
+        computes: recorded with the backward statistics, at no extra pass over phi."""
 
-        An activation's output is usually the next Linear's input, so two hooks see the same
-        gradient array one after the other; it is reduced once."""
-        if g is not self._last_gradient[0]:
-            self._last_gradient = (g, g.shape[0] ** 2 * _mean_square(g))
-        row[_COLUMN[statistic], layer] = self._last_gradient[1]
+        def hook(module: Activation, derivative: Any, scale: Any) -> None:
+            table = layer.table
+            if table is not None:
+                table[_RHO_PRIME][layer.index] = float(_raw(scale)) ** 2 * _mean_square(derivative)
+
+        return hook
+
+    def _watch_gradient(self, tensor: Tensor, column: int, layer: int) -> None:
+        """Record the per-example second moment of ``tensor``'s gradient of the batch-mean loss,
+        B^2 mean(g^2), at (column, layer) of this step's table. An activation's output is usually
+        the next Linear's input: watched twice in a row, it gets one hook that fills both."""
+        watched, targets = self._watched
+        if watched is None or watched() is not tensor:
+            table, targets = self._table, []
+
+            def hook(g: Any) -> None:
+                value = g.shape[0] ** 2 * _mean_square(g)
+                for c, l in targets:
+                    table[c][l] = value
+
+            self._hook_tensor(tensor, hook)
+            self._watched = (weakref.ref(tensor), targets)
+        targets.append((column, layer))
+
+    def _mean(self, array: Any) -> float:
+        """mean(array) of a 2-d array as a Python float: a matrix-vector product with a kept
+        vector of ones, then a sum over rows; three times as fast as ``array.sum()`` in float32."""
+        ones = self._ones  # one per row length, dtype and array type (device), else replaced
+        if not (type(ones) is type(array) and len(ones) == array.shape[1] and ones.dtype == array.dtype):
+            ones = self._ones = backend.get_array_module(array).ones(array.shape[1], dtype=array.dtype)
+        return float(array.dot(ones).sum()) / array.size
 
     # ----- the record -------------------------------------------------------------------------
     @property
@@ -344,7 +421,7 @@ class VarianceTracker:
     def to_dict(self) -> dict[str, np.ndarray]:
         """{"step": (S,) ints, statistic: (S, L) floats} for S recorded steps, L layers and each
         statistic the tracker records."""
-        table = np.stack(self._rows) if self._rows else np.empty((0, len(STATISTICS), len(self._layers)))
+        table = np.array(self._tables, dtype=float).reshape(-1, len(STATISTICS), len(self._layers))
         record = {"step": np.array(self._steps, dtype=np.int64)}
         record.update({name: table[:, _COLUMN[name], :] for name in self.statistics})
         return record
@@ -353,9 +430,9 @@ class VarianceTracker:
         """{statistic: (L,) array} of one recorded step: ``index`` 0 is the first (at
         initialization when tracking started with training), -1 the latest. Comparable with
         ``theory_record(theory.mlp_profile(...))``."""
-        if not self._rows:
+        if not self._tables:
             raise ValueError("VarianceTracker.profile: no step has been recorded yet")
-        return {name: self._rows[index][_COLUMN[name]].copy() for name in self.statistics}
+        return {name: np.array(self._tables[index][_COLUMN[name]]) for name in self.statistics}
 
     def to_json(self, path: str | Path) -> None:
         """Write the record as JSON (NaN as null), atomically; ``read_json`` reads it back."""
