@@ -1,31 +1,45 @@
 """The cost of variance tracking: one SGD step of a width-256 MLP with and without a tracker.
 
 Same model, data and optimizer in the same process: a 10-layer MLP (width 256, batch 128,
-float32, mean squared error, plain SGD). Each configuration runs in rounds interleaved with the
-untracked baseline, so drifts in machine load hit all alike; the table reports the best round's
-median step time and the ratio to the baseline. Target: ratio <= 1.10 with a tracker attached;
-a detached tracker must cost nothing. Recording all statistics every step costs about ten
-reductions over a (batch, width) array per layer (~50 us at width 256 in float32 NumPy), which
-is 20-30% of a step whose three 128x256x256 matmuls per layer take ~0.4 ms; thinned to every=10
-the cost is ~1% (a hook that returns at once); the signal-propagation statistics alone
-(``PROPAGATION``: q, E[delta^2], weight-gradient variance) every step sit in between.
+float32, mean squared error, plain SGD). The configurations (no tracker; all statistics every
+step; all every 10th step; the three signal-propagation statistics every step; a detached
+tracker) take turns in blocks of a few steps, many times over, so that drifts in machine load hit
+all alike; each ratio is the median over the turns of (block median / untracked block median).
+Target: ratio <= 1.10 with a tracker attached; a detached tracker must cost nothing.
+
+Every configuration is measured twice, each in a fresh process: with glibc's default malloc, and
+with freed memory kept for reuse (``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_``). With
+the defaults, NumPy's arrays of 128 KiB and more are returned to the operating system when freed
+and page-faulted back in on the next step, several hundred faults per step; the tracker's own
+small arrays change how many (the faults/step columns), so the default-malloc ratios say as much
+about the allocator as about the tracker. The kept-memory run measures the tracker alone, against
+a faster step, so its ratio is the stricter one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 import tinynormact as tn
-from benchmarks.timing import median_seconds
 from tinynormact import losses, nn, optim
 from tinynormact.tracking import STATISTICS, VarianceTracker
 
 DEPTH, WIDTH, BATCH, LR = 10, 256, 128, 1e-3
 ACTIVATIONS = ("tanh", "relu", "nswish")
-ROUNDS, REPEATS = 3, 20
+TURNS, BLOCK = 30, 5
 PROPAGATION = ("preact_sq", "delta_sq", "weight_grad_var")
+KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(1 << 25), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
+COLUMNS = ("every=1", "every=10", "3 stats", "detached")
 
 
 def _training_step(activation: str) -> tuple[nn.Module, Callable[[], None]]:
@@ -43,54 +57,88 @@ def _training_step(activation: str) -> tuple[nn.Module, Callable[[], None]]:
     return model, step
 
 
-def measure(activation: str) -> dict[str, float]:
-    """Best-round median step time (s) without a tracker, with one (all statistics every step or
-    every 10th, three statistics every step) and after detaching one."""
+def _detached(model: nn.Module) -> contextlib.AbstractContextManager[Any]:
+    """A tracker attached once and detached before the measurement: the model must be as fast
+    as one that never had a tracker."""
+    with VarianceTracker(model):
+        pass
+    if any(m._forward_hooks for m in model.modules()):
+        raise RuntimeError("a detached tracker left a forward hook behind")
+    return contextlib.nullcontext()
+
+
+def measure(activation: str) -> dict[str, tuple[float, float, float]]:
+    """{configuration: (median step seconds, paired ratio to no tracker, page faults per step)}."""
     model, step = _training_step(activation)
-    trackers = {
+    configurations = {
+        "none": contextlib.nullcontext(),
         "every=1": VarianceTracker(model),
         "every=10": VarianceTracker(model, every=10),
         "3 stats": VarianceTracker(model, statistics=PROPAGATION),
+        "detached": _detached(model),
     }
-    times: dict[str, list[float]] = {"none": [], **{k: [] for k in trackers}, "detached": []}
-    for _ in range(3):
+    times: dict[str, list[float]] = {name: [] for name in configurations}
+    ratios: dict[str, list[float]] = {name: [] for name in configurations}
+    faults = dict.fromkeys(configurations, 0)
+    for _ in range(5):
         step()  # warm up
-    for _ in range(ROUNDS):
-        times["none"].append(median_seconds(step, REPEATS))
-        for name, tracker in trackers.items():
-            with tracker:
-                times[name].append(median_seconds(step, REPEATS))
-        times["detached"].append(median_seconds(step, REPEATS))
-    if not np.isfinite(trackers["every=1"].profile()["weight_grad_var"]).all():
+    for _ in range(TURNS):
+        medians = {}
+        for name, configuration in configurations.items():
+            with configuration:
+                before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+                block = []
+                for _ in range(BLOCK):
+                    start = time.perf_counter()
+                    step()
+                    block.append(time.perf_counter() - start)
+                faults[name] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+            times[name] += block
+            medians[name] = statistics.median(block)
+        for name in configurations:
+            ratios[name].append(medians[name] / medians["none"])
+    if not np.isfinite(configurations["every=1"].profile()["weight_grad_var"]).all():
         raise RuntimeError("the tracker recorded NaN where every statistic should be defined")
-    return {name: min(values) for name, values in times.items()}
+    steps = TURNS * BLOCK
+    return {
+        name: (statistics.median(times[name]), statistics.median(ratios[name]), faults[name] / steps)
+        for name in configurations
+    }
+
+
+def _print_rows(allocator: str) -> None:
+    for activation in ACTIVATIONS:
+        t = measure(activation)
+        print(
+            f"{allocator:>14} {activation:>10} {t['none'][0] * 1e3:>8.3f} "
+            + " ".join(f"{t[name][1]:>8.3f}" for name in COLUMNS)
+            + f" {t['none'][2]:>12.0f} {t['every=1'][2]:>12.0f}",
+            flush=True,
+        )
 
 
 def main() -> None:
     print(
-        f"{DEPTH}-layer MLP, width {WIDTH}, batch {BATCH}, float32, one SGD step; median of {REPEATS}, "
-        f"best of {ROUNDS} rounds"
+        f"{DEPTH}-layer MLP, width {WIDTH}, batch {BATCH}, float32, one SGD step; {TURNS} turns of "
+        f"{BLOCK} steps per configuration; ratios to the untracked step"
     )
     print(
-        f"{'activation':>10} {'plain ms':>9} {'every=1 ms':>11} {'ratio':>6} {'every=10 ms':>12} "
-        f"{'ratio':>6} {'3 stats ms':>11} {'ratio':>6} {'detached ms':>12} {'ratio':>6}"
+        f"{'malloc':>14} {'activation':>10} {'plain ms':>8} "
+        + " ".join(f"{name:>8}" for name in COLUMNS)
+        + f" {'faults plain':>12} {'faults every=1':>12}"
     )
-    for activation in ACTIVATIONS:
-        t = measure(activation)
-        base = t["none"]
-        print(
-            f"{activation:>10} {base * 1e3:>9.3f} "
-            + " ".join(
-                f"{t[k] * 1e3:>{w}.3f} {t[k] / base:>6.3f}"
-                for k, w in (("every=1", 11), ("every=10", 12), ("3 stats", 11), ("detached", 12))
-            )
-        )
+    for allocator, extra in (("glibc default", {}), ("memory kept", KEEP_FREED_MEMORY)):
+        command = [sys.executable, "-m", "benchmarks.bench_tracking", allocator]
+        subprocess.run(command, env={**os.environ, **extra}, check=True)
     print("target: ratio <= 1.10 with a tracker attached")
     print(
         f"every=1 and every=10 record all {len(STATISTICS)} statistics; "
-        f"'3 stats' records {', '.join(PROPAGATION)} every step"
+        f"'3 stats' records {', '.join(PROPAGATION)} every step; faults are page faults per step"
     )
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 1:
+        _print_rows(sys.argv[1])  # one allocator setting, in this process (called by main)
+    else:
+        main()
