@@ -17,7 +17,7 @@ from tinynormact.train import (
     TrainingDiverged,
     train,
 )
-from tinynormact.train.health import locate_nonfinite
+from tinynormact.train.health import gradients_finite, locate_nonfinite
 
 # 4 batches per epoch, so step 6 lies in the middle of epoch 2
 SMALL = dict(
@@ -182,6 +182,22 @@ def test_corrupt_checkpoint_contents_raise_checkpoint_error_naming_file_and_key(
 
 
 # ----- NaN / Inf ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("bad", "finite"),
+    [(None, True), (np.nan, False), (np.inf, False), (-np.inf, False), (1e30, True), (-3e38, True)],
+)
+def test_gradients_finite_is_exact_even_when_the_fast_sum_of_squares_overflows(bad, finite) -> None:
+    """One entry of one float32 gradient set to ``bad``: NaN and +-Inf must be caught; huge finite
+    values (whose squares overflow float32, so the fast path alone would call them non-finite)
+    must not be."""
+    rng = np.random.default_rng(0)
+    grads = [rng.standard_normal(shape).astype(np.float32) for shape in ((3, 4), (4,), (5, 3))]
+    if bad is not None:
+        grads[1][2] = bad
+    assert gradients_finite(grads) is finite
+    assert gradients_finite([]) is True
 
 
 def test_exploding_learning_rate_stops_with_step_and_layer(tmp_path) -> None:

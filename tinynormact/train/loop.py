@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import signal
 import threading
 import time
@@ -32,7 +33,7 @@ from tinynormact.losses import softmax_cross_entropy
 from tinynormact.optim import clip_grad_norm
 from tinynormact.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from tinynormact.train.config import TrainConfig
-from tinynormact.train.health import TrainingDiverged, locate_nonfinite
+from tinynormact.train.health import TrainingDiverged, gradients_finite, locate_nonfinite
 from tinynormact.train.model import build_model, build_optimizer
 
 __all__ = ["CHECKPOINT_FILE", "RESULT_FILE", "StepInfo", "TrainResult", "Trainer", "train", "using_device"]
@@ -159,10 +160,8 @@ class Trainer:
         loss.backward()
         value = float(loss.data)
         grads = [p.grad for p in self.optimizer.params if p.grad is not None]
-        xp = backend.get_array_module(loss.data)
-        largest = float(xp.stack([xp.abs(g).max() for g in grads]).max())  # NaN propagates through max
-        if not (backend.np.isfinite(value) and backend.np.isfinite(largest)):
-            what = f"the loss is {value}" if not backend.np.isfinite(value) else "a gradient is not finite"
+        if not (math.isfinite(value) and gradients_finite(grads)):
+            what = f"the loss is {value}" if not math.isfinite(value) else "a gradient is not finite"
             raise TrainingDiverged(self.step + 1, self.epoch + 1, what, locate_nonfinite(self.model, x))
         if self.config.grad_clip > 0:
             clip_grad_norm(self.optimizer.params, self.config.grad_clip)
