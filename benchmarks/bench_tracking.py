@@ -10,7 +10,7 @@ over, so that drifts in machine load hit all alike; each ratio is the median ove
 one step in each and its mean carries that step's cost. Target: ratio <= 1.10 with a tracker
 attached; a detached tracker must cost nothing.
 
-Every configuration is measured twice, each in a fresh process: with glibc's default malloc, and
+The whole measurement runs twice, each time in a fresh process: with glibc's default malloc, and
 with freed memory kept for reuse (``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_``). With
 the defaults, NumPy's arrays of 128 KiB and more are returned to the operating system when freed
 and page-faulted back in on the next step, several hundred faults per step; the tracker's own
@@ -65,8 +65,9 @@ def _detached(model: nn.Module) -> contextlib.AbstractContextManager[Any]:
     as one that never had a tracker."""
     with VarianceTracker(model):
         pass
-    if any(m._forward_hooks for m in model.modules()):
-        raise RuntimeError("a detached tracker left a forward hook behind")
+    kinds = ("_forward_hooks", "_backward_hooks", "_gradient_hooks", "_derivative_hooks")
+    if any(getattr(m, kind, None) for m in model.modules() for kind in kinds):
+        raise RuntimeError("a detached tracker left a hook behind")
     return contextlib.nullcontext()
 
 

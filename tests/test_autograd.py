@@ -215,6 +215,18 @@ def test_hooks_see_the_full_gradient_and_can_replace_it() -> None:
         tn.Tensor([1.0]).register_hook(print)
 
 
+def test_a_hook_remover_does_not_keep_the_graph_alive() -> None:
+    """A hook may hold its own remover (to run once): the remover refers to the graph weakly,
+    so a graph that never reaches backward still goes with its last tensor."""
+    x = leaf((3,), seed=20)
+    hidden = x * 2.0
+    remove = hidden.register_hook(lambda g: remove())
+    node = weakref.ref(hidden.graph_node())
+    del hidden
+    assert node() is None
+    remove()  # harmless once the graph is gone
+
+
 def test_gradcheck_checks_python_numbers_in_float64() -> None:
     """0.1 must not be rounded to float32 (0.10000000149...) before the check."""
     seen = []

@@ -160,7 +160,7 @@ def test_detaching_removes_every_hook():
     assert not tracker.attached
     assert all(not m._forward_hooks and not m._backward_hooks for m in modules)
     assert all(not m._gradient_hooks for m in linears) and all(not m._derivative_hooks for m in activations)
-    assert all(p._node is None or not p._node.hooks for p in params)
+    assert all(p._node is None or not p._node.hooks for p in params)  # nor on the leaves
     train(model, steps=2)
     assert tracker.steps == [0, 1]  # nothing recorded while detached
 
@@ -233,15 +233,78 @@ def test_theory_record_names_the_profile_in_the_trackers_terms():
 
 
 def test_hooks_on_a_reused_input_do_not_pile_up():
-    """A leaf input reused every step gets one tracker hook at a time, and none after detach."""
+    """A leaf input reused every step carries one tracker hook per forward, which goes when its
+    backward has run, or at the next step when no backward came, and at detach."""
     model = nn.MLP([6, 5, 3], "tanh", rng=0)
     x = tn.Tensor(np.random.default_rng(0).standard_normal((4, 6)), requires_grad=True)
     with VarianceTracker(model) as tracker:
         for _ in range(3):
-            losses.mse_loss(model(x), np.zeros((4, 3))).backward()
+            loss = losses.mse_loss(model(x), np.zeros((4, 3)))
+            assert len(x._node.hooks) == 1
+            loss.backward()
+            assert len(x._node.hooks) == 0
+        for _ in range(3):
+            model(x)  # forwards with autograd on and no backward
             assert len(x._node.hooks) == 1
     assert len(x._node.hooks) == 0
-    assert tracker.to_dict()["input_grad_sq"].shape == (3, 2)
+    assert tracker.to_dict()["input_grad_sq"].shape == (6, 2)
+    assert np.isfinite(tracker.to_dict()["input_grad_sq"][:3]).all()
+
+
+def test_an_every_third_step_tracker_records_what_an_every_step_tracker_does():
+    """Two trackers on one model, every step and every third: the thinned one's steps 0, 3, 6
+    hold exactly the values of the full one's (nothing from the steps in between leaks in)."""
+    model = small_mlp("ntanh", mode="adaptive")
+    with VarianceTracker(model) as full, VarianceTracker(model, every=3) as thin:
+        train(model, steps=8, evaluate_every=2)
+    assert thin.steps == [0, 3, 6] and full.steps == list(range(8))
+    for k, step in enumerate(thin.steps):
+        for name in STATISTICS:
+            np.testing.assert_array_equal(thin.profile(k)[name], full.profile(step)[name], err_msg=name)
+
+
+@pytest.mark.parametrize("a_first", [True, False])
+def test_two_forwards_then_one_backward_record_each_graph_in_its_own_step(a_first):
+    """Two training forwards (steps 0 and 1) and one backward of the sum of their losses, as a
+    two-view loss does: in either order of the sum, each step's backward statistics are those of
+    its forward alone, since each graph's hooks carry the table of the forward that made it."""
+    model = small_mlp("ntanh", mode="adaptive")
+    views = [batch(seed) for seed in (0, 1)]
+
+    def loss(view: tuple[np.ndarray, np.ndarray]) -> tn.Tensor:
+        return losses.mse_loss(model(tn.Tensor(view[0])), tn.Tensor(view[1]))
+
+    alone = []
+    for view in views:
+        with VarianceTracker(model) as tracker:
+            loss(view).backward()
+        alone.append(tracker.profile(0))
+    with VarianceTracker(model) as tracker:
+        first, second = loss(views[0]), loss(views[1])
+        (first + second if a_first else second + first).backward()
+    for step in (0, 1):
+        for name in ("delta_sq", "grad_act_sq", "weight_grad_sq", "weight_grad_var", "rho_prime"):
+            np.testing.assert_allclose(tracker.profile(step)[name], alone[step][name], rtol=1e-10)
+    assert not np.allclose(alone[0]["delta_sq"], alone[1]["delta_sq"])  # the views differ
+
+
+def test_a_graph_kept_for_another_backward_records_its_step_once():
+    """An input made by an op (not a leaf) and reused every step with backward(retain_graph=True)
+    sees one backward per step; each step's hook runs once, so later steps, whose gradients
+    differ, do not overwrite step 0's record."""
+    model = nn.MLP([6, 5, 3], "tanh", dtype="float64", rng=0)
+    optimizer = optim.SGD(model.parameters(), lr=0.5)
+    x = tn.Tensor(np.random.default_rng(0).standard_normal((4, 6)), requires_grad=True) * 2.0
+    with VarianceTracker(model) as tracker:
+        for step in range(3):
+            optimizer.zero_grad()
+            losses.mse_loss(model(x), np.ones((4, 3))).backward(retain_graph=True)
+            optimizer.step()
+            assert len(x._node.hooks) == 0
+            if step == 0:
+                first = tracker.profile(0)["input_grad_sq"].copy()
+    np.testing.assert_array_equal(tracker.profile(0)["input_grad_sq"], first)
+    assert not np.allclose(tracker.profile(2)["input_grad_sq"], first)  # later steps differ
 
 
 @pytest.mark.parametrize(

@@ -68,7 +68,7 @@ class Node:
     ``retain_grad()`` (a weak one); None for every other node, which keeps no tensor alive.
     """
 
-    __slots__ = ("parents", "backward", "op", "shape", "hooks", "grad_target")
+    __slots__ = ("parents", "backward", "op", "shape", "hooks", "grad_target", "__weakref__")
 
     def __init__(
         self, parents: tuple[Node | None, ...], backward: BackwardFn | None, op: str, shape: tuple[int, ...]
@@ -203,15 +203,20 @@ class Tensor:
         """Call ``hook(grad)`` with this tensor's full gradient array during backward().
 
         A hook that returns an array replaces the gradient passed on. Returns a function that
-        removes the hook. Module hooks (``nn``) and variance tracking are built on this.
+        removes the hook; it holds the graph only weakly, so a hook may keep its own remover
+        without keeping the graph alive. Module hooks (``nn``) and variance tracking are built
+        on this.
         """
         if not self.requires_grad:
             raise RuntimeError("register_hook() on a tensor that does not require a gradient")
         node = self.graph_node()
         node.hooks = (*node.hooks, hook)
+        node_ref = weakref.ref(node)
 
         def remove() -> None:
-            node.hooks = tuple(h for h in node.hooks if h is not hook)
+            node = node_ref()
+            if node is not None:
+                node.hooks = tuple(h for h in node.hooks if h is not hook)
 
         return remove
 

@@ -62,11 +62,13 @@ How it listens. Forward hooks on each Linear and Activation see h, x and y; duri
 Linear's gradient hook (``Linear.register_gradient_hook``) receives g, the weight gradient and the
 bias gradient its backward computes, and each Activation's derivative hook
 (``Activation.register_derivative_hook``) receives the phi'(h) its backward computes, so nothing
-is computed twice; tensor hooks on an activation's output (and on a Linear's input that requires a
-gradient) read the full gradients of those tensors. Every statistic costs one pass over an array
-the step already has, at most: about eight passes over (batch, width) arrays per layer in all.
-A model without a tracker carries no hooks, so it pays nothing; a detached tracker removes all of
-its hooks. ``benchmarks/bench_tracking.py`` measures the cost.
+is computed twice. Tensor hooks on h and on an activation's output (and on a Linear's input that
+requires a gradient) read the full gradients of those tensors and hand each backward the table of
+the forward that made its graph, so two forwards followed by one backward (a two-view loss)
+record each graph in its own step. Every statistic costs at most one pass over an array the
+step already holds, a (batch, width) array or, for weight_grad_var, the weight gradient: about
+eight passes per layer in all. A model without a tracker carries no hooks, so it pays nothing; a
+detached tracker removes all of its hooks. ``benchmarks/bench_tracking.py`` measures the cost.
 """
 
 from __future__ import annotations
@@ -131,7 +133,7 @@ _COLUMN = {name: k for k, name in enumerate(STATISTICS)}
     _BIAS_GRAD_VAR,
 ) = range(len(STATISTICS))
 # What each group of hooks serves: the activation's forward hook, delta's hook, the input's rows.
-_ACTIVATION_STATISTICS = frozenset({"act_sq", "rho", "lambda", "grad_act_sq"})
+_ACTIVATION_STATISTICS = frozenset({"act_sq", "rho", "rho_prime", "lambda", "grad_act_sq"})
 _DELTA_STATISTICS = frozenset(
     {"delta_sq", "bias_grad_sq", "bias_grad_var", "weight_grad_sq", "weight_grad_var"}
 )
@@ -154,15 +156,18 @@ def _raw(value: Any) -> Any:
 
 
 class _Layer:
-    """One tracked layer: a Linear and the Activation after it (or None), plus what the
-    backward hooks of the step being recorded need from its forward."""
+    """One tracked layer: a Linear and the Activation after it (or None), plus what the hooks
+    of the forward being recorded hand to those of its backward."""
 
     def __init__(self, index: int, name: str, linear: Linear, activation: Activation | None) -> None:
         self.index, self.name, self.linear, self.activation = index, name, linear, activation
-        self.table: Any = None  # the step table of this layer's last recorded forward; None: not recorded
-        self.input_rows: Any = None  # per-example sum_j x_bj^2 of that forward
-        self.preact: Any = None  # the pre-activation array h and its mean square, which the
+        self.preact: Any = None  # the recorded forward's h and its mean square, which the
         self.preact_sq = math.nan  # activation hook reuses when its input is that same array
+        # Set by a gradient hook on h (on y) just before backward goes through the Linear (the
+        # Activation) of a recorded forward, and taken by the gradient (derivative) hook: the
+        # table and input rows of the forward that made the graph being differentiated.
+        self.linear_backward: tuple[Any, Any] | None = None
+        self.activation_backward: Any = None
 
 
 def _find_layers(model: Module) -> list[_Layer]:
@@ -216,10 +221,11 @@ class VarianceTracker:
         self._removers: list[Callable[[], None]] = []
         self._step = int(start_step) - 1  # the number of the current step (a resumed run starts later)
         self._table: Any = None  # this step's values, table[column][layer]; None: not recording
-        self._last_output_rows: tuple[Any, Any, float] = (None, None, math.nan)  # see _input_rows
-        self._watched: tuple[Any, list[tuple[int, int]]] = (None, [])  # see _watch_gradient
+        self._last_output: tuple[Any, Any, float] | None = None  # see _input_rows
+        self._watched: tuple[Any, list[Any], list[Any]] = (None, [], [])  # see _on_gradient
         self._ones: Any = None  # see _mean
-        self._step_removers: list[Callable[[], None]] = []  # hooks on this step's tensors
+        self._leaf_removers: list[Callable[[], None]] = []  # hooks on reused inputs, see _on_gradient
+        self._attachment = 0  # counts detaches
         self._steps: list[int] = []
         self._tables: list[list[list[float]]] = []
 
@@ -246,11 +252,11 @@ class VarianceTracker:
         for remove in self._removers:
             remove()
         self._removers.clear()
-        self._remove_step_hooks()
-        self._table = None
-        self._last_output_rows = (None, None, math.nan)
+        self._remove_leaf_hooks()
+        self._attachment += 1  # hooks still on this step's graphs become inert
+        self._table, self._watched, self._last_output = None, (None, [], []), None
         for layer in self._layers:
-            layer.table = layer.input_rows = layer.preact = None
+            layer.preact = layer.linear_backward = layer.activation_backward = None
 
     @property
     def attached(self) -> bool:
@@ -263,57 +269,91 @@ class VarianceTracker:
         self.detach()
 
     # ----- the hooks --------------------------------------------------------------------------
-    def _hook_tensor(self, tensor: Tensor, hook: Callable[[Any], None]) -> None:
-        """Hook one step's tensor. Backward clears the hooks of the graph's inner nodes; a leaf
-        (an input reused every step) keeps them, so its hook goes at the next step or detach."""
-        remove = tensor.register_hook(hook)
-        if tensor.is_leaf:
-            self._step_removers.append(remove)
-
-    def _remove_step_hooks(self) -> None:
-        for remove in self._step_removers:
+    def _remove_leaf_hooks(self) -> None:
+        for remove in self._leaf_removers:
             remove()
-        self._step_removers.clear()
+        self._leaf_removers.clear()
 
     def _start_step(self) -> None:
         self._step += 1
-        self._remove_step_hooks()
-        self._table, self._watched = None, (None, [])
-        self._last_output_rows = (None, None, math.nan)
+        self._remove_leaf_hooks()
+        self._table, self._watched, self._last_output = None, (None, [], []), None
         if self._step % self.every == 0:
             self._table = [[math.nan] * len(self._layers) for _ in STATISTICS]
             self._steps.append(self._step)
             self._tables.append(self._table)
 
+    def _on_gradient(self, tensor: Tensor) -> tuple[list[tuple[int, int]], list[Callable[[], None]]]:
+        """The (column, layer) targets and the actions of ``tensor``'s one hook in this step.
+
+        During backward, just before backward goes through the op that made ``tensor``, the hook
+        writes the per-example second moment of its gradient, B^2 mean(g^2), to every target of
+        this step's table (one pass, however many targets: an activation's output is usually the
+        next Linear's input), then runs the actions. It runs once and removes itself, so a graph
+        kept for another backward or an input reused in later steps does not record twice; it is
+        inert after detach. A hook on a leaf (a reused input) whose backward never came goes at
+        the next step.
+        """
+        watched, targets, actions = self._watched
+        if watched is None or watched() is not tensor:
+            table, targets, actions, attachment = self._table, [], [], self._attachment
+
+            def hook(g: Any) -> None:
+                remove()
+                if attachment != self._attachment:  # detached since this forward
+                    return
+                if targets:
+                    value = g.shape[0] ** 2 * _mean_square(g)
+                    for column, l in targets:
+                        table[column][l] = value
+                for action in actions:
+                    action()
+
+            remove = tensor.register_hook(hook)
+            if tensor.is_leaf:
+                self._leaf_removers.append(remove)
+            self._watched = (weakref.ref(tensor), targets, actions)
+        return targets, actions
+
     def _input_rows(self, x: Any) -> tuple[Any, float]:
-        """(per-example sum_j x_bj^2, E[x^2]) of a layer's input; reused, not recomputed, when x
-        is the output the previous activation hook reduced (an MLP's hidden layers)."""
-        array, rows, mean = self._last_output_rows
-        if x is not array:
-            rows = _row_sums_of_squares(x)
-            mean = float(rows.sum()) / x.size
-        return rows, mean
+        """(per-example sum_j x_bj^2, E[x^2]) of a layer's input; taken over, not recomputed, when
+        x is the output the previous activation hook reduced (an MLP's hidden layers)."""
+        if self._last_output is not None and self._last_output[0] is x:
+            _, rows, mean = self._last_output
+            self._last_output = None  # used: do not keep the array alive
+            return rows, mean
+        rows = _row_sums_of_squares(x)
+        return rows, float(rows.sum()) / x.size
 
     def _linear_hook(self, layer: _Layer) -> Callable[[Module, tuple[Any, ...], Any], None]:
-        l = layer.index
+        l, paired = layer.index, layer.activation is not None and self._wants_activation
 
         def hook(module: Module, inputs: tuple[Any, ...], output: Tensor) -> None:
             if not is_grad_enabled():
                 return
             if l == 0:
                 self._start_step()
-            table = layer.table = self._table
+            table = self._table
             if table is None:
                 return
             x, h = inputs[0], output.data
             table[_PREACT_SQ][l] = q = _mean_square(h)  # always: rho needs it too
-            layer.preact, layer.preact_sq = h, q
+            if paired:
+                layer.preact, layer.preact_sq = h, q
             if self._wants_preact_var:
                 table[_PREACT_VAR][l] = q - self._mean(h) ** 2
+            rows = None
             if self._wants_input_rows:
-                layer.input_rows, table[_INPUT_SQ][l] = self._input_rows(_raw(x))
+                rows, table[_INPUT_SQ][l] = self._input_rows(_raw(x))
             if self._wants_input_grad and isinstance(x, Tensor) and x.requires_grad:
-                self._watch_gradient(x, _INPUT_GRAD_SQ, l)
+                self._on_gradient(x)[0].append((_INPUT_GRAD_SQ, l))
+            if self._wants_delta and output.requires_grad:
+                bound = (table, rows)
+
+                def bind(g: Any) -> None:  # h is this forward's own tensor: no need to run once
+                    layer.linear_backward = bound
+
+                output.register_hook(bind)
 
         return hook
 
@@ -329,17 +369,19 @@ class VarianceTracker:
         l = layer.index
 
         def hook(module: Linear, gradients: LinearGradients) -> None:
-            table = layer.table
-            if table is None:
+            if layer.linear_backward is None:  # a graph made by a forward that was not recorded
                 return
+            (table, input_rows), layer.linear_backward = layer.linear_backward, None
             g = gradients.output
             batch, outputs = g.shape
             rows = _row_sums_of_squares(g)
-            table[_DELTA_SQ][l] = table[_BIAS_GRAD_SQ][l] = delta_sq = batch * float(rows.sum()) / outputs
-            if self._wants_bias_var and gradients.bias is not None:
-                table[_BIAS_GRAD_VAR][l] = delta_sq - _mean_square(gradients.bias)
-            if layer.input_rows is not None:
-                weight_sq = batch * float(rows.dot(layer.input_rows)) / (outputs * module.in_features)
+            table[_DELTA_SQ][l] = delta_sq = batch * float(rows.sum()) / outputs
+            if module.bias is not None:
+                table[_BIAS_GRAD_SQ][l] = delta_sq
+                if self._wants_bias_var and gradients.bias is not None:
+                    table[_BIAS_GRAD_VAR][l] = delta_sq - _mean_square(gradients.bias)
+            if input_rows is not None:
+                weight_sq = batch * float(rows.dot(input_rows)) / (outputs * module.in_features)
                 table[_WEIGHT_GRAD_SQ][l] = weight_sq
                 if self._wants_weight_var and gradients.weight is not None:
                     table[_WEIGHT_GRAD_VAR][l] = weight_sq - _mean_square(gradients.weight)
@@ -357,7 +399,7 @@ class VarianceTracker:
             if self._wants_input_rows:  # reduce per example: the next Linear's input rows
                 rows = _row_sums_of_squares(y)
                 y_sq = float(rows.sum()) / y.size
-                self._last_output_rows = (y, rows, y_sq)
+                self._last_output = (y, rows, y_sq)
             else:
                 y_sq = _mean_square(y)
             table[_ACT_SQ][l] = y_sq
@@ -366,8 +408,17 @@ class VarianceTracker:
             table[_RHO][l] = y_sq / h_sq
             if normalized:
                 table[_LAMBDA][l] = float(_raw(module.last_lambda))
-            if output.requires_grad and self._wants_grad_act:
-                self._watch_gradient(output, _GRAD_ACT_SQ, l)
+            if not output.requires_grad:
+                return
+            targets, actions = self._on_gradient(output)
+            if self._wants_grad_act:
+                targets.append((_GRAD_ACT_SQ, l))
+            if self._wants_rho_prime:
+
+                def bind() -> None:
+                    layer.activation_backward = table
+
+                actions.append(bind)
 
         return hook
 
@@ -376,28 +427,12 @@ class VarianceTracker:
         computes: recorded with the backward statistics, at no extra pass over phi."""
 
         def hook(module: Activation, derivative: Any, scale: Any) -> None:
-            table = layer.table
-            if table is not None:
-                table[_RHO_PRIME][layer.index] = float(_raw(scale)) ** 2 * _mean_square(derivative)
+            if layer.activation_backward is None:  # a graph made by a forward that was not recorded
+                return
+            table, layer.activation_backward = layer.activation_backward, None
+            table[_RHO_PRIME][layer.index] = float(_raw(scale)) ** 2 * _mean_square(derivative)
 
         return hook
-
-    def _watch_gradient(self, tensor: Tensor, column: int, layer: int) -> None:
-        """Record the per-example second moment of ``tensor``'s gradient of the batch-mean loss,
-        B^2 mean(g^2), at (column, layer) of this step's table. An activation's output is usually
-        the next Linear's input: watched twice in a row, it gets one hook that fills both."""
-        watched, targets = self._watched
-        if watched is None or watched() is not tensor:
-            table, targets = self._table, []
-
-            def hook(g: Any) -> None:
-                value = g.shape[0] ** 2 * _mean_square(g)
-                for c, l in targets:
-                    table[c][l] = value
-
-            self._hook_tensor(tensor, hook)
-            self._watched = (weakref.ref(tensor), targets)
-        targets.append((column, layer))
 
     def _mean(self, array: Any) -> float:
         """mean(array) of a 2-d array as a Python float: a matrix-vector product with a kept

@@ -63,7 +63,9 @@ class Linear(Module):
 
     def register_gradient_hook(self, hook: GradientHook) -> HookHandle:
         """Call ``hook(module, gradients)`` during backward with the ``LinearGradients`` this
-        layer's backward computes; variance tracking reads the per-layer gradients this way."""
+        layer's backward computes; variance tracking reads the per-layer gradients this way. A
+        forward binds the hooks registered at that time: adding or removing one applies from
+        the next forward."""
         self._gradient_hooks.append(hook)
         return HookHandle(self._gradient_hooks, hook)
 
@@ -113,11 +115,12 @@ class Activation(Module):
 
     def register_derivative_hook(self, hook: DerivativeHook) -> HookHandle:
         """Call ``hook(module, derivative, scale)`` during backward, where ``scale * derivative``
-        is the elementwise derivative of this module's output with respect to its input (phi'(h),
-        THEORY E6), the array backward computes anyway. ``scale`` is 1.0, except for a
-        NormalizedActivation that applies lambda as a separate factor: then ``derivative`` is the
-        base phi' and ``scale`` that lambda (a number, 0-d array or Tensor). Variance tracking
-        measures rho' this way without recomputing phi'."""
+        is the elementwise derivative of this module's output with respect to its input, lambda
+        and mu held constant (phi'(h), THEORY E6): the array backward computes anyway. ``scale``
+        is 1.0, except for a NormalizedActivation that applies lambda as a separate factor: then
+        ``derivative`` is the base phi' and ``scale`` that lambda (a number or a 0-d array).
+        Variance tracking measures rho' this way without recomputing phi'. A forward binds the
+        hooks registered at that time: adding or removing one applies from the next forward."""
         self._derivative_hooks.append(hook)
         return HookHandle(self._derivative_hooks, hook)
 

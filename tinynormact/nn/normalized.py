@@ -126,10 +126,9 @@ class NormalizedActivation(Activation):
     # ----- forward ----------------------------------------------------------------------------
     def forward(self, x: Any) -> Tensor:
         x = ops.as_tensor(x)
-        # derivative hooks see phi' of the base and, when backward runs, the final ``lam`` below
-        observe = self._derivative_observer(lambda: lam)
+        applied: list[Any] = [1.0]  # the lambda this call applies, set below; derivative hooks read it
         if self.mode == "adaptive" and self.training:
-            phi = ops.activation(x, self.base, observe)
+            phi = self._base_activation(x, applied)
             lam, mu = self._batch_lambda_and_shift(x, phi)
             if self.train_statistics == "running":
                 lam, mu = self._eval_lambda_and_shift()
@@ -139,11 +138,17 @@ class NormalizedActivation(Activation):
                 fn = self.function if self.mode == "static" else activations.affine(self.base, lam, mu)
                 self.last_lambda = lam
                 return ops.activation(x, fn, self._derivative_observer())
-            phi = ops.activation(x, self.base, observe)
+            phi = self._base_activation(x, applied)
         if self.correction is not None:
             lam = lam + self.correction_scale * ops.activation(self.correction, _TANH)
         self.last_lambda = lam
+        applied[0] = lam.data if isinstance(lam, Tensor) else lam  # data only: no graph kept alive
         return (phi - mu if self.center else phi) * lam
+
+    def _base_activation(self, x: Tensor, applied: list[Any]) -> Tensor:
+        """phi(x) of the base activation, lambda to be applied after it; derivative hooks get
+        the base phi' and, as the scale, ``applied[0]`` when backward runs."""
+        return ops.activation(x, self.base, self._derivative_observer(lambda: applied[0]))
 
     def _batch_lambda_and_shift(self, x: Tensor, phi: Tensor) -> tuple[Any, Any]:
         """lambda_b and mu_b of E16 (Tensors in the graph, or constant arrays), and the running
