@@ -35,7 +35,11 @@ import numpy as np
 
 import tinynormact as tn
 from tinynormact import losses, nn, optim
-from tinynormact.tracking import STATISTICS, VarianceTracker
+from tinynormact.tracking import (
+    STATISTICS,
+    VarianceTracker,
+    _mean_square,  # the very reduction the tracker makes
+)
 
 DEPTH, WIDTH, BATCH, LR = 10, 256, 128, 1e-3
 ACTIVATIONS = ("tanh", "relu", "nswish")
@@ -69,11 +73,6 @@ def _detached(model: nn.Module) -> contextlib.AbstractContextManager[Any]:
     if any(getattr(m, kind, None) for m in model.modules() for kind in kinds):
         raise RuntimeError("a detached tracker left a hook behind")
     return contextlib.nullcontext()
-
-
-def _mean_square(array: Any) -> float:
-    flat = array.ravel()
-    return float(flat.dot(flat))
 
 
 class _BarePasses:
