@@ -5,12 +5,14 @@ from __future__ import annotations
 import gzip
 import os
 import pickle
+import re
 import struct
-import tarfile
 from pathlib import Path
 
 import pytest
 
+from tests.cifar_files import cifar_batch, tar_folder, write_cifar10
+from tests.cifar_files import pickle_batch as _pickle
 from tinynormact.backend import np
 from tinynormact.data import DataError, load_cifar10, load_cifar100, load_fashion_mnist, load_mnist, read_idx
 
@@ -122,34 +124,6 @@ def test_labels_above_nine_are_rejected(tmp_path):
 # CIFAR -----------------------------------------------------------------------------------------
 
 
-def _cifar_batch(n: int, seed: int, label_keys: dict[bytes, int]) -> dict[bytes, object]:
-    rng = np.random.default_rng(seed)
-    batch: dict[bytes, object] = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8)}
-    for key, n_classes in label_keys.items():
-        batch[key] = rng.integers(0, n_classes, n).tolist()
-    return batch
-
-
-def _pickle(batch: object) -> bytes:
-    # The real files come from Python 2 and NumPy 1: protocol 2, numpy.core module names.
-    return pickle.dumps(batch, protocol=2).replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
-
-
-def _write_cifar10(root: Path) -> dict[str, dict[bytes, object]]:
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    batches = {name: _cifar_batch(3, seed, {b"labels": 10}) for seed, name in enumerate(names)}
-    for name, batch in batches.items():
-        (folder / name).write_bytes(_pickle(batch))
-    return batches
-
-
-def _tar(folder: Path, archive: Path) -> None:
-    with tarfile.open(archive, "w:gz") as tar:
-        tar.add(folder, arcname=folder.name)
-
-
 def _check_cifar10(splits, batches) -> None:
     train_batches = [batches[f"data_batch_{i}"] for i in range(1, 6)]
     expected_x = np.concatenate([b[b"data"] for b in train_batches])
@@ -164,8 +138,8 @@ def _check_cifar10(splits, batches) -> None:
 
 
 def test_cifar10_from_folder_parent_and_archive(tmp_path):
-    batches = _write_cifar10(tmp_path / "extracted")
-    _tar(tmp_path / "extracted" / "cifar-10-batches-py", tmp_path / "cifar-10-python.tar.gz")
+    batches = write_cifar10(tmp_path / "extracted")
+    tar_folder(tmp_path / "extracted" / "cifar-10-batches-py", tmp_path / "cifar-10-python.tar.gz")
     for path in (
         tmp_path / "extracted" / "cifar-10-batches-py",
         tmp_path / "extracted",
@@ -179,10 +153,10 @@ def test_cifar100_fine_and_coarse_labels(tmp_path):
     folder = tmp_path / "cifar-100-python"
     folder.mkdir()
     labels = {b"fine_labels": 100, b"coarse_labels": 20}
-    train, test = _cifar_batch(4, 0, labels), _cifar_batch(2, 1, labels)
+    train, test = cifar_batch(4, 0, labels), cifar_batch(2, 1, labels)
     (folder / "train").write_bytes(_pickle(train))
     (folder / "test").write_bytes(_pickle(test))
-    _tar(folder, tmp_path / "cifar-100-python.tar.gz")
+    tar_folder(folder, tmp_path / "cifar-100-python.tar.gz")
     fine = load_cifar100(tmp_path / "cifar-100-python.tar.gz")
     coarse = load_cifar100(folder, labels="coarse")
     assert fine.train.y.tolist() == train[b"fine_labels"] and fine.train.n_classes == 100
@@ -207,7 +181,7 @@ def test_cifar100_fine_and_coarse_labels(tmp_path):
     ],
 )
 def test_corrupt_cifar_batch_names_the_file(tmp_path, content, message):
-    _write_cifar10(tmp_path)
+    write_cifar10(tmp_path)
     path = tmp_path / "cifar-10-batches-py" / "data_batch_3"
     path.write_bytes(content)
     with pytest.raises(DataError, match=f"{path}: .*{message}"):
@@ -215,12 +189,12 @@ def test_corrupt_cifar_batch_names_the_file(tmp_path, content, message):
 
 
 def test_missing_cifar_batch_and_archive_member_are_named(tmp_path):
-    _write_cifar10(tmp_path)
+    write_cifar10(tmp_path)
     os.remove(tmp_path / "cifar-10-batches-py" / "test_batch")
     with pytest.raises(DataError, match=f"{tmp_path / 'cifar-10-batches-py' / 'test_batch'}: file not found"):
         load_cifar10(tmp_path)
     archive = tmp_path / "partial.tar.gz"
-    _tar(tmp_path / "cifar-10-batches-py", archive)
+    tar_folder(tmp_path / "cifar-10-batches-py", archive)
     with pytest.raises(DataError, match=f"{archive}: archive lacks .*test_batch"):
         load_cifar10(archive)
 
@@ -230,12 +204,41 @@ def test_broken_or_absent_cifar_archive_is_named(tmp_path):
     archive.write_bytes(b"\x1f\x8b not really gzip")
     with pytest.raises(DataError, match=f"{archive}: not a readable tar archive"):
         load_cifar10(archive)
-    with pytest.raises(DataError, match="nowhere: not found; expected the cifar-10-batches-py folder"):
-        load_cifar10(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize(
+    ("load", "name", "filename", "folder"),
+    [
+        (load_cifar10, "cifar10", "cifar-10-python.tar.gz", "cifar-10-batches-py"),
+        (load_cifar100, "cifar100", "cifar-100-python.tar.gz", "cifar-100-python"),
+    ],
+)
+def test_missing_cifar_names_where_it_looked_and_how_to_get_it(
+    tmp_path, monkeypatch, load, name, filename, folder
+):
+    looked = f"looked for {filename} and the extracted {folder}/ folder"
+    nowhere = tmp_path / "nowhere"
+    with pytest.raises(DataError, match=re.escape(f"{nowhere}: ") + ".*" + re.escape(looked)) as error:
+        load(nowhere)
+    assert str(error.value).endswith(f"download it with: tinynormact data download {name} --root {nowhere}")
+    # an archive path that does not exist: the hint downloads into its folder
+    with pytest.raises(DataError, match=re.escape(f"--root {tmp_path}") + "$"):
+        load(tmp_path / filename)
+    # no path: the data root, chosen by the environment variable
+    monkeypatch.setenv("TINYNORMACT_DATA", str(tmp_path / "root"))
+    where = re.escape(f"{tmp_path / 'root'}: ")
+    with pytest.raises(DataError, match=f"{where}.*TINYNORMACT_DATA.*{looked}"):
+        load()
+
+
+def test_cifar_is_read_from_the_data_root(tmp_path, monkeypatch):
+    batches = write_cifar10(tmp_path)
+    monkeypatch.setenv("TINYNORMACT_DATA", str(tmp_path))
+    _check_cifar10(load_cifar10(), batches)
 
 
 def test_cifar_data_must_be_uint8(tmp_path):
-    _write_cifar10(tmp_path)
+    write_cifar10(tmp_path)
     path = tmp_path / "cifar-10-batches-py" / "test_batch"
     path.write_bytes(_pickle({b"data": np.zeros((1, 3072)), b"labels": [0]}))
     with pytest.raises(DataError, match="must be uint8 of shape .* got float64"):

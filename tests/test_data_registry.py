@@ -9,7 +9,7 @@ import struct
 import pytest
 
 from tinynormact.backend import np
-from tinynormact.data import DATASETS, load_dataset, spirals
+from tinynormact.data import DATASETS, DataError, load_dataset, spirals
 
 
 def test_all_issue_names_are_registered():
@@ -67,9 +67,16 @@ def test_options_of_the_right_type_are_accepted():
     assert teacher.train.x.shape == (20, 3)
 
 
-@pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "cifar10", "cifar100"])
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist"])
 def test_file_datasets_ask_for_a_path(name):
     with pytest.raises(ValueError, match=f"dataset '{name}' needs path="):
+        load_dataset(name)
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_cifar_without_a_path_looks_in_the_data_root(tmp_path, monkeypatch, name):
+    monkeypatch.setenv("TINYNORMACT_DATA", str(tmp_path))
+    with pytest.raises(DataError, match=re.escape(f"tinynormact data download {name} --root {tmp_path}")):
         load_dataset(name)
 
 

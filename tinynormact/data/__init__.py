@@ -5,12 +5,17 @@
 - generated data: ``teacher``, ``gaussian_mixture``, ``spirals``; MNIST-1D (``load_mnist1d``);
 - readers for local files: ``load_mnist``, ``load_fashion_mnist``, ``load_cifar10``,
   ``load_cifar100``, ``read_idx``; a missing or corrupt file raises ``DataError``;
-- ``flatten``, ``standardize`` and ``load_dataset(name, **options)``, which applies both.
+- ``flatten``, ``standardize`` and ``load_dataset(name, **options)``, which applies both;
+- ``ImageTransform``: per-channel normalization, random crop and flip of image batches on their
+  device (the CIFAR training recipe), applied by the ``DataLoader``;
+- ``download(name)``: fetch a dataset's archive (CIFAR) into ``data_root()``, verified.
 """
 
-from tinynormact.data.cache import cache_dir
+from tinynormact.data.augment import ImageTransform
+from tinynormact.data.cache import cache_dir, data_root
 from tinynormact.data.cifar import load_cifar10, load_cifar100
 from tinynormact.data.dataset import DataError, Dataset, DataSplits
+from tinynormact.data.download import DownloadError, download
 from tinynormact.data.idx import load_fashion_mnist, load_mnist, read_idx
 from tinynormact.data.loader import DataLoader
 from tinynormact.data.mnist1d import load_mnist1d, mnist1d_cache_path
@@ -24,7 +29,11 @@ __all__ = [
     "DataLoader",
     "DataSplits",
     "Dataset",
+    "DownloadError",
+    "ImageTransform",
     "cache_dir",
+    "data_root",
+    "download",
     "flatten",
     "gaussian_mixture",
     "load_cifar10",

@@ -5,7 +5,9 @@ batches ``data_batch_1`` .. ``data_batch_5`` and ``test_batch``; ``cifar-100-pyt
 unpacks to ``cifar-100-python/`` with ``train`` and ``test``. Each batch is a dict with
 ``b'data'``, a uint8 array of shape ``(n, 3072)`` (the red, green and blue 32x32 planes of one
 image per row), and the labels: ``b'labels'`` (CIFAR-10) or ``b'fine_labels'`` and
-``b'coarse_labels'`` (CIFAR-100). Nothing is downloaded.
+``b'coarse_labels'`` (CIFAR-100). The loaders only read; ``tinynormact data download`` (module
+``download``) fetches the archives into the data root (``data_root()``), where the loaders look
+when no path is given.
 
 Pickles can run arbitrary code when loaded, so batches are read with an unpickler that only
 rebuilds plain NumPy arrays and refuses everything else.
@@ -21,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from tinynormact.backend import np
+from tinynormact.data.cache import DATA_ROOT_VARIABLE, data_root
 from tinynormact.data.dataset import DataError, Dataset, DataSplits
+from tinynormact.data.download import ARCHIVES, download_hint
 from tinynormact.data.files import read_bytes
 
 __all__ = ["load_cifar10", "load_cifar100"]
@@ -45,24 +49,40 @@ class _ArrayUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def _read_batches(path: Path, folder: str, names: tuple[str, ...]) -> dict[str, tuple[str, bytes]]:
-    """The raw bytes of each batch ``name``, as ``{name: (where it came from, bytes)}``.
+def _locate(path: Path | None, name: str, first_batch: str) -> Path:
+    """The extracted folder or the archive of dataset ``name`` that ``path`` is or holds.
 
-    ``path`` is the extracted ``folder``, its archive, or a directory holding either.
+    ``path=None`` means the data root. When nothing is there, the DataError says where it looked
+    and gives the download command.
     """
-    archive_name = folder.replace("-batches-py", "-python") + ".tar.gz"
-    if (path / folder).is_dir():
-        path = path / folder
-    elif (path / archive_name).is_file():
-        path = path / archive_name
+    archive = ARCHIVES[name]
+    where = data_root() if path is None else path
+    if (where / archive.folder).is_dir():
+        return where / archive.folder
+    if (where / archive.filename).is_file():
+        return where / archive.filename
+    extracted = where.is_dir() and (where.name == archive.folder or (where / first_batch).is_file())
+    if where.is_file() or extracted:
+        return where
+    root = where.parent if where.name.endswith(".gz") or where.name == archive.folder else where
+    which = f" (the data root: ${DATA_ROOT_VARIABLE} or pass path=)" if path is None else ""
+    raise DataError(
+        where,
+        f"{archive.title} not found{which}; looked for {archive.filename} and the extracted "
+        f"{archive.folder}/ folder; download it with: {download_hint(name, root)}",
+    )
+
+
+def _read_batches(path: Path | None, name: str, names: tuple[str, ...]) -> dict[str, tuple[str, bytes]]:
+    """The raw bytes of each batch, as ``{batch: (where it came from, bytes)}``."""
+    path = _locate(path, name, names[0])
     if path.is_dir():
-        return {name: (str(path / name), read_bytes(path / name)) for name in names}
-    if not path.is_file():
-        raise DataError(path, f"not found; expected the {folder} folder or {archive_name}")
+        return {batch: (str(path / batch), read_bytes(path / batch)) for batch in names}
+    folder = ARCHIVES[name].folder
     try:
         with tarfile.open(path, "r:*") as archive:
-            members = {name: archive.extractfile(f"{folder}/{name}") for name in names}
-            return {name: (f"{path}:{folder}/{name}", file.read()) for name, file in members.items()}
+            members = {batch: archive.extractfile(f"{folder}/{batch}") for batch in names}
+            return {batch: (f"{path}:{folder}/{batch}", file.read()) for batch, file in members.items()}
     except KeyError as exc:
         raise DataError(path, f"archive lacks {exc.args[0]}") from exc
     except (tarfile.TarError, OSError, EOFError) as exc:
@@ -87,16 +107,15 @@ def _parse_batch(where: str, raw: bytes, label_key: bytes, n_classes: int) -> tu
 
 
 def _load(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | None,
     name: str,
-    folder: str,
     parts: dict[str, tuple[str, ...]],
     label_key: bytes,
     n_classes: int,
 ) -> DataSplits:
     """Read every batch of ``parts`` (train and test) and join each part's batches."""
     names = tuple(batch for batches in parts.values() for batch in batches)
-    raw = _read_batches(Path(path), folder, names)
+    raw = _read_batches(None if path is None else Path(path), name, names)
     datasets = []
     for batches in parts.values():
         images, labels = zip(
@@ -106,25 +125,25 @@ def _load(
     return DataSplits(*datasets)
 
 
-def load_cifar10(path: str | os.PathLike[str]) -> DataSplits:
+def load_cifar10(path: str | os.PathLike[str] | None = None) -> DataSplits:
     """CIFAR-10: 50000 train and 10000 test uint8 images ``(3, 32, 32)`` in 10 classes.
 
     ``path`` is ``cifar-10-python.tar.gz``, the extracted ``cifar-10-batches-py`` folder, or a
-    folder holding either.
+    folder holding either; by default the data root (``$TINYNORMACT_DATA``).
     """
     parts = {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": ("test_batch",)}
-    return _load(path, "cifar10", "cifar-10-batches-py", parts, b"labels", 10)
+    return _load(path, "cifar10", parts, b"labels", 10)
 
 
-def load_cifar100(path: str | os.PathLike[str], labels: str = "fine") -> DataSplits:
+def load_cifar100(path: str | os.PathLike[str] | None = None, labels: str = "fine") -> DataSplits:
     """CIFAR-100: 50000 train and 10000 test uint8 images ``(3, 32, 32)``.
 
     ``labels="fine"`` gives the 100 classes, ``"coarse"`` the 20 superclasses. ``path`` is
     ``cifar-100-python.tar.gz``, the extracted ``cifar-100-python`` folder, or a folder holding
-    either.
+    either; by default the data root (``$TINYNORMACT_DATA``).
     """
     if labels not in _CIFAR100_LABELS:
         raise ValueError(f"labels must be one of {', '.join(_CIFAR100_LABELS)}, got {labels!r}")
     label_key, n_classes = _CIFAR100_LABELS[labels]
     parts = {"train": ("train",), "test": ("test",)}
-    return _load(path, "cifar100", "cifar-100-python", parts, label_key, n_classes)
+    return _load(path, "cifar100", parts, label_key, n_classes)

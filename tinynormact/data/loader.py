@@ -7,9 +7,14 @@ from typing import Any
 
 from tinynormact import backend
 from tinynormact.backend import np
+from tinynormact.data.augment import ImageTransform
 from tinynormact.data.dataset import Dataset
 
 __all__ = ["DataLoader"]
+
+# The last word of the seed of batch b's augmentation, [seed, epoch, b, 1]: NumPy's SeedSequence
+# treats trailing zeros as absent, so [seed, epoch, 0] would repeat the shuffle's [seed, epoch].
+_AUGMENT_STREAM = 1
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
@@ -29,8 +34,13 @@ class DataLoader:
       ``(seed, k)``: the same seed gives the same sequence of orders, bit for bit, on every
       device. Each ``iter(loader)`` uses the current epoch and then advances it; call
       ``set_epoch(k)`` to make the next pass epoch ``k`` (for example when resuming a run).
+    - With a ``transform`` (an ``ImageTransform``: random crop, flip, per-channel normalization),
+      the examples stay in their own dtype (uint8 images) on the device and each batch is
+      transformed there into ``dtype``; the random crops and flips of batch ``b`` of epoch ``k``
+      depend only on ``(seed, k, b)``.
 
-    The whole dataset is converted and moved to the device once, when the loader is built.
+    The whole dataset is moved to the device once (converted to ``dtype`` unless a ``transform``
+    does that per batch), when the loader is built.
     """
 
     def __init__(
@@ -42,6 +52,7 @@ class DataLoader:
         drop_last: bool = False,
         device: str | None = None,
         dtype: Any = None,
+        transform: ImageTransform | None = None,
     ) -> None:
         if not isinstance(dataset, Dataset):
             raise ValueError(f"dataset must be a tinynormact Dataset, got {type(dataset).__name__}")
@@ -57,8 +68,10 @@ class DataLoader:
         self.drop_last = drop_last
         self.device = backend.get_device() if device is None else device
         self.dtype = backend.get_default_dtype() if dtype is None else np.dtype(dtype)
+        self.transform = transform
         self.epoch = 0
-        self._x = backend.asarray(dataset.x, dtype=self.dtype, device=self.device)
+        x_dtype = self.dtype if transform is None else None
+        self._x = backend.asarray(dataset.x, dtype=x_dtype, device=self.device)
         self._y = backend.asarray(dataset.y, dtype=np.int64, device=self.device)
 
     def __len__(self) -> int:
@@ -76,11 +89,20 @@ class DataLoader:
         return backend.default_rng([self.seed, epoch]).permutation(len(self.dataset))
 
     def __iter__(self) -> Iterator[tuple[Any, Any]]:
-        order = backend.asarray(self.order(self.epoch), device=self.device)
+        epoch = self.epoch
+        order = backend.asarray(self.order(epoch), device=self.device)
         self.epoch += 1
-        return self._batches(order)
+        return self._batches(order, epoch)
 
-    def _batches(self, order: Any) -> Iterator[tuple[Any, Any]]:
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
+    def _batches(self, order: Any, epoch: int) -> Iterator[tuple[Any, Any]]:
+        for number, start in enumerate(range(0, len(self) * self.batch_size, self.batch_size)):
             index = order[start : start + self.batch_size]
-            yield self._x[index], self._y[index]
+            yield self._transform(self._x[index], epoch, number), self._y[index]
+
+    def _transform(self, x: Any, epoch: int, number: int) -> Any:
+        if self.transform is None:
+            return x
+        rng = None
+        if self.transform.random:
+            rng = backend.default_rng([self.seed, epoch, number, _AUGMENT_STREAM])
+        return self.transform(x, rng, self.dtype)

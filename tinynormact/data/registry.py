@@ -35,10 +35,10 @@ def _check_option(dataset: str, parameter: inspect.Parameter, value: Any) -> Non
 
     An int default takes an integer (not a bool), a float default a finite real number (not a
     bool), a bool default a bool, a str default a string, a tuple default a list of integers,
-    and a parameter with no default (the file datasets' ``path``) a string or path.
+    and the file datasets' ``path`` a string or path.
     """
     default = parameter.default
-    if parameter.default is parameter.empty:
+    if parameter.name == "path":
         ok, valid = isinstance(value, str | os.PathLike), "a file or folder path (a string)"
     elif isinstance(default, bool):
         ok, valid = isinstance(value, bool), "true or false"
@@ -64,10 +64,11 @@ def load_dataset(name: str, standardize_features: bool = True, **options: Any) -
     """The dataset ``name`` with ``options`` passed to its loader, ready for an MLP.
 
     Examples are flattened to vectors and, unless ``standardize_features=False``, standardized
-    with train-set statistics. The file datasets (mnist, fashion_mnist, cifar10, cifar100)
-    need ``path=``, the folder or archive holding their files. Each option must have the type
-    of the loader's default for it (an integer for ``n_train``, a number for ``noise``, ...);
-    a wrong type raises ValueError naming the dataset, the option and the value.
+    with train-set statistics. The file datasets need ``path=``, the folder or archive holding
+    their files (mnist, fashion_mnist), or look in the data root without it (cifar10, cifar100).
+    Each option must have the type of the loader's default for it (an integer for ``n_train``,
+    a number for ``noise``, ...); a wrong type raises ValueError naming the dataset, the option
+    and the value.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid names are {', '.join(DATASETS)}")

@@ -1,0 +1,122 @@
+"""Image batches on their device: per-channel normalization, random crop and horizontal flip.
+
+The standard CIFAR training recipe, applied by the ``DataLoader`` to each batch where the batch
+lives (NumPy or CuPy, whole-batch array operations, no loop over examples): pad each uint8 image
+with ``padding`` black (zero) pixels on every side, cut a window of the original size at a random
+position, mirror it left-right with probability 1/2, then normalize each channel with the mean
+and standard deviation of the training set. The random positions and flips are drawn on the
+host from the generator the loader passes (seeded by seed, epoch and batch), so the same seed
+gives the same images on every device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tinynormact import backend
+from tinynormact.backend import np
+from tinynormact.data.dataset import Dataset
+
+__all__ = ["ImageTransform", "channel_mean_std", "crop_and_flip", "draw_crops"]
+
+
+def channel_mean_std(images: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation (ddof=0) of each channel of uint8 images ``(n, c, h, w)``,
+    over all images and pixels, as float64 host arrays.
+
+    Computed from each channel's histogram of the 256 pixel values, which is exact and needs no
+    float copy of the images (CIFAR's train set would take 1.2 GB in float64).
+    """
+    images = backend.to_numpy(images)
+    if images.ndim != 4 or images.dtype != np.uint8:
+        raise ValueError(
+            f"expected uint8 images (n, channels, height, width), got {images.dtype} {images.shape}"
+        )
+    counts = np.stack([np.bincount(images[:, c].ravel(), minlength=256) for c in range(images.shape[1])])
+    values = np.arange(256.0)
+    total = counts.sum(axis=1)
+    mean = counts @ values / total
+    variance = (counts * (values - mean[:, None]) ** 2).sum(axis=1) / total
+    return mean, np.sqrt(variance)
+
+
+def draw_crops(rng: np.random.Generator, n: int, padding: int, flip: bool) -> tuple[np.ndarray, ...]:
+    """Host arrays ``top``, ``left`` (uniform on ``0..2*padding``) and ``flip`` (True with
+    probability 1/2 when ``flip``, else never) for ``n`` images."""
+    top = rng.integers(0, 2 * padding + 1, size=n)
+    left = rng.integers(0, 2 * padding + 1, size=n)
+    flips = rng.random(n) < 0.5 if flip else np.zeros(n, dtype=bool)
+    return top, left, flips
+
+
+def crop_and_flip(images: Any, top: Any, left: Any, flip: Any, padding: int) -> Any:
+    """Crop each image of ``images`` ``(n, c, h, w)`` from its zero-padded version and mirror it.
+
+    Image ``k`` becomes ``padded[k, :, top[k]:top[k]+h, left[k]:left[k]+w]``, reversed along the
+    width when ``flip[k]``, where ``padded`` has ``padding`` zeros on each side of both spatial
+    axes. One gather on the images' device; ``top``, ``left``, ``flip`` may live on the host.
+    """
+    xp = backend.get_array_module(images)
+    device = backend.device_of(images)
+    n, _, height, width = images.shape
+    top, left, flip = (backend.asarray(a, device=device) for a in (top, left, flip))
+    padded = xp.pad(images, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    rows = top[:, None] + xp.arange(height)
+    columns = xp.where(flip[:, None], xp.arange(width - 1, -1, -1), xp.arange(width)) + left[:, None]
+    image_index = xp.arange(n)[:, None, None, None]
+    channel_index = xp.arange(images.shape[1])[None, :, None, None]
+    return padded[image_index, channel_index, rows[:, None, :, None], columns[:, None, None, :]]
+
+
+@dataclass(frozen=True)
+class ImageTransform:
+    """What a ``DataLoader`` does to each batch of images ``(n, c, h, w)``: with ``padding > 0``
+    a random crop from the zero-padded image, with ``flip`` a random horizontal flip, then
+    ``(x - mean[c]) / std[c]`` in the loader's float dtype.
+
+    ``ImageTransform.fit(train_set, padding=4, flip=True)`` is the CIFAR training transform;
+    ``fit(train_set)`` the evaluation one (the same statistics, no randomness).
+    """
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    padding: int = 0
+    flip: bool = False
+
+    def __post_init__(self) -> None:
+        if len(self.mean) != len(self.std) or not all(s > 0 for s in self.std):
+            raise ValueError(
+                f"mean and std need one entry per channel and std > 0, got {self.mean}, {self.std}"
+            )
+        if isinstance(self.padding, bool) or not isinstance(self.padding, int) or self.padding < 0:
+            raise ValueError(f"padding must be an integer >= 0, got {self.padding!r}")
+
+    @classmethod
+    def fit(cls, train: Dataset, padding: int = 0, flip: bool = False) -> ImageTransform:
+        """The transform normalizing with ``train``'s per-channel statistics (``channel_mean_std``)."""
+        mean, std = channel_mean_std(train.x)
+        return cls(tuple(mean.tolist()), tuple(std.tolist()), padding, flip)
+
+    @property
+    def random(self) -> bool:
+        """Whether the transform draws random numbers (crop or flip)."""
+        return self.padding > 0 or self.flip
+
+    def __call__(self, images: Any, rng: np.random.Generator | None, dtype: Any) -> Any:
+        """The transformed batch in ``dtype`` on the images' device; ``rng`` draws the crops and
+        flips (it may be None when the transform is not random)."""
+        if images.ndim != 4 or images.shape[1] != len(self.mean):
+            raise ValueError(
+                f"expected images of shape (n, {len(self.mean)}, height, width), got shape {images.shape}"
+            )
+        if self.random:
+            if rng is None:
+                raise ValueError("a random crop or flip needs a random generator, got rng=None")
+            crops = draw_crops(rng, len(images), self.padding, self.flip)
+            images = crop_and_flip(images, *crops, self.padding)
+        device = backend.device_of(images)
+        shape = (1, len(self.mean), 1, 1)
+        mean = backend.asarray(np.reshape(self.mean, shape), dtype=dtype, device=device)
+        std = backend.asarray(np.reshape(self.std, shape), dtype=dtype, device=device)
+        return (images.astype(dtype) - mean) / std
