@@ -2,7 +2,8 @@
 
 Subcommands: ``reproduce`` (the paper's comparisons and a report), ``train`` (one
 configuration), ``theory`` (the gains table), ``propagate`` (signal propagation at
-initialization) and ``plot`` (redraw a report's figures). ``main(argv)`` returns the exit
+initialization), ``plot`` (redraw a report's figures) and ``data download`` (fetch a dataset's
+archive). ``main(argv)`` returns the exit
 code: 0 on success, 1 when training diverged, 2 for a usage or configuration error (one line on
 stderr, no traceback), 130 after Ctrl-C.
 """
@@ -19,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from tinynormact import activations, backend, plots, theory
+from tinynormact.data import download
+from tinynormact.data.cache import DATA_ROOT_VARIABLE
+from tinynormact.data.download import ARCHIVES
 from tinynormact.experiments import PRESETS, load_results, reproduce, summary_text
 from tinynormact.experiments.figures import write_figures
 from tinynormact.experiments.propagation import STATISTICS, measure_network
@@ -34,7 +38,8 @@ _EXAMPLES = {
   tinynormact train --activation nswish --activation-option mode=adaptive --epochs 5
   tinynormact theory --activations relu tanh nswish
   tinynormact propagate --activations tanh ntanh --depth 30 --width 256
-  tinynormact plot runs/quick""",
+  tinynormact plot runs/quick
+  tinynormact data download cifar10""",
     "reproduce": """examples:
   tinynormact reproduce                          # quick preset (about 1 minute on 2 CPU cores)
   tinynormact reproduce --out runs/demo --force  # replace an existing folder
@@ -55,6 +60,13 @@ examples:
   tinynormact propagate --activations relu nrelu nswish --mode adaptive --out propagation.png""",
     "plot": """examples:
   tinynormact plot runs/quick          # rewrites runs/quick/figures/*.png from results.json""",
+    "data": f"""The archive goes to --root, else ${DATA_ROOT_VARIABLE}, else ~/.cache/tinynormact/data
+(where the CIFAR loaders look); an interrupted download resumes when run again.
+
+examples:
+  tinynormact data download cifar10
+  tinynormact data download cifar100 --root /data/cifar
+  tinynormact data download cifar10 --mirror https://example.org/datasets --md5 HEX""",
 }
 
 _TRAIN_HELP = {
@@ -197,6 +209,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = _subparser(subparsers, "plot", "redraw the figures of a reproduction from its results.json")
     p.add_argument("run_dir", type=Path, help="a folder written by tinynormact reproduce")
     p.set_defaults(handler=_plot)
+
+    p = subparsers.add_parser("data", help="dataset files", description="dataset files")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = actions.add_parser(
+        "download",
+        help="download a dataset's archive, verified",
+        description="download a dataset's official archive, verify its published MD5",
+        epilog=_EXAMPLES["data"],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("dataset", choices=list(ARCHIVES), help="dataset")
+    p.add_argument("--root", type=Path, help=f"folder for the archive (default: ${DATA_ROOT_VARIABLE})")
+    p.add_argument("--mirror", metavar="URL", help="base URL serving the archive under its official name")
+    p.add_argument("--md5", metavar="HEX", help="the MD5 to expect instead of the published one")
+    p.add_argument("--timeout", type=_positive_float, default=30.0, help="seconds to wait on the server")
+    p.set_defaults(handler=_data_download)
     return parser
 
 
@@ -285,6 +313,12 @@ def _plot(args: argparse.Namespace) -> int:
     results = load_results(args.run_dir)
     for name in write_figures(results, args.run_dir / "figures"):
         print(args.run_dir / "figures" / name)
+    return 0
+
+
+def _data_download(args: argparse.Namespace) -> int:
+    path = download(args.dataset, args.root, mirror=args.mirror, md5=args.md5, timeout=args.timeout)
+    print(path)
     return 0
 
 

@@ -65,7 +65,8 @@ def _locate(path: Path | None, name: str, first_batch: str) -> Path:
     if where.is_file() or extracted:
         return where
     root = where.parent if where.name.endswith(".gz") or where.name == archive.folder else where
-    which = f" (the data root: ${DATA_ROOT_VARIABLE} or pass path=)" if path is None else ""
+    which = f" (the data root; ${DATA_ROOT_VARIABLE} or the option path= choose another)"
+    which = "" if path is not None else which
     raise DataError(
         where,
         f"{archive.title} not found{which}; looked for {archive.filename} and the extracted "

@@ -28,7 +28,7 @@ from typing import IO
 
 from tqdm import tqdm
 
-from tinynormact.data.cache import DATA_ROOT_VARIABLE, data_root
+from tinynormact.data.cache import data_root
 
 __all__ = ["ARCHIVES", "Archive", "DownloadError", "archive_url", "download", "download_hint", "file_md5"]
 
@@ -151,6 +151,9 @@ def download(
         except KeyboardInterrupt:
             kept = f"the part downloaded is kept in {part}; run the same command to resume"
             raise KeyboardInterrupt(kept) from None
+        finally:
+            if file.seek(0, os.SEEK_END) == 0:  # nothing arrived: leave no empty .part behind
+                part.unlink()
         file.flush()
         os.fsync(file.fileno())
         _verify(part, expected, archive.folder)
@@ -257,7 +260,7 @@ class _Transfer:
             raise DownloadError(
                 f"cannot reach {self.host} ({reason}): no network connection? Connect and run the "
                 f"same command again, or fetch {self.url} by other means and put it in "
-                f"{self.part.parent} (or in ${DATA_ROOT_VARIABLE})"
+                f"{self.part.parent}"
             ) from None
 
     def _start(self, response: http.client.HTTPResponse, offset: int) -> tuple[int, int | None]:
@@ -283,7 +286,7 @@ class _Transfer:
             disable=not self.progress, file=sys.stderr,
         ) as bar:
             try:
-                while chunk := response.read(_CHUNK):
+                while chunk := response.read1(_CHUNK):  # what has arrived: a time-out loses nothing
                     self.file.write(chunk)
                     received += len(chunk)
                     bar.update(len(chunk))
