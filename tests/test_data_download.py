@@ -335,3 +335,11 @@ def test_official_table_and_mirror_urls():
     assert {a.folder for a in ARCHIVES.values()} == {"cifar-10-batches-py", "cifar-100-python"}
     with pytest.raises(ValueError, match="no download for dataset 'mnist'; valid names are cifar10, cifar1"):
         archive_url("mnist")
+
+
+def test_commands_that_need_cifar_say_where_they_looked_and_how_to_download(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TINYNORMACT_DATA", str(tmp_path))
+    assert main(["train", "--dataset", "cifar100", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"tinynormact: error: {tmp_path}: CIFAR-100 not found") and "Traceback" not in err
+    assert err.rstrip().endswith(f"download it with: tinynormact data download cifar100 --root {tmp_path}")
