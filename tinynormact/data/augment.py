@@ -25,20 +25,20 @@ def channel_mean_std(images: Any) -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard deviation (ddof=0) of each channel of uint8 images ``(n, c, h, w)``,
     over all images and pixels, as float64 host arrays.
 
-    Computed from each channel's histogram of the 256 pixel values, which is exact and needs no
-    float copy of the images (CIFAR's train set would take 1.2 GB in float64).
+    Computed from the exact integer sums of the pixels and of their squares (no float copy of
+    the images, which would take 1.2 GB for CIFAR's train set; about 0.5 s for it here).
     """
     images = backend.to_numpy(images)
     if images.ndim != 4 or images.dtype != np.uint8:
         raise ValueError(
             f"expected uint8 images (n, channels, height, width), got {images.dtype} {images.shape}"
         )
-    counts = np.stack([np.bincount(images[:, c].ravel(), minlength=256) for c in range(images.shape[1])])
-    values = np.arange(256.0)
-    total = counts.sum(axis=1)
-    mean = counts @ values / total
-    variance = (counts * (values - mean[:, None]) ** 2).sum(axis=1) / total
-    return mean, np.sqrt(variance)
+    count = images.shape[0] * images.shape[2] * images.shape[3]
+    sums = images.sum(axis=(0, 2, 3), dtype=np.int64)
+    squares = np.einsum("nchw,nchw->c", images, images, dtype=np.int64)
+    # Python integers: count * squares - sums**2 is exact, so is the variance up to one rounding
+    variance = [(count * int(q) - int(t) ** 2) / count**2 for t, q in zip(sums, squares, strict=True)]
+    return sums / count, np.sqrt(variance)
 
 
 def draw_crops(rng: np.random.Generator, n: int, padding: int, flip: bool) -> tuple[np.ndarray, ...]:
@@ -55,18 +55,19 @@ def crop_and_flip(images: Any, top: Any, left: Any, flip: Any, padding: int) -> 
 
     Image ``k`` becomes ``padded[k, :, top[k]:top[k]+h, left[k]:left[k]+w]``, reversed along the
     width when ``flip[k]``, where ``padded`` has ``padding`` zeros on each side of both spatial
-    axes. One gather on the images' device; ``top``, ``left``, ``flip`` may live on the host.
+    axes. Whole-batch operations on the images' device; ``top``, ``left``, ``flip`` may be host
+    arrays.
     """
     xp = backend.get_array_module(images)
     device = backend.device_of(images)
     n, _, height, width = images.shape
     top, left, flip = (backend.asarray(a, device=device) for a in (top, left, flip))
     padded = xp.pad(images, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    rows = top[:, None] + xp.arange(height)
-    columns = xp.where(flip[:, None], xp.arange(width - 1, -1, -1), xp.arange(width)) + left[:, None]
-    image_index = xp.arange(n)[:, None, None, None]
-    channel_index = xp.arange(images.shape[1])[None, :, None, None]
-    return padded[image_index, channel_index, rows[:, None, :, None], columns[:, None, None, :]]
+    # every h x w window of every padded image, a view: (n, c, 2p+1, 2p+1, h, w)
+    windows = xp.lib.stride_tricks.sliding_window_view(padded, (height, width), axis=(2, 3))
+    # one window per image; the index arrays around the channel slice put the image axis first
+    crops = windows[xp.arange(n), :, top, left]
+    return xp.where(flip[:, None, None, None], crops[..., ::-1], crops)
 
 
 @dataclass(frozen=True)
@@ -119,4 +120,7 @@ class ImageTransform:
         shape = (1, len(self.mean), 1, 1)
         mean = backend.asarray(np.reshape(self.mean, shape), dtype=dtype, device=device)
         std = backend.asarray(np.reshape(self.std, shape), dtype=dtype, device=device)
-        return (images.astype(dtype) - mean) / std
+        normalized = images.astype(dtype)  # a new array: the two steps below work in place in it
+        normalized -= mean
+        normalized /= std
+        return normalized
