@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import re
+import signal
 import socket
 import threading
 import time
@@ -343,3 +344,23 @@ def test_commands_that_need_cifar_say_where_they_looked_and_how_to_download(tmp_
     err = capsys.readouterr().err
     assert err.startswith(f"tinynormact: error: {tmp_path}: CIFAR-100 not found") and "Traceback" not in err
     assert err.rstrip().endswith(f"download it with: tinynormact data download cifar100 --root {tmp_path}")
+
+
+def test_ctrl_c_keeps_the_part_and_says_how_to_resume(server, cifar10, tmp_path, capsys):
+    data, md5, _ = cifar10
+    server.files[ARCHIVE] = data
+    server.plan = ["stall"]
+    # Ctrl-C (a real SIGINT to the main thread) while the server stalls
+    timer = threading.Timer(0.5, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
+    timer.start()
+    try:
+        flags = ["--root", str(tmp_path), "--mirror", server.mirror, "--timeout", "5"]
+        code = main(["data", "download", "cifar10", *flags])
+    finally:
+        timer.cancel()
+    part = tmp_path / "cifar-10-python.tar.gz.part"
+    assert code == 130
+    err = capsys.readouterr().err
+    assert f"interrupted: the part downloaded is kept in {part}; run the same command" in err
+    assert part.read_bytes() == data[: len(data) // 2]
+    assert _get(server, tmp_path, md5).read_bytes() == data
