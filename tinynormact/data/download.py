@@ -150,8 +150,9 @@ def download(
         try:
             _Transfer(url, file, part, timeout, progress).run(retries)
         except KeyboardInterrupt:
+            received = file.seek(0, os.SEEK_END)
             kept = f"the part downloaded is kept in {part}; run the same command to resume"
-            raise KeyboardInterrupt(kept) from None
+            raise KeyboardInterrupt(kept if received else "nothing was downloaded") from None
         finally:
             if file.seek(0, os.SEEK_END) == 0:  # nothing arrived: leave no empty .part behind
                 part.unlink()
@@ -231,7 +232,7 @@ class _Transfer:
     def _attempt(self) -> None:
         offset = self.file.seek(0, os.SEEK_END)
         response = self._open(offset)
-        if response is None:  # 416: the .part is not a prefix of the file the server has now
+        if response is None:  # 416: the .part is as long as the server's file or longer
             _notify(self.progress, f"{self.part} does not fit the file on the server; starting again")
             self.file.truncate(0)
             response = self._open(0)
