@@ -181,12 +181,9 @@ def test_affine_scales_and_shifts_phi_and_scales_phi_prime():
         activations.affine("tanh", float("inf"))
 
 
-def test_parse_normalized_name():
-    assert activations.parse_normalized_name("nswish") == "swish"
-    assert activations.parse_normalized_name("nsilu") == "swish"
-    assert activations.parse_normalized_name("nrelu") == "relu"
-    assert activations.parse_normalized_name("relu") is None
-    assert activations.parse_normalized_name("nfoo") is None
+def test_aliases_are_known_by_name():
+    assert activations.is_alias("silu") and not activations.is_alias("swish")
+    assert not activations.is_alias("nswish")
 
 
 @pytest.mark.parametrize(("name", "params"), VARIANTS)

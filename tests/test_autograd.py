@@ -205,26 +205,29 @@ def test_hooks_see_the_full_gradient_and_can_replace_it() -> None:
     x = leaf((3,), seed=18)
     hidden = x * 2.0
     seen = []
-    remove = hidden.register_hook(lambda g: seen.append(g.copy()))
+    handle = hidden.register_hook(lambda g: seen.append(g.copy()))
     hidden.register_hook(lambda g: g * 10.0)
-    (hidden * 3.0 + hidden).sum().backward()
+    (hidden * 3.0 + hidden).sum().backward(retain_graph=True)
     np.testing.assert_array_equal(seen[0], np.full(3, 4.0))  # both paths summed before the hook
     np.testing.assert_array_equal(host(x.grad), np.full(3, 80.0))
-    remove()
+    handle.remove()
+    handle.remove()  # twice is harmless
+    (hidden * 3.0 + hidden).sum().backward()
+    assert len(seen) == 1  # removed: not called again
     with pytest.raises(RuntimeError, match="does not require a gradient"):
         tn.Tensor([1.0]).register_hook(print)
 
 
-def test_a_hook_remover_does_not_keep_the_graph_alive() -> None:
-    """A hook may hold its own remover (to run once): the remover refers to the graph weakly,
+def test_a_hook_handle_does_not_keep_the_graph_alive() -> None:
+    """A hook may hold its own handle (to run once): the handle refers to the graph weakly,
     so a graph that never reaches backward still goes with its last tensor."""
     x = leaf((3,), seed=20)
     hidden = x * 2.0
-    remove = hidden.register_hook(lambda g: remove())
+    handle = hidden.register_hook(lambda g: handle.remove())
     node = weakref.ref(hidden.graph_node())
     del hidden
     assert node() is None
-    remove()  # harmless once the graph is gone
+    handle.remove()  # harmless once the graph is gone
 
 
 def test_gradcheck_checks_python_numbers_in_float64() -> None:

@@ -50,8 +50,8 @@ def measured_profiles(activation: str, options: dict) -> np.ndarray:
         linears = [layer for layer in model if isinstance(layer, nn.Linear)]
         record: dict[int, float] = {}
         for l, layer in enumerate(linears):
-            layer.register_backward_hook(
-                lambda m, g, l=l, rec=record: rec.__setitem__(l, float((g * g).mean()))
+            layer.register_full_backward_hook(
+                lambda m, gi, go, l=l, rec=record: rec.__setitem__(l, float((go[0] * go[0]).mean()))
             )
         rng = np.random.default_rng(1000 + seed)
         out = model(tn.Tensor(rng.standard_normal((BATCH, WIDTH))))

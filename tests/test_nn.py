@@ -98,75 +98,77 @@ def test_forward_hook_sees_inputs_and_output_and_can_be_removed() -> None:
     assert len(seen) == 1
 
 
-def test_backward_hook_receives_the_gradient_of_the_output() -> None:
-    """For loss = sum(c * tanh(h)) with h = Linear(x), the gradient with respect to h is
-    c * (1 - tanh(h)^2) (derived by hand), and with respect to tanh's output it is c."""
+def test_full_backward_hook_receives_grad_input_and_grad_output() -> None:
+    """For loss = sum(c * tanh(h)) with h = Linear(x): the hook of tanh gets grad_output = (c,)
+    and grad_input = (c * (1 - tanh(h)^2),), the Linear's gets grad_output = that same array
+    and grad_input = (it @ W,) (all derived by hand); a removed hook is not called again."""
     tn.set_default_dtype("float64")
     linear, act = nn.Linear(3, 2, rng=0), nn.Activation("tanh")
-    grads = {}
-    linear.register_backward_hook(lambda m, g: grads.__setitem__("h", g.copy()))
-    handle = act.register_backward_hook(lambda m, g: grads.__setitem__("phi", g.copy()))
+    seen: dict[str, tuple] = {}
+    linear.register_full_backward_hook(lambda m, gi, go: seen.__setitem__("linear", (m, gi, go)))
+    handle = act.register_full_backward_hook(lambda m, gi, go: seen.__setitem__("act", (m, gi, go)))
     c = np.array([[1.0, -2.0], [0.5, 3.0]])
-    h = linear(inputs((2, 3)))
+    x = tn.Tensor(np.random.default_rng(5).standard_normal((2, 3)), requires_grad=True)
+    h = linear(x)
     (act(h) * tn.Tensor(c)).sum().backward()
-    np.testing.assert_allclose(host(grads["h"]), c * (1 - np.tanh(host(h)) ** 2), rtol=1e-12)
-    np.testing.assert_allclose(host(grads["phi"]), c, rtol=1e-12)
+    delta = c * (1 - np.tanh(host(h)) ** 2)
+    module, (grad_h,), (grad_y,) = seen["act"]
+    assert module is act
+    np.testing.assert_allclose(host(grad_y), c, rtol=1e-12)
+    np.testing.assert_allclose(host(grad_h), delta, rtol=1e-12)
+    module, (grad_x,), (grad_out,) = seen["linear"]
+    assert module is linear
+    np.testing.assert_allclose(host(grad_out), delta, rtol=1e-12)
+    np.testing.assert_allclose(host(grad_x), delta @ host(linear.weight), rtol=1e-12)
+    np.testing.assert_allclose(host(x.grad), host(grad_x), rtol=1e-12)  # nothing else changed
     handle.remove()
-    grads.clear()
+    seen.clear()
     (act(linear(inputs((2, 3)))) * tn.Tensor(c)).sum().backward()
-    assert list(grads) == ["h"]
+    assert list(seen) == ["linear"]
+    assert seen["linear"][1] == (None,)  # a constant input has no gradient
 
 
-def test_gradient_hook_sees_the_gradients_backward_accumulates() -> None:
-    """A Linear's gradient hook receives, in one call, the gradient reaching its output (the
-    same array a backward hook sees) and the input, weight and bias gradients, which must equal
-    what backward accumulates into .grad of leaves used once; a removed hook is not called."""
+def test_full_backward_hook_with_two_inputs_and_shared_use() -> None:
+    """A module of two inputs, one of them also used outside it: grad_input holds only what
+    flows back through the module (b * g and a * g for a * b), not the outside use."""
+
+    class Product(nn.Module):
+        def forward(self, a, b):
+            return a * b
+
     tn.set_default_dtype("float64")
-    layer = nn.Linear(3, 2, rng=0)
-    x = tn.Tensor(np.random.default_rng(1).standard_normal((4, 3)), requires_grad=True)
-    seen, output_grads = [], []
-    handle = layer.register_gradient_hook(lambda m, grads: seen.append((m, grads)))
-    layer.register_backward_hook(lambda m, g: output_grads.append(g))
-    c = np.random.default_rng(2).standard_normal((4, 2))
-    (layer(x) * tn.Tensor(c)).sum().backward()
-    ((module, grads),) = seen
-    assert module is layer and isinstance(grads, nn.LinearGradients)
-    np.testing.assert_array_equal(host(grads.output), host(output_grads[0]))
-    np.testing.assert_allclose(host(grads.output), c, rtol=1e-12)  # d sum(c * h) / dh = c
-    for got, leaf in ((grads.input, x), (grads.weight, layer.weight), (grads.bias, layer.bias)):
-        np.testing.assert_allclose(host(got), host(leaf.grad), rtol=1e-12)
-    handle.remove()
-    layer(x).sum().backward()
-    assert len(seen) == 1
+    rng = np.random.default_rng(6)
+    a, b = (tn.Tensor(rng.standard_normal(4), requires_grad=True) for _ in range(2))
+    module, seen = Product(), []
+    module.register_full_backward_hook(lambda m, gi, go: seen.append((gi, go)))
+    (module(a, b) * 3.0 + a * 5.0).sum().backward()
+    ((grad_a, grad_b), (grad_out,)) = seen[0]
+    np.testing.assert_allclose(host(grad_out), np.full(4, 3.0))
+    np.testing.assert_allclose(host(grad_a), 3.0 * host(b), rtol=1e-12)
+    np.testing.assert_allclose(host(grad_b), 3.0 * host(a), rtol=1e-12)
+    np.testing.assert_allclose(host(a.grad), 3.0 * host(b) + 5.0, rtol=1e-12)
 
 
-@pytest.mark.parametrize(
-    ("name", "closed_form"),
-    [("tanh", lambda h: 1 - np.tanh(h) ** 2), ("softplus", lambda h: 1 / (1 + np.exp(-h)))],
-)
-def test_derivative_hook_sees_phi_prime_for_both_ways_of_computing_it(name, closed_form) -> None:
-    """tanh computes phi' from its output, softplus from its input; either way the hook gets
-    phi'(h) (closed forms: 1 - tanh^2, the logistic function) with scale 1, and x.grad of
-    sum(phi(x)) is that same derivative."""
-    tn.set_default_dtype("float64")
-    h = np.random.default_rng(3).standard_normal((4, 5))
-    layer, seen = nn.Activation(name), []
-    layer.register_derivative_hook(lambda m, d, scale: seen.append((host(d), scale)))
-    x = tn.Tensor(h, requires_grad=True)
-    layer(x).sum().backward()
-    ((derivative, scale),) = seen
-    assert scale == 1.0
-    np.testing.assert_allclose(derivative, closed_form(h), rtol=1e-12)
-    np.testing.assert_allclose(host(x.grad), closed_form(h), rtol=1e-12)
-
-
-def test_backward_hook_is_skipped_when_nothing_needs_a_gradient() -> None:
+def test_full_backward_hook_is_skipped_without_gradients_and_must_return_none() -> None:
     layer = nn.Activation("relu")
     calls = []
-    layer.register_backward_hook(lambda m, g: calls.append(g))
+    layer.register_full_backward_hook(lambda m, gi, go: calls.append(go))
     with tn.no_grad():
         layer(inputs((2, 2)))
     assert calls == []
+    replacing = nn.Activation("tanh")
+    replacing.register_full_backward_hook(lambda m, gi, go: gi)
+    x = tn.Tensor(np.ones((2, 2)), requires_grad=True)
+    with pytest.raises(RuntimeError, match="must return None.*Tensor.register_hook"):
+        replacing(x).sum().backward()
+
+
+def test_activation_derivative_is_phi_prime() -> None:
+    """``Activation.derivative(h)`` (what tracking reads rho' from) against closed forms."""
+    tn.set_default_dtype("float64")
+    h = np.random.default_rng(3).standard_normal((4, 5))
+    np.testing.assert_allclose(nn.Activation("tanh").derivative(h), 1 - np.tanh(h) ** 2, rtol=1e-12)
+    np.testing.assert_allclose(nn.Activation("softplus").derivative(h), 1 / (1 + np.exp(-h)), rtol=1e-12)
 
 
 # ----- state_dict ------------------------------------------------------------------------------
@@ -232,9 +234,13 @@ def test_activation_by_name_with_parameters() -> None:
     x = np.linspace(-3, 3, 7)[None, :]
     out = nn.Activation("swish", beta=2.0)(tn.Tensor(x))
     np.testing.assert_allclose(host(out), x / (1 + np.exp(-2.0 * x)), rtol=1e-6)
-    assert isinstance(nn.Activation("nrelu"), nn.NormalizedActivation)
+    assert isinstance(nn.activation("nrelu"), nn.NormalizedActivation)
+    assert type(nn.activation("relu")) is nn.Activation
+    assert nn.activation("nsilu", beta=2.0).base.params == {"beta": 2.0}
     with pytest.raises(ValueError, match=r"unknown activation 'swsh'.*'n' \+ any of them"):
-        nn.Activation("swsh")
+        nn.activation("swsh")
+    with pytest.raises(ValueError, match="unknown activation 'nrelu'"):
+        nn.Activation("nrelu")  # the layer itself does not read the n<name> spelling
 
 
 def test_seeded_builders_are_reproducible() -> None:
@@ -342,7 +348,7 @@ def test_kaiming_gain_comes_from_the_theory_not_a_table() -> None:
     weight = nn.Parameter(np.zeros((300, 200)))
     nn.init.kaiming_normal(weight, "erf", mode="fan_out", rng=1)
     sample_variance_check(weight, backward**2 / 300)
-    linear = nn.Linear(300, 200, init="lecun_normal", activation="erf", rng=2)  # activation-aware gain
+    linear = nn.Linear(300, 200, init="lecun_normal", gain_from="erf", rng=2)  # activation-aware gain
     sample_variance_check(linear.weight, forward**2 / 300)
 
 

@@ -13,7 +13,7 @@ import tinynormact as tn
 import tinynormact.functional as F
 from tests.helpers import host
 from tests.test_nn import gradcheck_model
-from tinynormact import nn
+from tinynormact import nn, theory
 
 RULES = ("forward", "backward", "balanced")
 
@@ -53,7 +53,7 @@ def rule_lambda(rule: str, rho: float, rho_prime: float) -> float:
 )
 def test_static_swish_matches_the_reference_table(rule: str, expected: float) -> None:
     """lambda values from THEORY.md's reference table (q = 1)."""
-    layer = nn.Activation("nswish", rule=rule)
+    layer = nn.activation("nswish", rule=rule)
     assert layer.lambda_ == pytest.approx(expected, abs=5e-5)
     x = batch((3, 4))
     np.testing.assert_allclose(host(layer(tn.Tensor(x))), layer.lambda_ * swish(x), rtol=1e-5)
@@ -70,7 +70,7 @@ def test_static_centred_relu_uses_closed_forms() -> None:
 
 
 def test_names_and_repr() -> None:
-    layer = nn.Activation("nswish", mode="adaptive")
+    layer = nn.activation("nswish", mode="adaptive")
     assert repr(layer) == (
         "NormalizedActivation(swish(beta=1.0), mode=adaptive, rule=balanced, center=False, lambda=1.6501)"
     )
@@ -78,16 +78,15 @@ def test_names_and_repr() -> None:
     normalized = [m for m in mlp if isinstance(m, nn.NormalizedActivation)]
     assert len(normalized) == 2 and all(m.rule == "backward" and m.center for m in normalized)
     assert normalized[0] is not normalized[1]
-    assert nn.NormalizedActivation("nswish").base.name == "swish"
-    assert nn.Activation("nswish", beta=2.0).base.params == {"beta": 2.0}
+    assert nn.NormalizedActivation("swish").base.name == "swish"
+    assert nn.activation("nswish", beta=2.0).base.params == {"beta": 2.0}
 
 
-def test_functional_normalized_name_is_the_static_layer() -> None:
+def test_functional_static_normalization_is_the_static_layer() -> None:
     x = tn.Tensor(batch((2, 5)))
-    layer = nn.Activation("ntanh", rule="backward", center=True)
-    np.testing.assert_array_equal(
-        host(F.activation(x, "ntanh", rule="backward", center=True)), host(layer(x))
-    )
+    layer = nn.activation("ntanh", rule="backward", center=True)
+    static = theory.normalized("tanh", "backward", 1.0, True)
+    np.testing.assert_array_equal(host(F.activation(x, static)), host(layer(x)))
     np.testing.assert_allclose(host(F.swish(x, beta=2.0)), host(x) / (1 + np.exp(-2 * host(x))), rtol=1e-6)
     with pytest.raises(ValueError, match="no parameter 'rule'"):
         F.activation(x, "tanh", rule="backward")
@@ -148,8 +147,8 @@ def test_adaptive_train_statistics_running_applies_the_updated_running_values() 
 
 def test_untrained_adaptive_layer_in_eval_mode_equals_the_static_one() -> None:
     x = tn.Tensor(batch((4, 6)))
-    adaptive = nn.Activation("nelu", mode="adaptive", center=True).eval()
-    static = nn.Activation("nelu", center=True)
+    adaptive = nn.activation("nelu", mode="adaptive", center=True).eval()
+    static = nn.activation("nelu", center=True)
     np.testing.assert_allclose(host(adaptive(x)), host(static(x)), rtol=1e-6)
 
 
@@ -272,38 +271,34 @@ def test_bad_options_are_named(options: dict, message: str) -> None:
         ({"mode": "static", "learnable_correction": True}, False),
     ],
 )
-def test_derivative_hook_scale_times_derivative_is_the_layers_derivative(options, evaluate) -> None:
+def test_derivative_is_the_layers_derivative(options, evaluate) -> None:
     """Whether lambda sits inside one fused node (static, adaptive in evaluation) or is a
-    separate factor (adaptive in training, or with a correction), scale * derivative must be
+    separate factor (adaptive in training, or with a correction), ``derivative(h)`` must be
     d output / d input with lambda and mu held constant: last_lambda times swish' written here,
     and, where lambda does not depend on x, x.grad of sum(layer(x)), computed by backward on its
     own path."""
     tn.set_default_dtype("float64")
-    layer = nn.Activation("nswish", **options)
+    layer = nn.activation("nswish", **options)
     if evaluate:
         layer.eval()
     if layer.correction is not None:
         layer.correction.data = layer.correction.data + 0.7  # a correction that changes lambda
-    seen = []
-    layer.register_derivative_hook(lambda m, d, scale: seen.append((host(d), float(host(tn.Tensor(scale))))))
     h = np.random.default_rng(5).standard_normal((16, 8))
     x = tn.Tensor(h, requires_grad=True)
     layer(x).sum().backward()
-    ((derivative, scale),) = seen
+    derivative = host(layer.derivative(h))
     s = 1 / (1 + np.exp(-h))
     lam = float(host(tn.Tensor(layer.last_lambda)))
-    np.testing.assert_allclose(scale * derivative, lam * (s + h * s * (1 - s)), rtol=1e-12)
+    np.testing.assert_allclose(derivative, lam * (s + h * s * (1 - s)), rtol=1e-12)
     if not layer.differentiate_lambda:
-        np.testing.assert_allclose(scale * derivative, host(x.grad), rtol=1e-12)
+        np.testing.assert_allclose(derivative, host(x.grad), rtol=1e-12)
 
 
 def test_a_forward_without_backward_leaves_no_reference_cycle() -> None:
-    """With a derivative hook, the hook's view of lambda must not tie the graph into a cycle:
-    the graph of a forward that never reaches backward (a validation loss computed with autograd
+    """The layer's forward must not tie the graph into a cycle: the graph of a forward that never reaches backward (a validation loss computed with autograd
     on) goes as soon as its output does, without the cyclic garbage collector."""
     tn.set_default_dtype("float64")
-    layer = nn.Activation("nswish", mode="adaptive", differentiate_lambda=True, learnable_correction=True)
-    layer.register_derivative_hook(lambda m, d, scale: None)
+    layer = nn.activation("nswish", mode="adaptive", differentiate_lambda=True, learnable_correction=True)
     x = tn.Tensor(np.random.default_rng(6).standard_normal((16, 8)), requires_grad=True)
     gc.disable()
     try:

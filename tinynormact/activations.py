@@ -28,7 +28,7 @@ from typing import Any
 
 from tinynormact import backend
 
-__all__ = ["ActivationFunction", "affine", "get", "names", "parse_normalized_name"]
+__all__ = ["ActivationFunction", "affine", "get", "is_alias", "names"]
 
 Array = Any  # a NumPy or CuPy array
 
@@ -332,9 +332,9 @@ def get(name: str | ActivationFunction, **params: Any) -> ActivationFunction:
     )
 
 
-def parse_normalized_name(name: str) -> str | None:
-    """The canonical base name of a normalized-activation name ("nswish" -> "swish"), else None."""
-    return _canonical(name[1:]) if name.startswith("n") else None
+def is_alias(name: str) -> bool:
+    """Whether ``name`` is another name of a registered activation ("silu" for swish)."""
+    return name in _ALIASES
 
 
 def affine(act: str | ActivationFunction, scale: float, shift: float = 0.0) -> ActivationFunction:

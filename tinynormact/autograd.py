@@ -38,7 +38,6 @@ from tinynormact import backend
 
 BackwardFn = Callable[[Any], tuple[Any, ...]]
 
-_FREED = "freed"  # marks a node whose graph was released by a previous backward()
 Hook = Callable[[Any], Any]
 _grad_mode = {"enabled": True}
 
@@ -66,9 +65,10 @@ class Node:
     gradients ``backward`` returns; a leaf has no parents and ``backward`` None. ``grad_target``
     returns the tensor whose ``.grad`` backward fills: set for leaves (a strong reference) and by
     ``retain_grad()`` (a weak one); None for every other node, which keeps no tensor alive.
+    ``hooks`` are the tensor hooks (``Tensor.register_hook``) run on the gradient reaching it.
     """
 
-    __slots__ = ("parents", "backward", "op", "shape", "hooks", "grad_target", "__weakref__")
+    __slots__ = ("parents", "backward", "op", "shape", "hooks", "grad_target", "released", "__weakref__")
 
     def __init__(
         self, parents: tuple[Node | None, ...], backward: BackwardFn | None, op: str, shape: tuple[int, ...]
@@ -76,6 +76,25 @@ class Node:
         self.parents, self.backward, self.op, self.shape = parents, backward, op, shape
         self.hooks: tuple[Hook, ...] = ()
         self.grad_target: Callable[[], Tensor | None] | None = None
+        self.released = False  # True once a backward() freed its closure
+
+    def release(self) -> None:
+        """Drop the closure (and the arrays it holds), the parents and the hooks."""
+        self.parents, self.backward, self.hooks, self.released = (), None, (), True
+
+
+class HookHandle:
+    """Returned by every hook registration; ``remove()`` unregisters the hook (twice is harmless)."""
+
+    __slots__ = ("_remove",)
+
+    def __init__(self, remove: Callable[[], None]) -> None:
+        self._remove: Callable[[], None] | None = remove
+
+    def remove(self) -> None:
+        if self._remove is not None:
+            self._remove()
+            self._remove = None
 
 
 class Tensor:
@@ -180,12 +199,6 @@ class Tensor:
             return self
         return Tensor(backend.to_device(self.data, device), requires_grad=self.requires_grad)
 
-    def astype(self, dtype: Any) -> Tensor:
-        """A copy with another dtype (differentiable for floating dtypes)."""
-        from tinynormact import ops
-
-        return ops.astype(self, dtype)
-
     # ----- gradients -----------------------------------------------------------------------
     def zero_grad(self) -> None:
         """Forget the accumulated gradient."""
@@ -199,13 +212,13 @@ class Tensor:
         if node.grad_target is None:
             node.grad_target = weakref.ref(self)
 
-    def register_hook(self, hook: Callable[[Any], Any]) -> Callable[[], None]:
-        """Call ``hook(grad)`` with this tensor's full gradient array during backward().
+    def register_hook(self, hook: Hook) -> HookHandle:
+        """Call ``hook(grad)`` with this tensor's full gradient array during backward() (PyTorch's
+        ``Tensor.register_hook``). A hook that returns an array replaces the gradient passed on.
 
-        A hook that returns an array replaces the gradient passed on. Returns a function that
-        removes the hook; it holds the graph only weakly, so a hook may keep its own remover
-        without keeping the graph alive. Module hooks (``nn``) and variance tracking are built
-        on this.
+        Returns a handle whose ``remove()`` unregisters the hook; it holds the graph only weakly,
+        so a hook may keep its own handle without keeping the graph alive. A hook on a leaf
+        stays until removed; one on an intermediate tensor goes with its graph.
         """
         if not self.requires_grad:
             raise RuntimeError("register_hook() on a tensor that does not require a gradient")
@@ -218,7 +231,7 @@ class Tensor:
             if node is not None:
                 node.hooks = tuple(h for h in node.hooks if h is not hook)
 
-        return remove
+        return HookHandle(remove)
 
     def backward(self, grad: Any = None, retain_graph: bool = False) -> None:
         """Accumulate d(self)/d(leaf) into the ``.grad`` of every leaf that requires it.
@@ -233,35 +246,20 @@ class Tensor:
                 "requires_grad=True, and compute the result outside no_grad()"
             )
         root = self.graph_node()
-        if root.backward is _FREED:
-            raise RuntimeError(_FREED_MESSAGE)
-        seed = self._seed_gradient(grad)
-        grads: dict[int, Any] = {id(root): seed}
-        stored: set[int] = {id(seed)}  # arrays already handed to some .grad (copy before reuse)
-        order = _topological_order(root)
-        for i in range(len(order) - 1, -1, -1):
-            node, order[i] = order[i], None  # drop our reference early to free memory
-            g = grads.pop(id(node), None)
-            if g is None:
+        grads = {root: self._seed_gradient(grad)}  # gradient of each node reached so far
+        handed_out: set[int] = set()  # arrays given to some .grad (see _store_grad)
+        for node in reversed(_topological_order(root)):
+            g = grads.pop(node, None)
+            if g is None:  # no path from the root carries a gradient to this node
                 continue
-            for hook in node.hooks:
-                replaced = hook(g)
-                g = g if replaced is None else replaced
-            if node.grad_target is not None:
-                tensor = node.grad_target()
-                if tensor is not None:  # None: a retained tensor that no longer exists
-                    tensor.grad = _accumulate(tensor.grad, g, stored)
-            backward_fn = node.backward
-            if backward_fn is None:
+            g = _run_hooks(node, g)
+            _store_grad(node, g, handed_out)
+            if node.backward is None and not node.released:  # a leaf
                 continue
-            if backward_fn is _FREED:
-                raise RuntimeError(_FREED_MESSAGE)
-            for parent, parent_grad in zip(node.parents, backward_fn(g), strict=True):
-                if parent_grad is not None and parent is not None:
-                    key = id(parent)
-                    grads[key] = grads[key] + parent_grad if key in grads else parent_grad
+            for parent, parent_grad in zip(node.parents, _call_backward(node, g), strict=True):
+                _add_grad(grads, parent, parent_grad)
             if not retain_graph:
-                node.parents, node.backward, node.hooks = (), _FREED, ()
+                node.release()
 
     def _seed_gradient(self, grad: Any) -> Any:
         if grad is None:
@@ -279,134 +277,32 @@ class Tensor:
             )
         return grad.astype(self.dtype, copy=False)
 
-    # ----- operators (implemented in ops) ----------------------------------------------------
-    def __add__(self, other: Any) -> Tensor:
-        return _ops().add(self, other)
-
-    def __radd__(self, other: Any) -> Tensor:
-        return _ops().add(other, self)
-
-    def __sub__(self, other: Any) -> Tensor:
-        return _ops().sub(self, other)
-
-    def __rsub__(self, other: Any) -> Tensor:
-        return _ops().sub(other, self)
-
-    def __mul__(self, other: Any) -> Tensor:
-        return _ops().mul(self, other)
-
-    def __rmul__(self, other: Any) -> Tensor:
-        return _ops().mul(other, self)
-
-    def __truediv__(self, other: Any) -> Tensor:
-        return _ops().div(self, other)
-
-    def __rtruediv__(self, other: Any) -> Tensor:
-        return _ops().div(other, self)
-
-    def __pow__(self, other: Any) -> Tensor:
-        return _ops().pow(self, other)
-
-    def __rpow__(self, other: Any) -> Tensor:
-        return _ops().pow(other, self)
-
-    def __matmul__(self, other: Any) -> Tensor:
-        return _ops().matmul(self, other)
-
-    def __rmatmul__(self, other: Any) -> Tensor:
-        return _ops().matmul(other, self)
-
-    def __neg__(self) -> Tensor:
-        return _ops().neg(self)
-
-    def __getitem__(self, index: Any) -> Tensor:
-        return _ops().getitem(self, index)
-
     # Comparisons give tensors of booleans, outside the graph.
     def __lt__(self, other: Any) -> Tensor:
-        return Tensor(self.data < _raw(other))
+        return Tensor(self.data < raw(other))
 
     def __le__(self, other: Any) -> Tensor:
-        return Tensor(self.data <= _raw(other))
+        return Tensor(self.data <= raw(other))
 
     def __gt__(self, other: Any) -> Tensor:
-        return Tensor(self.data > _raw(other))
+        return Tensor(self.data > raw(other))
 
     def __ge__(self, other: Any) -> Tensor:
-        return Tensor(self.data >= _raw(other))
+        return Tensor(self.data >= raw(other))
 
     def __eq__(self, other: Any) -> Tensor:  # type: ignore[override]
-        return Tensor(self.data == _raw(other))
+        return Tensor(self.data == raw(other))
 
     def __ne__(self, other: Any) -> Tensor:  # type: ignore[override]
-        return Tensor(self.data != _raw(other))
+        return Tensor(self.data != raw(other))
 
     __hash__ = object.__hash__
 
-    # ----- method spellings of common ops ----------------------------------------------------
-    def sum(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        return _ops().sum(self, axis, keepdims)
-
-    def mean(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        return _ops().mean(self, axis, keepdims)
-
-    def var(self, axis: Any = None, ddof: int = 0, keepdims: bool = False) -> Tensor:
-        return _ops().var(self, axis, ddof, keepdims)
-
-    def max(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        return _ops().max(self, axis, keepdims)
-
-    def reshape(self, *shape: Any) -> Tensor:
-        return _ops().reshape(self, shape[0] if len(shape) == 1 else shape)
-
-    def transpose(self, *axes: Any) -> Tensor:
-        return _ops().transpose(self, (axes[0] if len(axes) == 1 else axes) or None)
-
-    @property
-    def T(self) -> Tensor:  # noqa: N802 (NumPy's spelling)
-        return _ops().transpose(self, None)
-
-    def exp(self) -> Tensor:
-        return _ops().exp(self)
-
-    def log(self) -> Tensor:
-        return _ops().log(self)
-
-    def sqrt(self) -> Tensor:
-        return _ops().sqrt(self)
-
-    def abs(self) -> Tensor:
-        return _ops().abs(self)
-
-    def clip(self, low: Any = None, high: Any = None) -> Tensor:
-        return _ops().clip(self, low, high)
+    # The arithmetic operators (+, *, @, ...) and the methods sum, mean, reshape, exp, ... are
+    # differentiable operations: ``ops`` defines them and attaches them to Tensor (at its end).
 
 
-_FREED_MESSAGE = (
-    "backward() through a graph that an earlier backward() already freed: recompute the "
-    "forward pass, or call the first backward(retain_graph=True)"
-)
-
-
-def _ops() -> Any:
-    """The ops module (imported late: ops builds on this module)."""
-    from tinynormact import ops
-
-    return ops
-
-
-def _raw(value: Any) -> Any:
-    return value.data if isinstance(value, Tensor) else value
-
-
-def _accumulate(current: Any, g: Any, stored: set[int]) -> Any:
-    """``current + g`` for a .grad slot, never aliasing an array stored elsewhere."""
-    if current is not None:
-        return current + g
-    if id(g) in stored or getattr(g, "base", None) is not None:
-        g = g.copy()
-    stored.add(id(g))
-    return g
+# ----- the helpers of backward() ---------------------------------------------------------------
 
 
 def _topological_order(root: Node) -> list[Node]:
@@ -427,3 +323,48 @@ def _topological_order(root: Node) -> list[Node]:
             if parent is not None and id(parent) not in visited:
                 stack.append((parent, False))
     return order
+
+
+def _run_hooks(node: Node, g: Any) -> Any:
+    """Run the node's tensor hooks in order; a hook that returns an array replaces ``g``."""
+    for hook in node.hooks:
+        replaced = hook(g)
+        g = g if replaced is None else replaced
+    return g
+
+
+def _store_grad(node: Node, g: Any, handed_out: set[int]) -> None:
+    """Add ``g`` to the ``.grad`` of the node's tensor (a leaf, or one that called
+    ``retain_grad``), never letting two ``.grad`` share one array."""
+    tensor = node.grad_target() if node.grad_target is not None else None
+    if tensor is None:  # not a gradient target, or a retained tensor that no longer exists
+        return
+    if tensor.grad is not None:
+        tensor.grad = tensor.grad + g
+        return
+    if id(g) in handed_out or getattr(g, "base", None) is not None:  # shared or a view
+        g = g.copy()
+    handed_out.add(id(g))
+    tensor.grad = g
+
+
+def _call_backward(node: Node, g: Any) -> tuple[Any, ...]:
+    """The node's closure applied to ``g``: one gradient per parent."""
+    if node.released:
+        raise RuntimeError(
+            "backward() through a graph that an earlier backward() already freed: recompute the "
+            "forward pass, or call the first backward(retain_graph=True)"
+        )
+    return node.backward(g)
+
+
+def _add_grad(grads: dict[Node, Any], parent: Node | None, grad: Any) -> None:
+    """Sum the gradients reaching ``parent`` along different paths."""
+    if parent is None or grad is None:
+        return
+    grads[parent] = grads[parent] + grad if parent in grads else grad
+
+
+def raw(value: Any) -> Any:
+    """The array inside a Tensor; any other value unchanged."""
+    return value.data if isinstance(value, Tensor) else value

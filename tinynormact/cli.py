@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tinynormact import activations, backend, plots, theory
+from tinynormact import activations, backend, nn, plots, theory
 from tinynormact.data import download
 from tinynormact.data.cache import DATA_ROOT_VARIABLE
 from tinynormact.data.download import ARCHIVES
@@ -273,10 +273,9 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _activation_for_theory(name: str, rule: str, q: float, center: bool) -> activations.ActivationFunction:
-    base = activations.parse_normalized_name(name)
-    if base is None:
+    if nn.factory.normalized_base(name) is None:
         return activations.get(name)
-    return theory.normalized(base, rule, q, center)
+    return nn.activation(name, rule=rule, q=q, center=center).function
 
 
 def _theory(args: argparse.Namespace) -> int:
@@ -290,9 +289,9 @@ def _theory(args: argparse.Namespace) -> int:
 def _propagate(args: argparse.Namespace) -> int:
     measured, predicted = {}, {}
     for name in args.activations:
-        base = activations.parse_normalized_name(name)
-        form = "vanilla" if base is None else args.mode
-        options = {} if base is None else {"mode": args.mode}
+        vanilla = nn.factory.normalized_base(name) is None
+        form = "vanilla" if vanilla else args.mode
+        options = {} if vanilla else {"mode": args.mode}
         record = measure_network(name, options, args.depth, args.width, args.batch, args.seed)
         measured[name], predicted[name] = record["measured"], record["theory"]
         print(f"\n{name} ({form}), {args.depth} hidden layers of width {args.width}, batch {args.batch}")

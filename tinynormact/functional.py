@@ -2,9 +2,9 @@
 
 - ``activation(x, name, **params)`` for any activation name, and one function per name
   (``F.relu(x)``, ``F.swish(x, beta=2.0)``, ...);
-- normalized names ("nswish") give the *static* normalization of THEORY E15 (options ``rule``,
-  ``center``, ``q``); the adaptive one keeps running statistics and is the layer
-  ``nn.NormalizedActivation``;
+- any ActivationFunction, such as the static normalization of THEORY E15
+  ``F.activation(x, theory.normalized("swish"))``; the "n<name>" spelling, and the adaptive
+  normalization (which keeps running statistics), are layers: ``nn.activation("nswish")``;
 - ``softmax``, ``log_softmax`` (from ``ops``), ``softmax_cross_entropy``, ``mse_loss`` (from
   ``losses``).
 """
@@ -13,14 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from tinynormact import activations, ops, theory
+from tinynormact import activations, ops
 from tinynormact.activations import ActivationFunction
 from tinynormact.autograd import Tensor
 from tinynormact.losses import mse_loss, softmax_cross_entropy
-from tinynormact.nn.layers import get_activation
 from tinynormact.ops import log_softmax, softmax
-
-_NORMALIZATION_OPTIONS = ("rule", "center", "q")
 
 __all__ = [
     "activation",
@@ -46,19 +43,8 @@ __all__ = [
 
 
 def activation(x: Any, name: str | ActivationFunction, **params: Any) -> Tensor:
-    """phi(x) for the activation ``name`` with its ``params``.
-
-    For a normalized name "n<name>" this is the static normalized activation
-    lambda * (phi(x) - mu) of THEORY E15; ``params`` may then also hold ``rule``, ``center`` and
-    ``q`` (defaults "balanced", False, 1.0), the rest going to the base activation.
-    """
-    base = activations.parse_normalized_name(name) if isinstance(name, str) else None
-    if base is None:
-        fn = get_activation(name, **params)
-    else:
-        options = {key: params.pop(key) for key in _NORMALIZATION_OPTIONS if key in params}
-        fn = theory.normalized(get_activation(base, **params), **options)
-    return ops.activation(ops.as_tensor(x), fn)
+    """phi(x) for the activation ``name`` (or an ActivationFunction) with its ``params``."""
+    return ops.activation(ops.as_tensor(x), activations.get(name, **params))
 
 
 def identity(x: Any) -> Tensor:

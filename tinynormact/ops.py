@@ -14,7 +14,7 @@ Conventions shared by every op here:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from tinynormact import backend
@@ -249,26 +249,17 @@ def clip(x: Tensor, low: Any = None, high: Any = None) -> Tensor:
     return _unary("clip", x, out, lambda: (out == x.data).astype(x.dtype))
 
 
-def activation(x: Tensor, act: Any, on_derivative: Callable[[Any], None] | None = None) -> Tensor:
+def activation(x: Tensor, act: Any) -> Tensor:
     """phi(x) for an activation function with ``f`` and ``df`` (see ``activations``).
 
     When the activation can compute phi' from its output (``df_from_output``), backward uses the
     output, which it has at hand, instead of recomputing phi from the input (tanh, sigmoid).
-    ``on_derivative(d)``, when given, is called during backward with the array d = phi'(x) that
-    backward computes anyway, so that variance tracking can measure rho' (THEORY E6) for free.
     """
     out = act.f(x.data)
     from_output = getattr(act, "df_from_output", None)
     # the closure keeps only the array phi' is computed from: the output when it can
     argument, df = (x.data, act.df) if from_output is None else (out, from_output)
-
-    def derivative() -> Any:
-        d = df(argument)
-        if on_derivative is not None:
-            on_derivative(d)
-        return d
-
-    return _unary(act.name, x, out, derivative)
+    return _unary(act.name, x, out, lambda: df(argument))
 
 
 def astype(x: Tensor, dtype: Any) -> Tensor:
@@ -462,18 +453,8 @@ def matmul(a: Any, b: Any) -> Tensor:
     return Tensor.from_op(out, (a, b), backward, "matmul")
 
 
-def linear(
-    x: Tensor,
-    weight: Tensor,
-    bias: Tensor | None = None,
-    on_backward: Callable[[Any, Any, Any, Any], None] | None = None,
-) -> Tensor:
-    """x @ weight.T + bias for x of shape (batch, in) and weight (out, in): one fused graph node.
-
-    ``on_backward(g, grad_x, grad_weight, grad_bias)``, when given, is called during backward with
-    the gradient g reaching the output and the gradients backward computed from it (None where
-    none is needed), so that variance tracking reads them without hooks of its own.
-    """
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """x @ weight.T + bias for x of shape (batch, in) and weight (out, in): one fused graph node."""
     if x.ndim != 2 or weight.ndim != 2 or x.shape[1] != weight.shape[1]:
         raise ValueError(
             f"linear: input of shape {x.shape} does not fit weight of shape {weight.shape} "
@@ -486,10 +467,9 @@ def linear(
     def backward(g: Any) -> tuple[Any, ...]:
         gx = _grad_for(x, g @ weight.data) if x.requires_grad else None
         gw = _grad_for(weight, g.T @ x.data) if weight.requires_grad else None
-        gb = _grad_for(bias, g.sum(axis=0)) if bias is not None and bias.requires_grad else None
-        if on_backward is not None:
-            on_backward(g, gx, gw, gb)
-        return (gx, gw) if bias is None else (gx, gw, gb)
+        if bias is None:
+            return gx, gw
+        return gx, gw, (_grad_for(bias, g.sum(axis=0)) if bias.requires_grad else None)
 
     parents = (x, weight) if bias is None else (x, weight, bias)
     return Tensor.from_op(out, parents, backward, "linear")
@@ -522,3 +502,33 @@ def softmax(x: Tensor, axis: int = -1) -> Tensor:
         return (out * (g - (g * out).sum(axis=axis, keepdims=True)),)
 
     return Tensor.from_op(out, (x,), backward, "softmax")
+
+
+# ----------------------------------------------------------------------------------------------
+# the operators and methods of Tensor: attached here, once, so that autograd never imports ops
+# ----------------------------------------------------------------------------------------------
+
+
+def _reflected(op: Any) -> Any:
+    return lambda self, other: op(other, self)
+
+
+def _variadic_shape(op: Any) -> Any:
+    """``t.reshape(2, 3)`` and ``t.reshape((2, 3))`` alike (NumPy's spelling)."""
+    return lambda self, *shape: op(self, shape[0] if len(shape) == 1 else shape)
+
+
+Tensor.__add__, Tensor.__radd__ = add, _reflected(add)
+Tensor.__sub__, Tensor.__rsub__ = sub, _reflected(sub)
+Tensor.__mul__, Tensor.__rmul__ = mul, _reflected(mul)
+Tensor.__truediv__, Tensor.__rtruediv__ = div, _reflected(div)
+Tensor.__pow__, Tensor.__rpow__ = pow, _reflected(pow)
+Tensor.__matmul__, Tensor.__rmatmul__ = matmul, _reflected(matmul)
+Tensor.__neg__ = neg
+Tensor.__getitem__ = getitem
+Tensor.sum, Tensor.mean, Tensor.var, Tensor.max = sum, mean, var, max
+Tensor.exp, Tensor.log, Tensor.sqrt, Tensor.abs, Tensor.clip = exp, log, sqrt, abs, clip
+Tensor.astype = astype
+Tensor.reshape = _variadic_shape(reshape)
+Tensor.transpose = lambda self, *axes: transpose(self, (axes[0] if len(axes) == 1 else axes) or None)
+Tensor.T = property(lambda self: transpose(self, None))

@@ -1,9 +1,10 @@
-"""Per-layer variance tracking through module hooks (THEORY E5, E6, E8-E10, E16-E18).
+"""Per-layer variance tracking through the public hook API (THEORY E5, E6, E8-E10, E16-E18).
 
 ``VarianceTracker(model)`` watches every ``Linear`` of a model, in module order, together with
-the ``Activation`` that directly follows it (if any); that pair is "layer" l. It records, per
-layer and per step, second moments of the forward signal and of the backward gradients, the
-measured gains rho and rho' of the batch and the lambda of normalized activations::
+the ``Activation`` that directly follows it (if any); that pair is "layer" l. The model may be
+any ``Module``: an ``MLP`` of the library or a block a user wrote. It records, per layer and per
+step, second moments of the forward signal and of the backward gradients, the measured gains
+rho and rho' of the batch and the lambda of normalized activations::
 
     with VarianceTracker(model, every=10) as tracker:
         for x, y in batches:
@@ -38,9 +39,8 @@ y = phi(h) (B examples, n units):
 - ``preact_var``     the variance of h over examples and units
 - ``act_sq``         E[phi(h)^2] (E8's m2(q_l))
 - ``rho``            E[phi(h)^2] / E[h^2], the batch forward gain (E5, E16)
-- ``rho_prime``      E[phi'(h)^2], the batch backward gain (E6, E16), read from the phi' that
-                     the activation's backward computes: a backward statistic (NaN until the
-                     step's backward reaches the activation)
+- ``rho_prime``      E[phi'(h)^2], the batch backward gain (E6, E16), with phi' from the
+                     activation's ``derivative(h)`` in the forward hook (lambda included)
 - ``lambda``         the lambda a NormalizedActivation applied in this step (E12-E16); NaN for
                      other activations
 - ``delta_sq``       per-example E[delta_l^2], delta_l = d loss_b / d h (E9)
@@ -58,17 +58,25 @@ loop over examples:
 
 where mean_b g_b is the gradient the batch-mean loss gives the weight.
 
-How it listens. Forward hooks on each Linear and Activation see h, x and y; during backward, each
-Linear's gradient hook (``Linear.register_gradient_hook``) receives g, the weight gradient and the
-bias gradient its backward computes, and each Activation's derivative hook
-(``Activation.register_derivative_hook``) receives the phi'(h) its backward computes, so nothing
-is computed twice. Tensor hooks on h and on an activation's output (and on a Linear's input that
-requires a gradient) read the full gradients of those tensors and hand each backward the table of
-the forward that made its graph, so two forwards followed by one backward (a two-view loss)
-record each graph in its own step. Every statistic costs at most one pass over an array the
-step already holds, a (batch, width) array or, for weight_grad_var, the weight gradient: about
-eight passes per layer in all. A model without a tracker carries no hooks, so it pays nothing; a
+How it listens: only through ``Module.register_forward_hook`` and ``Tensor.register_hook``.
+Forward hooks on each Linear and Activation see x, h and y and compute the forward statistics,
+rho' included: phi'(h) is computed there from h (``Activation.derivative``), which is exact
+whatever else consumes h, and costs about what reading phi' back from the gradients would (a
+ratio of grad_input to grad_output, with care for zeros; docs/THEORY.md, "Tracking"). In a
+recorded step they put tensor hooks on h, on y and on a Linear's input that requires a gradient,
+each carrying that step, so a backward records into the step of the forward that made its graph
+(two forwards then one backward, as a two-view loss does, record each graph in its own step).
+A hook on each weight (a leaf, held while attached) reads the batch weight gradient for
+``weight_grad_var``; when one backward goes through several recorded forwards that gradient is
+their sum, and ``weight_grad_var`` stays NaN for those steps. Every statistic costs at most one
+pass over an array the step already holds: about eight passes per layer in all, plus phi'. A
 detached tracker removes all of its hooks. ``benchmarks/bench_tracking.py`` measures the cost.
+
+Storage: during a recorded step its values are written, as device scalars (no host transfer
+per statistic), into one (len(STATISTICS), n_layers) array of the model's array module. The
+array moves to the host once, as float64, when the step is complete: when the step after the
+next recorded one starts (a backward may follow the next forward), or on ``detach``/``flush``;
+``record.append(step, table)`` then stores it.
 """
 
 from __future__ import annotations
@@ -83,10 +91,10 @@ from pathlib import Path
 from typing import Any
 
 from tinynormact import backend
-from tinynormact.autograd import Tensor, is_grad_enabled
+from tinynormact.autograd import HookHandle, Tensor, is_grad_enabled, raw
 from tinynormact.backend import np
 from tinynormact.files import write_json_atomic, write_text_atomic
-from tinynormact.nn.layers import Activation, Linear, LinearGradients
+from tinynormact.nn.layers import Activation, Linear
 from tinynormact.nn.module import Module
 from tinynormact.nn.normalized import NormalizedActivation
 from tinynormact.theory import MLPProfile
@@ -140,10 +148,10 @@ _DELTA_STATISTICS = frozenset(
 _INPUT_ROW_STATISTICS = frozenset({"input_sq", "weight_grad_sq", "weight_grad_var"})
 
 
-def _mean_square(array: Any) -> float:
-    """mean(array^2) as a Python float: one dot product, no temporary array."""
+def _mean_square(array: Any) -> Any:
+    """mean(array^2) as a 0-d array of the array's module: one dot product, no temporary."""
     flat = array.ravel()
-    return float(flat.dot(flat)) / flat.size
+    return flat.dot(flat) / flat.size
 
 
 def _row_sums_of_squares(array: Any) -> Any:
@@ -151,23 +159,41 @@ def _row_sums_of_squares(array: Any) -> Any:
     return backend.row_dots(array, array)
 
 
-def _raw(value: Any) -> Any:
-    return value.data if isinstance(value, Tensor) else value
+class _Step:
+    """One recorded step: its number and its (statistic, layer) table on the model's device.
+    Hooks write only while it is open; closing moves the table to the host record."""
+
+    __slots__ = ("number", "table", "open")
+
+    def __init__(self, number: int, table: Any) -> None:
+        self.number, self.table, self.open = number, table, True
+
+
+class _ListRecord:
+    """The recorded steps in memory: ``append(step, table)`` with a host (statistic, layer)
+    float64 table; ``to_dict()`` gives {"step": (S,), "table": (S, statistic, layer)}."""
+
+    def __init__(self, n_layers: int) -> None:
+        self.n_layers, self.steps, self.tables = n_layers, [], []
+
+    def append(self, step: int, table: np.ndarray) -> None:
+        self.steps.append(int(step))
+        self.tables.append(table)
+
+    def to_dict(self) -> dict[str, np.ndarray]:
+        table = np.array(self.tables, dtype=float).reshape(-1, len(STATISTICS), self.n_layers)
+        return {"step": np.array(self.steps, dtype=np.int64), "table": table}
 
 
 class _Layer:
-    """One tracked layer: a Linear and the Activation after it (or None), plus what the hooks
-    of the forward being recorded hand to those of its backward."""
+    """One tracked layer: a Linear and the Activation after it (or None), plus what hooks of
+    one forward hand to each other."""
 
     def __init__(self, index: int, name: str, linear: Linear, activation: Activation | None) -> None:
         self.index, self.name, self.linear, self.activation = index, name, linear, activation
         self.preact: Any = None  # the recorded forward's h and its mean square, which the
-        self.preact_sq = math.nan  # activation hook reuses when its input is that same array
-        # Set by a gradient hook on h (on y) just before backward goes through the Linear (the
-        # Activation) of a recorded forward, and taken by the gradient (derivative) hook: the
-        # table and input rows of the forward that made the graph being differentiated.
-        self.linear_backward: tuple[Any, Any] | None = None
-        self.activation_backward: Any = None
+        self.preact_sq: Any = math.nan  # activation hook reuses when its input is that same array
+        self.weight_steps: list[_Step] = []  # steps whose delta hook ran in the current backward
 
 
 def _find_layers(model: Module) -> list[_Layer]:
@@ -192,11 +218,17 @@ class VarianceTracker:
     hook. ``statistics`` (default: all of ``STATISTICS``) chooses what to compute: the others
     stay NaN, and hooks that would serve only them are not attached. Use as a context manager
     (attach on enter, detach on exit) or call ``attach()`` and ``detach()``. Recorded data stays
-    available after detaching. The cost is measured by ``benchmarks/bench_tracking.py``.
+    available after detaching. ``record`` receives each completed step (``append(step, table)``);
+    by default a list in memory. The cost is measured by ``benchmarks/bench_tracking.py``.
     """
 
     def __init__(
-        self, model: Module, every: int = 1, start_step: int = 0, statistics: Iterable[str] = STATISTICS
+        self,
+        model: Module,
+        every: int = 1,
+        start_step: int = 0,
+        statistics: Iterable[str] = STATISTICS,
+        record: Any = None,
     ) -> None:
         if int(every) != every or every < 1:
             raise ValueError(f"every must be an integer >= 1, got {every!r}")
@@ -218,49 +250,54 @@ class VarianceTracker:
         self._wants_rho_prime = "rho_prime" in wanted
         self.model, self.every = model, int(every)
         self._layers = _find_layers(model)
-        self._removers: list[Callable[[], None]] = []
+        self.record = _ListRecord(len(self._layers)) if record is None else record
+        self._handles: list[HookHandle] = []
         self._step = int(start_step) - 1  # the number of the current step (a resumed run starts later)
-        self._table: Any = None  # this step's values, table[column][layer]; None: not recording
-        self._last_output: tuple[Any, Any, float] | None = None  # see _input_rows
+        self._current: _Step | None = None  # the step being recorded; None: this step is not
+        self._open: list[_Step] = []  # recorded steps whose table is still on the device
+        self._last_output: tuple[Any, Any, Any] | None = None  # see _input_rows
         self._watched: tuple[Any, list[Any], list[Any]] = (None, [], [])  # see _on_gradient
         self._ones: Any = None  # see _mean
-        self._leaf_removers: list[Callable[[], None]] = []  # hooks on reused inputs, see _on_gradient
-        self._attachment = 0  # counts detaches
-        self._steps: list[int] = []
-        self._tables: list[list[list[float]]] = []
+        self._leaf_handles: list[HookHandle] = []  # hooks on reused inputs, see _on_gradient
 
     # ----- attaching --------------------------------------------------------------------------
     def attach(self) -> VarianceTracker:
         """Register the hooks (a no-op when already attached); returns self."""
-        if self._removers:
+        if self._handles:
             return self
         for layer in self._layers:
-            self._removers.append(layer.linear.register_forward_hook(self._linear_hook(layer)).remove)
-            if self._wants_delta:
-                hook = self._gradient_hook(layer)
-                self._removers.append(layer.linear.register_gradient_hook(hook).remove)
+            self._handles.append(layer.linear.register_forward_hook(self._linear_hook(layer)))
+            if self._wants_weight_var:
+                self._handles.append(layer.linear.weight.register_hook(self._weight_hook(layer)))
             if layer.activation is not None and self._wants_activation:
-                hook = self._activation_hook(layer)
-                self._removers.append(layer.activation.register_forward_hook(hook).remove)
-            if layer.activation is not None and self._wants_rho_prime:
-                hook = self._derivative_hook(layer)
-                self._removers.append(layer.activation.register_derivative_hook(hook).remove)
+                self._handles.append(layer.activation.register_forward_hook(self._activation_hook(layer)))
         return self
 
     def detach(self) -> None:
-        """Remove every hook; the model is then exactly as fast as without a tracker."""
-        for remove in self._removers:
-            remove()
-        self._removers.clear()
+        """Remove every hook and move the open steps to the record; the model is then exactly
+        as fast as without a tracker."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
         self._remove_leaf_hooks()
-        self._attachment += 1  # hooks still on this step's graphs become inert
-        self._table, self._watched, self._last_output = None, (None, [], []), None
+        self.flush()
+        self._current, self._watched, self._last_output = None, (None, [], []), None
         for layer in self._layers:
-            layer.preact = layer.linear_backward = layer.activation_backward = None
+            layer.preact, layer.weight_steps = None, []
+
+    def flush(self) -> None:
+        """Move every open step's table to the record (later hooks of those steps write nothing)."""
+        for step in self._open:
+            self._close(step)
+        self._open.clear()
+
+    def _close(self, step: _Step) -> None:
+        step.open = False
+        self.record.append(step.number, backend.to_numpy(step.table).astype(np.float64, copy=False))
 
     @property
     def attached(self) -> bool:
-        return bool(self._removers)
+        return bool(self._handles)
 
     def __enter__(self) -> VarianceTracker:
         return self.attach()
@@ -270,18 +307,24 @@ class VarianceTracker:
 
     # ----- the hooks --------------------------------------------------------------------------
     def _remove_leaf_hooks(self) -> None:
-        for remove in self._leaf_removers:
-            remove()
-        self._leaf_removers.clear()
+        for handle in self._leaf_handles:
+            handle.remove()
+        self._leaf_handles.clear()
 
-    def _start_step(self) -> None:
+    def _start_step(self, like: Any) -> None:
+        """A new training forward: number it and, when recorded, open its table (on the device
+        of ``like``); close the steps before the previous recorded one."""
         self._step += 1
         self._remove_leaf_hooks()
-        self._table, self._watched, self._last_output = None, (None, [], []), None
-        if self._step % self.every == 0:
-            self._table = [[math.nan] * len(self._layers) for _ in STATISTICS]
-            self._steps.append(self._step)
-            self._tables.append(self._table)
+        self._current, self._watched, self._last_output = None, (None, [], []), None
+        if self._step % self.every:
+            return
+        for step in self._open[:-1]:
+            self._close(step)
+        del self._open[:-1]
+        xp = backend.get_array_module(like)
+        self._current = _Step(self._step, xp.full((len(STATISTICS), len(self._layers)), math.nan))
+        self._open.append(self._current)
 
     def _on_gradient(self, tensor: Tensor) -> tuple[list[tuple[int, int]], list[Callable[[], None]]]:
         """The (column, layer) targets and the actions of ``tensor``'s one hook in this step.
@@ -291,31 +334,31 @@ class VarianceTracker:
         this step's table (one pass, however many targets: an activation's output is usually the
         next Linear's input), then runs the actions. It runs once and removes itself, so a graph
         kept for another backward or an input reused in later steps does not record twice; it is
-        inert after detach. A hook on a leaf (a reused input) whose backward never came goes at
-        the next step.
+        inert once its step is closed. A hook on a leaf (a reused input) whose backward never
+        came goes at the next step.
         """
         watched, targets, actions = self._watched
         if watched is None or watched() is not tensor:
-            table, targets, actions, attachment = self._table, [], [], self._attachment
+            step, targets, actions = self._current, [], []
 
             def hook(g: Any) -> None:
-                remove()
-                if attachment != self._attachment:  # detached since this forward
+                handle.remove()
+                if not step.open:
                     return
                 if targets:
                     value = g.shape[0] ** 2 * _mean_square(g)
                     for column, l in targets:
-                        table[column][l] = value
+                        step.table[column, l] = value
                 for action in actions:
                     action()
 
-            remove = tensor.register_hook(hook)
+            handle = tensor.register_hook(hook)
             if tensor.is_leaf:
-                self._leaf_removers.append(remove)
+                self._leaf_handles.append(handle)
             self._watched = (weakref.ref(tensor), targets, actions)
         return targets, actions
 
-    def _input_rows(self, x: Any) -> tuple[Any, float]:
+    def _input_rows(self, x: Any) -> tuple[Any, Any]:
         """(per-example sum_j x_bj^2, E[x^2]) of a layer's input; taken over, not recomputed, when
         x is the output the previous activation hook reduced (an MLP's hidden layers)."""
         if self._last_output is not None and self._last_output[0] is x:
@@ -323,7 +366,7 @@ class VarianceTracker:
             self._last_output = None  # used: do not keep the array alive
             return rows, mean
         rows = _row_sums_of_squares(x)
-        return rows, float(rows.sum()) / x.size
+        return rows, rows.sum() / x.size
 
     def _linear_hook(self, layer: _Layer) -> Callable[[Module, tuple[Any, ...], Any], None]:
         l, paired = layer.index, layer.activation is not None and self._wants_activation
@@ -331,60 +374,68 @@ class VarianceTracker:
         def hook(module: Module, inputs: tuple[Any, ...], output: Tensor) -> None:
             if not is_grad_enabled():
                 return
-            if l == 0:
-                self._start_step()
-            table = self._table
-            if table is None:
-                return
             x, h = inputs[0], output.data
-            table[_PREACT_SQ][l] = q = _mean_square(h)  # always: rho needs it too
+            if l == 0:
+                self._start_step(h)
+            step = self._current
+            if step is None:
+                return
+            table = step.table
+            table[_PREACT_SQ, l] = q = _mean_square(h)  # always: rho needs it too
             if paired:
                 layer.preact, layer.preact_sq = h, q
             if self._wants_preact_var:
-                table[_PREACT_VAR][l] = q - self._mean(h) ** 2
+                table[_PREACT_VAR, l] = q - self._mean(h) ** 2
             rows = None
             if self._wants_input_rows:
-                rows, table[_INPUT_SQ][l] = self._input_rows(_raw(x))
+                rows, table[_INPUT_SQ, l] = self._input_rows(raw(x))
             if self._wants_input_grad and isinstance(x, Tensor) and x.requires_grad:
                 self._on_gradient(x)[0].append((_INPUT_GRAD_SQ, l))
             if self._wants_delta and output.requires_grad:
-                bound = (table, rows)
-
-                def bind(g: Any) -> None:  # h is this forward's own tensor: no need to run once
-                    layer.linear_backward = bound
-
-                output.register_hook(bind)
+                output.register_hook(self._delta_hook(layer, step, rows))
 
         return hook
 
-    def _gradient_hook(self, layer: _Layer) -> Callable[[Linear, LinearGradients], None]:
-        """From what the Linear's backward computed: g = delta / B, the gradient of the batch-mean
+    def _delta_hook(self, layer: _Layer, step: _Step, input_rows: Any) -> Callable[[Any], None]:
+        """The hook on h of one recorded forward. g = delta / B is the gradient of the batch-mean
         loss reaching h (B examples, n outputs, m inputs). With r_b = sum_i g_bi^2 and
         s_b = sum_j x_bj^2 (the forward's input rows),
 
             E[delta^2] = B^2 sum_b r_b / (B n)             (E9; = bias_grad_sq)
             E[gW^2]    = B^2 sum_b r_b s_b / (B n m)       (E10, per-example gradients delta_b x_b^T)
 
-        and the variances across examples subtract the squared batch gradients mean_b g_b."""
-        l = layer.index
+        and the variances across examples subtract the squared batch gradients: sum_b g_b for the
+        bias, the weight's gradient (read by the weight hook) for the weight."""
+        l, module = layer.index, layer.linear
 
-        def hook(module: Linear, gradients: LinearGradients) -> None:
-            if layer.linear_backward is None:  # a graph made by a forward that was not recorded
+        def hook(g: Any) -> None:
+            if not step.open:
                 return
-            (table, input_rows), layer.linear_backward = layer.linear_backward, None
-            g = gradients.output
+            table = step.table
             batch, outputs = g.shape
             rows = _row_sums_of_squares(g)
-            table[_DELTA_SQ][l] = delta_sq = batch * float(rows.sum()) / outputs
+            table[_DELTA_SQ, l] = delta_sq = batch * rows.sum() / outputs
             if module.bias is not None:
-                table[_BIAS_GRAD_SQ][l] = delta_sq
-                if self._wants_bias_var and gradients.bias is not None:
-                    table[_BIAS_GRAD_VAR][l] = delta_sq - _mean_square(gradients.bias)
+                table[_BIAS_GRAD_SQ, l] = delta_sq
+                if self._wants_bias_var:
+                    table[_BIAS_GRAD_VAR, l] = delta_sq - _mean_square(g.sum(axis=0))
             if input_rows is not None:
-                weight_sq = batch * float(rows.dot(input_rows)) / (outputs * module.in_features)
-                table[_WEIGHT_GRAD_SQ][l] = weight_sq
-                if self._wants_weight_var and gradients.weight is not None:
-                    table[_WEIGHT_GRAD_VAR][l] = weight_sq - _mean_square(gradients.weight)
+                table[_WEIGHT_GRAD_SQ, l] = batch * rows.dot(input_rows) / (outputs * module.in_features)
+                if self._wants_weight_var:
+                    layer.weight_steps.append(step)
+
+        return hook
+
+    def _weight_hook(self, layer: _Layer) -> Callable[[Any], None]:
+        """The hook on the weight (a leaf: it runs after every delta hook of the same backward)
+        with the batch weight gradient, for weight_grad_var = E[gW^2] - mean(gW_batch^2)."""
+        l = layer.index
+
+        def hook(grad_weight: Any) -> None:
+            steps, layer.weight_steps = layer.weight_steps, []
+            if len(steps) == 1 and steps[0].open:  # several: the gradient is their sum
+                table = steps[0].table
+                table[_WEIGHT_GRAD_VAR, l] = table[_WEIGHT_GRAD_SQ, l] - _mean_square(grad_weight)
 
         return hook
 
@@ -392,55 +443,37 @@ class VarianceTracker:
         l, normalized = layer.index, isinstance(layer.activation, NormalizedActivation)
 
         def hook(module: Activation, inputs: tuple[Any, ...], output: Tensor) -> None:
-            table = self._table
-            if table is None or not is_grad_enabled():
+            step = self._current
+            if step is None or not is_grad_enabled():
                 return
-            h, y = _raw(inputs[0]), output.data
+            table = step.table
+            h, y = raw(inputs[0]), output.data
             if self._wants_input_rows:  # reduce per example: the next Linear's input rows
                 rows = _row_sums_of_squares(y)
-                y_sq = float(rows.sum()) / y.size
+                y_sq = rows.sum() / y.size
                 self._last_output = (y, rows, y_sq)
             else:
                 y_sq = _mean_square(y)
-            table[_ACT_SQ][l] = y_sq
+            table[_ACT_SQ, l] = y_sq
             h_sq = layer.preact_sq if h is layer.preact else _mean_square(h)
             layer.preact = None
-            table[_RHO][l] = y_sq / h_sq
-            if normalized:
-                table[_LAMBDA][l] = float(_raw(module.last_lambda))
-            if not output.requires_grad:
-                return
-            targets, actions = self._on_gradient(output)
-            if self._wants_grad_act:
-                targets.append((_GRAD_ACT_SQ, l))
+            table[_RHO, l] = y_sq / h_sq
             if self._wants_rho_prime:
-
-                def bind() -> None:
-                    layer.activation_backward = table
-
-                actions.append(bind)
-
-        return hook
-
-    def _derivative_hook(self, layer: _Layer) -> Callable[[Activation, Any, Any], None]:
-        """rho' = scale^2 mean(phi'(h)^2) (E6) from the phi' that the activation's backward
-        computes: recorded with the backward statistics, at no extra pass over phi."""
-
-        def hook(module: Activation, derivative: Any, scale: Any) -> None:
-            if layer.activation_backward is None:  # a graph made by a forward that was not recorded
-                return
-            table, layer.activation_backward = layer.activation_backward, None
-            table[_RHO_PRIME][layer.index] = float(_raw(scale)) ** 2 * _mean_square(derivative)
+                table[_RHO_PRIME, l] = _mean_square(module.derivative(h))
+            if normalized:
+                table[_LAMBDA, l] = raw(module.last_lambda)
+            if self._wants_grad_act and output.requires_grad:
+                self._on_gradient(output)[0].append((_GRAD_ACT_SQ, l))
 
         return hook
 
-    def _mean(self, array: Any) -> float:
-        """mean(array) of a 2-d array as a Python float: a matrix-vector product with a kept
-        vector of ones, then a sum over rows; three times as fast as ``array.sum()`` in float32."""
+    def _mean(self, array: Any) -> Any:
+        """mean(array) of a 2-d array as a 0-d array: a matrix-vector product with a kept vector
+        of ones, then a sum over rows; three times as fast as ``array.sum()`` in float32."""
         ones = self._ones  # one per row length, dtype and array type (device), else replaced
         if not (type(ones) is type(array) and len(ones) == array.shape[1] and ones.dtype == array.dtype):
             ones = self._ones = backend.get_array_module(array).ones(array.shape[1], dtype=array.dtype)
-        return float(array.dot(ones).sum()) / array.size
+        return array.dot(ones).sum() / array.size
 
     # ----- the record -------------------------------------------------------------------------
     @property
@@ -448,16 +481,27 @@ class VarianceTracker:
         """The dotted module names of the tracked Linear layers, in layer order."""
         return [layer.name for layer in self._layers]
 
+    def _tables(self) -> tuple[list[int], list[Any]]:
+        """The steps and host tables recorded so far: the record's, then the open steps'
+        (copied to the host without closing them)."""
+        recorded = self.record.to_dict()
+        steps, tables = recorded["step"].tolist(), list(recorded["table"])
+        for step in self._open:
+            steps.append(step.number)
+            tables.append(backend.to_numpy(step.table).astype(np.float64))
+        return steps, tables
+
     @property
     def steps(self) -> list[int]:
         """The numbers of the recorded steps."""
-        return list(self._steps)
+        return self._tables()[0]
 
     def to_dict(self) -> dict[str, np.ndarray]:
         """{"step": (S,) ints, statistic: (S, L) floats} for S recorded steps, L layers and each
         statistic the tracker records."""
-        table = np.array(self._tables, dtype=float).reshape(-1, len(STATISTICS), len(self._layers))
-        record = {"step": np.array(self._steps, dtype=np.int64)}
+        steps, tables = self._tables()
+        table = np.array(tables, dtype=float).reshape(-1, len(STATISTICS), len(self._layers))
+        record = {"step": np.array(steps, dtype=np.int64)}
         record.update({name: table[:, _COLUMN[name], :] for name in self.statistics})
         return record
 
@@ -465,9 +509,10 @@ class VarianceTracker:
         """{statistic: (L,) array} of one recorded step: ``index`` 0 is the first (at
         initialization when tracking started with training), -1 the latest. Comparable with
         ``theory_record(theory.mlp_profile(...))``."""
-        if not self._tables:
+        _, tables = self._tables()
+        if not tables:
             raise ValueError("VarianceTracker.profile: no step has been recorded yet")
-        return {name: np.array(self._tables[index][_COLUMN[name]]) for name in self.statistics}
+        return {name: np.array(tables[index][_COLUMN[name]]) for name in self.statistics}
 
     def to_json(self, path: str | Path) -> None:
         """Write the record as JSON (NaN as null), atomically; ``read_json`` reads it back."""

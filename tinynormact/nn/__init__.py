@@ -1,17 +1,19 @@
 """Neural-network layers and models built on the autograd engine.
 
-- ``Module``, ``Parameter``, ``Sequential`` (hooks, state_dict, train/eval, to(device));
-- ``Linear``, ``Activation`` (any activation name; "n<name>" builds a ``NormalizedActivation``),
-  with hooks on what their backward computes (``LinearGradients``, phi') for variance tracking;
+- ``Module``, ``Parameter``, ``Sequential`` (PyTorch's hooks, state_dict, train/eval, to(device));
+- ``Linear``, ``Activation``, and the factory ``activation(name, **options)``, the one place
+  that reads "n<name>" (a ``NormalizedActivation``);
 - ``NormalizedActivation``: static and adaptive normalization (THEORY E12-E16);
 - ``ResidualBlock``; the builders ``MLP`` and ``ResidualMLP``;
 - ``init``: weight initializers with gains from the theory.
 """
 
+from tinynormact.autograd import HookHandle
 from tinynormact.nn import init
-from tinynormact.nn.layers import Activation, Linear, LinearGradients
+from tinynormact.nn.factory import activation
+from tinynormact.nn.layers import Activation, Linear
 from tinynormact.nn.mlp import MLP
-from tinynormact.nn.module import HookHandle, LoadResult, Module, Parameter, Sequential, StateDictError
+from tinynormact.nn.module import LoadResult, Module, Parameter, Sequential, StateDictError
 from tinynormact.nn.normalized import NormalizedActivation
 from tinynormact.nn.residual import ResidualBlock, ResidualMLP
 
@@ -19,7 +21,6 @@ __all__ = [
     "Activation",
     "HookHandle",
     "Linear",
-    "LinearGradients",
     "LoadResult",
     "MLP",
     "Module",
@@ -29,5 +30,6 @@ __all__ = [
     "ResidualMLP",
     "Sequential",
     "StateDictError",
+    "activation",
     "init",
 ]

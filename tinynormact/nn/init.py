@@ -11,9 +11,13 @@ equals their second moment q. The variance factor (THEORY E8) is written Var(W) 
 - ``xavier_uniform`` / ``xavier_normal``: Var(W) = g^2 * 2 / (fan_in + fan_out), a compromise
   between keeping the forward variance (fan_in) and the backward one (fan_out);
 - ``kaiming_normal`` / ``kaiming_uniform``: Var(W) = g^2 / fan with g computed from the theory
-  for the activation that follows (``gain``), never looked up in a table. ``mode="fan_in"``
-  uses the forward convention (g^2 * rho(q) = 1 keeps the second moment q, E8);
-  ``mode="fan_out"`` the backward one (g^2 * rho'(q) = 1 keeps E[delta^2], E9);
+  for the activation that produced the layer's *input* (``gain``), never looked up in a table:
+  E8 reads q_l = sigma_w^2 m2(q_{l-1}), so the gain that keeps q belongs to phi of the previous
+  layer; the first layer of a network sees the data (identity, gain 1). ``mode="fan_in"`` uses
+  the forward convention (g^2 * rho(q) = 1 keeps the second moment q, E8); ``mode="fan_out"``
+  the backward one (g^2 * rho'(q) = 1 keeps E[delta^2], E9). PyTorch's ``nonlinearity=`` names
+  the same activation (the one before the layer), but its gains come from a table
+  (docs/THEORY.md, "Initialization gains");
 - ``orthogonal``: g times a (semi-)orthogonal matrix, so |W x| = g |x| for in <= out.
 """
 
@@ -41,7 +45,7 @@ __all__ = [
     "orthogonal",
     "zeros",
     "initialize",
-    "uses_activation",
+    "takes_gain_from_activation",
     "INITIALIZERS",
 ]
 
@@ -159,21 +163,23 @@ _ALIASES = {"lecun": "lecun_normal", "xavier": "xavier_normal", "kaiming": "kaim
 _THEORY_GAIN = ("kaiming_normal", "kaiming_uniform")
 
 
-def uses_activation(scheme: str | Initializer) -> bool:
-    """Whether the named ``scheme`` takes its gain from the activation (the kaiming schemes)."""
+def takes_gain_from_activation(scheme: str | Initializer) -> bool:
+    """Whether the named ``scheme`` computes its gain from an activation (the kaiming schemes);
+    the others take a gain of 1 unless ``initialize`` is given one to compute."""
     return isinstance(scheme, str) and _ALIASES.get(scheme, scheme) in _THEORY_GAIN
 
 
 def initialize(
     weight: Parameter,
     scheme: str | Initializer = "lecun_normal",
-    activation: str | ActivationFunction | None = None,
+    gain_from: str | ActivationFunction | None = None,
     rng: Rng = None,
 ) -> None:
     """Initialize ``weight`` with a named scheme or a callable ``scheme(weight, rng=rng)``.
 
-    ``activation`` (the activation that follows the layer) sets the gain: kaiming schemes take
-    it directly; the others use ``gain(activation, "forward")``; without it the gain is 1.
+    ``gain_from`` is the activation that produced the layer's input (THEORY E8): kaiming schemes
+    take their gain from it (relu when None, as PyTorch's default); the other schemes use
+    ``gain(gain_from, "forward")`` when it is given, else gain 1.
     """
     if callable(scheme):
         scheme(weight, rng=rng)
@@ -183,7 +189,7 @@ def initialize(
         valid = ", ".join([*INITIALIZERS, *_ALIASES])
         raise ValueError(f"unknown initializer {scheme!r}; valid initializers are {valid}")
     if name in _THEORY_GAIN:
-        INITIALIZERS[name](weight, activation=activation or "relu", rng=rng)
+        INITIALIZERS[name](weight, activation=gain_from or "relu", rng=rng)
     else:
-        g = 1.0 if activation is None else gain(activation, "forward")
+        g = 1.0 if gain_from is None else gain(gain_from, "forward")
         INITIALIZERS[name](weight, gain=g, rng=rng)

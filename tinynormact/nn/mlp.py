@@ -7,20 +7,31 @@ from typing import Any
 
 from tinynormact.activations import ActivationFunction
 from tinynormact.nn import init as nn_init
+from tinynormact.nn.factory import activation as make_activation
 from tinynormact.nn.layers import Activation, Linear
 from tinynormact.nn.module import Sequential
+
+
+def gain_source(init: str | nn_init.Initializer, previous: Activation | None) -> Any:
+    """What a builder passes as a Linear's ``gain_from``: the activation that produced the
+    layer's input (identity for the data or a residual stream, THEORY E8), only for the schemes
+    that compute their gain from one (kaiming); None otherwise (gain 1)."""
+    if not nn_init.takes_gain_from_activation(init):
+        return None
+    return "identity" if previous is None else previous.function
 
 
 class MLP(Sequential):
     """widths = [n_0, ..., n_L]: L Linear layers with an activation after each but the last.
 
     This is the network of THEORY E8-E10 that ``theory.mlp_profile(..., final_activation=False)``
-    describes. ``activation`` is any activation name, normalized ones included ("nswish"), or an
-    ActivationFunction; ``activation_options`` go to every ``Activation`` (e.g.
+    describes. ``activation`` is any name of ``nn.activation``, normalized ones included
+    ("nswish"), or an ActivationFunction; ``activation_options`` go to every activation (e.g.
     ``{"mode": "adaptive", "rule": "backward"}`` or ``{"beta": 2.0}``), each layer getting its own.
-    ``init`` is an ``nn.init`` scheme: kaiming schemes take their gain from the theory for the
-    activation that follows each Linear (identity for the last); other schemes use gain 1. One
-    ``rng`` (seed or Generator) draws all weights in order, so a seed fixes the whole network.
+    ``init`` is an ``nn.init`` scheme: kaiming schemes take the gain of the activation that
+    produced each Linear's input (identity for the first, which sees the data); other schemes
+    use gain 1. One ``rng`` (seed or Generator) draws all weights in order, so a seed fixes the
+    whole network.
     """
 
     def __init__(
@@ -37,13 +48,12 @@ class MLP(Sequential):
         if len(widths) < 2:
             raise ValueError(f"MLP needs widths [n_0, ..., n_L] with at least two entries, got {widths!r}")
         rng = nn_init.as_generator(rng)
-        layers = []
+        layers: list[Any] = []
+        previous: Activation | None = None
         for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
-            last = i == len(widths) - 2
-            act = None if last else Activation(activation, **(activation_options or {}))
-            gain_from = (act.function if act else "identity") if nn_init.uses_activation(init) else None
-            layers.append(Linear(n_in, n_out, bias, init, activation=gain_from, dtype=dtype, rng=rng))
-            if act is not None:
-                layers.append(act)
+            layers.append(Linear(n_in, n_out, bias, init, gain_source(init, previous), dtype, rng))
+            if i < len(widths) - 2:
+                previous = make_activation(activation, **(activation_options or {}))
+                layers.append(previous)
         super().__init__(*layers)
         self.widths = widths

@@ -12,15 +12,21 @@ registers it, as in PyTorch::
         def forward(self, x):
             return x * self.scale
 
-Calling a module runs ``forward`` and then its hooks:
+Hooks, with PyTorch's names and signatures (with ``Tensor.register_hook(hook(grad))``, the
+library's only hook API):
 
-- forward hooks ``hook(module, inputs, output)`` run after ``forward``;
-- backward hooks ``hook(module, grad_output)`` receive, during ``backward()``, the gradient array
-  of the loss with respect to the module's output (for a Linear layer: delta_l of THEORY E9).
-  A backward hook that returns an array replaces the gradient passed on.
+- ``register_forward_hook(hook(module, inputs, output))``: runs after every ``forward``;
+- ``register_full_backward_hook(hook(module, grad_input, grad_output))``: runs during
+  ``backward()`` once the gradients of the module's inputs are known. ``grad_output`` is a
+  1-tuple with the gradient array of the loss with respect to the output (for a Linear layer:
+  delta_l / B of THEORY E9 under a batch-mean loss); ``grad_input`` has one entry per input,
+  the gradient that flows back through this module (None for an input that needs none). The
+  hook must return None (to change a gradient, use ``Tensor.register_hook``).
 
-Both registrations return a handle whose ``remove()`` unregisters the hook. A module without
-hooks pays one empty-list check per call and nothing else.
+Each registration returns a handle whose ``remove()`` unregisters the hook. A module without
+hooks pays one empty-list check per call and nothing else; with full backward hooks, each call
+adds an identity node in the graph before and after the module, whose tensor hooks collect the
+gradients.
 """
 
 from __future__ import annotations
@@ -30,10 +36,10 @@ from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 from tinynormact import backend
-from tinynormact.autograd import Tensor
+from tinynormact.autograd import HookHandle, Tensor, is_grad_enabled
 
 ForwardHook = Callable[["Module", tuple[Any, ...], Any], None]
-BackwardHook = Callable[["Module", Any], Any]
+FullBackwardHook = Callable[["Module", tuple[Any, ...], tuple[Any, ...]], None]
 
 
 class Parameter(Tensor):
@@ -46,17 +52,6 @@ class Parameter(Tensor):
 
     def __repr__(self) -> str:
         return "Parameter(" + super().__repr__()[len("tensor(") :]
-
-
-class HookHandle:
-    """Returned by hook registration; ``remove()`` unregisters the hook (twice is harmless)."""
-
-    def __init__(self, hooks: list[Any], hook: Any) -> None:
-        self._hooks, self._hook = hooks, hook
-
-    def remove(self) -> None:
-        if self._hook in self._hooks:
-            self._hooks.remove(self._hook)
 
 
 class StateDictError(ValueError):
@@ -212,25 +207,22 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def __call__(self, *inputs: Any) -> Any:
+        boundary = _BackwardBoundary(self) if self._backward_hooks and is_grad_enabled() else None
+        if boundary is not None:
+            inputs = boundary.wrap_inputs(inputs)
         output = self.forward(*inputs)
-        if self._forward_hooks:
-            for hook in list(self._forward_hooks):
-                hook(self, inputs, output)
-        if self._backward_hooks and isinstance(output, Tensor) and output.requires_grad:
-            for hook in self._backward_hooks:
-                output.register_hook(_bind(hook, self))
-        return output
+        for hook in list(self._forward_hooks):
+            hook(self, inputs, output)
+        return output if boundary is None else boundary.wrap_output(output)
 
     def register_forward_hook(self, hook: ForwardHook) -> HookHandle:
         """Call ``hook(module, inputs, output)`` after every forward."""
-        self._forward_hooks.append(hook)
-        return HookHandle(self._forward_hooks, hook)
+        return _append(self._forward_hooks, hook)
 
-    def register_backward_hook(self, hook: BackwardHook) -> HookHandle:
-        """Call ``hook(module, grad_output)`` with the gradient array of the loss with respect to
-        this module's output, during backward (only when the output requires a gradient)."""
-        self._backward_hooks.append(hook)
-        return HookHandle(self._backward_hooks, hook)
+    def register_full_backward_hook(self, hook: FullBackwardHook) -> HookHandle:
+        """Call ``hook(module, grad_input, grad_output)`` during backward (see the module
+        docstring); only for calls whose output requires a gradient."""
+        return _append(self._backward_hooks, hook)
 
     # ----- printing ---------------------------------------------------------------------------
     def extra_repr(self) -> str:
@@ -247,9 +239,66 @@ class Module:
         return "\n".join(lines) + "\n)"
 
 
-def _bind(hook: BackwardHook, module: Module) -> Callable[[Any], Any]:
-    """A tensor hook ``grad -> hook(module, grad)``."""
-    return lambda grad: hook(module, grad)
+def _append(hooks: list[Any], hook: Any) -> HookHandle:
+    hooks.append(hook)
+    return HookHandle(lambda: hooks.remove(hook) if hook in hooks else None)
+
+
+def _boundary_node(x: Tensor) -> Tensor:
+    """x again, as a new graph node whose gradient is the gradient reaching x through it."""
+    return Tensor.from_op(x.data, (x,), lambda g: (g,), "hook_boundary")
+
+
+class _BackwardBoundary:
+    """One call of a module with full backward hooks: identity nodes around the module catch
+    the gradient of its output, then of each input, and run the hooks when all are in."""
+
+    def __init__(self, module: Module) -> None:
+        self.module, self.hooks = module, tuple(module._backward_hooks)
+        self.grad_input: list[Any] = []
+        self.grad_output: tuple[Any, ...] | None = None
+        self.waiting = 0  # inputs whose gradient has not arrived yet
+
+    def wrap_inputs(self, inputs: tuple[Any, ...]) -> tuple[Any, ...]:
+        self.grad_input = [None] * len(inputs)
+        wrapped = []
+        for i, x in enumerate(inputs):
+            if isinstance(x, Tensor) and x.requires_grad:
+                x = _boundary_node(x)
+                x.register_hook(self._input_hook(i))
+                self.waiting += 1
+            wrapped.append(x)
+        return tuple(wrapped)
+
+    def wrap_output(self, output: Any) -> Any:
+        if not (isinstance(output, Tensor) and output.requires_grad):
+            return output
+        output = _boundary_node(output)
+        output.register_hook(self._on_grad_output)
+        return output
+
+    def _on_grad_output(self, g: Any) -> None:
+        self.grad_output = (g,)
+        if self.waiting == 0:
+            self._run()
+
+    def _input_hook(self, i: int) -> Callable[[Any], None]:
+        def hook(g: Any) -> None:
+            self.grad_input[i] = g
+            self.waiting -= 1
+            if self.waiting == 0 and self.grad_output is not None:
+                self._run()
+
+        return hook
+
+    def _run(self) -> None:
+        grad_input, grad_output = tuple(self.grad_input), self.grad_output
+        for hook in self.hooks:
+            if hook(self.module, grad_input, grad_output) is not None:
+                raise RuntimeError(
+                    "a full backward hook must return None; to replace a gradient, use "
+                    "Tensor.register_hook"
+                )
 
 
 class Sequential(Module):

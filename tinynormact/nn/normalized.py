@@ -39,7 +39,7 @@ from typing import Any
 from tinynormact import activations, backend, ops, theory
 from tinynormact.activations import ActivationFunction
 from tinynormact.autograd import Tensor
-from tinynormact.nn.layers import Activation, get_activation
+from tinynormact.nn.layers import Activation
 from tinynormact.nn.module import Parameter
 
 MODES = ("static", "adaptive")
@@ -50,9 +50,9 @@ _TANH = activations.get("tanh")
 class NormalizedActivation(Activation):
     """phi_hat(h) = lambda * (phi(h) - mu) with lambda from a normalization rule (THEORY E12-E16).
 
-    ``base`` is an activation name ("swish", or "nswish" meaning the same), or an
-    ActivationFunction; ``params`` are the base activation's parameters (e.g. beta=2.0). See the
-    module docstring for the modes. ``lambda_`` and ``shift`` are the values evaluation mode uses.
+    ``base`` is an activation name ("swish") or an ActivationFunction; ``params`` are the base
+    activation's parameters (e.g. beta=2.0). See the module docstring for the modes.
+    ``lambda_`` and ``shift`` are the values evaluation mode uses.
     """
 
     def __init__(
@@ -70,9 +70,7 @@ class NormalizedActivation(Activation):
         eps: float = 1e-8,
         **params: Any,
     ) -> None:
-        if isinstance(base, str):
-            base = activations.parse_normalized_name(base) or base
-        super().__init__(get_activation(base, **params))
+        super().__init__(base, **params)
         _check_options(mode, rule, q, momentum, differentiate_lambda, correction_scale, eps)
         if train_statistics not in TRAIN_STATISTICS:
             valid = ", ".join(TRAIN_STATISTICS)
@@ -126,9 +124,8 @@ class NormalizedActivation(Activation):
     # ----- forward ----------------------------------------------------------------------------
     def forward(self, x: Any) -> Tensor:
         x = ops.as_tensor(x)
-        applied: list[Any] = [1.0]  # the lambda this call applies, set below; derivative hooks read it
         if self.mode == "adaptive" and self.training:
-            phi = self._base_activation(x, applied)
+            phi = ops.activation(x, self.base)
             lam, mu = self._batch_lambda_and_shift(x, phi)
             if self.train_statistics == "running":
                 lam, mu = self._eval_lambda_and_shift()
@@ -137,18 +134,17 @@ class NormalizedActivation(Activation):
             if self.correction is None:  # constants only: one fused node, lambda inside phi'
                 fn = self.function if self.mode == "static" else activations.affine(self.base, lam, mu)
                 self.last_lambda = lam
-                return ops.activation(x, fn, self._derivative_observer())
-            phi = self._base_activation(x, applied)
+                return ops.activation(x, fn)
+            phi = ops.activation(x, self.base)
         if self.correction is not None:
             lam = lam + self.correction_scale * ops.activation(self.correction, _TANH)
         self.last_lambda = lam
-        applied[0] = lam.data if isinstance(lam, Tensor) else lam  # data only: no graph kept alive
         return (phi - mu if self.center else phi) * lam
 
-    def _base_activation(self, x: Tensor, applied: list[Any]) -> Tensor:
-        """phi(x) of the base activation, lambda to be applied after it; derivative hooks get
-        the base phi' and, as the scale, ``applied[0]`` when backward runs."""
-        return ops.activation(x, self.base, self._derivative_observer(lambda: applied[0]))
+    def derivative(self, h: Any) -> Any:
+        """lambda * phi'(h) with the lambda of the last forward held constant (THEORY E6, E16)."""
+        lam = self.last_lambda
+        return (lam.data if isinstance(lam, Tensor) else lam) * self.base.df(h)
 
     def _batch_lambda_and_shift(self, x: Tensor, phi: Tensor) -> tuple[Any, Any]:
         """lambda_b and mu_b of E16 (Tensors in the graph, or constant arrays), and the running

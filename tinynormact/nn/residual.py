@@ -9,7 +9,7 @@ from tinynormact.activations import ActivationFunction
 from tinynormact.autograd import Tensor
 from tinynormact.nn import init as nn_init
 from tinynormact.nn.layers import Linear
-from tinynormact.nn.mlp import MLP
+from tinynormact.nn.mlp import MLP, gain_source
 from tinynormact.nn.module import Module, Parameter, Sequential
 
 
@@ -83,7 +83,7 @@ class ResidualMLP(Sequential):
     ) -> None:
         depth = _check_count("depth", depth)
         rng = nn_init.as_generator(rng)
-        gain_from = "identity" if nn_init.uses_activation(init) else None
+        gain_from = gain_source(init, None)  # both see a residual stream, not an activation
         block_options = dict(
             activation=activation,
             branch_depth=branch_depth,

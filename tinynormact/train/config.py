@@ -17,8 +17,9 @@ from typing import Any
 
 from tinynormact import backend
 from tinynormact.data import DATASETS
-from tinynormact.nn import Activation, Parameter
+from tinynormact.nn import Parameter
 from tinynormact.nn import init as nn_init
+from tinynormact.nn.factory import activation as build_activation
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -119,7 +120,7 @@ class TrainConfig:
         if not isinstance(self.activation, str):
             raise ConfigError(f"activation must be a name, got {self.activation!r}")
         try:
-            Activation(self.activation, **self.activation_options)
+            build_activation(self.activation, **self.activation_options)
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"activation {self.activation!r}: {exc}") from exc
 
