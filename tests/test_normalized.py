@@ -295,8 +295,9 @@ def test_derivative_is_the_layers_derivative(options, evaluate) -> None:
 
 
 def test_a_forward_without_backward_leaves_no_reference_cycle() -> None:
-    """The layer's forward must not tie the graph into a cycle: the graph of a forward that never reaches backward (a validation loss computed with autograd
-    on) goes as soon as its output does, without the cyclic garbage collector."""
+    """The layer's forward must not tie the graph into a cycle: the graph of a forward that
+    never reaches backward (a validation loss computed with autograd on) goes as soon as its
+    output does, without the cyclic garbage collector."""
     tn.set_default_dtype("float64")
     layer = nn.activation("nswish", mode="adaptive", differentiate_lambda=True, learnable_correction=True)
     x = tn.Tensor(np.random.default_rng(6).standard_normal((16, 8)), requires_grad=True)

@@ -36,10 +36,10 @@ def per_example_brute_force(model: nn.MLP, x: np.ndarray, y: np.ndarray) -> dict
     captured: dict[tuple[str, int], np.ndarray] = {}
 
     def capture(kind: str, i: int):
-        return lambda module, g: captured.__setitem__((kind, i), host(g))
+        return lambda module, grad_input, grad_output: captured.__setitem__((kind, i), host(grad_output[0]))
 
-    handles = [m.register_backward_hook(capture("delta", i)) for i, m in enumerate(linears)]
-    handles += [m.register_backward_hook(capture("grad_act", i)) for i, m in enumerate(acts)]
+    handles = [m.register_full_backward_hook(capture("delta", i)) for i, m in enumerate(linears)]
+    handles += [m.register_full_backward_hook(capture("grad_act", i)) for i, m in enumerate(acts)]
     rows = []
     for b in range(len(x)):
         model.zero_grad()
@@ -78,7 +78,8 @@ def test_gradient_statistics_match_a_per_example_loop():
 def test_forward_statistics_and_gains_match_hand_computed_values():
     """preact_sq/var, act_sq, rho = mean(phi(h)^2)/mean(h^2) (E5) and rho' = mean(phi'(h)^2) (E6)
     of a static normalized swish, with phi_hat = lambda * swish written here. The forward
-    statistics are there after the forward; rho' and the gradients only after the backward."""
+    statistics, rho' included, are there after the forward; the gradients only after the
+    backward."""
     model, (x, y) = small_mlp("nswish"), batch()
     seen = {}
     model[0].register_forward_hook(lambda m, i, out: seen.setdefault("h", out.numpy()))
@@ -86,7 +87,7 @@ def test_forward_statistics_and_gains_match_hand_computed_values():
         loss = losses.mse_loss(model(tn.Tensor(x)), tn.Tensor(y))
         forward_only = tracker.profile()
         loss.backward()
-    assert np.isnan(forward_only["delta_sq"]).all() and np.isnan(forward_only["rho_prime"]).all()
+    assert np.isnan(forward_only["delta_sq"]).all() and np.isnan(forward_only["grad_act_sq"]).all()
     got, h, lam = tracker.profile(), seen["h"], model[1].lambda_
     s = 1.0 / (1.0 + np.exp(-h))
     phi, dphi = lam * h * s, lam * (s + h * s * (1.0 - s))
@@ -97,7 +98,7 @@ def test_forward_statistics_and_gains_match_hand_computed_values():
     np.testing.assert_allclose(got["rho"][0], np.mean(phi**2) / np.mean(h**2), rtol=1e-12)
     np.testing.assert_allclose(got["rho_prime"][0], np.mean(dphi**2), rtol=1e-12)
     np.testing.assert_allclose(got["lambda"][:2], [lam, model[3].lambda_], rtol=1e-12)
-    for name in ("input_sq", "preact_sq", "preact_var", "act_sq", "rho", "lambda"):
+    for name in ("input_sq", "preact_sq", "preact_var", "act_sq", "rho", "rho_prime", "lambda"):
         np.testing.assert_array_equal(forward_only[name], got[name])
 
 
@@ -149,17 +150,15 @@ def test_detaching_removes_every_hook():
     model = small_mlp("nswish")
     modules, params = list(model.modules()), list(model.parameters())
     tracker = VarianceTracker(model)
-    linears = [m for m in modules if isinstance(m, nn.Linear)]
-    activations = [m for m in modules if isinstance(m, nn.Activation)]
+    weights = [m.weight for m in modules if isinstance(m, nn.Linear)]
     tracker.attach().attach()  # attaching twice registers once
     assert tracker.attached and sum(len(m._forward_hooks) for m in modules) == 5
-    assert [len(m._gradient_hooks) for m in linears] == [1, 1, 1]
-    assert [len(m._derivative_hooks) for m in activations] == [1, 1]
+    assert [len(w._node.hooks) for w in weights] == [1, 1, 1]  # for weight_grad_var
+    assert all(not m._backward_hooks for m in modules)
     train(model, steps=2)
     tracker.detach()
     assert not tracker.attached
     assert all(not m._forward_hooks and not m._backward_hooks for m in modules)
-    assert all(not m._gradient_hooks for m in linears) and all(not m._derivative_hooks for m in activations)
     assert all(p._node is None or not p._node.hooks for p in params)  # nor on the leaves
     train(model, steps=2)
     assert tracker.steps == [0, 1]  # nothing recorded while detached
@@ -267,7 +266,9 @@ def test_an_every_third_step_tracker_records_what_an_every_step_tracker_does():
 def test_two_forwards_then_one_backward_record_each_graph_in_its_own_step(a_first):
     """Two training forwards (steps 0 and 1) and one backward of the sum of their losses, as a
     two-view loss does: in either order of the sum, each step's backward statistics are those of
-    its forward alone, since each graph's hooks carry the table of the forward that made it."""
+    its forward alone, since each graph's hooks carry the table of the forward that made it.
+    The one exception is weight_grad_var: the weights' gradient is then the sum over both
+    graphs, so it stays NaN rather than being wrong."""
     model = small_mlp("ntanh", mode="adaptive")
     views = [batch(seed) for seed in (0, 1)]
 
@@ -283,8 +284,10 @@ def test_two_forwards_then_one_backward_record_each_graph_in_its_own_step(a_firs
         first, second = loss(views[0]), loss(views[1])
         (first + second if a_first else second + first).backward()
     for step in (0, 1):
-        for name in ("delta_sq", "grad_act_sq", "weight_grad_sq", "weight_grad_var", "rho_prime"):
+        for name in ("delta_sq", "grad_act_sq", "weight_grad_sq", "bias_grad_var", "rho_prime"):
             np.testing.assert_allclose(tracker.profile(step)[name], alone[step][name], rtol=1e-10)
+        assert np.isnan(tracker.profile(step)["weight_grad_var"]).all()
+        assert np.isfinite(alone[step]["weight_grad_var"]).all()
     assert not np.allclose(alone[0]["delta_sq"], alone[1]["delta_sq"])  # the views differ
 
 
@@ -318,10 +321,9 @@ def test_a_chosen_subset_is_recorded_exactly_and_alone(statistics):
     brute = per_example_brute_force(model, x, y)
     h1 = x @ host(model[0].weight).T + host(model[0].bias)  # the first pre-activation, by hand
     with VarianceTracker(model, statistics=statistics) as tracker:
-        if "rho_prime" in statistics:
-            assert model[1]._derivative_hooks and not model[0]._gradient_hooks
-        else:  # neither activation hook is needed
-            assert not model[1]._forward_hooks and not model[1]._derivative_hooks
+        assert bool(model[1]._forward_hooks) == ("rho_prime" in statistics)  # the activation's
+        weight_node = model[0].weight._node
+        assert bool(weight_node and weight_node.hooks) == ("weight_grad_var" in statistics)
         losses.mse_loss(model(tn.Tensor(x)), tn.Tensor(y)).backward()
     got = tracker.profile()
     assert set(got) == set(statistics)
@@ -340,3 +342,113 @@ def test_a_chosen_subset_is_recorded_exactly_and_alone(statistics):
 def test_unknown_statistics_are_named():
     with pytest.raises(ValueError, match=r"unknown statistics \['rho_b'\]; choose from input_sq"):
         VarianceTracker(small_mlp(), statistics=("rho", "rho_b"))
+
+
+class SkipBlock(nn.Module):
+    """A block a user might write (not a library builder): two Linear-activation pairs, a skip
+    connection around the second, an output Linear whose input is a sum, not an activation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Linear(6, 5, rng=11, dtype="float64")
+        self.soft = nn.Activation("softplus")
+        self.mix = nn.Linear(5, 5, rng=12, dtype="float64")
+        self.squash = nn.Activation("tanh")
+        self.head = nn.Linear(5, 3, rng=13, dtype="float64")
+
+    def forward(self, x):
+        y = self.soft(self.embed(x))
+        return self.head(self.squash(self.mix(y)) + y)
+
+
+def test_a_user_defined_module_matches_brute_force_per_example_statistics():
+    """Every statistic of a user-written block with a skip connection, against a loop over the
+    examples that backpropagates each example's own loss and keeps every intermediate gradient,
+    with phi' in closed form (softplus' = logistic, tanh' = 1 - tanh^2)."""
+    model, (x, y) = SkipBlock(), batch(seed=7)
+    per_example: dict[str, list] = {}
+    for b in range(BATCH):
+        model.zero_grad()
+        xb = tn.Tensor(x[b : b + 1], requires_grad=True)
+        h0 = model.embed(xb)
+        y0 = model.soft(h0)
+        h1 = model.mix(y0)
+        y1 = model.squash(h1)
+        s = y1 + y0
+        h2 = model.head(s)
+        for t in (h0, y0, h1, y1, s, h2):
+            t.retain_grad()
+        losses.mse_loss(h2, tn.Tensor(y[b : b + 1])).backward()
+        values = {"x": x[b], "h0": h0, "y0": y0, "h1": h1, "y1": y1, "s": s, "h2": h2}
+        for key, value in values.items():
+            per_example.setdefault(key, []).append(host(value).ravel())
+            if key != "x":
+                per_example.setdefault("d" + key, []).append(host(value.grad).ravel())
+        for l, linear in enumerate((model.embed, model.mix, model.head)):
+            per_example.setdefault(f"gW{l}", []).append(host(linear.weight.grad))
+            per_example.setdefault(f"gb{l}", []).append(host(linear.bias.grad))
+    ex = {key: np.array(value) for key, value in per_example.items()}
+    with VarianceTracker(model) as tracker:
+        losses.mse_loss(model(tn.Tensor(x)), tn.Tensor(y)).backward()
+    got = tracker.profile()
+    inputs, preacts, outputs = ("x", "y0", "s"), ("h0", "h1", "h2"), ("y0", "y1", None)
+    sigmoid = 1 / (1 + np.exp(-ex["h0"]))
+    dphi = (sigmoid, 1 - np.tanh(ex["h1"]) ** 2, None)
+    for l in range(3):
+        h = ex[preacts[l]]
+        expected = {
+            "input_sq": np.mean(ex[inputs[l]] ** 2),
+            "preact_sq": np.mean(h**2),
+            "preact_var": np.var(h),
+            "delta_sq": np.mean(ex["d" + preacts[l]] ** 2),
+            "weight_grad_sq": np.mean(ex[f"gW{l}"] ** 2),
+            "weight_grad_var": np.mean(ex[f"gW{l}"].var(axis=0)),
+            "bias_grad_sq": np.mean(ex[f"gb{l}"] ** 2),
+            "bias_grad_var": np.mean(ex[f"gb{l}"].var(axis=0)),
+        }
+        if l > 0:  # the data is constant; y0 and s get gradients (y0's through two paths)
+            expected["input_grad_sq"] = np.mean(ex["d" + inputs[l]] ** 2)
+        if outputs[l] is not None:
+            out = ex[outputs[l]]
+            expected.update(
+                act_sq=np.mean(out**2),
+                rho=np.mean(out**2) / np.mean(h**2),
+                rho_prime=np.mean(dphi[l] ** 2),
+                grad_act_sq=np.mean(ex["d" + outputs[l]] ** 2),
+            )
+        for name in STATISTICS:
+            if name in expected:
+                np.testing.assert_allclose(got[name][l], expected[name], rtol=1e-9, err_msg=f"{name} {l}")
+            else:
+                assert np.isnan(got[name][l]), f"{name} {l}"
+    assert tracker.layer_names == ["embed", "mix", "head"]
+
+
+def test_storage_is_one_table_per_recorded_step_handed_to_the_record():
+    """The storage contract: each recorded step reaches ``record.append(step, table)`` once, as
+    a host float64 (statistics, layers) array, when the step after the next recorded one starts
+    (so that a late backward still lands) or at detach."""
+
+    class Record:
+        def __init__(self):
+            self.calls = []
+
+        def append(self, step, table):
+            self.calls.append((step, table))
+
+        def to_dict(self):
+            return {"step": np.array([c[0] for c in self.calls]), "table": [c[1] for c in self.calls]}
+
+    model, record = small_mlp(), Record()
+    with VarianceTracker(model, every=2, record=record) as tracker:
+        train(model, steps=5)  # records steps 0, 2, 4
+        assert [step for step, _ in record.calls] == [0]  # 2 and 4 still open
+        assert tracker.steps == [0, 2, 4]
+    assert [step for step, _ in record.calls] == [0, 2, 4]
+    for _, table in record.calls:
+        assert isinstance(table, np.ndarray) and table.dtype == np.float64
+        assert table.shape == (len(STATISTICS), 3) and np.isfinite(table[_delta_row()]).all()
+
+
+def _delta_row() -> int:
+    return STATISTICS.index("delta_sq")
