@@ -48,7 +48,8 @@ def rho_at_one(name: str) -> float:
 
 def linear_weight_factors(model: nn.Module) -> list[float]:
     """weight_var * fan_in of every Linear, in order (sample variance over its entries)."""
-    return [float(np.var(host(m.weight))) * m.in_features for m in model.modules() if isinstance(m, nn.Linear)]
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    return [float(np.var(host(m.weight))) * m.in_features for m in linears]
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)

@@ -57,8 +57,7 @@ def softmax_cross_entropy(logits: Tensor, labels: Any, reduction: str = "mean") 
         raise ValueError(f"logits must have shape (N, C), got {logits.shape}")
     targets = _targets(labels, logits)
     xp = backend.get_array_module(logits.data)
-    shifted = logits.data - logits.data.max(axis=1, keepdims=True)
-    log_probs = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
+    log_probs = ops.log_softmax_array(logits.data, axis=1)
     total = -(targets * log_probs).sum()
     scale = 1.0 / logits.shape[0] if reduction == "mean" else 1.0
 

@@ -480,11 +480,17 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 # ----------------------------------------------------------------------------------------------
 
 
+def log_softmax_array(x: Any, axis: int = -1) -> Any:
+    """log(softmax(x)) of an array, computed stably (shifted by the maximum: no overflow)."""
+    xp = backend.get_array_module(x)
+    shifted = x - x.max(axis=axis, keepdims=True)
+    return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+
+
 def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
-    """log(softmax(x)) computed stably (shifted by the maximum)."""
+    """log(softmax(x)) computed stably (``log_softmax_array``)."""
     xp = backend.get_array_module(x.data)
-    shifted = x.data - x.data.max(axis=axis, keepdims=True)
-    out = shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+    out = log_softmax_array(x.data, axis)
 
     def backward(g: Any) -> tuple[Any]:
         return (g - xp.exp(out) * g.sum(axis=axis, keepdims=True),)

@@ -94,6 +94,7 @@ from tinynormact import backend
 from tinynormact.autograd import HookHandle, Tensor, is_grad_enabled, raw
 from tinynormact.backend import np
 from tinynormact.files import write_json_atomic, write_text_atomic
+from tinynormact.nn.init import as_generator
 from tinynormact.nn.layers import Activation, Linear
 from tinynormact.nn.module import Module
 from tinynormact.nn.normalized import NormalizedActivation
@@ -582,8 +583,7 @@ def measure_propagation(model: Module, x: Any, rng: int | Any = 0) -> dict[str, 
     try:
         with VarianceTracker(model) as tracker:
             out = model(x if isinstance(x, Tensor) else Tensor(x))
-            rng = rng if isinstance(rng, np.random.Generator) else backend.default_rng(rng)
-            u = rng.standard_normal(out.shape)
+            u = as_generator(rng).standard_normal(out.shape)
             u /= math.sqrt(float(np.mean(u * u)))
             out.backward(backend.asarray(u / out.shape[0], dtype=out.dtype, device=out.device))
     finally:

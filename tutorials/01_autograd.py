@@ -32,9 +32,12 @@
 # - see why broadcasting in the forward pass becomes a *sum* in the backward pass;
 # - learn how a gradient check works, why it is run in float64, and watch it catch a bug.
 #
-# The engine lives in `tinynormact/autograd.py` (the Tensor and `backward`) and
-# `tinynormact/ops.py` (one forward and one backward per operation). Both are short enough to
-# read next to this tutorial.
+# The engine lives in `tinynormact/autograd.py` (the Tensor, the graph and `backward`: a
+# topological order of the graph, then one call of each node's backward closure, with the other
+# concerns in small named helpers below it) and `tinynormact/ops.py` (one forward and one
+# backward closure per operation; at its end, the operators `+`, `*`, `@`, ... are attached to
+# Tensor, so `autograd` never imports `ops`). Both are short enough to read next to this
+# tutorial: from `loss.backward()` to the closure of `mul` is a few dozen lines.
 
 # %%
 import numpy as np
@@ -162,6 +165,23 @@ try:
     loss.backward()
 except RuntimeError as error:
     print("a third backward() raises:", error)
+
+# %% [markdown]
+# **Hooks** let you look at a gradient as backward passes through a tensor, without keeping
+# it: `h.register_hook(fn)` calls `fn(grad)` with the full gradient of $h$ (the same names and
+# signature as PyTorch). It returns a handle; `handle.remove()` unregisters the hook. Modules
+# have the other two hooks of the same API (`register_forward_hook`,
+# `register_full_backward_hook`), which tutorial 3 uses, and on which the variance tracker of
+# tutorial 5 is built. Here the hook sees $\bar{h}$, which we computed by hand above.
+
+# %%
+h = x @ W + b
+seen = []
+handle = h.register_hook(lambda grad: seen.append(grad.copy()))
+(F.tanh(h) ** 2).mean().backward()
+handle.remove()
+np.testing.assert_allclose(seen[0], grad_h, rtol=1e-12)
+print("the hook saw d loss / d h, equal to the hand-derived one")
 
 # %% [markdown]
 # ## 3. Broadcasting becomes a sum

@@ -191,8 +191,8 @@ for act in ("tanh", "swish", "sigmoid"):
 #
 # - $q_l$ = mean of $h_l^2$ over units and examples: a **forward hook** on each `Linear` sees its
 #   output $h_l$;
-# - $E[\delta_l^2]$: a **backward hook** on each `Linear` receives $\partial\,\text{objective} /
-#   \partial h_l$ during `backward()`;
+# - $E[\delta_l^2]$: a **full backward hook** on each `Linear` receives, during `backward()`,
+#   `grad_output`, whose one entry is $\partial\,\text{objective} / \partial h_l$;
 # - the per-example weight-gradient second moment: for one example the gradient is the outer
 #   product $\delta_l x_{l-1}^\top$, whose mean square is exactly
 #   $\mathrm{mean}(\delta_l^2) \cdot \mathrm{mean}(x_{l-1}^2)$; we average that over examples.
@@ -222,13 +222,13 @@ def measure(seed):
     def record_forward(layer, args, output):
         inputs[layer], outputs[layer] = args[0].data, output.data
 
-    def record_backward(layer, grad_output):
-        grads[layer] = grad_output
+    def record_backward(layer, grad_input, grad_output):
+        grads[layer] = grad_output[0]
 
     for layer in model:
         if isinstance(layer, nn.Linear):
             layer.register_forward_hook(record_forward)
-            layer.register_backward_hook(record_backward)
+            layer.register_full_backward_hook(record_backward)
     rng = np.random.default_rng(10_000 + seed)
     out = model(tn.Tensor(rng.standard_normal((BATCH, WIDTH))))  # E[x_0^2] = 1
     out.backward(rng.standard_normal(out.shape))  # per-example output gradients u_b

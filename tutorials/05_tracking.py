@@ -25,8 +25,10 @@
 #   $E[g_W^2]$ (`weight_grad_sq`, E10) together with its variance across the examples of the
 #   batch (`weight_grad_var`).
 #
-# It works through the hooks of tutorial 3: a forward hook on every `Linear` and on the
-# activation after it, and gradient hooks on their outputs and parameters. A model without a
+# It works through the public hooks of tutorial 3 and nothing else: a forward hook
+# (`register_forward_hook`) on every `Linear` and on the activation after it, and tensor hooks
+# (`Tensor.register_hook`) on their outputs and on the weights. So it tracks any model built
+# from `Linear` and activation layers, one you write yourself included. A model without a
 # tracker carries no hooks and pays nothing.
 #
 # **Statistics convention** (docs/THEORY.md): every number is a second moment averaged over
