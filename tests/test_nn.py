@@ -163,14 +163,6 @@ def test_full_backward_hook_is_skipped_without_gradients_and_must_return_none() 
         replacing(x).sum().backward()
 
 
-def test_activation_derivative_is_phi_prime() -> None:
-    """``Activation.derivative(h)`` (what tracking reads rho' from) against closed forms."""
-    tn.set_default_dtype("float64")
-    h = np.random.default_rng(3).standard_normal((4, 5))
-    np.testing.assert_allclose(nn.Activation("tanh").derivative(h), 1 - np.tanh(h) ** 2, rtol=1e-12)
-    np.testing.assert_allclose(nn.Activation("softplus").derivative(h), 1 / (1 + np.exp(-h)), rtol=1e-12)
-
-
 # ----- state_dict ------------------------------------------------------------------------------
 
 

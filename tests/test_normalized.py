@@ -14,6 +14,7 @@ import tinynormact.functional as F
 from tests.helpers import host
 from tests.test_nn import gradcheck_model
 from tinynormact import nn, theory
+from tinynormact.tracking import VarianceTracker
 
 RULES = ("forward", "backward", "balanced")
 
@@ -271,27 +272,33 @@ def test_bad_options_are_named(options: dict, message: str) -> None:
         ({"mode": "static", "learnable_correction": True}, False),
     ],
 )
-def test_derivative_is_the_layers_derivative(options, evaluate) -> None:
+def test_tracked_rho_prime_is_that_of_the_layers_derivative(options, evaluate) -> None:
     """Whether lambda sits inside one fused node (static, adaptive in evaluation) or is a
-    separate factor (adaptive in training, or with a correction), ``derivative(h)`` must be
-    d output / d input with lambda and mu held constant: last_lambda times swish' written here,
-    and, where lambda does not depend on x, x.grad of sum(layer(x)), computed by backward on its
-    own path."""
+    separate factor (adaptive in training, or with a correction), the rho' a tracker reads from
+    the gradients is mean((d output / d input)^2) with lambda and mu held constant:
+    last_lambda^2 times mean(swish'(h)^2), swish' written here. With differentiate_lambda the
+    gradient also flows through the batch statistics: the ratio is not phi', and rho' is NaN."""
     tn.set_default_dtype("float64")
     layer = nn.activation("nswish", **options)
+    model = nn.Sequential(nn.Linear(8, 8, rng=4), layer)
     if evaluate:
-        layer.eval()
+        model.eval()
     if layer.correction is not None:
         layer.correction.data = layer.correction.data + 0.7  # a correction that changes lambda
-    h = np.random.default_rng(5).standard_normal((16, 8))
-    x = tn.Tensor(h, requires_grad=True)
-    layer(x).sum().backward()
-    derivative = host(layer.derivative(h))
+    x = np.random.default_rng(5).standard_normal((16, 8))
+    c = np.random.default_rng(7).standard_normal((16, 8))
+    seen = {}
+    model[0].register_forward_hook(lambda m, i, out: seen.setdefault("h", out.numpy()))
+    with VarianceTracker(model, statistics=("rho_prime",)) as tracker:
+        (model(tn.Tensor(x)) * tn.Tensor(c)).sum().backward()
+    h = seen["h"]
     s = 1 / (1 + np.exp(-h))
     lam = float(host(tn.Tensor(layer.last_lambda)))
-    np.testing.assert_allclose(derivative, lam * (s + h * s * (1 - s)), rtol=1e-12)
-    if not layer.differentiate_lambda:
-        np.testing.assert_allclose(derivative, host(x.grad), rtol=1e-12)
+    expected = lam**2 * np.mean((s + h * s * (1 - s)) ** 2)
+    if layer.differentiate_lambda:
+        assert np.isnan(tracker.profile()["rho_prime"][0])
+    else:
+        np.testing.assert_allclose(tracker.profile()["rho_prime"][0], expected, rtol=1e-12)
 
 
 def test_a_forward_without_backward_leaves_no_reference_cycle() -> None:

@@ -39,8 +39,10 @@ y = phi(h) (B examples, n units):
 - ``preact_var``     the variance of h over examples and units
 - ``act_sq``         E[phi(h)^2] (E8's m2(q_l))
 - ``rho``            E[phi(h)^2] / E[h^2], the batch forward gain (E5, E16)
-- ``rho_prime``      E[phi'(h)^2], the batch backward gain (E6, E16), with phi' from the
-                     activation's ``derivative(h)`` in the forward hook (lambda included)
+- ``rho_prime``      E[phi'(h)^2], the batch backward gain (E6, E16), read from the gradients
+                     during backward as (d loss / d h) / (d loss / d y) elementwise (lambda
+                     included): a backward statistic (NaN until the step's backward reaches
+                     the activation)
 - ``lambda``         the lambda a NormalizedActivation applied in this step (E12-E16); NaN for
                      other activations
 - ``delta_sq``       per-example E[delta_l^2], delta_l = d loss_b / d h (E9)
@@ -59,17 +61,21 @@ loop over examples:
 where mean_b g_b is the gradient the batch-mean loss gives the weight.
 
 How it listens: only through ``Module.register_forward_hook`` and ``Tensor.register_hook``.
-Forward hooks on each Linear and Activation see x, h and y and compute the forward statistics,
-rho' included: phi'(h) is computed there from h (``Activation.derivative``), which is exact
-whatever else consumes h, and costs about what reading phi' back from the gradients would (a
-ratio of grad_input to grad_output, with care for zeros; docs/THEORY.md, "Tracking"). In a
-recorded step they put tensor hooks on h, on y and on a Linear's input that requires a gradient,
-each carrying that step, so a backward records into the step of the forward that made its graph
-(two forwards then one backward, as a two-view loss does, record each graph in its own step).
+Forward hooks on each Linear and Activation see x, h and y and compute the forward statistics.
+In a recorded step they put tensor hooks on h, on y and on a Linear's input that requires a
+gradient, each carrying that step, so a backward records into the step of the forward that made
+its graph (two forwards then one backward, as a two-view loss does, record each graph in its own
+step). rho' comes from the gradients: for an elementwise activation, d loss / d h = phi'(h) *
+d loss / d y, so phi'(h) is their ratio wherever d loss / d y is not 0 (entries where it is 0
+are left out of the mean). This is exact to rounding when the activation is the only consumer
+of h (as in an MLP; with ``differentiate_lambda=True`` it also carries lambda's own dependence
+on h), works for any elementwise activation module, and costs one division and one dot product
+per layer; recomputing phi'(h) in the forward hook instead costs from half that (tanh, relu,
+from the output) to twenty times as much (swish), measured in docs/THEORY.md, "Tracking".
 A hook on each weight (a leaf, held while attached) reads the batch weight gradient for
 ``weight_grad_var``; when one backward goes through several recorded forwards that gradient is
 their sum, and ``weight_grad_var`` stays NaN for those steps. Every statistic costs at most one
-pass over an array the step already holds: about eight passes per layer in all, plus phi'. A
+pass over an array the step already holds: about eight passes per layer in all. A
 detached tracker removes all of its hooks. ``benchmarks/bench_tracking.py`` measures the cost.
 
 Storage: during a recorded step its values are written, as device scalars (no host transfer
@@ -158,6 +164,14 @@ def _mean_square(array: Any) -> Any:
 def _row_sums_of_squares(array: Any) -> Any:
     """sum_j array_bj^2 for every row b (every example)."""
     return backend.row_dots(array, array)
+
+
+def _gradient_ratio_is_phi_prime(module: Activation, h: Any) -> bool:
+    """Whether (d loss / d h) / (d loss / d y) is phi'(h): h is in the graph, and lambda is not
+    differentiated (then the gradient also flows through the batch statistics)."""
+    if not (isinstance(h, Tensor) and h.requires_grad):
+        return False
+    return not (getattr(module, "differentiate_lambda", False) and module.training)
 
 
 class _Step:
@@ -327,16 +341,16 @@ class VarianceTracker:
         self._current = _Step(self._step, xp.full((len(STATISTICS), len(self._layers)), math.nan))
         self._open.append(self._current)
 
-    def _on_gradient(self, tensor: Tensor) -> tuple[list[tuple[int, int]], list[Callable[[], None]]]:
+    def _on_gradient(self, tensor: Tensor) -> tuple[list[tuple[int, int]], list[Callable[[Any], None]]]:
         """The (column, layer) targets and the actions of ``tensor``'s one hook in this step.
 
         During backward, just before backward goes through the op that made ``tensor``, the hook
         writes the per-example second moment of its gradient, B^2 mean(g^2), to every target of
         this step's table (one pass, however many targets: an activation's output is usually the
-        next Linear's input), then runs the actions. It runs once and removes itself, so a graph
-        kept for another backward or an input reused in later steps does not record twice; it is
-        inert once its step is closed. A hook on a leaf (a reused input) whose backward never
-        came goes at the next step.
+        next Linear's input), then calls each action with the gradient. It runs once and removes
+        itself, so a graph kept for another backward or an input reused in later steps does not
+        record twice; it is inert once its step is closed. A hook on a leaf (a reused input)
+        whose backward never came goes at the next step.
         """
         watched, targets, actions = self._watched
         if watched is None or watched() is not tensor:
@@ -351,7 +365,7 @@ class VarianceTracker:
                     for column, l in targets:
                         step.table[column, l] = value
                 for action in actions:
-                    action()
+                    action(g)
 
             handle = tensor.register_hook(hook)
             if tensor.is_leaf:
@@ -459,12 +473,33 @@ class VarianceTracker:
             h_sq = layer.preact_sq if h is layer.preact else _mean_square(h)
             layer.preact = None
             table[_RHO, l] = y_sq / h_sq
-            if self._wants_rho_prime:
-                table[_RHO_PRIME, l] = _mean_square(module.derivative(h))
             if normalized:
                 table[_LAMBDA, l] = raw(module.last_lambda)
-            if self._wants_grad_act and output.requires_grad:
-                self._on_gradient(output)[0].append((_GRAD_ACT_SQ, l))
+            if not output.requires_grad:
+                return
+            targets, actions = self._on_gradient(output)
+            if self._wants_grad_act:
+                targets.append((_GRAD_ACT_SQ, l))
+            if self._wants_rho_prime and _gradient_ratio_is_phi_prime(module, inputs[0]):
+                grad_output: list[Any] = []  # d loss / d y, kept until backward reaches h
+                actions.append(grad_output.append)
+                inputs[0].register_hook(self._rho_prime_hook(l, step, grad_output))
+
+        return hook
+
+    @staticmethod
+    def _rho_prime_hook(l: int, step: _Step, grad_output: list[Any]) -> Callable[[Any], None]:
+        """rho' = mean(phi'(h)^2) (E6) with phi'(h) = (d loss / d h) / (d loss / d y), over the
+        entries where d loss / d y is not 0."""
+
+        def hook(grad_input: Any) -> None:
+            if not (step.open and grad_output):
+                return
+            go = grad_output.pop()
+            xp = backend.get_array_module(go)
+            nonzero = go != 0
+            ratio = (grad_input / xp.where(nonzero, go, xp.ones((), dtype=go.dtype))).ravel()
+            step.table[_RHO_PRIME, l] = ratio.dot(ratio) / xp.count_nonzero(nonzero)
 
         return hook
 

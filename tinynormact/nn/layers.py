@@ -66,10 +66,5 @@ class Activation(Module):
     def forward(self, x: Any) -> Tensor:
         return ops.activation(ops.as_tensor(x), self.function)
 
-    def derivative(self, h: Any) -> Any:
-        """The array d output / d input at the input array ``h`` of the last forward (phi'(h),
-        THEORY E6); variance tracking measures rho' with it."""
-        return self.function.df(h)
-
     def extra_repr(self) -> str:
         return repr(self.function)

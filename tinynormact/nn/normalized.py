@@ -141,11 +141,6 @@ class NormalizedActivation(Activation):
         self.last_lambda = lam
         return (phi - mu if self.center else phi) * lam
 
-    def derivative(self, h: Any) -> Any:
-        """lambda * phi'(h) with the lambda of the last forward held constant (THEORY E6, E16)."""
-        lam = self.last_lambda
-        return (lam.data if isinstance(lam, Tensor) else lam) * self.base.df(h)
-
     def _batch_lambda_and_shift(self, x: Tensor, phi: Tensor) -> tuple[Any, Any]:
         """lambda_b and mu_b of E16 (Tensors in the graph, or constant arrays), and the running
         update."""
