@@ -89,8 +89,8 @@ def _reduce_rows(g: np.ndarray) -> None:
 class _BarePasses:
     """The passes over arrays that all 14 statistics cost, made through the same public hooks
     and thrown away: per layer E[h^2], mean(h), per-example rows of y and of g, E[gW^2] and the
-    batch weight gradient's, the bias gradient's, the input gradient's and phi''s second
-    moments. What a tracker adds on top is bookkeeping."""
+    batch weight gradient's, the bias gradient's, the input gradient's second moments, and
+    rho' as the ratio of the gradients at h and y. What a tracker adds on top is bookkeeping."""
 
     def __init__(self, model: nn.Module) -> None:
         self.model, self.handles = model, []
@@ -117,9 +117,21 @@ class _BarePasses:
     @staticmethod
     def _activation_forward(module: nn.Activation, inputs: tuple[Any, ...], out: tn.Tensor) -> None:
         np.vecdot(out.data, out.data)
-        _mean_square(module.derivative(inputs[0].data))
         if out.requires_grad:
-            out.register_hook(_reduce)
+            grad_output: list[np.ndarray] = []
+
+            def keep(g: np.ndarray) -> None:
+                _mean_square(g)
+                grad_output.append(g)
+
+            def ratio(g: np.ndarray) -> None:  # rho' from d loss/dh over d loss/dy
+                go = grad_output.pop()
+                nonzero = go != 0
+                _mean_square(g / np.where(nonzero, go, np.ones((), go.dtype)))
+                np.count_nonzero(nonzero)
+
+            out.register_hook(keep)
+            inputs[0].register_hook(ratio)
 
     def __exit__(self, *exc_info: Any) -> None:
         for handle in self.handles:

@@ -63,7 +63,7 @@ def test_static_swish_matches_the_reference_table(rule: str, expected: float) ->
 def test_static_centred_relu_uses_closed_forms() -> None:
     tn.set_default_dtype("float64")
     layer = nn.NormalizedActivation("relu", rule="forward", center=True)
-    assert layer.shift == pytest.approx(RELU_M1, rel=1e-10)
+    assert layer.mu == pytest.approx(RELU_M1, rel=1e-10)
     assert layer.lambda_ == pytest.approx(1 / math.sqrt(RELU_RHO_C), rel=1e-10)
     x = batch((5, 3))
     expected = (np.maximum(x, 0) - RELU_M1) / math.sqrt(RELU_RHO_C)

@@ -211,8 +211,9 @@ class Module:
         if boundary is not None:
             inputs = boundary.wrap_inputs(inputs)
         output = self.forward(*inputs)
-        for hook in list(self._forward_hooks):
-            hook(self, inputs, output)
+        if self._forward_hooks:
+            for hook in list(self._forward_hooks):  # a copy: a hook may remove itself
+                hook(self, inputs, output)
         return output if boundary is None else boundary.wrap_output(output)
 
     def register_forward_hook(self, hook: ForwardHook) -> HookHandle:

@@ -52,7 +52,7 @@ class NormalizedActivation(Activation):
 
     ``base`` is an activation name ("swish") or an ActivationFunction; ``params`` are the base
     activation's parameters (e.g. beta=2.0). See the module docstring for the modes.
-    ``lambda_`` and ``shift`` are the values evaluation mode uses.
+    ``lambda_`` and ``mu`` are the values evaluation mode uses.
     """
 
     def __init__(
@@ -85,9 +85,9 @@ class NormalizedActivation(Activation):
         self.q, self.momentum, self.eps = float(q), float(momentum), float(eps)
         self.differentiate_lambda = bool(differentiate_lambda)
         self.correction_scale = float(correction_scale)
-        scale, shift = theory.normalization(self.base, rule, q, center)
-        self.static_scale, self.static_shift = float(scale), float(shift)
-        self.function = activations.affine(self.base, scale, shift)
+        lam, mu = theory.normalization(self.base, rule, q, center)  # (scale, shift) = (lambda, mu)
+        self.static_lambda, self.static_mu = float(lam), float(mu)
+        self.function = activations.affine(self.base, lam, mu)
         if mode == "adaptive":
             moments = theory.gaussian_moments(self.base, q)
             # float64 whatever the network's dtype: three scalars, averaged over many steps
@@ -101,36 +101,36 @@ class NormalizedActivation(Activation):
         self.last_lambda: Any = None  # what the last forward multiplied by: float, 0-d array or Tensor
 
     # ----- the values used in evaluation mode -------------------------------------------------
-    def _eval_lambda_and_shift(self) -> tuple[float, float]:
+    def _eval_lambda_and_mu(self) -> tuple[float, float]:
         """(lambda, mu) before the correction: static constants, or from the running estimates."""
         if self.mode == "static":
-            return self.static_scale, self.static_shift
+            return self.static_lambda, self.static_mu
         lam = float(floored_lambda(self.rule, self.running_rho.data, self.running_rho_prime.data, self.eps))
         return lam, float(self.running_mu.data) if self.center else 0.0
 
     @property
     def lambda_(self) -> float:
         """The lambda of evaluation mode, the learnable correction included."""
-        lam, _ = self._eval_lambda_and_shift()
+        lam, _ = self._eval_lambda_and_mu()
         if self.correction is not None:
             lam += self.correction_scale * math.tanh(float(self.correction.data))
         return lam
 
     @property
-    def shift(self) -> float:
+    def mu(self) -> float:
         """The mu of evaluation mode (0 without centring)."""
-        return self._eval_lambda_and_shift()[1]
+        return self._eval_lambda_and_mu()[1]
 
     # ----- forward ----------------------------------------------------------------------------
     def forward(self, x: Any) -> Tensor:
         x = ops.as_tensor(x)
         if self.mode == "adaptive" and self.training:
             phi = ops.activation(x, self.base)
-            lam, mu = self._batch_lambda_and_shift(x, phi)
+            lam, mu = self._batch_lambda_and_mu(x, phi)
             if self.train_statistics == "running":
-                lam, mu = self._eval_lambda_and_shift()
+                lam, mu = self._eval_lambda_and_mu()
         else:
-            lam, mu = self._eval_lambda_and_shift()
+            lam, mu = self._eval_lambda_and_mu()
             if self.correction is None:  # constants only: one fused node, lambda inside phi'
                 fn = self.function if self.mode == "static" else activations.affine(self.base, lam, mu)
                 self.last_lambda = lam
@@ -141,7 +141,7 @@ class NormalizedActivation(Activation):
         self.last_lambda = lam
         return (phi - mu if self.center else phi) * lam
 
-    def _batch_lambda_and_shift(self, x: Tensor, phi: Tensor) -> tuple[Any, Any]:
+    def _batch_lambda_and_mu(self, x: Tensor, phi: Tensor) -> tuple[Any, Any]:
         """lambda_b and mu_b of E16 (Tensors in the graph, or constant arrays), and the running
         update."""
         if self.differentiate_lambda:
