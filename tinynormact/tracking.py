@@ -68,10 +68,10 @@ its graph (two forwards then one backward, as a two-view loss does, record each 
 step). rho' comes from the gradients: for an elementwise activation, d loss / d h = phi'(h) *
 d loss / d y, so phi'(h) is their ratio wherever d loss / d y is not 0 (entries where it is 0
 are left out of the mean). This is exact to rounding when the activation is the only consumer
-of h (as in an MLP; with ``differentiate_lambda=True`` it also carries lambda's own dependence
-on h), works for any elementwise activation module, and costs one division and one dot product
-per layer; recomputing phi'(h) in the forward hook instead costs from half that (tanh, relu,
-from the output) to twenty times as much (swish), measured in docs/THEORY.md, "Tracking".
+of h (as in an MLP); with ``differentiate_lambda=True`` in training the gradient also flows
+through the batch statistics and rho' stays NaN. It works for any elementwise activation module
+and costs the same for every activation; recomputing phi'(h) in the forward hook instead costs
+a fifth of it for tanh and relu and twice it for swish (docs/THEORY.md, "Tracking").
 A hook on each weight (a leaf, held while attached) reads the batch weight gradient for
 ``weight_grad_var``; when one backward goes through several recorded forwards that gradient is
 their sum, and ``weight_grad_var`` stays NaN for those steps. Every statistic costs at most one

@@ -228,7 +228,7 @@ for rule in theory.RULES:
 #
 # ## 5. Static and adaptive normalization (E15, E16)
 #
-# The layer `nn.NormalizedActivation` (or `nn.Activation("n<name>", ...)`, and
+# The layer `nn.NormalizedActivation` (or the factory `nn.activation("n<name>", ...)`, and
 # `nn.MLP(widths, "ntanh", activation_options={...})`) implements both:
 #
 # - **static** (E15, the default): $\lambda$ and $\mu$ are computed once from the Gaussian
