@@ -78,6 +78,11 @@ class Node:
         self.grad_target: Callable[[], Tensor | None] | None = None
         self.released = False  # True once a backward() freed its closure
 
+    @property
+    def is_leaf(self) -> bool:
+        """A tensor made by the user: no closure, and never had one."""
+        return self.backward is None and not self.released
+
     def release(self) -> None:
         """Drop the closure (and the arrays it holds), the parents and the hooks."""
         self.parents, self.backward, self.hooks, self.released = (), None, (), True
@@ -167,7 +172,7 @@ class Tensor:
     @property
     def is_leaf(self) -> bool:
         """True for tensors made by the user rather than by an operation."""
-        return self._node is None or self._node.backward is None
+        return self._node is None or self._node.is_leaf
 
     def __len__(self) -> int:
         return len(self.data)
@@ -254,7 +259,7 @@ class Tensor:
                 continue
             g = _run_hooks(node, g)
             _store_grad(node, g, handed_out)
-            if node.backward is None and not node.released:  # a leaf
+            if node.is_leaf:
                 continue
             for parent, parent_grad in zip(node.parents, _call_backward(node, g), strict=True):
                 _add_grad(grads, parent, parent_grad)
