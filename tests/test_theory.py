@@ -139,6 +139,40 @@ def test_gains_reproduce_the_reference_table_of_the_contract(name):
     np.testing.assert_allclose(got[3:], REFERENCE_TABLE[name][3:], atol=5e-5)
 
 
+@pytest.mark.parametrize("q", [0.25, 4.0])
+@pytest.mark.parametrize("act", ZOO, ids=ZOO_IDS)
+def test_gains_away_from_q_one_match_adaptive_quadrature(act, q):
+    """E5-E7 at q != 1 against SciPy's quadrature: a gain that forgot its 1/q (rho = m2,
+    rho_c = v) or its q (kappa = d2/m2) is off by a factor 4 here."""
+    m1, m2, d2 = quad_moments(act, q)
+    assert theory.rho(act, q) == pytest.approx(m2 / q, rel=1e-9)
+    assert theory.rho_c(act, q) == pytest.approx((m2 - m1 * m1) / q, rel=1e-8, abs=1e-12)
+    assert theory.rho_prime(act, q) == pytest.approx(d2, rel=1e-9)
+    assert theory.kappa(act, q) == pytest.approx(d2 * q / m2, rel=1e-9)
+
+
+@pytest.mark.parametrize("q", QS)
+def test_gains_match_closed_forms_at_every_q(q):
+    """relu: rho = rho' = 1/2, rho_c = 1/2 - 1/(2 pi), kappa = 1 at every q; erf: Williams'
+    closed forms, whose kappa = q d2 / m2 varies with q."""
+    assert theory.rho("relu", q) == pytest.approx(0.5, rel=1e-10)
+    assert theory.rho_c("relu", q) == pytest.approx(0.5 - 1 / (2 * math.pi), rel=1e-10)
+    assert theory.rho_prime("relu", q) == pytest.approx(0.5, rel=1e-10)
+    assert theory.kappa("relu", q) == pytest.approx(1.0, rel=1e-10)
+    assert theory.rho("erf", q) == pytest.approx(erf_m2(q) / q, rel=1e-10)
+    assert theory.rho_c("erf", q) == pytest.approx(erf_m2(q) / q, rel=1e-10)
+    assert theory.kappa("erf", q) == pytest.approx(erf_d2(q) * q / erf_m2(q), rel=1e-10)
+    arr = np.array([q, 2 * q])  # arrays of q give one value per q
+    np.testing.assert_allclose(theory.kappa("erf", arr), erf_d2(arr) * arr / erf_m2(arr), rtol=1e-10)
+
+
+@pytest.mark.parametrize("rule", theory.RULES)
+def test_lambda_from_gains_matches_its_formula_on_arrays(rule):
+    rho, rho_prime = np.array([0.3, 1.7, 4.0]), np.array([2.2, 0.4, 1.0])
+    expected = {"forward": 1 / rho, "backward": 1 / rho_prime, "balanced": (1 / rho + 1 / rho_prime) / 2}
+    np.testing.assert_allclose(theory.lambda_from_gains(rule, rho, rho_prime), expected[rule] ** 0.5, rtol=1e-14)
+
+
 @pytest.mark.parametrize("act", ZOO, ids=ZOO_IDS)
 def test_scaling_multiplies_both_gains_by_c_squared_and_keeps_kappa(act):
     q, c = np.array([0.25, 1.0, 4.0]), 2.5
@@ -395,6 +429,117 @@ def test_critical_weight_var_tanh_with_bias_is_critical_under_quadrature():
     assert s_w * quad_moments(act, q)[2] == pytest.approx(1.0, rel=1e-8)
 
 
+# --- E19-E22: stability of the fixed points --------------------------------------------------------
+
+
+def quad_m2(act: activations.ActivationFunction, q: float) -> float:
+    return quad_moments(act, q)[1]
+
+
+def quad_lambda(name: str, rule: str, center: bool) -> activations.ActivationFunction:
+    """The static normalized activation at q = 1 with lambda and mu from SciPy's quadrature."""
+    act = activations.get(name)
+    m1, m2, d2 = quad_moments(act, 1.0)
+    rho = m2 - m1 * m1 if center else m2
+    lam_sq = {"forward": 1 / rho, "backward": 1 / d2, "balanced": (1 / rho + 1 / d2) / 2}[rule]
+    return activations.affine(act, math.sqrt(lam_sq), m1 if center else 0.0)
+
+
+@pytest.mark.parametrize("q", [0.3, 1.0, 2.5])
+@pytest.mark.parametrize("name", ["tanh", "swish", "gelu", "sigmoid", "elu", "softplus"])
+def test_q_map_slope_is_the_derivative_of_m2(name, q):
+    """E19 against a central difference of SciPy-quadrature m2 (step 1e-4 q: error ~1e-8)."""
+    act, weight_var, h = activations.get(name), 1.7, 1e-4 * q
+    expected = weight_var * (quad_m2(act, q + h) - quad_m2(act, q - h)) / (2 * h)
+    assert theory.q_map_slope(act, q, weight_var) == pytest.approx(expected, rel=1e-6)
+
+
+def test_q_map_slope_closed_forms():
+    q = np.array([0.01, 0.5, 3.0, 100.0])
+    np.testing.assert_allclose(theory.q_map_slope("relu", q, 2.0), 1.0, rtol=1e-10)  # d(q/2)/dq * 2
+    # d/dq (2/pi) arcsin(2q / (1 + 2q)) = (4/pi) / ((1 + 2q) sqrt(1 + 4q))
+    erf_slope = 4 / np.pi / ((1 + 2 * q) * np.sqrt(1 + 4 * q))
+    np.testing.assert_allclose(theory.q_map_slope("erf", q, 1.3), 1.3 * erf_slope, rtol=1e-9)
+
+
+def test_backward_factor_and_depth_scale():
+    q = np.array([0.2, 1.0, 7.0])
+    np.testing.assert_allclose(theory.backward_factor("erf", q, 1.5), 1.5 * erf_d2(q), rtol=1e-10)
+    np.testing.assert_allclose(theory.backward_factor("relu", q, 2.0), 1.0, rtol=1e-10)
+    assert theory.depth_scale(math.exp(-0.1)) == pytest.approx(10.0, rel=1e-12)  # decays e-fold in 10
+    assert theory.depth_scale(math.exp(0.25)) == pytest.approx(4.0, rel=1e-12)  # grows e-fold in 4
+    assert theory.depth_scale(1.0) == math.inf
+
+
+@pytest.mark.parametrize(
+    ("name", "rule", "center"),
+    [("swish", "balanced", False), ("swish", "backward", False), ("gelu", "balanced", False),
+     ("swish", "forward", True), ("tanh", "balanced", False), ("elu", "backward", True)],
+)  # fmt: skip
+def test_fixed_points_of_normalized_forms_match_an_independent_root_search(name, rule, center):
+    """E22 for static normalized forms: the roots of lambda^2 m2(q) - q, with lambda and m2 from
+    SciPy's quadrature, found by the test's own scan of [0.05, 30], and their stability from a
+    central difference of that m2 (E19)."""
+    act = quad_lambda(name, rule, center)
+    grid = np.geomspace(0.05, 30.0, 60)
+    excess = np.array([quad_m2(act, q) - q for q in grid])
+    roots = [
+        brentq(lambda q: quad_m2(act, q) - q, grid[i], grid[i + 1], xtol=1e-13)
+        for i in np.flatnonzero(np.sign(excess[:-1]) != np.sign(excess[1:]))
+    ]
+    found = [p for p in theory.fixed_points(act) if 0.05 < p.q < 30.0]
+    assert len(found) == len(roots) >= 1
+    for point, root in zip(found, roots, strict=True):
+        slope = (quad_m2(act, root * 1.0001) - quad_m2(act, root * 0.9999)) / (2e-4 * root)
+        assert point.q == pytest.approx(root, rel=1e-8)
+        assert point.chi_q == pytest.approx(slope, rel=1e-5)
+        assert point.stability == ("stable" if slope < 1 else "unstable")
+        assert point.chi == pytest.approx(quad_moments(act, root)[2], rel=1e-8)
+        assert point.depth_scale == pytest.approx(1 / abs(math.log(slope)), rel=1e-4)
+
+
+def test_fixed_points_of_the_default_nswish_are_zero_stable_and_one_point_two_unstable():
+    """The numbers of docs/THEORY.md: q* = 0 (slope lambda^2 phi'(0)^2 = lambda^2 / 4) and an
+    unstable q* = 1.202 just above q0 = 1, above which q grows by lambda^2 / 2 per layer."""
+    act = quad_lambda("swish", "balanced", False)
+    lam_sq = act.params["scale"] ** 2
+    zero, upper = theory.fixed_points(act)
+    assert (zero.q, zero.stability) == (0.0, "stable")
+    assert zero.chi_q == pytest.approx(lam_sq / 4, rel=1e-9)
+    assert (round(upper.q, 4), upper.stability) == (1.2021, "unstable")
+    assert theory.large_q_growth(act) == pytest.approx(lam_sq / 2, rel=1e-3)  # relu-like tail at 1e6
+
+
+def test_fixed_points_degenerate_and_closed_form_cases():
+    (every,) = theory.fixed_points("relu", 2.0)  # relu with weight_var 2: every q is fixed
+    assert every.stability == "every q" and math.isnan(every.q) and every.chi_q == pytest.approx(1.0)
+    (only,) = theory.fixed_points("relu", 1.5, 0.3)  # q = 0.75 q + 0.3: q* = 1.2, slope 0.75
+    assert only.q == pytest.approx(1.2, rel=1e-12) and only.chi_q == pytest.approx(0.75, rel=1e-10)
+    zero, upper = theory.fixed_points("erf", 2.5)  # erf: 0 unstable (slope 2.5 * 4/pi), one stable
+    q = 1.0
+    for _ in range(500):  # iterate Williams' closed form to the stable point
+        q = 2.5 * erf_m2(q)
+    assert zero.q == 0.0 and zero.chi_q == pytest.approx(2.5 * 4 / math.pi, rel=1e-9)
+    assert zero.stability == "unstable"
+    assert upper.q == pytest.approx(q, rel=1e-10) and upper.stability == "stable"
+    assert [p.q for p in theory.fixed_points("tanh", 0.5)] == [0.0]  # only q* = 0 below 1 / phi'(0)^2
+
+
+def test_stability_table_rows_and_format():
+    rows = theory.stability_table(["swish", "tanh"], rules=("forward",), centers=(False,))
+    swish, tanh = rows
+    assert (swish["activation"], swish["rule"], swish["center"]) == ("swish", "forward", False)
+    assert swish["reached"] == 1.0 and swish["reached_stability"] == "unstable"  # E8 stays at 1, unstably
+    assert tanh["reached"] == pytest.approx(1.0) and tanh["reached_stability"] == "stable"
+    assert swish["chi_q"] == pytest.approx(1.1726, abs=5e-5)  # the issue's measured slope
+    text = theory.format_stability_table(rows)
+    assert "1 (1.17, unstable)" in text and "0 (0.703, stable)" in text
+    lines = text.splitlines()
+    assert len(lines) == 3 and lines[0].startswith("activation")
+    (row,) = theory.activation_stability([theory.normalized("gelu", "forward")])
+    assert row["chi_q"] == pytest.approx(1.1441, abs=5e-5)
+
+
 # --- the gains table ----------------------------------------------------------------------------------
 
 
@@ -412,6 +557,22 @@ def test_gains_table_rows_and_closed_form_values():
     assert set(relu) == {"activation", *expected}
     for key, value in expected.items():
         assert relu[key] == pytest.approx(value, rel=1e-10), key
+
+
+def test_gains_table_at_q_two_matches_adaptive_quadrature():
+    q = 2.0
+    for row in theory.gains_table(["tanh", "swish", "sigmoid"], q=q):
+        m1, m2, d2 = quad_moments(activations.get(row["activation"]), q)
+        rho, rho_c = m2 / q, (m2 - m1 * m1) / q
+        expected = {
+            "m1": m1, "rho": rho, "rho_c": rho_c, "rho_prime": d2, "kappa": d2 / rho,
+            "lambda_forward": rho**-0.5, "lambda_backward": d2**-0.5,
+            "lambda_balanced": ((1 / rho + 1 / d2) / 2) ** 0.5, "lambda_forward_c": rho_c**-0.5,
+            "lambda_balanced_c": ((1 / rho_c + 1 / d2) / 2) ** 0.5,
+            "gain_forward": rho**-0.5, "gain_backward": d2**-0.5,
+        }  # fmt: skip
+        for key, value in expected.items():
+            assert row[key] == pytest.approx(value, rel=1e-8, abs=1e-12), (row["activation"], key)
 
 
 def test_gains_table_labels_non_default_parameters_and_formats_aligned():

@@ -9,6 +9,8 @@ and of the second moment q of the pre-activations; nothing here touches autograd
 - E12-E15 ``normalization``, ``normalized``, ``init_gain``: the normalizing factor lambda
 - E17-E18 ``residual_profile``: the same for residual MLPs
 - ``solve_selu``, ``forward_fixed_point``, ``critical_weight_var``, ``gains_table``
+- E19-E22 ``q_map_slope``, ``backward_factor``, ``depth_scale``, ``fixed_points``: the stability
+  of E8's fixed points, and ``stability_table``
 
 Assumptions shared by the profiles (the standard mean-field analysis): weights are i.i.d. with
 zero mean and variance weight_var / fan_in, biases i.i.d. with variance bias_var, inputs are
@@ -62,6 +64,16 @@ __all__ = [
     "solve_selu",
     "forward_fixed_point",
     "critical_weight_var",
+    "q_map_slope",
+    "backward_factor",
+    "depth_scale",
+    "FixedPoint",
+    "fixed_points",
+    "large_q_growth",
+    "stability_table",
+    "activation_stability",
+    "format_fixed_points",
+    "format_stability_table",
     "gains_table",
     "format_gains_table",
 ]
@@ -130,6 +142,18 @@ def _quadrature(kinks: tuple[float, ...], q: np.ndarray) -> tuple[np.ndarray, np
     return z.reshape(len(q), -1), w.reshape(len(q), -1)
 
 
+def _nodes(act: ActivationFunction, q: QLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Points x ~ N(0, q) and weights w, shape (q.size, points): E[g(x)] = sum(w * g(x), axis=1)."""
+    flat_q = np.atleast_1d(q).ravel()
+    z, w = _quadrature(act.kinks, flat_q)
+    return flat_q, np.sqrt(flat_q)[:, None] * z, w
+
+
+def _shaped(values: np.ndarray, q: QLike) -> QLike:
+    """One value per q, as a float for a scalar q and in q's shape otherwise."""
+    return float(values[0]) if np.ndim(q) == 0 else values.reshape(np.shape(q))
+
+
 def gaussian_moments(act: Act, q: Any = 1.0) -> GaussianMoments:
     """THEORY E1-E4: m1 = E[phi(x)], m2 = E[phi(x)^2], v = m2 - m1^2, d2 = E[phi'(x)^2].
 
@@ -138,18 +162,13 @@ def gaussian_moments(act: Act, q: Any = 1.0) -> GaussianMoments:
     """
     act = activations.get(act)
     q = _as_q(q)
-    flat_q = np.atleast_1d(q).ravel()
-    z, w = _quadrature(act.kinks, flat_q)
-    x = np.sqrt(flat_q)[:, None] * z
+    _, x, w = _nodes(act, q)
     phi, dphi = act.f(x), act.df(x)
     m1 = np.sum(w * phi, axis=1)
     m2 = np.sum(w * phi * phi, axis=1)
     v = np.sum(w * (phi - m1[:, None]) ** 2, axis=1)  # two-pass: no cancellation in m2 - m1^2
     d2 = np.sum(w * dphi * dphi, axis=1)
-    if np.ndim(q) == 0:
-        return GaussianMoments(float(m1[0]), float(m2[0]), float(v[0]), float(d2[0]))
-    shape = np.shape(q)
-    return GaussianMoments(m1.reshape(shape), m2.reshape(shape), v.reshape(shape), d2.reshape(shape))
+    return GaussianMoments(*(_shaped(values, q) for values in (m1, m2, v, d2)))
 
 
 # --- E5-E7: the two gains and their ratio ----------------------------------------------------------
@@ -522,6 +541,194 @@ def critical_weight_var(act: Act, bias_var: float = 0.0) -> float:
     raise ValueError(
         f"no critical weight variance for {act!r} with bias_var={bias_var!r}: the condition "
         "(q - bias_var) * d2(q) = m2(q) has no root for q - bias_var in [1e-6, 1e6]"
+    )
+
+
+# --- E19-E22: stability of the fixed points of E8 ----------------------------------------------
+
+
+def q_map_slope(act: Act, q: Any = 1.0, weight_var: float = 1.0) -> QLike:
+    """THEORY E19: chi_q(q) = d/dq [weight_var * m2(q)] = weight_var * E[x phi(x) phi'(x)] / q.
+
+    The slope of the forward map of E8 (the bias adds a constant and drops out). Stein's lemma
+    turns d m2 / dq = E[phi(x)^2]' into E[x phi phi'] / q, so only phi and phi' are needed.
+    ``q`` may be an array.
+    """
+    act = activations.get(act)
+    q = _as_q(q)
+    weight_var = _variance(weight_var, "weight_var", positive=True)
+    flat_q, x, w = _nodes(act, q)
+    return _shaped(weight_var * np.sum(w * x * act.f(x) * act.df(x), axis=1) / flat_q, q)
+
+
+def backward_factor(act: Act, q: Any = 1.0, weight_var: float = 1.0) -> QLike:
+    """THEORY E20: chi(q) = weight_var * d2(q), the per-layer factor of E9 for equal widths.
+
+    E[delta^2] is multiplied by chi from layer l + 1 to layer l, so over L layers at a fixed point
+    q* the backward signal changes by chi(q*)^L.
+    """
+    weight_var = _variance(weight_var, "weight_var", positive=True)
+    return weight_var * gaussian_moments(act, q).d2
+
+
+def depth_scale(slope: Any) -> QLike:
+    """THEORY E21: xi = 1 / |log slope|, the depth over which a deviation changes e-fold.
+
+    For a stable fixed point (chi_q < 1) deviations of q decay as chi_q^l = exp(-l / xi_q); for
+    an unstable one they grow as exp(l / xi_q). The same applies to chi and the backward signal.
+    inf when the slope is exactly 1 (no depth scale).
+    """
+    slope = np.asarray(slope, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        scale = 1.0 / np.abs(np.log(slope))
+    return float(scale) if scale.ndim == 0 else scale
+
+
+class FixedPoint(NamedTuple):
+    """A fixed point q* of E8 (THEORY E22) with its slope chi_q (E19), backward factor chi (E20)
+    and depth scale 1 / |log chi_q| (E21). ``stability``: "stable" (chi_q < 1), "unstable"
+    (chi_q > 1), "marginal" (chi_q = 1 to 1e-9) or "every q" (the map is the identity: q = nan)."""
+
+    q: float
+    chi_q: float
+    chi: float
+    stability: str
+    depth_scale: float
+
+
+_FIXED_POINT_GRID = np.logspace(-_SEARCH_DECADES / 2, _SEARCH_DECADES / 2, 24 * _SEARCH_DECADES + 1)
+_ZERO_Q = 1e-12  # where the slope at q* = 0 is evaluated (chi_q(q) -> chi_q(0) as q -> 0)
+
+
+def _fixed_point(
+    act: ActivationFunction, q: float, weight_var: float, stability: str | None = None
+) -> FixedPoint:
+    chi_q = float(q_map_slope(act, max(q, _ZERO_Q) if math.isfinite(q) else 1.0, weight_var))
+    if stability is None:
+        stability = "marginal" if abs(chi_q - 1.0) <= 1e-9 else "stable" if chi_q < 1.0 else "unstable"
+    chi = float(backward_factor(act, max(q, _ZERO_Q) if math.isfinite(q) else 1.0, weight_var))
+    return FixedPoint(q, chi_q, chi, stability, depth_scale(chi_q))
+
+
+def fixed_points(act: Act, weight_var: float = 1.0, bias_var: float = 0.0) -> list[FixedPoint]:
+    """THEORY E22: every fixed point q* = weight_var * m2(q*) + bias_var of E8, in increasing q.
+
+    q* = 0 is one when bias_var = 0 and phi(0) = 0 (its slope is the limit weight_var phi'(0)^2);
+    the others are the sign changes of weight_var * m2(q) + bias_var - q on a log grid from 1e-6
+    to 1e6 (24 points per decade), refined with brentq. A fixed point where the map only touches
+    the diagonal without crossing it is not found. When the map is the identity on the whole grid
+    (relu with weight_var = 2), one entry with q = nan and stability "every q" is returned.
+    A stable q* attracts the iteration from both sides; an unstable one repels it, so q_l moves
+    to the next stable point below or above, or to 0 or infinity.
+    """
+    act = activations.get(act)
+    weight_var = _variance(weight_var, "weight_var", positive=True)
+    bias_var = _variance(bias_var, "bias_var", positive=False)
+    grid = _FIXED_POINT_GRID
+
+    def excess(q: QLike) -> QLike:
+        return weight_var * gaussian_moments(act, q).m2 + bias_var - q
+
+    values = excess(grid)
+    if np.all(np.abs(values) <= 1e-9 * grid):
+        return [_fixed_point(act, math.nan, weight_var, "every q")]
+    points = []
+    if bias_var == 0.0 and abs(float(act.f(np.zeros(1))[0])) < 1e-15:
+        points.append(_fixed_point(act, 0.0, weight_var))
+    signs = np.sign(values)
+    roots = [float(q) for q, sign in zip(grid, signs, strict=True) if sign == 0]
+    for i in np.flatnonzero(signs[:-1] * signs[1:] < 0):
+        roots.append(brentq(excess, grid[i], grid[i + 1], xtol=1e-300, rtol=4 * np.finfo(float).eps))
+    distinct = [q for i, q in enumerate(sorted(roots)) if i == 0 or q > sorted(roots)[i - 1] * (1 + 1e-9)]
+    return points + [_fixed_point(act, q, weight_var) for q in distinct]
+
+
+def large_q_growth(act: Act, weight_var: float = 1.0) -> float:
+    """weight_var * rho(q) at q = 1e6: the factor by which E8 multiplies a very large q per layer.
+
+    Above the largest fixed point q grows without bound when it exceeds 1 (swish: 1/2 times
+    weight_var lambda^2, the relu-like tail), and falls back when it is below 1 (tanh: 0).
+    """
+    weight_var = _variance(weight_var, "weight_var", positive=True)
+    q = float(_FIXED_POINT_GRID[-1])
+    return weight_var * gaussian_moments(act, q).m2 / q
+
+
+def stability_table(
+    acts: Sequence[str] | None = None,
+    rules: Sequence[str] = RULES,
+    centers: Sequence[bool] = (False, True),
+    q: float = 1.0,
+    weight_var: float = 1.0,
+) -> list[dict[str, Any]]:
+    """E19-E22 for the static normalized forms (E15 at ``q``) of ``acts`` under each rule and
+    centring, in a network with weights of variance weight_var / fan_in and no bias.
+
+    Keys: activation, rule, center, chi_q (E19 at q), chi (E20 at q), fixed_points (a list of
+    ``FixedPoint``), reached (E8's limit from q0 = q, ``forward_fixed_point``) and
+    reached_stability (that fixed point's stability), large_q_growth.
+    ``acts`` defaults to the activations of the reproduction's presets.
+    """
+    rows = []
+    for name in acts or ("relu", "tanh", "sigmoid", "swish", "gelu", "elu"):
+        for rule in rules:
+            for center in centers:
+                act = normalized(name, rule, q, center)
+                rows.append(
+                    _stability_row(act, q, weight_var) | {"activation": name, "rule": rule, "center": center}
+                )
+    return rows
+
+
+def _stability_row(act: ActivationFunction, q: float, weight_var: float) -> dict[str, Any]:
+    points = fixed_points(act, weight_var)
+    reached = forward_fixed_point(act, weight_var, 0.0, q)
+    match = [
+        p.stability for p in points if p.stability == "every q" or math.isclose(p.q, reached, rel_tol=1e-6)
+    ]
+    return {
+        "chi_q": float(q_map_slope(act, q, weight_var)),
+        "chi": float(backward_factor(act, q, weight_var)),
+        "fixed_points": points,
+        "reached": reached,
+        "reached_stability": match[0] if match else ("escapes" if reached == math.inf else "not found"),
+        "large_q_growth": large_q_growth(act, weight_var),
+    }
+
+
+def activation_stability(
+    acts: Sequence[Act], q: float = 1.0, weight_var: float = 1.0
+) -> list[dict[str, Any]]:
+    """``stability_table``'s columns for activations given as they are (e.g. ``normalized(...)``)."""
+    return [
+        {"activation": _table_label(activations.get(a))} | _stability_row(activations.get(a), q, weight_var)
+        for a in acts
+    ]
+
+
+def format_fixed_points(points: Sequence[FixedPoint]) -> str:
+    """'q* (chi_q, stability)' for each fixed point, e.g. '0 (0.68, stable); 1.202 (1.17, unstable)'."""
+    if points and points[0].stability == "every q":
+        return f"every q ({points[0].chi_q:.3g}, marginal)"
+    return "; ".join(f"{p.q:.4g} ({p.chi_q:.3g}, {p.stability})" for p in points) or "none"
+
+
+def format_stability_table(rows: Sequence[dict[str, Any]]) -> str:
+    """``stability_table`` or ``activation_stability`` rows as an aligned text table."""
+    if not rows:
+        return ""
+    header = [k for k in ("activation", "rule", "center") if k in rows[0]]
+    header += ["chi_q at q", "chi at q", "fixed points: q* (chi_q, stability)", "E8 limit from q0 = q"]
+    header += ["growth at large q"]
+    lines = [header]
+    for row in rows:
+        cells = [str(row[k]) for k in ("activation", "rule", "center") if k in row]
+        cells += [f"{row['chi_q']:.4f}", f"{row['chi']:.4f}", format_fixed_points(row["fixed_points"])]
+        cells += [f"{row['reached']:.4g} ({row['reached_stability']})", f"{row['large_q_growth']:.4f}"]
+        lines.append(cells)
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
     )
 
 
