@@ -170,7 +170,8 @@ def test_gains_match_closed_forms_at_every_q(q):
 def test_lambda_from_gains_matches_its_formula_on_arrays(rule):
     rho, rho_prime = np.array([0.3, 1.7, 4.0]), np.array([2.2, 0.4, 1.0])
     expected = {"forward": 1 / rho, "backward": 1 / rho_prime, "balanced": (1 / rho + 1 / rho_prime) / 2}
-    np.testing.assert_allclose(theory.lambda_from_gains(rule, rho, rho_prime), expected[rule] ** 0.5, rtol=1e-14)
+    got = theory.lambda_from_gains(rule, rho, rho_prime)
+    np.testing.assert_allclose(got, expected[rule] ** 0.5, rtol=1e-14)
 
 
 @pytest.mark.parametrize("act", ZOO, ids=ZOO_IDS)
