@@ -54,12 +54,23 @@ def test_every_subcommand_has_help_with_examples(capsys, command) -> None:
 def test_theory_prints_the_gains_table(capsys) -> None:
     code, out, _ = run_main(capsys, "theory", "--activations", "relu", "tanh", "nswish", "--q", "1.0")
     assert code == 0
-    header, *lines = out.splitlines()[1:]
+    gains, stability = out.split("\n\n")
+    header, *lines = gains.splitlines()[1:]
     rows = {line.split()[0]: dict(zip(header.split(), line.split(), strict=True)) for line in lines}
     assert rows["relu"]["rho"] == "0.500000"  # rho of relu is 1/2 (THEORY)
     assert rows["tanh"]["rho"] == "0.394294" and rows["tanh"]["kappa"] == "1.177807"
     normalized = next(row for name, row in rows.items() if "swish" in name)
     assert normalized["lambda_balanced"] == "1.000000"  # balanced-normalized: nothing left to scale
+    nswish = stability.splitlines()[-1]  # E22: q* = 0 stable, 1.202 unstable (test_theory checks them)
+    assert "swish" in nswish and "0 (0.681, stable); 1.202 (1.17, unstable)" in nswish
+
+
+def test_propagate_shows_adaptive_forms_as_measured_only(capsys, tmp_path) -> None:
+    argv = ["propagate", "--activations", "tanh", "ntanh", "--mode", "adaptive", "--depth", "3"]
+    code, out, _ = run_main(capsys, *argv, "--width", "16", "--batch", "32")
+    assert code == 0 and "ntanh (adaptive)" in out and "measured only" in out
+    headers = [line for line in out.splitlines() if line.startswith("layer")]
+    assert "theory" in headers[0] and "theory" not in headers[1]  # vanilla tanh keeps E8-E9
 
 
 @pytest.mark.parametrize(

@@ -189,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     p.set_defaults(handler=_train)
 
-    p = _subparser(subparsers, "theory", "print the gains table (THEORY E5-E7, E12-E14)")
+    p = _subparser(subparsers, "theory", "print the gains (THEORY E5-E7, E12-E14) and stability (E19-E22)")
     p.add_argument("--activations", nargs="+", metavar="NAME", help="activations, n<name> for normalized")
     p.add_argument("--q", type=_positive_float, default=1.0, help="input second moment (default: 1)")
     p.add_argument("--rule", choices=theory.RULES, default="balanced", help="rule of n<name> activations")
@@ -283,6 +283,11 @@ def _theory(args: argparse.Namespace) -> int:
     acts = [_activation_for_theory(name, args.rule, args.q, args.center) for name in names]
     print(f"gains at q = {args.q} (rho, rho' and kappa: THEORY E5-E7; lambda per rule: E12-E14)")
     print(theory.format_gains_table(theory.gains_table(acts, q=args.q)))
+    print(
+        f"\nstability of the forward map q -> sigma_w^2 m2(q) (E8) with sigma_w^2 = 1, no bias: "
+        f"slopes chi_q (E19) and chi (E20) at q = {args.q}, every fixed point (E22; stable: chi_q < 1)"
+    )
+    print(theory.format_stability_table(theory.activation_stability(acts, q=args.q)))
     return 0
 
 
@@ -293,14 +298,16 @@ def _propagate(args: argparse.Namespace) -> int:
         form = "vanilla" if vanilla else args.mode
         options = {} if vanilla else {"mode": args.mode}
         record = measure_network(name, options, args.depth, args.width, args.batch, args.seed)
-        measured[name], predicted[name] = record["measured"], record["theory"]
-        print(f"\n{name} ({form}), {args.depth} hidden layers of width {args.width}, batch {args.batch}")
-        header = ["layer", *(f"{s} {kind}" for s in STATISTICS for kind in ("measured", "theory"))]
+        measured[name] = record["measured"]
+        kinds = ("measured",) if form == "adaptive" else ("measured", "theory")  # adaptive: no E8-E9
+        if form != "adaptive":
+            predicted[name] = record["theory"]
+        note = " (measured only: an adaptive lambda has no closed form)" if form == "adaptive" else ""
+        size = f"{args.depth} hidden layers of width {args.width}, batch {args.batch}"
+        print(f"\n{name} ({form}), {size}{note}")
+        header = ["layer", *(f"{s} {kind}" for s in STATISTICS for kind in kinds)]
         layers = range(len(record["measured"][STATISTICS[0]]))
-        rows = [
-            [str(l + 1), *(f"{record[k][s][l]:.4g}" for s in STATISTICS for k in ("measured", "theory"))]
-            for l in layers
-        ]
+        rows = [[str(l + 1), *(f"{record[k][s][l]:.4g}" for s in STATISTICS for k in kinds)] for l in layers]
         print(format_table(header, rows))
     if args.out:
         plots.plot_signal_propagation(measured, predicted, path=args.out)
