@@ -7,6 +7,7 @@ import dataclasses
 import json
 import math
 
+import numpy as np
 import pytest
 
 from tinynormact.experiments import PRESETS, Preset, analysis, load_results, reproduce, runner, summary_text
@@ -36,12 +37,21 @@ def tiny_preset(**changes: object) -> Preset:
 
 
 def _run(
-    arch: str, act: str, form: str, seed: int, acc: float, speed: float, status: str = "completed"
+    arch: str,
+    act: str,
+    form: str,
+    seed: int,
+    acc: float,
+    speed: float,
+    status: str = "completed",
+    final_loss: float = 0.5,
 ) -> dict:
     keys = ("architecture", "activation", "form", "seed", "status", "final_test_acc", "mean_train_loss")
     return {
         **dict(zip(keys, (arch, act, form, seed, status, acc, speed), strict=True)),
         "epochs_to_target": None,
+        "final_train_loss": final_loss,
+        "history": {"train_loss": [2.3, 1.0, final_loss]},
     }
 
 
@@ -88,14 +98,50 @@ def test_paired_differences_pair_by_seed() -> None:
     assert row["diff_std"] == pytest.approx(math.sqrt(2 * 0.02**2))  # sample std of 0.05, 0.01
 
 
-def test_aggregate_counts_diverged_runs_and_leaves_them_out_of_means() -> None:
+def test_paired_differences_interval_and_p_value_closed_form() -> None:
+    """Two pairs: t has 1 degree of freedom (Cauchy), so t_0.975 = tan(0.475 pi) and the
+    two-sided p of t = 1.5 is 1 - 2 atan(1.5) / pi; a pair where a run failed to train is left
+    out."""
+    runs = [
+        _run("mlp", "relu", "vanilla", 0, 0.50, 1.0),
+        _run("mlp", "relu", "vanilla", 1, 0.60, 1.0),
+        _run("mlp", "relu", "vanilla", 2, 0.60, 1.0, final_loss=9.0),
+        _run("mlp", "relu", "static", 0, 0.55, 1.0),
+        _run("mlp", "relu", "static", 1, 0.61, 1.0),
+        _run("mlp", "relu", "static", 2, 0.90, 1.0),
+    ]
+    (row,) = analysis.paired_differences(runs)
+    assert row["pairs"] == 2 and row["diff_mean"] == pytest.approx(0.03)
+    sem = math.sqrt(2 * 0.02**2) / math.sqrt(2)  # sample std of 0.05, 0.01 over sqrt(2)
+    half = math.tan(0.475 * math.pi) * sem
+    assert (row["ci_low"], row["ci_high"]) == (pytest.approx(0.03 - half), pytest.approx(0.03 + half))
+    assert row["p_value"] == pytest.approx(1 - 2 * math.atan(1.5) / math.pi, rel=1e-9)
+    assert row["p_holm"] == pytest.approx(row["p_value"])  # one test: nothing to correct
+
+
+def test_holm_correction_by_hand() -> None:
+    # sorted 0.01, 0.03, 0.04, 0.5 (m = 4): 4 * 0.01, 3 * 0.03, max(0.09, 2 * 0.04), max(0.09, 0.5)
+    corrected = analysis.holm([0.01, 0.04, 0.03, math.nan, 0.5])
+    np.testing.assert_allclose(corrected, [0.04, 0.09, 0.09, math.nan, 0.5], rtol=1e-12)
+    assert analysis.holm([0.3, 0.6]) == [0.6, 0.6]  # capped by the running maximum, never above 1
+
+
+def test_outcome_separates_failed_to_train_from_diverged() -> None:
+    assert analysis.outcome(_run("mlp", "relu", "static", 0, 0.5, 1.0)) == "trained"
+    assert analysis.outcome(_run("mlp", "relu", "static", 0, 0.1, 1.0, final_loss=2.4)) == "failed to train"
+    diverged = _run("mlp", "relu", "static", 0, math.nan, math.nan, status="diverged")
+    assert analysis.outcome(diverged) == "diverged"
+
+
+def test_aggregate_counts_diverged_and_failed_runs_and_leaves_them_out_of_means() -> None:
     runs = [
         _run("mlp", "tanh", "static", 0, 0.4, 2.0),
         _run("mlp", "tanh", "static", 1, 0.6, 1.0),
         _run("mlp", "tanh", "static", 2, math.nan, math.nan, status="diverged"),
+        _run("mlp", "tanh", "static", 3, 0.1, 80.0, final_loss=160.0),
     ]
     (row,) = analysis.aggregate(runs)
-    assert (row["seeds"], row["diverged"], row["completed"]) == (3, 1, 2)
+    assert (row["seeds"], row["diverged"], row["failed"], row["completed"]) == (4, 1, 1, 2)
     assert row["test_acc_mean"] == pytest.approx(0.5)
     assert row["test_acc_std"] == pytest.approx(math.sqrt(0.02))
     assert row["mean_train_loss"] == pytest.approx(1.5)
@@ -117,21 +163,50 @@ def test_theory_table_gains_as_used() -> None:
     )
 
 
-def test_convergence_correlation_is_spearman_of_measure_and_speed() -> None:
+def test_convergence_correlation_is_tested_within_forms() -> None:
     table = analysis.theory_table(["relu", "tanh", "sigmoid"], rule="balanced", center=False)
     measure = {(r["activation"], f): r[f]["gain_deviation"] for r in table for f in ("vanilla", "static")}
     ranked = sorted(measure, key=measure.get)
-    # speeds increasing with the measure: a perfect positive rank correlation
+    # speeds increasing with the measure: a perfect positive rank correlation in each form
     aggregates = [
         {"architecture": "mlp", "activation": a, "form": f, "mean_train_loss": 1.0 + i}
         for i, (a, f) in enumerate(ranked)
     ]
     by_measure = {c["measure"]: c for c in analysis.convergence_vs_property(aggregates, table)}
-    assert by_measure["gain_deviation"]["spearman"] == pytest.approx(1.0)
-    assert len(by_measure["gain_deviation"]["points"]) == 6
+    gain = by_measure["gain_deviation"]
+    assert gain["within"] == {"vanilla": pytest.approx(1.0), "static": pytest.approx(1.0)}
+    assert gain["statistic"] == pytest.approx(1.0) and gain["pooled"] == pytest.approx(1.0)
+    assert len(gain["points"]) == 6
     reversed_speed = [dict(row, mean_train_loss=-row["mean_train_loss"]) for row in aggregates]
     by_measure = {c["measure"]: c for c in analysis.convergence_vs_property(reversed_speed, table)}
-    assert by_measure["gain_deviation"]["spearman"] == pytest.approx(-1.0)
+    assert by_measure["gain_deviation"]["statistic"] == pytest.approx(-1.0)
+
+
+def test_within_form_permutation_p_value_matches_the_exact_null() -> None:
+    """Two forms of 3 points: each Spearman is +-1 (probability 1/6 each) or +-1/2 (2/6 each)
+    under the null. Observed +1 and +1/2 (mean 3/4): P(|mean| >= 3/4) = 2 (1/36 + 2 * 2/36) =
+    10/36. The estimate from N = 20000 permutations has SE sqrt(p (1 - p) / N) = 0.0032; 5 SE
+    (0.016) is 5.7% of p, so a p-value 10% off would fail. Holm over the two measures doubles the
+    smaller p, capped by the larger."""
+    table = [
+        {
+            "activation": a,
+            "vanilla": {"gain_deviation": x, "log_kappa": x},
+            "static": {"gain_deviation": x, "log_kappa": x},
+        }
+        for a, x in (("a", 1.0), ("b", 2.0), ("c", 3.0))
+    ]
+    losses = {("a", "vanilla"): 1.0, ("b", "vanilla"): 2.0, ("c", "vanilla"): 3.0}
+    losses |= {("a", "static"): 1.0, ("b", "static"): 3.0, ("c", "static"): 2.0}  # Spearman 1/2
+    aggregates = [
+        {"architecture": "mlp", "activation": a, "form": f, "mean_train_loss": y}
+        for (a, f), y in losses.items()
+    ]
+    entry = analysis.convergence_vs_property(aggregates, table)[0]
+    assert entry["statistic"] == pytest.approx(0.75)
+    exact, tolerance = 10 / 36, 5 * math.sqrt(10 / 36 * 26 / 36 / analysis.PERMUTATIONS)
+    assert abs(entry["p_value"] - exact) <= tolerance < 0.1 * exact
+    assert entry["p_holm"] == pytest.approx(min(1.0, 2 * entry["p_value"]), abs=tolerance)
 
 
 # ----- the whole pipeline ---------------------------------------------------------------------------
@@ -218,3 +293,14 @@ def test_presets_are_plain_data() -> None:
     preset = tiny_preset()
     assert Preset(**preset.to_dict()) == preset
     assert dataclasses.replace(preset, seeds=5).seeds == 5
+
+
+def test_propagation_marks_a_form_whose_e8_map_is_unstable_at_the_start() -> None:
+    from tinynormact import theory
+    from tinynormact.experiments.propagation import stability_at_start
+
+    nswish = stability_at_start(theory.normalized("swish"), 1.0)  # slope 1.136, q* = 1.202 unstable
+    assert nswish["unstable"] and nswish["chi_q"] == pytest.approx(1.136, abs=1e-3)
+    assert nswish["unstable_fixed_points"] == [pytest.approx(1.2021, abs=1e-4)]
+    ntanh = stability_at_start(theory.normalized("tanh"), 1.0)  # stable q* = 0.861, slope 0.43
+    assert not ntanh["unstable"] and ntanh["unstable_fixed_points"] == []

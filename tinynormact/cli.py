@@ -305,6 +305,13 @@ def _propagate(args: argparse.Namespace) -> int:
         note = " (measured only: an adaptive lambda has no closed form)" if form == "adaptive" else ""
         size = f"{args.depth} hidden layers of width {args.width}, batch {args.batch}"
         print(f"\n{name} ({form}), {size}{note}")
+        stability = record["stability"]
+        if form != "adaptive" and stability["unstable"]:
+            fixed = ", ".join(f"{q:.3g}" for q in stability["unstable_fixed_points"]) or "none near q0"
+            print(
+                f"E8 is unstable at the start (THEORY E19, E22): chi_q(q0) = {stability['chi_q']:.3f}, "
+                f"unstable fixed points {fixed}; measured batch means leave the theory at depth"
+            )
         header = ["layer", *(f"{s} {kind}" for s in STATISTICS for kind in kinds)]
         layers = range(len(record["measured"][STATISTICS[0]]))
         rows = [[str(l + 1), *(f"{record[k][s][l]:.4g}" for s in STATISTICS for k in kinds)] for l in layers]

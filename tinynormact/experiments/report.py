@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from tinynormact.experiments.analysis import MEASURES
+from tinynormact.experiments.analysis import MEASURES, outcome
 
 __all__ = ["format_table", "markdown_report", "runs_csv", "summary_rows", "summary_text"]
 
@@ -22,6 +22,7 @@ _CSV_RUN_COLUMNS = (
     "form",
     "seed",
     "status",
+    "outcome",
     "final_train_loss",
     "final_test_loss",
     "final_test_acc",
@@ -65,9 +66,36 @@ def _lookup(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str, str], dict[s
     return {(r["architecture"], r["activation"], r["form"]): r for r in rows}
 
 
+def _accuracy(row: dict[str, Any]) -> str:
+    """'mean +- std' in %, or the mean alone for a single run (which has no spread)."""
+    if row["completed"] == 1:
+        return _number(100 * row["test_acc_mean"], 1)
+    return _pm(row["test_acc_mean"], row["test_acc_std"])
+
+
+def _not_trained(row: dict[str, Any]) -> str:
+    """' (1/3 failed to train, 1/3 diverged)' for a group with such runs, else ''."""
+    counts = [(row["failed"], "failed to train"), (row["diverged"], "diverged")]
+    notes = [f"{n}/{row['seeds']} {what}" for n, what in counts if n]
+    return f" ({', '.join(notes)})" if notes else ""
+
+
+def _difference(row: dict[str, Any]) -> str:
+    """'+5.2 [+4.9, +5.5]*': mean paired difference in points, its 95% interval, and * when the
+    Holm-corrected p-value is below 0.05."""
+    if not math.isfinite(row["diff_mean"]):
+        return "n/a"
+    star = "*" if row["p_holm"] < 0.05 else ""
+    if not math.isfinite(row["ci_low"]):
+        return f"{_number(100 * row['diff_mean'], 1, signed=True)} (1 pair)"
+    low, high = (_number(100 * row[k], 1, signed=True) for k in ("ci_low", "ci_high"))
+    return f"{_number(100 * row['diff_mean'], 1, signed=True)} [{low}, {high}]{star}"
+
+
 def summary_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """The main table: final test accuracy (%) per architecture, activation and form, mean +- std
-    over seeds, and the paired differences normalized - vanilla (points)."""
+    over the seeds that trained, and the paired differences normalized - vanilla (points) with
+    their 95% interval, * marking those whose Holm-corrected p-value is below 0.05."""
     preset = results["preset"]
     forms = preset["forms"]
     normalized = [f for f in forms if f != "vanilla"]
@@ -79,27 +107,62 @@ def summary_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
             cells = [ARCH_NAMES.get(arch, arch), act]
             for form in forms:
                 row = aggregates.get((arch, act, form))
-                text = _pm(row["test_acc_mean"], row["test_acc_std"]) if row else "not run"
-                if row and row["diverged"]:
-                    text += f" ({row['diverged']}/{row['seeds']} diverged)"
-                cells.append(text)
+                cells.append(_accuracy(row) + _not_trained(row) if row else "not run")
             for form in normalized:
                 row = paired.get((arch, act, form))
-                cells.append(_pm(row["diff_mean"], row["diff_std"], signed=True) if row else "not run")
+                cells.append(_difference(row) if row else "not run")
             rows.append(cells)
     return header, rows
+
+
+def _significance_note(results: dict[str, Any]) -> str:
+    """How many differences are significant before and after Holm's correction."""
+    tested = [r for r in results["paired"] if math.isfinite(r["p_value"])]
+    raw = sum(r["p_value"] < 0.05 for r in tested)
+    corrected = [r for r in tested if r["p_holm"] < 0.05]
+    names = ", ".join(
+        f"{ARCH_NAMES.get(r['architecture'], r['architecture'])} {r['form']} {r['activation']} "
+        f"({_number(100 * r['diff_mean'], 1, signed=True)})"
+        for r in corrected
+    )
+    return (
+        f"{raw} of {len(tested)} differences have a paired t-test p < 0.05; {len(corrected)} remain "
+        f"below 0.05 after Holm's correction across the {len(tested)}{': ' + names if names else ''}."
+    )
 
 
 def summary_text(results: dict[str, Any]) -> str:
     """The summary printed on the console."""
     header, rows = summary_rows(results)
     seeds = results["preset"]["seeds"]
-    title = f"Final test accuracy (%), mean +- std over {seeds} seeds; differences paired by seed"
-    return title + "\n" + format_table(header, rows)
+    title = (
+        f"Final test accuracy (%), mean +- std over {seeds} seeds (runs that trained); differences "
+        "paired by seed in points [95% t interval], *: Holm-corrected p < 0.05"
+    )
+    return title + "\n" + format_table(header, rows) + "\n" + _significance_note(results)
+
+
+def _paired_table(results: dict[str, Any]) -> str:
+    header = ["arch", "activation", "form", "pairs", "mean (points)", "95% interval", "p", "p (Holm)"]
+    rows = [
+        [
+            ARCH_NAMES.get(r["architecture"], r["architecture"]),
+            r["activation"],
+            r["form"],
+            str(r["pairs"]),
+            _number(100 * r["diff_mean"], 1, signed=True),
+            f"[{_number(100 * r['ci_low'], 1, signed=True)}, {_number(100 * r['ci_high'], 1, signed=True)}]",
+            _number(r["p_value"], 4),
+            _number(r["p_holm"], 4),
+        ]
+        for r in results["paired"]
+    ]
+    return format_table(header, rows, markdown=True)
 
 
 def _convergence_table(results: dict[str, Any]) -> str:
     header = ["arch", "activation", "form", "mean train loss", "epochs to target (median)", "reached"]
+    header.append("trained")
     rows = [
         [
             ARCH_NAMES.get(r["architecture"], r["architecture"]),
@@ -108,6 +171,7 @@ def _convergence_table(results: dict[str, Any]) -> str:
             _pm(r["mean_train_loss"], r["mean_train_loss_std"], scale=1.0, digits=3),
             _number(r["epochs_to_target_median"], 1),
             f"{r['reached_target']}/{r['seeds']}",
+            f"{r['completed']}/{r['seeds']}",
         ]
         for r in results["aggregates"]
     ]
@@ -128,14 +192,19 @@ def _theory_table(results: dict[str, Any]) -> str:
 
 
 def _correlation_table(results: dict[str, Any]) -> str:
-    header = ["arch", "property measure", "Spearman rho", "p-value", "points"]
+    forms = results["preset"]["forms"]
+    header = ["arch", "property measure", *[f"Spearman in {f}" for f in forms], "mean", "p", "p (Holm)"]
+    header += ["pooled (descriptive)", "vanilla indicator (descriptive)"]
     rows = [
         [
             ARCH_NAMES.get(c["architecture"], c["architecture"]),
             MEASURES[c["measure"]],
-            _number(c["spearman"], 3, signed=True),
+            *(_number(c["within"].get(f, math.nan), 2, signed=True) for f in forms),
+            _number(c["statistic"], 2, signed=True),
             _number(c["p_value"], 4),
-            str(len(c["points"])),
+            _number(c["p_holm"], 4),
+            _number(c["pooled"], 2, signed=True),
+            _number(c["form_indicator"], 2, signed=True),
         ]
         for c in results["correlation"]
     ]
@@ -143,32 +212,42 @@ def _correlation_table(results: dict[str, Any]) -> str:
 
 
 def _correlation_verdict(results: dict[str, Any]) -> str:
-    """One sentence per correlation saying what it shows, at the 5 % level."""
+    """One sentence per test saying what it shows, at the 5 % level after Holm's correction."""
     lines = []
     for c in results["correlation"]:
         arch, measure = ARCH_NAMES.get(c["architecture"], c["architecture"]), MEASURES[c["measure"]]
-        rho_s, p = c["spearman"], c["p_value"]
-        if not math.isfinite(rho_s):
+        statistic, p = c["statistic"], c["p_holm"]
+        if not math.isfinite(statistic):
             lines.append(f"- {arch}, {measure}: not enough distinct points for a rank correlation.")
             continue
         if p >= 0.05:
-            reading = "not distinguishable from no correlation at the 5 % level with these runs"
-        elif rho_s > 0:
-            reading = "activations further from the property converged more slowly, as the paper observes"
+            reading = "not distinguishable from no within-form correlation at the 5 % level with these runs"
+        elif statistic > 0:
+            reading = "within each form, activations further from the property converged more slowly"
         else:
-            reading = "activations further from the property converged faster, contrary to the paper"
-        lines.append(f"- {arch}, {measure}: Spearman {rho_s:+.2f} (p = {p:.3g}): {reading}.")
+            reading = "within each form, activations further from the property converged faster"
+        found = f"mean within-form Spearman {statistic:+.2f} (Holm p = {p:.3g})"
+        lines.append(f"- {arch}, {measure}: {found}: {reading}.")
     return "\n".join(lines)
 
 
-def _diverged_list(results: dict[str, Any]) -> str:
-    failed = [r for r in results["runs"] if r["status"] != "completed"]
-    if not failed:
-        return "Every run completed without NaN or Inf."
-    return "\n".join(
-        f"- {r['architecture']} {r['activation']} {r['form']} seed {r['seed']}: {r['message']}"
-        for r in failed
-    )
+def _not_trained_list(results: dict[str, Any]) -> str:
+    rows = [(r, outcome(r)) for r in results["runs"]]
+    lines = [
+        f"- {r['architecture']} {r['activation']} {r['form']} seed {r['seed']}: diverged: {r['message']}"
+        for r, kind in rows
+        if kind == "diverged"
+    ]
+    lines += [
+        f"- {r['architecture']} {r['activation']} {r['form']} seed {r['seed']}: failed to train: final train "
+        f"loss {r['final_train_loss']:.4g} > initial {r['history']['train_loss'][0]:.4g} "
+        f"(test accuracy {100 * r['final_test_acc']:.1f}%)"
+        for r, kind in rows
+        if kind == "failed to train"
+    ]
+    if not lines:
+        return "Every run trained: none diverged, and every final train loss is below the initial one."
+    return "\n".join(lines)
 
 
 def _settings(results: dict[str, Any]) -> str:
@@ -201,9 +280,17 @@ public re-implementation; see docs/THEORY.md for what is reconstructed.
 {status}
 ## Final test accuracy
 
-Mean +- std over seeds (%); the differences are normalized minus vanilla, seed by seed (points).
+Mean +- std over the seeds that trained (%); the differences are normalized minus vanilla, seed by
+seed (points), with a 95% t interval; * marks a difference whose paired t-test p-value stays
+below 0.05 after Holm's step-down correction across all {len(results["paired"])} differences of the table.
+With {preset["seeds"]} seeds an interval is wide and a correction is strict: read a difference without *
+as not established, not as absent.
 
 {format_table(header, rows, markdown=True)}
+
+{_significance_note(results)}
+
+{_paired_table(results)}
 
 {figure.get("accuracy.png", "")}
 
@@ -222,7 +309,15 @@ until the train loss first reached {preset["target_loss"]}.
 
 Each point is one (activation, form): the property measure of the activation as used at
 initialization (THEORY E5-E7 at q = 1, after scaling by lambda for the normalized forms) against
-the mean train loss. Scaling leaves kappa unchanged, so |log kappa| separates activations, not forms.
+the mean train loss of the runs that trained. Scaling leaves kappa unchanged, so |log kappa|
+separates activations, not forms. The static and adaptive forms share their measure, and
+normalized forms converge faster than vanilla ones whatever their measure, so the points are not
+independent and a correlation over all of them would mostly measure the form (the "vanilla
+indicator" column: Spearman of the loss with vanilla-or-not alone). The test is within forms:
+Spearman's correlation in each form, their mean, and a two-sided permutation p-value from
+random permutations of the activations within each form, Holm-corrected over the
+{len(results["correlation"])} tests (architectures x measures). The pooled correlation is shown for
+comparison only; its p-value would count shared points as independent.
 
 {_correlation_table(results)}
 
@@ -245,15 +340,21 @@ per-layer second moments (dots) against THEORY E8-E9 (lines). Each layer multipl
 second moment by rho(q) and the backward one by rho'(q), so activations whose gains are below 1
 shrink both geometrically, while the normalized forms, with gains near 1 at q = 1, keep them
 near 1 as long as q stays near 1. The adaptive form has no line: its lambda comes from the batch.
-Where dots and lines part at depth, the mean-field assumptions (large width, Gaussian
-pre-activations) are failing; for non-centred activations whose q drifts this sets in early at
-this width and recedes as the width grows.
+A dashed line and a note in the title mark a form whose forward map E8 is unstable where the
+network starts (THEORY E19, E22: slope chi_q(1) > 1, or an unstable fixed point q* within a factor
+2 of q0 = 1), as for the static swish and gelu: finite-width deviations grow by chi_q per layer,
+the examples that cross q* grow geometrically, and the measured batch means leave the line at
+depth, receding only slowly as the width grows (docs/THEORY.md, "Stability of the fixed points").
 
 {figure.get("signal_propagation.png", "")}
 
-## Runs that did not complete
+## Runs that did not train
 
-{_diverged_list(results)}
+A run *diverged* when NaN or Inf stopped it, and *failed to train* when it finished but its final
+train loss is above that of the untrained network (epoch 0). Both are counted in the tables and
+left out of every mean and paired difference.
+
+{_not_trained_list(results)}
 
 ## Settings and software
 
