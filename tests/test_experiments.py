@@ -10,8 +10,10 @@ import math
 import numpy as np
 import pytest
 
+from tinynormact import theory
 from tinynormact.experiments import PRESETS, Preset, analysis, load_results, reproduce, runner, summary_text
 from tinynormact.experiments.presets import RunSpec
+from tinynormact.experiments.propagation import stability_at_start
 
 
 def tiny_preset(**changes: object) -> Preset:
@@ -296,9 +298,6 @@ def test_presets_are_plain_data() -> None:
 
 
 def test_propagation_marks_a_form_whose_e8_map_is_unstable_at_the_start() -> None:
-    from tinynormact import theory
-    from tinynormact.experiments.propagation import stability_at_start
-
     nswish = stability_at_start(theory.normalized("swish"), 1.0)  # slope 1.136, q* = 1.202 unstable
     assert nswish["unstable"] and nswish["chi_q"] == pytest.approx(1.136, abs=1e-3)
     assert nswish["unstable_fixed_points"] == [pytest.approx(1.2021, abs=1e-4)]

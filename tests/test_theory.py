@@ -514,6 +514,7 @@ def test_fixed_points_of_the_default_nswish_are_zero_stable_and_one_point_two_un
 def test_fixed_points_degenerate_and_closed_form_cases():
     (every,) = theory.fixed_points("relu", 2.0)  # relu with weight_var 2: every q is fixed
     assert every.stability == "every q" and math.isnan(every.q) and every.chi_q == pytest.approx(1.0)
+    assert every.depth_scale == math.inf
     (only,) = theory.fixed_points("relu", 1.5, 0.3)  # q = 0.75 q + 0.3: q* = 1.2, slope 0.75
     assert only.q == pytest.approx(1.2, rel=1e-12) and only.chi_q == pytest.approx(0.75, rel=1e-10)
     zero, upper = theory.fixed_points("erf", 2.5)  # erf: 0 unstable (slope 2.5 * 4/pi), one stable

@@ -603,11 +603,13 @@ _ZERO_Q = 1e-12  # where the slope at q* = 0 is evaluated (chi_q(q) -> chi_q(0) 
 def _fixed_point(
     act: ActivationFunction, q: float, weight_var: float, stability: str | None = None
 ) -> FixedPoint:
-    chi_q = float(q_map_slope(act, max(q, _ZERO_Q) if math.isfinite(q) else 1.0, weight_var))
+    """E19-E21 at the fixed point q (NaN: every q is fixed, and q = 1 stands for all of them)."""
+    at = max(q, _ZERO_Q) if math.isfinite(q) else 1.0
+    chi_q, chi = float(q_map_slope(act, at, weight_var)), float(backward_factor(act, at, weight_var))
     if stability is None:
         stability = "marginal" if abs(chi_q - 1.0) <= 1e-9 else "stable" if chi_q < 1.0 else "unstable"
-    chi = float(backward_factor(act, max(q, _ZERO_Q) if math.isfinite(q) else 1.0, weight_var))
-    return FixedPoint(q, chi_q, chi, stability, depth_scale(chi_q))
+    scale = math.inf if stability in ("marginal", "every q") else depth_scale(chi_q)
+    return FixedPoint(q, chi_q, chi, stability, scale)
 
 
 def fixed_points(act: Act, weight_var: float = 1.0, bias_var: float = 0.0) -> list[FixedPoint]:
