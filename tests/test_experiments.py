@@ -142,8 +142,10 @@ def test_aggregate_counts_diverged_and_failed_runs_and_leaves_them_out_of_means(
         _run("mlp", "tanh", "static", 2, math.nan, math.nan, status="diverged"),
         _run("mlp", "tanh", "static", 3, 0.1, 80.0, final_loss=160.0),
     ]
+    runs[0]["epochs_to_target"], runs[1]["epochs_to_target"] = 3, math.nan  # NaN: read back, not reached
     (row,) = analysis.aggregate(runs)
     assert (row["seeds"], row["diverged"], row["failed"], row["completed"]) == (4, 1, 1, 2)
+    assert row["reached_target"] == 1 and row["epochs_to_target_median"] == 3
     assert row["test_acc_mean"] == pytest.approx(0.5)
     assert row["test_acc_std"] == pytest.approx(math.sqrt(0.02))
     assert row["mean_train_loss"] == pytest.approx(1.5)

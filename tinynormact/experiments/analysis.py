@@ -70,6 +70,12 @@ def outcome(run: dict[str, Any]) -> str:
     return "failed to train" if run["final_train_loss"] > run["history"]["train_loss"][0] else "trained"
 
 
+def _reached(epochs: float | None) -> bool:
+    """Whether a run reached the target loss: None in process, NaN once read back from
+    results.json (which stores None as null), when it did not."""
+    return epochs is not None and math.isfinite(epochs)
+
+
 def _groups(runs: Iterable[dict[str, Any]]) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for run in runs:
@@ -85,7 +91,7 @@ def aggregate(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         trained = [r for r in group if outcome(r) == "trained"]
         acc, acc_std, n_trained = mean_std(r["final_test_acc"] for r in trained)
         speed, speed_std, _ = mean_std(r["mean_train_loss"] for r in trained)
-        reached = [r["epochs_to_target"] for r in trained if r["epochs_to_target"] is not None]
+        reached = [r["epochs_to_target"] for r in trained if _reached(r["epochs_to_target"])]
         rows.append(
             {
                 "architecture": arch,
