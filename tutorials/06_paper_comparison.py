@@ -48,8 +48,6 @@ import dataclasses
 import json
 import os
 
-import numpy as np
-import scipy.stats
 from _common import FAST, OUT, show_image
 
 from tinynormact.experiments import PRESETS, reproduce, summary_text
@@ -145,24 +143,24 @@ print(summary_text(results))
 # %% [markdown]
 # ## 3. Reading the results
 #
-# **The accuracy table.** Each cell is the mean $\pm$ the standard deviation over seeds of the
-# final test accuracy. The last columns are the *paired* differences, normalized minus vanilla,
-# seed by seed. A difference is convincing only when it is large compared with its own
-# spread: with $n$ seeds, the standard error of the mean difference is $\mathrm{std}/\sqrt{n}$,
-# and a mean more than about two standard errors from zero is unlikely to be chance (for
-# $n = 3$ the $t$ distribution asks for more: about 4.3 standard errors at the 5% level). The
-# cell below applies that rule to every row instead of eyeballing the table.
+# **The accuracy table.** Each cell is the mean $\pm$ the standard deviation over the seeds
+# that trained of the final test accuracy. The last columns are the *paired* differences,
+# normalized minus vanilla, seed by seed, with a 95% confidence interval from the $t$
+# distribution: with $n$ seeds the standard error of the mean difference is
+# $\mathrm{std}/\sqrt{n}$, and for $n = 3$ the interval reaches about 4.3 standard errors
+# each way. The table makes many comparisons at once, so some will have $p < 0.05$ by chance:
+# the report corrects the p-values with Holm's method, which keeps the chance of even one false
+# "significant" in the whole table below 5%, and marks the survivors with *. A run that
+# finished but ended with a higher training loss than it started with "failed to train": it is
+# counted, not averaged in.
 
 # %%
 for row in results["paired"]:
-    n = row["pairs"]
-    if n < 2:
-        verdict = "one seed: no test possible"
+    if row["pairs"] < 2:
+        verdict = f"{row['pairs']} pair: no test possible"
     else:
-        t = row["diff_mean"] / (row["diff_std"] / np.sqrt(n)) if row["diff_std"] > 0 else np.inf
-        critical = scipy.stats.t.ppf(0.975, n - 1)  # two-sided 5% with n - 1 degrees of freedom
-        outcome = "significant" if abs(t) > critical else "not significant"
-        verdict = f"t = {t:+.1f}, needs {critical:.1f}: {outcome}"
+        interval = f"[{100 * row['ci_low']:+.1f}, {100 * row['ci_high']:+.1f}]"
+        verdict = f"95% interval {interval}, p = {row['p_value']:.3f}, Holm p = {row['p_holm']:.3f}"
     print(
         f"{row['architecture']:7s} {row['activation']:8s} {row['form']:8s} "
         f"{100 * row['diff_mean']:+5.1f} points  ({verdict})"
@@ -173,7 +171,10 @@ for row in results["paired"]:
 # form (mean over seeds). The convergence-versus-property figure is claim 2: each point is one
 # (activation, form), placed by its property measure (x) and its mean training loss (y); a
 # positive rank correlation means that activations further from the property converged more
-# slowly.
+# slowly. The points are not independent (the static and adaptive forms share their measure,
+# and every normalized form converges faster than its vanilla form), so the test compares
+# activations *within* each form: the mean of the within-form Spearman correlations, with a
+# permutation p-value corrected (Holm) for the four tests.
 
 # %%
 for name in ("loss_curves_mlp.png", "convergence_vs_property.png"):
@@ -181,8 +182,8 @@ for name in ("loss_curves_mlp.png", "convergence_vs_property.png"):
 
 for row in results["correlation"]:
     print(
-        f"{row['architecture']:7s} {row['measure']:15s} Spearman {row['spearman']:+.2f}, "
-        f"p = {row['p_value']:.2g}, {len(row['points'])} points"
+        f"{row['architecture']:7s} {row['measure']:15s} within forms {row['statistic']:+.2f} "
+        f"(Holm p = {row['p_holm']:.2g}); pooled {row['pooled']:+.2f}, {len(row['points'])} points"
     )
 
 # %% [markdown]
@@ -190,17 +191,19 @@ for row in results["correlation"]:
 # should come out very close), the picture was mixed, and more interesting than "normalized
 # wins":
 #
-# - **Convergence (claim 2) holds up.** In the MLP, the normalized forms of tanh, swish, gelu
-#   and elu reach a much lower training loss than their vanilla forms (the loss curves), and
-#   the rank correlation between the gain deviation $|\rho - 1| + |\rho' - 1|$ and the mean
-#   training loss is clearly positive (Spearman about 0.7, $p < 0.01$). $|\log\kappa|$
-#   correlates less: it does not change under scaling, so it cannot tell a vanilla activation
-#   from its normalized forms.
+# - **Convergence is faster with normalization, but claim 2 is not established.** The
+#   normalized forms reach a lower mean training loss than their vanilla forms in every
+#   comparison (the loss curves). Pooling all points, the gain deviation
+#   $|\rho - 1| + |\rho' - 1|$ correlates with the mean training loss (Spearman about 0.7 in the
+#   MLP), but most of that is "normalized or not". Within each form, the correlation is weak and
+#   not significant after correction (Holm p about 0.8).
 # - **Accuracy (claim 1) is mixed.** The deep sigmoid MLP, which barely trains in its vanilla
-#   form, gains about 18 points with static normalization. But faster training is not better
-#   generalization on 4000 examples: normalized tanh *loses* accuracy, clearly so in the
-#   residual MLP, while fitting the training set better. The adaptive sigmoid MLP is unstable
-#   (its loss explodes in some seeds; see its loss curve).
+#   form, gains about 18 points with static normalization in every seed, yet with three seeds
+#   and 23 comparisons only two differences survive the correction: static elu in the MLP (+5
+#   points) and adaptive tanh in the residual MLP (-12 points). Faster training is not better
+#   generalization on 4000 examples: normalized tanh *loses* accuracy while fitting the
+#   training set better. Two of three adaptive sigmoid MLPs fail to train (their loss ends far
+#   above where it started; see the loss curve).
 #
 # The cell below asserts these statements for the quick preset (they are skipped in fast mode,
 # whose numbers mean nothing). A few seeds on MNIST-1D with MLPs is a long way from the paper's
@@ -217,8 +220,10 @@ if not FAST:
     mlp_gain = next(
         r for r in results["correlation"] if r["architecture"] == "mlp" and r["measure"] == "gain_deviation"
     )
-    assert mlp_gain["spearman"] > 0.5 and mlp_gain["p_value"] < 0.01
+    assert mlp_gain["pooled"] > 0.5 and all(r["p_holm"] > 0.05 for r in results["correlation"])
     assert paired[("mlp", "sigmoid", "static")]["diff_mean"] > 0.10
+    significant = {key for key, r in paired.items() if r["p_holm"] < 0.05}
+    assert significant == {("mlp", "elu", "static"), ("resmlp", "tanh", "adaptive")}
     assert paired[("resmlp", "tanh", "static")]["diff_mean"] < 0
     assert paired[("resmlp", "tanh", "adaptive")]["diff_mean"] < 0
     print("the statements above hold for this run")

@@ -115,6 +115,11 @@ def summary_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def _tested(results: dict[str, Any]) -> int:
+    """How many paired differences have a p-value (two or more pairs of runs that trained)."""
+    return sum(math.isfinite(r["p_value"]) for r in results["paired"])
+
+
 def _significance_note(results: dict[str, Any]) -> str:
     """How many differences are significant before and after Holm's correction."""
     tested = [r for r in results["paired"] if math.isfinite(r["p_value"])]
@@ -282,7 +287,8 @@ public re-implementation; see docs/THEORY.md for what is reconstructed.
 
 Mean +- std over the seeds that trained (%); the differences are normalized minus vanilla, seed by
 seed (points), with a 95% t interval; * marks a difference whose paired t-test p-value stays
-below 0.05 after Holm's step-down correction across all {len(results["paired"])} differences of the table.
+below 0.05 after Holm's step-down correction across the {_tested(results)} differences of the table that have
+two or more pairs.
 With {preset["seeds"]} seeds an interval is wide and a correction is strict: read a difference without *
 as not established, not as absent.
 
