@@ -71,6 +71,8 @@ def test_propagate_shows_adaptive_forms_as_measured_only(capsys, tmp_path) -> No
     assert code == 0 and "ntanh (adaptive)" in out and "measured only" in out
     headers = [line for line in out.splitlines() if line.startswith("layer")]
     assert "theory" in headers[0] and "theory" not in headers[1]  # vanilla tanh keeps E8-E9
+    code, out, _ = run_main(capsys, "propagate", "--activations", "nswish", "--depth", "2", "--width", "16")
+    assert code == 0 and "E8 is unstable at the start" in out and "1.2" in out  # q* = 1.202 (E22)
 
 
 @pytest.mark.parametrize(

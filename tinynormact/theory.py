@@ -597,15 +597,21 @@ class FixedPoint(NamedTuple):
 
 
 _FIXED_POINT_GRID = np.logspace(-_SEARCH_DECADES / 2, _SEARCH_DECADES / 2, 24 * _SEARCH_DECADES + 1)
-_ZERO_Q = 1e-12  # where the slope at q* = 0 is evaluated (chi_q(q) -> chi_q(0) as q -> 0)
+_ZERO_X = 1e-150  # phi' just left and right of 0, for the slope at q* = 0
 
 
 def _fixed_point(
     act: ActivationFunction, q: float, weight_var: float, stability: str | None = None
 ) -> FixedPoint:
-    """E19-E21 at the fixed point q (NaN: every q is fixed, and q = 1 stands for all of them)."""
-    at = max(q, _ZERO_Q) if math.isfinite(q) else 1.0
-    chi_q, chi = float(q_map_slope(act, at, weight_var)), float(backward_factor(act, at, weight_var))
+    """E19-E21 at the fixed point q (NaN: every q is fixed, and q = 1 stands for all of them).
+    At q = 0 both slopes are the limit weight_var (phi'(0-)^2 + phi'(0+)^2) / 2 (phi(x) ~ phi'(0+-) x
+    for small |x|), taken from phi' on either side of 0 so that a slope of exactly 1 reads as 1."""
+    if q == 0.0:
+        side = np.array([-_ZERO_X, _ZERO_X])
+        chi_q = chi = weight_var * float(np.mean(act.df(side) ** 2))
+    else:
+        at = q if math.isfinite(q) else 1.0
+        chi_q, chi = float(q_map_slope(act, at, weight_var)), float(backward_factor(act, at, weight_var))
     if stability is None:
         stability = "marginal" if abs(chi_q - 1.0) <= 1e-9 else "stable" if chi_q < 1.0 else "unstable"
     scale = math.inf if stability in ("marginal", "every q") else depth_scale(chi_q)
@@ -615,7 +621,8 @@ def _fixed_point(
 def fixed_points(act: Act, weight_var: float = 1.0, bias_var: float = 0.0) -> list[FixedPoint]:
     """THEORY E22: every fixed point q* = weight_var * m2(q*) + bias_var of E8, in increasing q.
 
-    q* = 0 is one when bias_var = 0 and phi(0) = 0 (its slope is the limit weight_var phi'(0)^2);
+    q* = 0 is one when bias_var = 0 and phi(0) = 0 (its slope is the limit weight_var phi'(0)^2,
+    the mean of the two one-sided values at a kink);
     the others are the sign changes of weight_var * m2(q) + bias_var - q on a log grid from 1e-6
     to 1e6 (24 points per decade), refined with brentq. A fixed point where the map only touches
     the diagonal without crossing it is not found. When the map is the identity on the whole grid
