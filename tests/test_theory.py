@@ -525,6 +525,10 @@ def test_fixed_points_degenerate_and_closed_form_cases():
     assert zero.stability == "unstable"
     assert upper.q == pytest.approx(q, rel=1e-10) and upper.stability == "stable"
     assert [p.q for p in theory.fixed_points("tanh", 0.5)] == [0.0]  # only q* = 0 below 1 / phi'(0)^2
+    (zero,) = theory.fixed_points("tanh")  # slope tanh'(0)^2 = 1 exactly: marginal, no depth scale
+    assert (zero.chi_q, zero.stability, zero.depth_scale) == (1.0, "marginal", math.inf)
+    slope = theory.fixed_points(activations.get("leaky_relu", slope=0.2), 1.5)[0].chi_q
+    assert slope == pytest.approx(1.5 * (1 + 0.2**2) / 2, rel=1e-12)  # mean of the one-sided slopes
 
 
 def test_stability_table_rows_and_format():
