@@ -62,7 +62,7 @@ def test_theory_prints_the_gains_table(capsys) -> None:
     normalized = next(row for name, row in rows.items() if "swish" in name)
     assert normalized["lambda_balanced"] == "1.000000"  # balanced-normalized: nothing left to scale
     nswish = stability.splitlines()[-1]  # E22: q* = 0 stable, 1.202 unstable (test_theory checks them)
-    assert "swish" in nswish and "0 (0.681, stable); 1.202 (1.17, unstable)" in nswish
+    assert "swish" in nswish and "0 (0.681, stable, xi 2.6); 1.202 (1.17, unstable, xi 6.3)" in nswish
 
 
 def test_propagate_shows_adaptive_forms_as_measured_only(capsys, tmp_path) -> None:

@@ -539,7 +539,8 @@ def test_stability_table_rows_and_format():
     assert tanh["reached"] == pytest.approx(1.0) and tanh["reached_stability"] == "stable"
     assert swish["chi_q"] == pytest.approx(1.1726, abs=5e-5)  # the measured slope
     text = theory.format_stability_table(rows)
-    assert "1 (1.17, unstable)" in text and "0 (0.703, stable)" in text
+    # xi_q = 1 / |log chi_q| (E21): 1 / log 1.1726 = 6.3, 1 / log(1 / 0.703) = 2.8
+    assert "1 (1.17, unstable, xi 6.3)" in text and "0 (0.703, stable, xi 2.8)" in text
     lines = text.splitlines()
     assert len(lines) == 3 and lines[0].startswith("activation")
     (row,) = theory.activation_stability([theory.normalized("gelu", "forward")])

@@ -285,7 +285,8 @@ def _theory(args: argparse.Namespace) -> int:
     print(theory.format_gains_table(theory.gains_table(acts, q=args.q)))
     print(
         f"\nstability of the forward map q -> sigma_w^2 m2(q) (E8) with sigma_w^2 = 1, no bias: "
-        f"slopes chi_q (E19) and chi (E20) at q = {args.q}, every fixed point (E22; stable: chi_q < 1)"
+        f"slopes chi_q (E19) and chi (E20) at q = {args.q}, every fixed point (E22; stable: chi_q < 1) "
+        "with its depth scale xi_q = 1 / |log chi_q| (E21)"
     )
     print(theory.format_stability_table(theory.activation_stability(acts, q=args.q)))
     return 0

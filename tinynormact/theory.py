@@ -716,10 +716,14 @@ def activation_stability(
 
 
 def format_fixed_points(points: Sequence[FixedPoint]) -> str:
-    """'q* (chi_q, stability)' for each fixed point, e.g. '0 (0.68, stable); 1.202 (1.17, unstable)'."""
+    """'q* (chi_q, stability, xi_q)' for each fixed point (E19, E21, E22), e.g.
+    '0 (0.681, stable, xi 2.6); 1.202 (1.17, unstable, xi 6.3)'."""
     if points and points[0].stability == "every q":
-        return f"every q ({points[0].chi_q:.3g}, marginal)"
-    return "; ".join(f"{p.q:.4g} ({p.chi_q:.3g}, {p.stability})" for p in points) or "none"
+        return f"every q ({points[0].chi_q:.3g}, marginal, xi inf)"
+    return (
+        "; ".join(f"{p.q:.4g} ({p.chi_q:.3g}, {p.stability}, xi {p.depth_scale:.2g})" for p in points)
+        or "none"
+    )
 
 
 def format_stability_table(rows: Sequence[dict[str, Any]]) -> str:
@@ -727,7 +731,7 @@ def format_stability_table(rows: Sequence[dict[str, Any]]) -> str:
     if not rows:
         return ""
     header = [k for k in ("activation", "rule", "center") if k in rows[0]]
-    header += ["chi_q at q", "chi at q", "fixed points: q* (chi_q, stability)", "E8 limit from q0 = q"]
+    header += ["chi_q at q", "chi at q", "fixed points: q* (chi_q, stability, xi_q)", "E8 limit from q0 = q"]
     header += ["growth at large q"]
     lines = [header]
     for row in rows:
