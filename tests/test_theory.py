@@ -133,7 +133,7 @@ def test_gains_reproduce_the_reference_table_of_the_contract(name):
         theory.rho_c(name),
         theory.rho_prime(name),
         theory.kappa(name),
-        *(theory.normalization(name, rule).scale for rule in ("forward", "backward", "balanced")),
+        *(theory.normalization(name, rule).lambda_ for rule in ("forward", "backward", "balanced")),
     ]
     np.testing.assert_allclose(got[:3], REFERENCE_TABLE[name][:3], atol=5e-7)
     np.testing.assert_allclose(got[3:], REFERENCE_TABLE[name][3:], atol=5e-5)
@@ -197,16 +197,16 @@ def test_each_rule_makes_its_gain_one(act, q):
         if center:  # a centred phi_hat has mean 0, so its rho is its rho_c
             assert forward[0] == pytest.approx(0.0, abs=1e-9)
         assert (q / m2 + 1 / d2) / 2 == pytest.approx(1.0, rel=1e-9)  # E14
-    assert theory.normalization(act, "forward", q, center=False).shift == 0.0
+    assert theory.normalization(act, "forward", q, center=False).mu == 0.0
 
 
 def test_normalization_closed_form_for_relu():
     rho_c = 0.5 - 1 / (2 * math.pi)
-    scale, shift = theory.normalization("relu", "forward", 1.0, center=True)
-    assert scale == pytest.approx(1 / math.sqrt(rho_c), rel=1e-10)
-    assert shift == pytest.approx(1 / math.sqrt(2 * math.pi), rel=1e-10)
-    scale, _ = theory.normalization("relu", "balanced", 1.0, center=True)
-    assert scale == pytest.approx(math.sqrt((1 / rho_c + 2) / 2), rel=1e-10)
+    lam, mu = theory.normalization("relu", "forward", 1.0, center=True)
+    assert lam == pytest.approx(1 / math.sqrt(rho_c), rel=1e-10)
+    assert mu == pytest.approx(1 / math.sqrt(2 * math.pi), rel=1e-10)
+    lam, _ = theory.normalization("relu", "balanced", 1.0, center=True)
+    assert lam == pytest.approx(math.sqrt((1 / rho_c + 2) / 2), rel=1e-10)
 
 
 def test_normalization_rejects_an_unknown_rule():

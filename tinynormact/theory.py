@@ -93,10 +93,11 @@ class GaussianMoments(NamedTuple):
 
 
 class Normalization(NamedTuple):
-    """phi_hat(x) = scale * (phi(x) - shift) (THEORY E12-E15)."""
+    """phi_hat(x) = lambda * (phi(x) - mu) (THEORY E12-E15); ``lambda_`` because ``lambda`` is a
+    Python keyword."""
 
-    scale: QLike
-    shift: QLike
+    lambda_: QLike
+    mu: QLike
 
 
 # --- E1-E4: Gaussian expectations ------------------------------------------------------------------
@@ -242,16 +243,16 @@ def normalization(act: Act, rule: str = "balanced", q: Any = 1.0, center: bool =
     _check_rule(rule)
     q = _as_q(q)
     m = gaussian_moments(act, q)
-    scale = _lambda(m, q, rule, center)
-    return Normalization(float(scale) if np.ndim(scale) == 0 else scale, m.m1 if center else 0.0)
+    lam = _lambda(m, q, rule, center)
+    return Normalization(float(lam) if np.ndim(lam) == 0 else lam, m.m1 if center else 0.0)
 
 
 def normalized(act: Act, rule: str = "balanced", q: Any = 1.0, center: bool = False) -> ActivationFunction:
     """THEORY E15 (static normalization): the activation lambda * (phi - mu) fixed at ``q``."""
     if np.ndim(q) != 0:
         raise ValueError(f"normalized() needs one q, got an array of shape {np.shape(q)}")
-    scale, shift = normalization(act, rule, q, center)
-    return activations.affine(act, scale, shift)
+    lam, mu = normalization(act, rule, q, center)
+    return activations.affine(act, lam, mu)
 
 
 def init_gain(act: Act, convention: str = "forward", q: Any = 1.0) -> QLike:
@@ -265,7 +266,7 @@ def init_gain(act: Act, convention: str = "forward", q: Any = 1.0) -> QLike:
     gain for tanh, 5/3, is a different convention).
     """
     _check_rule(convention, "convention")
-    return normalization(act, convention, q).scale
+    return normalization(act, convention, q).lambda_
 
 
 # --- E8-E11: random MLP at initialization ---------------------------------------------------------

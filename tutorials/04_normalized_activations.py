@@ -69,7 +69,7 @@ def gains(act, q=1.0):
 # by $c^2$, so $\rho$ and $\rho'$ are both multiplied by $c^2$ and their ratio
 # $\kappa = \rho'/\rho$ **does not change**. That is the whole reason the three rules differ:
 # one factor can put *either* gain at 1, both only when $\kappa = 1$ already. We check it with
-# `activations.affine(act, scale, shift)`, the activation $\text{scale} \cdot (\phi - \text{shift})$.
+# `activations.affine(act, lambda_, mu)`, the activation $\lambda (\phi - \mu)$.
 
 # %%
 for name in ACTS:
@@ -310,8 +310,8 @@ for _ in range(steps):
     batch_lambdas.append(float(np.mean(adaptive(tn.Tensor(h)).data / tanh.f(h))))
     running_lambdas.append(adaptive.lambda_)
 
-target = theory.normalization("tanh", "balanced", q=Q).scale
-start = theory.normalization("tanh", "balanced", q=1.0).scale
+target = theory.normalization("tanh", "balanced", q=Q).lambda_
+start = theory.normalization("tanh", "balanced", q=1.0).lambda_
 m = adaptive.momentum
 spread = np.std(batch_lambdas[steps // 2 :], ddof=1)
 tolerance = 5 * spread * math.sqrt((1 - m) / (1 + m)) + m**steps * abs(start - target)

@@ -181,7 +181,7 @@ def _gains_as_used(row: dict[str, Any], form: str, rule: str, center: bool) -> t
     lambda^2; centring replaces rho by rho_c."""
     if form == "vanilla":
         return row["rho"], row["rho_prime"]
-    lam = theory.normalization(row["activation"], rule, 1.0, center).scale
+    lam = theory.normalization(row["activation"], rule, 1.0, center).lambda_
     return lam**2 * (row["rho_c"] if center else row["rho"]), lam**2 * row["rho_prime"]
 
 

@@ -85,7 +85,7 @@ class NormalizedActivation(Activation):
         self.q, self.momentum, self.eps = float(q), float(momentum), float(eps)
         self.differentiate_lambda = bool(differentiate_lambda)
         self.correction_scale = float(correction_scale)
-        lam, mu = theory.normalization(self.base, rule, q, center)  # (scale, shift) = (lambda, mu)
+        lam, mu = theory.normalization(self.base, rule, q, center)
         self.static_lambda, self.static_mu = float(lam), float(mu)
         self.function = activations.affine(self.base, lam, mu)
         if mode == "adaptive":
