@@ -26,7 +26,7 @@ from tinynormact.backend import np
 from tinynormact.data.cache import DATA_ROOT_VARIABLE, data_root
 from tinynormact.data.dataset import DataError, Dataset, DataSplits
 from tinynormact.data.download import ARCHIVES, download_hint
-from tinynormact.data.files import read_bytes
+from tinynormact.data.file_reading import read_bytes
 
 __all__ = ["load_cifar10", "load_cifar100"]
 

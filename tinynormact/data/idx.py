@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tinynormact.backend import np
 from tinynormact.data.dataset import DataError, Dataset, DataSplits
-from tinynormact.data.files import read_bytes
+from tinynormact.data.file_reading import read_bytes
 
 __all__ = ["read_idx", "load_mnist", "load_fashion_mnist"]
 
