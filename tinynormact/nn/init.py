@@ -1,4 +1,5 @@
-"""Weight initializers. Each fills a (out_features, in_features) Parameter in place.
+"""Weight initializers. Each fills a (out_features, in_features) Parameter, or a convolution
+weight (out_channels, in_channels, *kernel), in place.
 
 Random numbers are drawn on the host from ``rng`` (an int seed or a NumPy Generator made by
 ``backend.default_rng``) and then moved to the parameter's device, so a seed gives the same
@@ -19,6 +20,10 @@ equals their second moment q. The variance factor (THEORY E8) is written Var(W) 
   the same activation (the one before the layer), but its gains come from a table
   (docs/THEORY.md, "Initialization gains");
 - ``orthogonal``: g times a (semi-)orthogonal matrix, so |W x| = g |x| for in <= out.
+
+For a convolution weight, fan_in = in_channels * prod(kernel) (the number of inputs one output
+element sums, as a Linear's in_features) and fan_out = out_channels * prod(kernel); orthogonal
+treats the weight as the (out_channels, in_channels * prod(kernel)) matrix of im2col.
 """
 
 from __future__ import annotations
@@ -56,10 +61,13 @@ def as_generator(rng: Rng) -> Any:
 
 
 def _fans(weight: Parameter) -> tuple[int, int]:
-    if weight.ndim != 2:
-        raise ValueError(f"initializers expect a 2-D (out, in) weight, got shape {weight.shape}")
-    fan_out, fan_in = weight.shape
-    return fan_in, fan_out
+    """(fan_in, fan_out): (in, out) of a Linear weight, times prod(kernel) for a convolution."""
+    if weight.ndim < 2:
+        raise ValueError(
+            f"initializers expect an (out, in) or (out, in, *kernel) weight, got shape {weight.shape}"
+        )
+    receptive_field = math.prod(weight.shape[2:])
+    return weight.shape[1] * receptive_field, weight.shape[0] * receptive_field
 
 
 def _fill(weight: Parameter, values: Any) -> None:
@@ -139,11 +147,12 @@ def kaiming_uniform(
 def orthogonal(weight: Parameter, gain: float = 1.0, rng: Rng = None) -> None:
     """gain times a random (semi-)orthogonal matrix: QR of a Gaussian matrix with the signs of
     R's diagonal moved into Q, which makes Q Haar-distributed."""
-    fan_in, fan_out = _fans(weight)
+    _fans(weight)  # checks the shape
+    fan_out, fan_in = weight.shape[0], math.prod(weight.shape[1:])  # the im2col matrix
     rows, cols = max(fan_out, fan_in), min(fan_out, fan_in)
     q, r = backend.np.linalg.qr(as_generator(rng).standard_normal((rows, cols)))
     q = q * backend.np.sign(backend.np.diag(r))
-    _fill(weight, gain * (q if fan_out >= fan_in else q.T))
+    _fill(weight, gain * (q if fan_out >= fan_in else q.T).reshape(weight.shape))
 
 
 def zeros(weight: Parameter, rng: Rng = None) -> None:
