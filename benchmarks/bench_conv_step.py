@@ -49,7 +49,9 @@ def conv_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: int
     rows = cols @ w.reshape(out_channels, -1).T
     if b is not None:
         rows += b
-    y = np.ascontiguousarray(rows.reshape(batch, *out, out_channels).transpose(0, dims + 1, *range(1, dims + 1)))
+    y = np.ascontiguousarray(
+        rows.reshape(batch, *out, out_channels).transpose(0, dims + 1, *range(1, dims + 1))
+    )
     return y, (cols, padded.shape, x.shape, w, stride, pad, out)
 
 
@@ -64,7 +66,9 @@ def conv_backward(g: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndarray, 
     gpad = np.zeros(padded_shape, g.dtype)
     for offset in itertools.product(*(range(k) for k in kernel)):
         index = tuple(slice(k, k + stride * (n - 1) + 1, stride) for k, n in zip(offset, out, strict=True))
-        gpad[(slice(None), slice(None), *index)] += g_cols[(Ellipsis, *offset)].transpose(0, dims + 1, *range(1, dims + 1))
+        gpad[(slice(None), slice(None), *index)] += g_cols[(Ellipsis, *offset)].transpose(
+            0, dims + 1, *range(1, dims + 1)
+        )
     gx = gpad[(slice(None), slice(None), *(slice(pad, pad + n) for n in x_shape[2:]))]
     return gx, gw, gb
 
@@ -125,7 +129,9 @@ class HandNet:
                 caches.append(x.shape)
                 x = x.reshape(x.shape[0], *unit[1])
             elif kind == "conv":
-                x, cache = conv_forward(x, p[unit[1]], None if unit[2] is None else p[unit[2]], unit[3], unit[4])
+                x, cache = conv_forward(
+                    x, p[unit[1]], None if unit[2] is None else p[unit[2]], unit[3], unit[4]
+                )
                 caches.append(cache)
             elif kind == "bn":
                 x, cache = bn_forward(x, p[unit[1]], p[unit[2]])
