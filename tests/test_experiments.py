@@ -240,6 +240,20 @@ def test_reproduce_writes_the_run_folder(tmp_path) -> None:
     assert "relu" in table and "static - vanilla" in table
 
 
+def test_cnn_quick_preset_and_a_tiny_resnet1d_grid_write_the_same_report(tmp_path) -> None:
+    cnn = PRESETS["cnn-quick"]
+    assert cnn.architectures == ("resnet1d",) and cnn.dataset == "mnist1d" and cnn.seeds >= 3
+    assert cnn.forms == ("vanilla", "static", "adaptive") and "swish" in cnn.activations
+    config = cnn.runs()[0].config
+    assert (config.architecture, config.depth, config.width) == ("resnet1d", cnn.cnn_depth, cnn.width)
+    out = tmp_path / "run"
+    tiny = tiny_preset(architectures=("resnet1d",), activations=("swish",), width=4, cnn_depth=1)
+    reproduce(tiny, out, progress=False)
+    assert "loss_curves_resnet1d.png" in {p.name for p in (out / "figures").iterdir()}
+    report = (out / "report.md").read_text()
+    assert "| 1-D ResNet" in report and "static - vanilla" in report
+
+
 def test_existing_folder_needs_force(tmp_path) -> None:
     out = tmp_path / "run"
     out.mkdir()

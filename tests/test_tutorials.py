@@ -37,8 +37,8 @@ def cells(path: Path) -> list[tuple[str, list[str]]]:
     return result
 
 
-def test_all_seven_tutorials_are_found() -> None:
-    assert [p.name[:2] for p in TUTORIALS] == ["01", "02", "03", "04", "05", "06", "07"]
+def test_all_eight_tutorials_are_found() -> None:
+    assert [p.name[:2] for p in TUTORIALS] == ["01", "02", "03", "04", "05", "06", "07", "08"]
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from tinynormact.experiments.analysis import MEASURES, outcome
 
 __all__ = ["format_table", "markdown_report", "runs_csv", "summary_rows", "summary_text"]
 
-ARCH_NAMES = {"mlp": "MLP", "resmlp": "ResMLP"}
+ARCH_NAMES = {"mlp": "MLP", "resmlp": "ResMLP", "resnet1d": "1-D ResNet"}
 _CSV_RUN_COLUMNS = (
     "architecture",
     "activation",

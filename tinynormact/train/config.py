@@ -28,7 +28,7 @@ else:  # pragma: no cover - Python 3.10
 
 __all__ = ["ARCHITECTURES", "OPTIMIZERS", "SCHEDULES", "ConfigError", "TrainConfig"]
 
-ARCHITECTURES = ("mlp", "resmlp")
+ARCHITECTURES = ("mlp", "resmlp", "resnet1d")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine")
 DTYPES = ("float32", "float64")
@@ -47,7 +47,10 @@ class TrainConfig:
     - ``architecture`` "mlp": ``depth`` hidden layers of ``width`` units, each a Linear followed by
       the activation, then a Linear to the classes. "resmlp": a Linear to ``width``, ``depth``
       residual blocks x + alpha * F(x) (F = ``branch_depth`` Linear-activation pairs and a
-      Linear), then a Linear to the classes.
+      Linear), then a Linear to the classes. "resnet1d": the 1-D residual CNN ``nn.resnet1d``
+      (each example, e.g. MNIST-1D's 40 features, read as one channel): 3 stages of ``depth``
+      residual blocks x + F(x) (F = conv, activation, conv) at ``width``, 2 ``width`` and
+      4 ``width`` channels, global average pooling, a Linear to the classes.
     - ``activation`` is any activation name, "n<name>" for a normalized one;
       ``activation_options`` are its options (``{"mode": "adaptive", "rule": "balanced"}``, or
       ``{"beta": 2.0}`` for swish). ``init`` is an ``nn.init`` scheme (LeCun by default: the

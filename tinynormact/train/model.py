@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from tinynormact import optim
-from tinynormact.nn import MLP, Module, ResidualMLP
+from tinynormact.nn import MLP, Module, ResidualMLP, resnet1d
 from tinynormact.train.config import TrainConfig
 
 __all__ = ["build_model", "build_optimizer"]
 
 
 def build_model(config: TrainConfig, n_features: int, n_classes: int) -> Module:
-    """The MLP or residual MLP of ``config``, its weights drawn from ``config.seed``."""
+    """The MLP, residual MLP or 1-D residual CNN of ``config``, its weights drawn from ``config.seed``."""
     common = dict(
         activation=config.activation,
         activation_options=config.activation_options,
@@ -21,6 +21,8 @@ def build_model(config: TrainConfig, n_features: int, n_classes: int) -> Module:
     if config.architecture == "mlp":
         widths = [n_features] + [config.width] * config.depth + [n_classes]
         return MLP(widths, **common)
+    if config.architecture == "resnet1d":
+        return resnet1d(n_features, n_classes, config.width, (config.depth,) * 3, **common)
     return ResidualMLP(
         n_features,
         config.width,
