@@ -55,13 +55,15 @@ def conv_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: int
     return y, (cols, padded.shape, x.shape, w, stride, pad, out)
 
 
-def conv_backward(g: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def conv_backward(g: np.ndarray, cache: tuple, input_grad: bool = True) -> tuple[Any, np.ndarray, np.ndarray]:
     cols, padded_shape, x_shape, w, stride, pad, out = cache
     dims = len(out)
     out_channels, channels, *kernel = w.shape
     g_rows = g.transpose(0, *range(2, 2 + dims), 1).reshape(-1, out_channels)
     gw = (g_rows.T @ cols).reshape(w.shape)
     gb = g_rows.sum(axis=0)
+    if not input_grad:  # the network's first layer: its input is the data
+        return None, gw, gb
     g_cols = (g_rows @ w.reshape(out_channels, -1)).reshape(x_shape[0], *out, channels, *kernel)
     gpad = np.zeros(padded_shape, g.dtype)
     for offset in itertools.product(*(range(k) for k in kernel)):
@@ -153,14 +155,19 @@ class HandNet:
                 x = pooled @ p[unit[1]].T + p[unit[2]]
         return x
 
-    def _backward(self, units: list, g: np.ndarray, caches: list) -> np.ndarray:
+    def _backward(self, units: list, g: np.ndarray, caches: list, top: bool = False) -> np.ndarray:
+        """Backward through ``units``; at the top level the first conv reads the data, so its
+        input gradient is skipped (as the engine skips it)."""
         p = self.params
-        for unit, cache in zip(reversed(units), reversed(caches), strict=True):
+        first_conv = next(k for k, unit in enumerate(units) if unit[0] == "conv") if top else -1
+        for k, unit, cache in zip(
+            reversed(range(len(units))), reversed(units), reversed(caches), strict=True
+        ):
             kind = unit[0]
             if kind == "unflatten":
-                g = g.reshape(cache)
+                g = g.reshape(cache) if g is not None else None
             elif kind == "conv":
-                g, gw, gb = conv_backward(g, cache)
+                g, gw, gb = conv_backward(g, cache, input_grad=k != first_conv)
                 self._store(unit[1], gw)
                 if unit[2] is not None:
                     self._store(unit[2], gb)
@@ -200,7 +207,7 @@ class HandNet:
         g = np.exp(log_probs)
         g[rows, labels] -= 1.0
         g /= len(labels)
-        self._backward(self.units, g, caches)
+        self._backward(self.units, g, caches, top=True)
         for param, grad in zip(self.params, self.grads, strict=True):
             param -= LR * grad
         return loss

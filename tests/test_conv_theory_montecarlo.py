@@ -21,7 +21,7 @@ import pytest
 import tinynormact as tn
 import tinynormact.batch_norm
 from tests.test_theory_montecarlo import PHI, assert_agrees
-from tinynormact import conv_theory
+from tinynormact import conv_theory, theory
 from tinynormact.convolution import conv
 
 pytestmark = pytest.mark.theory
@@ -135,3 +135,40 @@ def test_batch_norm_before_a_static_normalized_activation_pins_q_to_one() -> Non
     # less than the 3% allowed here (channels share weights: the spread over networks is ~1%)
     np.testing.assert_allclose(with_bn, 1.0, rtol=0.03)
     assert without[-1] > 1.5 * without[0] > 1.5
+
+
+def test_batch_norm_makes_the_backward_factor_per_layer_kappa_c_whatever_the_scale() -> None:
+    """Through conv (kernel 1: no border), BN and phi_hat the gradient's second moment changes by
+    weight_var d2(1) / (weight_var v(1)) = kappa_c(1) = rho'/rho_c per layer (docs/THEORY.md,
+    BN section): BN divides by the standard deviation of W x, whose per-channel mean it removes,
+    so lambda, mu and weight_var all cancel. Measured end to end over 4 layers (3 factors) in 4
+    networks: the per-network ratio scatters by about 0.7%, so 5 SE is about 2%, plus the
+    allowance 2 L / n = 6 / 256 = 2.3% for fan-in 256; the uncentred kappa(1)^3 (1.21 for swish,
+    against 1.78) and a 10% error are both rejected. (Over 6 layers the measured ratio is 4%
+    above kappa_c^5, the O(L / n) finite-width excess that the allowance is for.)"""
+    depth, networks = 4, 4
+    ratios = {"static": [], "scaled": []}
+    for seed in range(networks):
+        for form, act in (
+            ("static", tn.nn.Activation("nswish", rule="forward")),
+            ("scaled", tn.nn.Activation("nswish", rule="backward", center=True)),  # other lambda and mu
+        ):
+            rng = np.random.default_rng([seed, 5])
+            x = tn.Tensor(rng.standard_normal((BATCH, CHANNELS, LENGTH)), requires_grad=True)
+            hs = []
+            for _ in range(depth):
+                w = tn.Tensor(rng.standard_normal((CHANNELS, CHANNELS, 1)) * math.sqrt(2.0 / CHANNELS))
+                h = tn.batch_norm.batch_norm(conv(x, w), None, None, 1e-5)[0]
+                h.retain_grad()
+                hs.append(h)
+                x = act(h)
+            _seed_backward(x, rng)
+            ratios[form].append(float((hs[0].grad ** 2).mean() / (hs[-1].grad ** 2).mean()))
+    kappa_c = theory.rho_prime("swish") / theory.rho_c("swish")
+    allowance = 2 * (depth - 1) / CHANNELS
+    for form, values in ratios.items():
+        assert_agrees(
+            values, kappa_c ** (depth - 1), allowance, what=f"E[delta_1^2] / E[delta_{depth}^2], {form}"
+        )
+        with pytest.raises(AssertionError):
+            assert_agrees(values, theory.kappa("swish") ** (depth - 1), allowance, power=False)

@@ -36,7 +36,7 @@ from typing import Any
 from tinynormact import backend, ops
 from tinynormact.autograd import Tensor
 
-__all__ = ["avg_pool", "conv", "flatten", "global_avg_pool", "max_pool", "output_shape"]
+__all__ = ["avg_pool", "conv", "flatten", "global_avg_pool", "im2col", "max_pool", "output_shape"]
 
 IntOrTuple = int | Sequence[int]
 
@@ -118,6 +118,28 @@ def _col2im(
     return grad
 
 
+def _im2col(padded: Any, kernel: tuple[int, ...], stride: tuple[int, ...], out: tuple[int, ...]) -> Any:
+    """The windows of a padded input as a (batch, positions, channels * prod(kernel)) array: row
+    (b, p) holds the window that output position p of example b reads (one copy of the view)."""
+    dims = len(kernel)
+    spatial_axes = tuple(range(2, 2 + dims))
+    order = (0, *spatial_axes, 1, *(a + dims for a in spatial_axes))  # (b, *p, c, *k)
+    windows = _windows(padded, kernel, stride, out).transpose(order)
+    return windows.reshape(padded.shape[0], math.prod(out), -1)
+
+
+def im2col(x: Any, kernel_size: IntOrTuple, stride: IntOrTuple = 1, padding: IntOrTuple = 0) -> Any:
+    """The im2col matrix of an array x (batch, channels, *spatial): shape (batch, positions,
+    channels * prod(kernel)), row p of example b being the window output p reads (zero padded).
+    ``conv`` multiplies its rows by the weight; variance tracking uses it for per-example weight
+    gradients (example b's gradient is g_b^T im2col(x)_b, g_b of shape (positions, out))."""
+    dims = x.ndim - 2
+    kernel = as_tuple(kernel_size, dims, "kernel_size")
+    stride, padding = as_tuple(stride, dims, "stride"), as_tuple(padding, dims, "padding", low=0)
+    out = output_shape(x.shape[2:], kernel, stride, padding)
+    return _im2col(_pad(x, padding), kernel, stride, out)
+
+
 def _unpad(grad: Any, size: Sequence[int], padding: tuple[int, ...]) -> Any:
     return grad[_interior(size, padding)] if any(padding) else grad
 
@@ -153,10 +175,7 @@ def conv(
     out = output_shape(size, kernel, stride, padding)
     xp = backend.get_array_module(x.data)
     padded = _pad(x.data, padding)
-    # im2col: rows (b, *p), columns (c, *k); one copy of the windows view
-    spatial_axes = tuple(range(2, 2 + dims))
-    order = (0, *spatial_axes, 1, *(a + dims for a in spatial_axes))
-    columns = _windows(padded, kernel, stride, out).transpose(order).reshape(-1, weight.data[0].size)
+    columns = _im2col(padded, kernel, stride, out).reshape(-1, weight.data[0].size)
     matrix = weight.data.reshape(out_channels, -1)
     rows = columns @ matrix.T  # (batch * positions, out)
     if bias is not None:
