@@ -176,12 +176,15 @@ def conv(
     xp = backend.get_array_module(x.data)
     padded = _pad(x.data, padding)
     columns = _im2col(padded, kernel, stride, out).reshape(-1, weight.data[0].size)
+    padded_shape = padded.shape  # backward needs the shape only: the padded copy can go
+    del padded
     matrix = weight.data.reshape(out_channels, -1)
     rows = columns @ matrix.T  # (batch * positions, out)
     if bias is not None:
         rows += bias.data
     back = (0, dims + 1, *range(1, dims + 1))  # (b, *p, o) -> (b, o, *p)
     result = xp.ascontiguousarray(rows.reshape(batch, *out, out_channels).transpose(back))
+    input_grad, input_dtype = x.requires_grad, x.dtype  # backward keeps no reference to x's data
 
     def backward(g: Any) -> tuple[Any, ...]:
         g_rows = g.transpose(0, *range(2, 2 + dims), 1).reshape(-1, out_channels)
@@ -190,14 +193,14 @@ def conv(
             gw = (g_rows.T @ columns).reshape(weight.shape).astype(weight.dtype, copy=False)
         if bias is not None and bias.requires_grad:
             gb = g_rows.sum(axis=0).astype(bias.dtype, copy=False)
-        if x.requires_grad:
+        if input_grad:
             g_columns = (g_rows @ matrix).reshape(batch, *out, channels, *kernel)
             to_front = (0, dims + 1, *range(1, dims + 1))  # (b, *p, c) -> (b, c, *p)
 
             def piece(offset: tuple[int, ...]) -> Any:
                 return g_columns[(Ellipsis, *offset)].transpose(to_front)
 
-            grad = _col2im(padded.shape, x.dtype, xp, piece, kernel, stride, out)
+            grad = _col2im(padded_shape, input_dtype, xp, piece, kernel, stride, out)
             gx = _unpad(grad, size, padding)
         return (gx, gw) if bias is None else (gx, gw, gb)
 
@@ -234,6 +237,8 @@ def max_pool(
     flat = _windows(padded, kernel, stride, out).reshape(*x.shape[:2], *out, -1)
     winner = flat.argmax(axis=-1)
     result = xp.take_along_axis(flat, winner[..., None], axis=-1)[..., 0]
+    padded_shape = padded.shape
+    del padded, flat
 
     def backward(g: Any) -> tuple[Any]:
         offsets = {offset: i for i, offset in enumerate(itertools.product(*(range(k) for k in kernel)))}
@@ -241,7 +246,7 @@ def max_pool(
         def piece(offset: tuple[int, ...]) -> Any:
             return g * (winner == offsets[offset])
 
-        return (_unpad(_col2im(padded.shape, x.dtype, xp, piece, kernel, stride, out), x.shape[2:], padding),)
+        return (_unpad(_col2im(padded_shape, x.dtype, xp, piece, kernel, stride, out), x.shape[2:], padding),)
 
     return Tensor.from_op(result, (x,), backward, "max_pool")
 
@@ -261,10 +266,12 @@ def avg_pool(
     count = math.prod(kernel)
     window_axes = tuple(range(2 + dims, 2 + 2 * dims))
     result = _windows(padded, kernel, stride, out).sum(axis=window_axes) / count
+    padded_shape = padded.shape
+    del padded
 
     def backward(g: Any) -> tuple[Any]:
         share = g / count
-        grad = _col2im(padded.shape, x.dtype, xp, lambda offset: share, kernel, stride, out)
+        grad = _col2im(padded_shape, x.dtype, xp, lambda offset: share, kernel, stride, out)
         return (_unpad(grad, x.shape[2:], padding),)
 
     return Tensor.from_op(result.astype(x.dtype, copy=False), (x,), backward, "avg_pool")
