@@ -184,3 +184,18 @@ def test_conv_keeps_the_dtype_of_its_inputs(dtype: str) -> None:
     out = convolution.conv(x, w, padding=1)
     out.sum().backward()
     assert out.dtype == x.grad.dtype == w.grad.dtype == np.dtype(dtype)
+
+
+@pytest.mark.parametrize("case", CONV_CASES[:2] + CONV_CASES[5:7], ids=str)
+def test_per_example_weight_gradients_match_one_backward_per_example(case) -> None:
+    """Row b is the weight gradient of example b's own output alone, by B separate backwards."""
+    x_shape, w_shape, stride, padding = case
+    x, w = leaf(x_shape, seed=1), leaf(w_shape, seed=2)
+    g = np.random.default_rng(3).standard_normal(convolution.conv(x, w, None, stride, padding).shape)
+    got = convolution.per_example_weight_gradients(host(x), g, w_shape[2:], stride, padding)
+    for b in range(x_shape[0]):
+        w.grad = None
+        mask = np.zeros_like(g)
+        mask[b] = g[b]
+        convolution.conv(x, w, None, stride, padding).backward(mask)
+        np.testing.assert_allclose(got[b].reshape(w.shape), host(w.grad), rtol=1e-12, atol=1e-12)

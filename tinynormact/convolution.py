@@ -36,7 +36,16 @@ from typing import Any
 from tinynormact import backend, ops
 from tinynormact.autograd import Tensor
 
-__all__ = ["avg_pool", "conv", "flatten", "global_avg_pool", "im2col", "max_pool", "output_shape"]
+__all__ = [
+    "avg_pool",
+    "conv",
+    "flatten",
+    "global_avg_pool",
+    "im2col",
+    "max_pool",
+    "output_shape",
+    "per_example_weight_gradients",
+]
 
 IntOrTuple = int | Sequence[int]
 
@@ -138,6 +147,17 @@ def im2col(x: Any, kernel_size: IntOrTuple, stride: IntOrTuple = 1, padding: Int
     stride, padding = as_tuple(stride, dims, "stride"), as_tuple(padding, dims, "padding", low=0)
     out = output_shape(x.shape[2:], kernel, stride, padding)
     return _im2col(_pad(x, padding), kernel, stride, out)
+
+
+def per_example_weight_gradients(
+    x: Any, g: Any, kernel_size: IntOrTuple, stride: IntOrTuple = 1, padding: IntOrTuple = 0
+) -> Any:
+    """Example b's contribution g_b^T im2col(x)_b to a convolution's weight gradient, for every b
+    at once (one batched matrix product, no loop over examples): an array (batch, out,
+    in * prod(kernel)) whose sum over b is the weight gradient, for the input array x and the
+    gradient array g of the output (batch, out, *positions)."""
+    columns = im2col(x, kernel_size, stride, padding)  # (batch, positions, in * prod(kernel))
+    return g.reshape(g.shape[0], g.shape[1], -1) @ columns
 
 
 def _unpad(grad: Any, size: Sequence[int], padding: tuple[int, ...]) -> Any:
