@@ -177,7 +177,7 @@ def test_adaptive_lambda_is_one_scalar_over_every_element_of_a_feature_map(optio
     """The batch lambda of E16 on a (batch, channels, h, w) map equals the rule applied to the
     gains computed here over all elements at once. Where lambda is part of the graph (static, or
     differentiate_lambda) backward matches finite differences."""
-    act = nn.Activation("nswish", **options)
+    act = nn.activation("nswish", **options)
     h = leaf((3, 2, 4, 5), seed=1)
     y = act(h)
     swish = tn.activations.get("swish")
@@ -267,3 +267,16 @@ def test_resnet50_has_about_23_7_million_parameters_for_100_classes() -> None:
     900 * 2049 of the final Linear, and the 3x3 stem (instead of 7x7) drops 64 * 3 * 40."""
     model = nn.resnet50(num_classes=100, rng=0)
     assert sum(p.size for p in model.parameters()) == 25_557_032 - 900 * 2049 - 64 * 3 * 40
+
+
+def test_kaiming_resnet_takes_each_conv_gain_from_the_activation_before_it() -> None:
+    """The stem reads the data (gain 1: Var = 1 / 27); the second conv of a block reads relu
+    (gain^2 = 2: Var = 2 / 144). Sample variances of 432 and 2304 normal weights have relative
+    SE sqrt(2 / N) = 6.8% and 2.9%; 5 SE separates them from the other gain (a factor of 2)."""
+    model = nn.resnet20(rng=0)  # kaiming_normal, He et al.'s initialization
+    stem, second = model[0].weight, model[3].branch[3].weight
+    assert isinstance(model[3].branch[3], nn.Conv2d)
+    for weight, expected, wrong in ((stem, 1 / 27, 2 / 27), (second, 2 / 144, 1 / 144)):
+        measured = float(host(weight).var())
+        tolerance = 5 * math.sqrt(2 / weight.size) * expected
+        assert abs(measured - expected) <= tolerance < abs(measured - wrong)

@@ -120,7 +120,7 @@ def test_batch_norm_before_a_static_normalized_activation_pins_q_to_one() -> Non
     (E12), up to Monte Carlo error. Without BN the same weights (Var(W) = 2 / fan_in) let q grow
     layer by layer and E[phi_hat(h)^2] with it."""
     rng = np.random.default_rng(7)
-    act = tn.nn.Activation("nswish", rule="forward")
+    act = tn.nn.activation("nswish", rule="forward")
     depth, with_bn, without = 6, [], []
     x_bn = x_plain = tn.Tensor(rng.standard_normal((BATCH, CHANNELS, LENGTH)))
     for _ in range(depth):
@@ -150,8 +150,8 @@ def test_batch_norm_makes_the_backward_factor_per_layer_kappa_c_whatever_the_sca
     ratios = {"static": [], "scaled": []}
     for seed in range(networks):
         for form, act in (
-            ("static", tn.nn.Activation("nswish", rule="forward")),
-            ("scaled", tn.nn.Activation("nswish", rule="backward", center=True)),  # other lambda and mu
+            ("static", tn.nn.activation("nswish", rule="forward")),
+            ("scaled", tn.nn.activation("nswish", rule="backward", center=True)),  # other lambda and mu
         ):
             rng = np.random.default_rng([seed, 5])
             x = tn.Tensor(rng.standard_normal((BATCH, CHANNELS, LENGTH)), requires_grad=True)

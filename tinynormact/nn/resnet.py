@@ -40,7 +40,9 @@ from tinynormact.autograd import Tensor
 from tinynormact.nn import init as nn_init
 from tinynormact.nn.batchnorm import BatchNorm1d, BatchNorm2d
 from tinynormact.nn.conv import Conv1d, Conv2d
+from tinynormact.nn.factory import activation as make_activation
 from tinynormact.nn.layers import Activation, Linear
+from tinynormact.nn.mlp import gain_source
 from tinynormact.nn.module import Module, Sequential
 from tinynormact.nn.pooling import GlobalAvgPool, Unflatten
 
@@ -92,7 +94,11 @@ class ConvResidualBlock(Module):
 
 
 class _Parts:
-    """What every conv, BN and activation of one network shares: dims, options, one rng."""
+    """What every conv, BN and activation of one network shares: dims, options, one rng.
+
+    ``source`` arguments name the activation that produced a conv's input (None: the data or an
+    identity residual stream), from which kaiming schemes take their gain (THEORY E8,
+    ``mlp.gain_source``)."""
 
     def __init__(
         self,
@@ -109,73 +115,71 @@ class _Parts:
         self.rng = nn_init.as_generator(rng)
 
     def act(self) -> Activation:
-        return Activation(self.activation, **self.options)
+        return make_activation(self.activation, **self.options)
 
-    def conv(
-        self, n_in: int, n_out: int, kernel: int, stride: int = 1, followed_by: Activation | None = None
-    ) -> Module:
+    def conv(self, n_in: int, n_out: int, kernel: int, stride: int, source: Activation | None) -> Module:
         """A conv with 'same' padding (kernel // 2), no bias when BN follows."""
-        gain_from = None
-        if nn_init.uses_activation(self.init):
-            gain_from = followed_by.function if followed_by is not None else "identity"
+        gain_from = gain_source(self.init, source)
+        padding, bias = kernel // 2, not self.batch_norm
         return _CONV[self.dims](
-            n_in,
-            n_out,
-            kernel,
-            stride,
-            kernel // 2,
-            not self.batch_norm,
-            self.init,
-            gain_from,
-            self.dtype,
-            self.rng,
+            n_in, n_out, kernel, stride, padding, bias, self.init, gain_from, self.dtype, self.rng
         )
 
     def norm(self, channels: int) -> list[Module]:
         return [_NORM[self.dims](channels, dtype=self.dtype)] if self.batch_norm else []
 
-    def conv_act(self, n_in: int, n_out: int, kernel: int, stride: int = 1) -> list[Module]:
+    def conv_act(
+        self, n_in: int, n_out: int, kernel: int, stride: int, source: Activation | None
+    ) -> list[Module]:
         """conv, [BN], phi."""
-        act = self.act()
-        return [self.conv(n_in, n_out, kernel, stride, act), *self.norm(n_out), act]
+        return [self.conv(n_in, n_out, kernel, stride, source), *self.norm(n_out), self.act()]
 
-    def projection(self, n_in: int, n_out: int, stride: int) -> Module | None:
+    def projection(self, n_in: int, n_out: int, stride: int, source: Activation | None) -> Module | None:
         """None (identity) when the shape is kept, else a 1x1 strided conv [+ BN]."""
         if stride == 1 and n_in == n_out:
             return None
-        return Sequential(self.conv(n_in, n_out, 1, stride), *self.norm(n_out))
+        return Sequential(self.conv(n_in, n_out, 1, stride, source), *self.norm(n_out))
 
 
 def basic_block(
-    parts: _Parts, n_in: int, n_out: int, stride: int, kernel: int, post: bool, alpha: float
+    parts: _Parts,
+    n_in: int,
+    n_out: int,
+    stride: int,
+    kernel: int,
+    post: bool,
+    alpha: float,
+    source: Activation | None = None,
 ) -> ConvResidualBlock:
-    """conv k (stride), [BN], phi, conv k, [BN]; identity or projection shortcut."""
-    branch = Sequential(
-        *parts.conv_act(n_in, n_out, kernel, stride), parts.conv(n_out, n_out, kernel), *parts.norm(n_out)
-    )
-    return ConvResidualBlock(
-        branch, parts.projection(n_in, n_out, stride), parts.act() if post else None, alpha
-    )
+    """conv k (stride), [BN], phi, conv k, [BN]; identity or projection shortcut. ``source``: the
+    activation that produced the block's input (None: the data or an identity stream)."""
+    first = parts.conv_act(n_in, n_out, kernel, stride, source)
+    branch = Sequential(*first, parts.conv(n_out, n_out, kernel, 1, first[-1]), *parts.norm(n_out))
+    shortcut = parts.projection(n_in, n_out, stride, source)
+    return ConvResidualBlock(branch, shortcut, parts.act() if post else None, alpha)
 
 
 def bottleneck_block(
-    parts: _Parts, n_in: int, width: int, stride: int, post: bool, alpha: float
+    parts: _Parts,
+    n_in: int,
+    width: int,
+    stride: int,
+    post: bool,
+    alpha: float,
+    source: Activation | None = None,
 ) -> ConvResidualBlock:
     """conv 1x1, [BN], phi, conv 3x3 (stride), [BN], phi, conv 1x1 to 4 x width, [BN]."""
     n_out = 4 * width
-    branch = Sequential(
-        *parts.conv_act(n_in, width, 1),
-        *parts.conv_act(width, width, 3, stride),
-        parts.conv(width, n_out, 1),
-        *parts.norm(n_out),
-    )
-    return ConvResidualBlock(
-        branch, parts.projection(n_in, n_out, stride), parts.act() if post else None, alpha
-    )
+    first = parts.conv_act(n_in, width, 1, 1, source)
+    second = parts.conv_act(width, width, 3, stride, first[-1])
+    branch = Sequential(*first, *second, parts.conv(width, n_out, 1, 1, second[-1]), *parts.norm(n_out))
+    shortcut = parts.projection(n_in, n_out, stride, source)
+    return ConvResidualBlock(branch, shortcut, parts.act() if post else None, alpha)
 
 
-def _head(parts: _Parts, channels: int, num_classes: int) -> list[Module]:
-    gain_from = "identity" if nn_init.uses_activation(parts.init) else None
+def _head(parts: _Parts, channels: int, num_classes: int, source: Activation | None) -> list[Module]:
+    """Global average pooling and a Linear; ``source`` produced the pooled stream."""
+    gain_from = gain_source(parts.init, source)
     return [
         GlobalAvgPool(),
         Linear(channels, num_classes, True, parts.init, gain_from, parts.dtype, parts.rng),
@@ -210,14 +214,15 @@ def resnet_cifar(
         raise ValueError(f"CIFAR ResNet depth must be 6n + 2 (20, 32, 44, 56, ...), got {depth}")
     n = (depth - 2) // 6
     parts = _Parts(2, activation, activation_options, batch_norm, init, dtype, rng)
-    layers: list[Module] = parts.conv_act(in_channels, width, 3)
-    channels = width
+    layers: list[Module] = parts.conv_act(in_channels, width, 3, 1, None)
+    channels, source = width, layers[-1]
     for stage in range(3):
         for block in range(n):
             stride = 2 if stage > 0 and block == 0 else 1
-            layers.append(basic_block(parts, channels, width << stage, stride, 3, post_activation, alpha))
-            channels = width << stage
-    return Sequential(*layers, *_head(parts, channels, num_classes))
+            n_out = width << stage
+            layers.append(basic_block(parts, channels, n_out, stride, 3, post_activation, alpha, source))
+            channels, source = n_out, layers[-1].post_activation
+    return Sequential(*layers, *_head(parts, channels, num_classes, source))
 
 
 def resnet20(**options: Any) -> Sequential:
@@ -254,14 +259,16 @@ def resnet50(
     4x that; stride 2 at the start of every stage but the first), global average pooling,
     Linear. 23.7 M parameters for 100 classes at width 64."""
     parts = _Parts(2, activation, activation_options, batch_norm, init, dtype, rng)
-    layers: list[Module] = parts.conv_act(in_channels, width, 3)
-    channels = width
+    layers: list[Module] = parts.conv_act(in_channels, width, 3, 1, None)
+    channels, source = width, layers[-1]
     for stage, blocks in enumerate(stages):
         for block in range(_check_count("blocks per stage", blocks)):
             stride = 2 if stage > 0 and block == 0 else 1
-            layers.append(bottleneck_block(parts, channels, width << stage, stride, post_activation, alpha))
-            channels = 4 * (width << stage)
-    return Sequential(*layers, *_head(parts, channels, num_classes))
+            layers.append(
+                bottleneck_block(parts, channels, width << stage, stride, post_activation, alpha, source)
+            )
+            channels, source = 4 * (width << stage), layers[-1].post_activation
+    return Sequential(*layers, *_head(parts, channels, num_classes, source))
 
 
 def resnet1d(
@@ -285,13 +292,14 @@ def resnet1d(
     the first), global average pooling, Linear."""
     parts = _Parts(1, activation, activation_options, batch_norm, init, dtype, rng)
     in_features = _check_count("in_features", in_features)
-    layers: list[Module] = [Unflatten(1, in_features), *parts.conv_act(1, width, 5)]
-    channels = width
+    layers: list[Module] = [Unflatten(1, in_features), *parts.conv_act(1, width, 5, 1, None)]
+    channels, source = width, layers[-1]
     for stage, blocks in enumerate(stages):
         for block in range(_check_count("blocks per stage", blocks)):
             stride = 2 if stage > 0 and block == 0 else 1
+            n_out = width << stage
             layers.append(
-                basic_block(parts, channels, width << stage, stride, kernel_size, post_activation, alpha)
+                basic_block(parts, channels, n_out, stride, kernel_size, post_activation, alpha, source)
             )
-            channels = width << stage
-    return Sequential(*layers, *_head(parts, channels, num_classes))
+            channels, source = n_out, layers[-1].post_activation
+    return Sequential(*layers, *_head(parts, channels, num_classes, source))
