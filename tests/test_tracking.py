@@ -166,7 +166,7 @@ def test_detaching_removes_every_hook():
 def test_bad_arguments_raise_clear_errors():
     with pytest.raises(ValueError, match="every must be an integer >= 1"):
         VarianceTracker(small_mlp(), every=0)
-    with pytest.raises(ValueError, match="no Linear layer"):
+    with pytest.raises(ValueError, match="no Linear, Conv1d or Conv2d layer"):
         VarianceTracker(nn.Sequential(nn.Activation("relu")))
     with pytest.raises(ValueError, match="no step has been recorded"):
         VarianceTracker(small_mlp()).profile()

@@ -1,7 +1,8 @@
 """Per-layer variance tracking through the public hook API (THEORY E5, E6, E8-E10, E16-E18).
 
-``VarianceTracker(model)`` watches every ``Linear`` of a model, in module order, together with
-the ``Activation`` that directly follows it (if any); that pair is "layer" l. The model may be
+``VarianceTracker(model)`` watches every ``Linear``, ``Conv1d`` and ``Conv2d`` of a model, in
+module order, together with the ``Activation`` that directly follows it (if any; a batch norm
+layer in between is skipped over); that pair is "layer" l. The model may be
 any ``Module``: an ``MLP`` of the library or a block a user wrote. It records, per layer and per
 step, second moments of the forward signal and of the backward gradients, the measured gains
 rho and rho' of the batch and the lambda of normalized activations::
@@ -52,13 +53,25 @@ y = phi(h) (B examples, n units):
 - ``bias_grad_sq``, ``bias_grad_var``   the same for the bias (NaN without a bias)
 
 Activation statistics are NaN for a Linear without a following activation (the last layer of
-an ``MLP``). The per-example weight gradient of example b is g_b = delta_b x_b^T, so without any
-loop over examples:
+an ``MLP``). With a batch norm between the two, rho is measured across the activation alone
+(its input is the normalized h), while ``preact_sq`` stays the conv's or Linear's own output.
+Batch norm also couples the examples of a batch: then "example b's" gradients are the
+contributions of example b's row (B g_b below), which equal the gradients of its own loss only
+without such coupling. The per-example weight gradient of example b is g_b = delta_b x_b^T, so
+without any loop over examples:
 
     mean_{b,i,j} g_bij^2 = mean_b( mean_i delta_bi^2 * mean_j x_bj^2 )
     variance across b    = that - mean_ij( (mean_b g_b)_ij^2 )
 
 where mean_b g_b is the gradient the batch-mean loss gives the weight.
+
+Convolutions. Every statistic keeps its meaning, "units" being channels times positions (h of
+shape (B, out, *positions)). The per-example gradients of a convolution sum over positions:
+example b's bias gradient is sum_p delta_b[:, p], and its weight gradient is
+delta_b^T columns_b, with columns_b the im2col matrix of its input (``convolution.im2col``), so
+the tracker forms all B of them with one batched matrix product (B x out x in * prod(kernel)
+numbers, no loop over examples) when a recorded step's backward reaches the layer. THEORY E10
+predicts only the per-position factor of these (docs/THEORY.md, "Convolutional networks").
 
 How it listens: only through ``Module.register_forward_hook`` and ``Tensor.register_hook``.
 Forward hooks on each Linear and Activation see x, h and y and compute the forward statistics.
@@ -96,10 +109,12 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from tinynormact import backend
+from tinynormact import backend, convolution
 from tinynormact.autograd import HookHandle, Tensor, is_grad_enabled, raw
 from tinynormact.backend import np
 from tinynormact.files import write_json_atomic, write_text_atomic
+from tinynormact.nn.batchnorm import BatchNorm1d, BatchNorm2d
+from tinynormact.nn.conv import Conv1d, Conv2d
 from tinynormact.nn.init import as_generator
 from tinynormact.nn.layers import Activation, Linear
 from tinynormact.nn.module import Module
@@ -162,8 +177,9 @@ def _mean_square(array: Any) -> Any:
 
 
 def _row_sums_of_squares(array: Any) -> Any:
-    """sum_j array_bj^2 for every row b (every example)."""
-    return backend.row_dots(array, array)
+    """sum_j array_bj^2 for every example b (all other axes flattened)."""
+    rows = array.reshape(array.shape[0], -1)
+    return backend.row_dots(rows, rows)
 
 
 def _gradient_ratio_is_phi_prime(module: Activation, h: Any) -> bool:
@@ -211,17 +227,27 @@ class _Layer:
         self.weight_steps: list[_Step] = []  # steps whose delta hook ran in the current backward
 
 
+_WEIGHTED = (Linear, Conv1d, Conv2d)
+_BATCH_NORMS = (BatchNorm1d, BatchNorm2d)
+
+
 def _find_layers(model: Module) -> list[_Layer]:
-    """Every Linear in module order, each paired with an Activation that directly follows it."""
+    """Every Linear and convolution in module order, each paired with an Activation that directly
+    follows it, or follows a batch norm that directly follows it."""
     leaves = [(name, m) for name, m in model.named_modules() if not any(True for _ in m.children())]
     layers: list[_Layer] = []
     for k, (name, module) in enumerate(leaves):
-        if isinstance(module, Linear):
-            following = leaves[k + 1][1] if k + 1 < len(leaves) else None
+        if isinstance(module, _WEIGHTED):
+            after = [m for _, m in leaves[k + 1 : k + 3]]
+            if after and isinstance(after[0], _BATCH_NORMS):
+                after = after[1:]
+            following = after[0] if after else None
             activation = following if isinstance(following, Activation) else None
             layers.append(_Layer(len(layers), name, module, activation))
     if not layers:
-        raise ValueError(f"VarianceTracker: {type(model).__name__} contains no Linear layer to track")
+        raise ValueError(
+            f"VarianceTracker: {type(model).__name__} contains no Linear, Conv1d or Conv2d layer to track"
+        )
     return layers
 
 
@@ -261,6 +287,7 @@ class VarianceTracker:
         self._wants_grad_act = "grad_act_sq" in wanted
         self._wants_activation = not wanted.isdisjoint(_ACTIVATION_STATISTICS)
         self._wants_weight_var = "weight_grad_var" in wanted
+        self._wants_weight = not wanted.isdisjoint({"weight_grad_sq", "weight_grad_var"})
         self._wants_bias_var = "bias_grad_var" in wanted
         self._wants_rho_prime = "rho_prime" in wanted
         self.model, self.every = model, int(every)
@@ -282,7 +309,7 @@ class VarianceTracker:
             return self
         for layer in self._layers:
             self._handles.append(layer.linear.register_forward_hook(self._linear_hook(layer)))
-            if self._wants_weight_var:
+            if self._wants_weight_var and isinstance(layer.linear, Linear):  # conv: see _delta_hook
                 self._handles.append(layer.linear.weight.register_hook(self._weight_hook(layer)))
             if layer.activation is not None and self._wants_activation:
                 self._handles.append(layer.activation.register_forward_hook(self._activation_hook(layer)))
@@ -406,8 +433,10 @@ class VarianceTracker:
                 rows, table[_INPUT_SQ, l] = self._input_rows(raw(x))
             if self._wants_input_grad and isinstance(x, Tensor) and x.requires_grad:
                 self._on_gradient(x)[0].append((_INPUT_GRAD_SQ, l))
-            if self._wants_delta and output.requires_grad:
+            if self._wants_delta and output.requires_grad and isinstance(module, Linear):
                 output.register_hook(self._delta_hook(layer, step, rows))
+            elif self._wants_delta and output.requires_grad:
+                output.register_hook(self._conv_delta_hook(layer, step, raw(x)))
 
         return hook
 
@@ -438,6 +467,34 @@ class VarianceTracker:
                 table[_WEIGHT_GRAD_SQ, l] = batch * rows.dot(input_rows) / (outputs * module.in_features)
                 if self._wants_weight_var:
                     layer.weight_steps.append(step)
+
+        return hook
+
+    def _conv_delta_hook(self, layer: _Layer, step: _Step, x: Any) -> Callable[[Any], None]:
+        """The hook on a convolution's output h (B, out, *positions) of one recorded forward, with
+        g = delta / B. Example b's gradients sum over positions: its bias gradient is
+        B sum_p g_b[:, p], its weight gradient B g_b^T columns_b (all B at once with
+        ``convolution.per_example_weight_gradients``); the variances across examples subtract
+        the squared batch gradients, the sums of those over b."""
+        l, module = layer.index, layer.linear
+
+        def hook(g: Any) -> None:
+            if not step.open:
+                return
+            table, batch = step.table, g.shape[0]
+            table[_DELTA_SQ, l] = batch * _row_sums_of_squares(g).sum() / (g.size // batch)
+            if module.bias is not None:
+                sums = g.reshape(batch, g.shape[1], -1).sum(axis=2)  # (B, out): sum over positions
+                table[_BIAS_GRAD_SQ, l] = bias_sq = batch**2 * _mean_square(sums)
+                if self._wants_bias_var:
+                    table[_BIAS_GRAD_VAR, l] = bias_sq - _mean_square(sums.sum(axis=0))
+            if self._wants_weight:
+                per_example = convolution.per_example_weight_gradients(
+                    x, g, module.kernel_size, module.stride, module.padding
+                )
+                table[_WEIGHT_GRAD_SQ, l] = weight_sq = batch**2 * _mean_square(per_example)
+                if self._wants_weight_var:
+                    table[_WEIGHT_GRAD_VAR, l] = weight_sq - _mean_square(per_example.sum(axis=0))
 
         return hook
 
@@ -504,12 +561,14 @@ class VarianceTracker:
         return hook
 
     def _mean(self, array: Any) -> Any:
-        """mean(array) of a 2-d array as a 0-d array: a matrix-vector product with a kept vector
-        of ones, then a sum over rows; three times as fast as ``array.sum()`` in float32."""
+        """mean(array) as a 0-d array, the array seen as (examples, rest): a matrix-vector product
+        with a kept vector of ones, then a sum over rows; three times as fast as ``array.sum()``
+        in float32."""
+        rows = array.reshape(array.shape[0], -1)
         ones = self._ones  # one per row length, dtype and array type (device), else replaced
-        if not (type(ones) is type(array) and len(ones) == array.shape[1] and ones.dtype == array.dtype):
-            ones = self._ones = backend.get_array_module(array).ones(array.shape[1], dtype=array.dtype)
-        return array.dot(ones).sum() / array.size
+        if not (type(ones) is type(rows) and len(ones) == rows.shape[1] and ones.dtype == rows.dtype):
+            ones = self._ones = backend.get_array_module(rows).ones(rows.shape[1], dtype=rows.dtype)
+        return rows.dot(ones).sum() / rows.size
 
     # ----- the record -------------------------------------------------------------------------
     @property
