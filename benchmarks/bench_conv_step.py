@@ -14,15 +14,13 @@ step's losses must agree, which checks that both compute the same thing.
 
 from __future__ import annotations
 
-import gc
 import itertools
 import math
-import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
 import tinynormact as tn
-from benchmarks.timing import median_seconds
+from benchmarks.timing import median_seconds, peak_bytes
 from tinynormact.backend import np
 
 LR, EPS = 0.01, 1e-5
@@ -231,17 +229,6 @@ def engine_step(model: tn.nn.Module, optimizer: tn.optim.SGD, x: tn.Tensor, y: n
     return loss.item()
 
 
-def _peak_memory(step: Callable[[], float]) -> int:
-    gc.collect()
-    tracemalloc.start()
-    tracemalloc.reset_peak()
-    base = tracemalloc.get_traced_memory()[0]
-    step()
-    peak = tracemalloc.get_traced_memory()[1] - base
-    tracemalloc.stop()
-    return peak
-
-
 def measure(name: str, repeats: int) -> dict[str, float]:
     build, shape, classes = NETWORKS[name]
     rng = np.random.default_rng(0)
@@ -263,8 +250,8 @@ def measure(name: str, repeats: int) -> dict[str, float]:
     return {
         "engine_s": min(times["engine"]),
         "hand_s": min(times["hand"]),
-        "engine_bytes": _peak_memory(engine),
-        "hand_bytes": _peak_memory(by_hand),
+        "engine_bytes": peak_bytes(engine),
+        "hand_bytes": peak_bytes(by_hand),
     }
 
 

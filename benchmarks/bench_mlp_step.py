@@ -8,12 +8,10 @@ allocated during a step (tracemalloc, which sees NumPy's buffers) and its ratio.
 
 from __future__ import annotations
 
-import gc
-import tracemalloc
 from collections.abc import Callable
 
 import tinynormact as tn
-from benchmarks.timing import median_seconds
+from benchmarks.timing import median_seconds, peak_bytes
 from tinynormact.backend import np
 
 DEPTH, BATCH, LR = 10, 128, 1e-3
@@ -88,17 +86,6 @@ def _hand(width: int) -> tuple[Callable[[], float], float]:
     return (lambda: hand_written_step(weights, biases, x, y)), hand_written_step(weights, biases, x, y)
 
 
-def _peak_memory(step: Callable[[], float]) -> int:
-    gc.collect()
-    tracemalloc.start()
-    tracemalloc.reset_peak()
-    base = tracemalloc.get_traced_memory()[0]
-    step()
-    peak = tracemalloc.get_traced_memory()[1] - base
-    tracemalloc.stop()
-    return peak
-
-
 def measure(width: int, repeats: int) -> dict[str, float]:
     """Median step times (s) and peak step memory (bytes) of both versions at ``width``."""
     engine, first_engine_loss = _engine(width)
@@ -112,8 +99,8 @@ def measure(width: int, repeats: int) -> dict[str, float]:
     return {
         "engine_s": min(times["engine"]),
         "hand_s": min(times["hand"]),
-        "engine_bytes": _peak_memory(engine),
-        "hand_bytes": _peak_memory(hand),
+        "engine_bytes": peak_bytes(engine),
+        "hand_bytes": peak_bytes(hand),
     }
 
 

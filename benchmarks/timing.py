@@ -1,9 +1,12 @@
-"""The one timing rule every benchmark uses: the median of repeated calls."""
+"""The rules every benchmark uses: the median of repeated calls for time, tracemalloc's peak
+for the memory of one call."""
 
 from __future__ import annotations
 
+import gc
 import statistics
 import time
+import tracemalloc
 from collections.abc import Callable
 
 
@@ -16,3 +19,16 @@ def median_seconds(fn: Callable[[], object], repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def peak_bytes(fn: Callable[[], object]) -> int:
+    """The peak memory allocated during one call of ``fn`` above what was allocated before it
+    (tracemalloc, which sees NumPy's buffers)."""
+    gc.collect()
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    base = tracemalloc.get_traced_memory()[0]
+    fn()
+    peak = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.stop()
+    return peak
