@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: test demo bench lint tutorials clean
+.PHONY: test demo bench lint tutorials clean gpu-check gpu-wheels
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,9 +23,13 @@ $(VENV)/.docs-installed: pyproject.toml | $(BIN)/python
 
 # One BLAS thread per test process: the suite's matrices are small, and a multithreaded BLAS
 # sharing 2 cores with other work can be 100x slower on them (see README, Tests).
+# The suite runs twice: on NumPy, then on the strict CuPy-like test device (tests/strict_device.py),
+# which enforces CuPy's rules (no implicit host conversion, no NumPy operands) and counts host syncs.
+ONE_THREAD := OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 test: $(VENV)/.test-installed
 	$(BIN)/python -m ruff check .
-	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q
+	$(ONE_THREAD) $(BIN)/python -m pytest -q
+	$(ONE_THREAD) $(BIN)/python -m pytest -q --device strict
 
 demo: $(VENV)/.demo-installed
 	$(BIN)/tinynormact reproduce --preset quick --out runs/quick --force

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from tinynormact import nn
+from tinynormact import backend, nn
 from tinynormact.train import (
     CheckpointError,
     ConfigError,
@@ -31,7 +31,8 @@ SMALL = dict(
 
 
 def small(**changes: object) -> TrainConfig:
-    return TrainConfig(**{**SMALL, **changes})
+    """SMALL on the device under test, with ``changes``."""
+    return TrainConfig(**{"device": backend.get_device(), **SMALL, **changes})
 
 
 def _without_times(history: dict[str, list[float]]) -> dict[str, list[float]]:

@@ -37,11 +37,19 @@ def as_tensor(value: Any, like: Tensor | None = None) -> Tensor:
 
 
 def _pair(a: Any, b: Any) -> tuple[Tensor, Tensor]:
-    """Both operands of a binary op as Tensors on the same device."""
+    """Both operands of a binary op as Tensors on the same device: arrays and numbers join the
+    tensor's device; two tensors on different devices are refused, naming both."""
     if isinstance(a, Tensor):
-        return a, as_tensor(b, like=a)
-    b = as_tensor(b)
-    return as_tensor(a, like=b), b
+        b = as_tensor(b, like=a)
+    else:
+        b = as_tensor(b)
+        a = as_tensor(a, like=b)
+    if type(a.data) is not type(b.data) and a.device != b.device:
+        raise backend.DeviceError(
+            f"operands on different devices, {a.device} and {b.device}: move one with .to({a.device!r}) "
+            f"or .to({b.device!r})"
+        )
+    return a, b
 
 
 def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:
@@ -360,7 +368,7 @@ def broadcast_to(x: Tensor, shape: Sequence[int]) -> Tensor:
 
 def getitem(x: Tensor, index: Any) -> Tensor:
     """x[index]: slices, integers, masks and integer arrays; repeated indices accumulate."""
-    index = _raw_index(index)
+    index = _raw_index(index, x.device)
     out = x.data[index]
 
     def backward(g: Any) -> tuple[Any]:
@@ -375,12 +383,14 @@ def getitem(x: Tensor, index: Any) -> Tensor:
     return Tensor.from_op(out, (x,), backward, "getitem")
 
 
-def _raw_index(index: Any) -> Any:
-    if isinstance(index, Tensor):
-        return index.data
-    if isinstance(index, tuple):
-        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
-    return index
+def _raw_index(index: Any, device: str) -> Any:
+    """``index`` with tensors unwrapped and index arrays moved to ``device`` (as CuPy needs)."""
+
+    def raw(i: Any) -> Any:
+        i = i.data if isinstance(i, Tensor) else i
+        return backend.to_device(i, device) if getattr(i, "ndim", 0) > 0 else i
+
+    return tuple(raw(i) for i in index) if isinstance(index, tuple) else raw(index)
 
 
 def _is_basic(index: Any) -> bool:
