@@ -17,7 +17,7 @@ from tinynormact.train import (
     TrainingDiverged,
     train,
 )
-from tinynormact.train.health import gradients_finite, locate_nonfinite
+from tinynormact.train.health import gradients_finite, locate_nonfinite, loss_and_gradients_finite
 
 # 4 batches per epoch, so step 6 lies in the middle of epoch 2
 SMALL = dict(
@@ -199,6 +199,9 @@ def test_gradients_finite_is_exact_even_when_the_fast_sum_of_squares_overflows(b
         grads[1][2] = bad
     assert gradients_finite(grads) is finite
     assert gradients_finite([]) is True
+    on_device = [backend.asarray(g) for g in grads]
+    loss, ok = loss_and_gradients_finite(backend.asarray(np.array(0.25, dtype=np.float32)), on_device)
+    assert (loss, ok) == (0.25, finite)
 
 
 def test_exploding_learning_rate_stops_with_step_and_layer(tmp_path) -> None:

@@ -1,7 +1,8 @@
 """Detecting a diverged run: which layer went non-finite first.
 
-After every step the loop checks the loss and the gradients (``gradients_finite``: one number
-for all of them in the common case). When one of them is NaN or Inf, ``locate_nonfinite``
+After every step the loop checks the loss and the gradients (``loss_and_gradients_finite``: the
+loss and one number for all the gradients travel to the host together, one transfer a step in
+the common case). When one of them is NaN or Inf, ``locate_nonfinite``
 replays the step's forward pass with a forward hook on every layer and reports, in forward order,
 the first layer whose parameters, output or parameter gradients are not finite.
 """
@@ -14,7 +15,13 @@ from typing import Any
 from tinynormact import autograd, backend
 from tinynormact.nn import Module
 
-__all__ = ["TrainingDiverged", "all_finite", "gradients_finite", "locate_nonfinite"]
+__all__ = [
+    "TrainingDiverged",
+    "all_finite",
+    "gradients_finite",
+    "locate_nonfinite",
+    "loss_and_gradients_finite",
+]
 
 
 class TrainingDiverged(RuntimeError):
@@ -33,18 +40,30 @@ def all_finite(array: Any) -> bool:
     return bool(backend.get_array_module(array).isfinite(array).all())
 
 
-def gradients_finite(grads: list[Any]) -> bool:
-    """Whether every entry of every array in ``grads`` is finite, with one host synchronisation.
+def _sum_of_squares(grads: list[Any], start: Any = 0.0) -> Any:
+    """``start`` plus the sum of the squares of every gradient entry, a 0-d array on the
+    gradients' device: NaN or Inf whenever an entry is (or when huge finite entries overflow,
+    |g| above ~1e19 in float32). One dot product per array: twice as fast as the largest |g|."""
+    with backend.np.errstate(over="ignore", invalid="ignore"):  # an overflow is expected here
+        return sum((g.ravel().dot(g.ravel()) for g in grads), start)
 
-    A sum of squares is NaN or Inf whenever an entry is, so one dot product per array decides
-    the common case (twice as fast as the largest |g|); it also overflows for huge finite entries
-    (|g| above ~1e19 in float32), and only then does the exact elementwise check decide.
-    """
+
+def gradients_finite(grads: list[Any]) -> bool:
+    """Whether every entry of every array in ``grads`` is finite, with one host synchronisation
+    (the exact elementwise check decides only when the sum of squares overflows)."""
     if not grads:
         return True
-    with backend.np.errstate(over="ignore", invalid="ignore"):  # an overflow is expected here
-        total = sum(g.ravel().dot(g.ravel()) for g in grads)  # 0-d arrays: one sync below
-    return math.isfinite(float(total)) or all(all_finite(g) for g in grads)
+    return math.isfinite(float(_sum_of_squares(grads))) or all(all_finite(g) for g in grads)
+
+
+def loss_and_gradients_finite(loss: Any, grads: list[Any]) -> tuple[float, bool]:
+    """(the loss as a float, whether every gradient entry is finite), from ONE host transfer:
+    the 0-d ``loss`` array and the gradients' sum of squares are stacked on the device and moved
+    together (a GPU step then stalls once, not once per check)."""
+    xp = backend.get_array_module(loss)
+    total = _sum_of_squares(grads, start=xp.zeros((), dtype=loss.dtype))
+    value, squares = backend.to_numpy(xp.stack([loss, total.astype(loss.dtype)]))
+    return float(value), math.isfinite(squares) or all(all_finite(g) for g in grads)
 
 
 def _leaf_layers_in_forward_order(model: Module, x: Any) -> list[tuple[str, Module, bool]]:
