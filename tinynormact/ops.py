@@ -44,12 +44,18 @@ def _pair(a: Any, b: Any) -> tuple[Tensor, Tensor]:
     else:
         b = as_tensor(b)
         a = as_tensor(a, like=b)
-    if type(a.data) is not type(b.data) and a.device != b.device:
-        raise backend.DeviceError(
-            f"operands on different devices, {a.device} and {b.device}: move one with .to({a.device!r}) "
-            f"or .to({b.device!r})"
-        )
+    _check_devices(a, b)
     return a, b
+
+
+def _check_devices(first: Tensor, *others: Tensor) -> None:
+    """Refuse tensors of different devices in one operation with one message naming both."""
+    for other in others:
+        if type(other.data) is not type(first.data) and other.device != first.device:
+            raise backend.DeviceError(
+                f"operands on different devices, {first.device} and {other.device}: move one with "
+                f".to({first.device!r}) or .to({other.device!r})"
+            )
 
 
 def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:
@@ -401,6 +407,7 @@ def _is_basic(index: Any) -> bool:
 def concatenate(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     """Join tensors along an existing axis."""
     tensors = [as_tensor(t) for t in tensors]
+    _check_devices(*tensors)
     xp = backend.get_array_module(tensors[0].data)
     try:
         out = xp.concatenate([t.data for t in tensors], axis=axis)
@@ -421,6 +428,7 @@ def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     shapes = {t.shape for t in tensors}
     if len(shapes) != 1:
         raise ValueError(f"stack: all shapes must be equal, got {', '.join(map(str, shapes))}")
+    _check_devices(*tensors)
     xp = backend.get_array_module(tensors[0].data)
     out = xp.stack([t.data for t in tensors], axis=axis)
 
@@ -470,6 +478,7 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
             f"linear: input of shape {x.shape} does not fit weight of shape {weight.shape} "
             "(expected input (batch, in_features) and weight (out_features, in_features))"
         )
+    _check_devices(x, weight)
     out = x.data @ weight.data.T
     if bias is not None:
         out += bias.data

@@ -219,9 +219,13 @@ class Trainer:
             raise CheckpointError(f"checkpoint {path}: its progress lacks {', '.join(missing)}")
         saved = TrainConfig.from_dict(progress["config"], source=str(path))
         if saved != self.config:
-            changed = [k for k, v in saved.to_dict().items() if v != getattr(self.config, k)]
+            changed = [
+                f"{k}: {v!r} saved, {getattr(self.config, k)!r} now"
+                for k, v in saved.to_dict().items()
+                if v != getattr(self.config, k)
+            ]
             raise CheckpointError(
-                f"checkpoint {path} belongs to a different configuration (fields {', '.join(changed)} differ)"
+                f"checkpoint {path} belongs to a different configuration ({'; '.join(changed)})"
             )
         self.epoch, self.batch, self.step = progress["epoch"], progress["batch"], progress["step"]
         self.history, self.step_losses = progress["history"], progress["step_losses"]
