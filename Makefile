@@ -44,5 +44,18 @@ lint: $(VENV)/.test-installed
 tutorials: $(VENV)/.docs-installed
 	$(BIN)/python -m jupytext --to "notebooks//ipynb" --execute --run-path tutorials tutorials/0*.py
 
+# On a machine with an NVIDIA GPU and CuPy, in the Python environment already there (no .venv, no
+# downloads): the suite on CuPy, the GPU benchmarks, the quick reproduction and tutorial 07, one
+# report in runs/gpu-check/report.md, under 8 minutes. Run `make gpu-wheels` first on a machine
+# with a package index if the GPU machine lacks mnist1d, requests, pytest or hypothesis.
+gpu-check:
+	$(PYTHON) benchmarks/gpu_check.py
+
+# Pure-Python wheels that gpu-check unpacks when the GPU machine's environment lacks them.
+gpu-wheels:
+	$(PYTHON) -m pip download -q --no-deps -d wheels mnist1d
+	$(PYTHON) -m pip download -q --only-binary=:all: --platform any --implementation py \
+		--python-version 3.10 -d wheels requests pytest hypothesis
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
