@@ -209,10 +209,13 @@ def xp(device: str | None = None) -> ModuleType:
 
 def _owner(array: Any) -> ArrayDevice:
     """The device whose array ``array`` is; NumPy arrays, numbers and lists count as "cpu"."""
+    cpu = _REGISTRY["cpu"]
+    if type(array) is np.ndarray:  # the common case first: this runs in every operation
+        return cpu
     for device in _REGISTRY.values():
-        if device.name != "cpu" and device.owns(array):
+        if device is not cpu and device.owns(array):
             return device
-    return _REGISTRY["cpu"]  # its owns() claims the rest
+    return cpu  # its owns() claims the rest
 
 
 def device_of(array: Any) -> str:
