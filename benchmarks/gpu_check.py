@@ -46,6 +46,7 @@ SHARES = {"suite": 0.45, "benchmarks": 0.45, "reproduce": 0.8, "tutorial": 1.0}
 class Part:
     name: str
     command: list[str]
+    shown: str = ""  # how the report names the command (default: the command itself)
     passed: bool = False
     seconds: float = 0.0
     output: str = ""
@@ -122,7 +123,7 @@ def report(parts: list[Part], machine: str, unpacked: list[str], total_s: float,
         *(f"| {p.name} | {'passed' if p.passed else 'FAILED: ' + p.note} | {p.seconds:.0f} |" for p in parts),
     ]
     for part in parts:
-        lines += ["", f"## {part.name}", "", f"`{' '.join(part.command)}`", ""]
+        lines += ["", f"## {part.name}", "", f"`{part.shown or ' '.join(part.command)}`", ""]
         if part.name == "suite":
             summary = [line for line in part.output.splitlines() if re.search(r"\d+ (passed|failed)", line)]
             lines += [f"summary: `{(summary or ['(no summary line)'])[-1].strip('= ')}`", "", "```",
@@ -159,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     py = sys.executable
     parts = [
         Part("suite", [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--device", device]),
-        Part("benchmarks", [py, "-c", _BENCHMARKS, device]),
+        Part("benchmarks", [py, "-c", _BENCHMARKS, device], "python -m benchmarks.device_step; bench_conv_step"),
         Part("reproduce", [py, "-m", "tinynormact", "reproduce", "--preset", "quick", "--device", device,
                            "--jobs", "4", "--out", str(args.out / "quick"), "--force"]),  # fmt: skip
         Part("tutorial", [py, str(ROOT / "tutorials" / "07_gpu.py")]),
