@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     py = sys.executable
     parts = [
         Part("suite", [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--device", device]),
-        Part("benchmarks", [py, "-c", _BENCHMARKS, device], "python -m benchmarks.device_step; bench_conv_step"),
+        Part("benchmarks", [py, "-c", _BENCHMARKS, device], "benchmarks.device_step, bench_conv_step"),
         Part("reproduce", [py, "-m", "tinynormact", "reproduce", "--preset", "quick", "--device", device,
                            "--jobs", "4", "--out", str(args.out / "quick"), "--force"]),  # fmt: skip
         Part("tutorial", [py, str(ROOT / "tutorials" / "07_gpu.py")]),
