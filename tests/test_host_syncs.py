@@ -12,7 +12,8 @@ device until it has caught up, so the training loop is allowed a fixed number pe
 These tests run on the strict device whatever ``--device`` says (the counts are the point), and
 count exactly: a budget raised by one fails. Measured before these budgets (same configurations):
 2 float() per step (loss, gradient check), + 1 float() per parameter with gradient clipping, +1
-float() per adaptive layer per evaluation forward, 2 syncs per evaluation batch.
+float() per adaptive layer per evaluation forward, 2 syncs per evaluation batch, 34 float() per
+tracked step of a 4-Linear relu network.
 """
 
 from __future__ import annotations
@@ -93,3 +94,21 @@ def test_a_whole_run_transfers_once_per_step_and_once_per_evaluated_split() -> N
     assert syncs == Counter({"transfer": steps + evaluations})
     reference = train(TrainConfig(**{**config.to_dict(), "device": "cpu"}))
     np.testing.assert_array_equal(result.step_losses, reference.step_losses)  # NumPy underneath
+
+
+@pytest.mark.parametrize("every", [1, 2])
+def test_a_tracked_step_moves_its_statistics_to_the_host_in_one_transfer(every: int) -> None:
+    """Every statistic of every layer of a recorded step stays on the device until the step is
+    complete, then travels as one (statistic, layer) table: one transfer per recorded step, on top
+    of the step's own. Measured before (the tracker of the time): 34 float() per recorded step of
+    the same network with relu."""
+    trainer = strict_trainer(track_every=every, **ADAPTIVE)
+    batches = list(trainer.batches())
+    with using_device("strict"), count_syncs() as syncs:
+        for x, y in batches:
+            trainer.train_step(x, y)
+        trainer.tracker.flush()
+    recorded = len(range(0, len(batches), every))
+    assert (len(batches), recorded) == ((3, 3) if every == 1 else (3, 2))
+    assert syncs == {"transfer": len(batches) + recorded}
+    assert list(trainer.tracker.to_dict()["step"]) == list(range(0, len(batches), every))
