@@ -18,7 +18,6 @@ from tinynormact.nn import Module
 __all__ = [
     "TrainingDiverged",
     "all_finite",
-    "gradients_finite",
     "locate_nonfinite",
     "loss_and_gradients_finite",
 ]
@@ -40,28 +39,18 @@ def all_finite(array: Any) -> bool:
     return bool(backend.get_array_module(array).isfinite(array).all())
 
 
-def _sum_of_squares(grads: list[Any], start: Any = 0.0) -> Any:
-    """``start`` plus the sum of the squares of every gradient entry, a 0-d array on the
-    gradients' device: NaN or Inf whenever an entry is (or when huge finite entries overflow,
-    |g| above ~1e19 in float32). One dot product per array: twice as fast as the largest |g|."""
-    with backend.np.errstate(over="ignore", invalid="ignore"):  # an overflow is expected here
-        return sum((g.ravel().dot(g.ravel()) for g in grads), start)
-
-
-def gradients_finite(grads: list[Any]) -> bool:
-    """Whether every entry of every array in ``grads`` is finite, with one host synchronisation
-    (the exact elementwise check decides only when the sum of squares overflows)."""
-    if not grads:
-        return True
-    return math.isfinite(float(_sum_of_squares(grads))) or all(all_finite(g) for g in grads)
-
-
 def loss_and_gradients_finite(loss: Any, grads: list[Any]) -> tuple[float, bool]:
     """(the loss as a float, whether every gradient entry is finite), from ONE host transfer:
     the 0-d ``loss`` array and the gradients' sum of squares are stacked on the device and moved
-    together (a GPU step then stalls once, not once per check)."""
+    together (a GPU step then stalls once, not once per check).
+
+    A sum of squares is NaN or Inf whenever an entry is; one dot product per array decides the
+    common case (twice as fast as the largest |g|). It also overflows for huge finite entries
+    (|g| above ~1e19 in float32), and only then does the exact elementwise check decide.
+    """
     xp = backend.get_array_module(loss)
-    total = _sum_of_squares(grads, start=xp.zeros((), dtype=loss.dtype))
+    with backend.np.errstate(over="ignore", invalid="ignore"):  # an overflow is expected here
+        total = sum((g.ravel().dot(g.ravel()) for g in grads), xp.zeros((), dtype=loss.dtype))
     value, squares = backend.to_numpy(xp.stack([loss, total.astype(loss.dtype)]))
     return float(value), math.isfinite(squares) or all(all_finite(g) for g in grads)
 
