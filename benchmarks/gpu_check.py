@@ -37,6 +37,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 WHEELS, SITE = ROOT / "wheels", ROOT / ".gpu-site"
+REQUIRED = ("numpy", "scipy", "matplotlib", "tqdm")  # tinynormact's own dependencies: not unpacked here
 TOTAL_BUDGET_S = 470  # under 8 minutes with the set-up
 # Each part's share of what is left when it starts (the last part gets all that is left).
 SHARES = {"suite": 0.45, "benchmarks": 0.45, "reproduce": 0.8, "tutorial": 1.0}
@@ -152,6 +153,12 @@ def main(argv: list[str] | None = None) -> int:
         machine = "CPU rehearsal, no GPU used" if args.rehearse else _gpu_description()
     except Exception as exc:  # the backend's DeviceError, or CuPy failing to query the GPU
         print(f"gpu-check: no usable GPU here, nothing was run: {exc}", file=sys.stderr)
+        return 1
+    lacking = [name for name in REQUIRED if importlib.util.find_spec(name) is None]
+    if lacking:
+        needs = f"this Python environment lacks {', '.join(lacking)}, which tinynormact needs"
+        print(f"gpu-check: {needs} (pip install -e . where a package index is reachable); nothing was run",
+              file=sys.stderr)  # fmt: skip
         return 1
     unpacked = provide_missing_packages()
     path = os.pathsep.join([str(SITE), str(ROOT), os.environ.get("PYTHONPATH", "")])
