@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: test demo bench lint tutorials clean
+.PHONY: test demo bench lint tutorials clean gpu-check gpu-wheels
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,9 +23,13 @@ $(VENV)/.docs-installed: pyproject.toml | $(BIN)/python
 
 # One BLAS thread per test process: the suite's matrices are small, and a multithreaded BLAS
 # sharing 2 cores with other work can be 100x slower on them (see README, Tests).
+# The suite runs twice: on NumPy, then on the strict CuPy-like test device (tests/strict_device.py),
+# which enforces CuPy's rules (no implicit host conversion, no NumPy operands) and counts host syncs.
+ONE_THREAD := OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 test: $(VENV)/.test-installed
 	$(BIN)/python -m ruff check .
-	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q
+	$(ONE_THREAD) $(BIN)/python -m pytest -q
+	$(ONE_THREAD) $(BIN)/python -m pytest -q --device strict
 
 demo: $(VENV)/.demo-installed
 	$(BIN)/tinynormact reproduce --preset quick --out runs/quick --force
@@ -39,6 +43,19 @@ lint: $(VENV)/.test-installed
 # Executed notebooks (with outputs and figures) in tutorials/notebooks/.
 tutorials: $(VENV)/.docs-installed
 	$(BIN)/python -m jupytext --to "notebooks//ipynb" --execute --run-path tutorials tutorials/0*.py
+
+# On a machine with an NVIDIA GPU and CuPy, in the Python environment already there (no .venv, no
+# downloads): the suite on CuPy, the GPU benchmarks, the quick reproduction and tutorial 07, one
+# report in runs/gpu-check/report.md, under 8 minutes. Run `make gpu-wheels` first on a machine
+# with a package index if the GPU machine lacks mnist1d, requests, pytest or hypothesis.
+gpu-check:
+	$(PYTHON) benchmarks/gpu_check.py
+
+# Pure-Python wheels that gpu-check unpacks when the GPU machine's environment lacks them.
+gpu-wheels:
+	$(PYTHON) -m pip download -q --no-deps -d wheels mnist1d
+	$(PYTHON) -m pip download -q --only-binary=:all: --platform any --implementation py \
+		--python-version 3.10 -d wheels requests pytest hypothesis
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

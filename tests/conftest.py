@@ -1,15 +1,21 @@
-"""Shared test setup: the --device option runs the whole suite on NumPy (cpu) or CuPy (cuda)."""
+"""Shared test setup: the --device option runs the whole suite on NumPy (cpu), CuPy (cuda) or
+the strict CuPy-like test device (strict, tests/strict_device.py)."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import settings
 
+from tests import strict_device
 from tinynormact import backend
 
 # Property-based tests draw the same examples on every run, so a red CI is reproducible.
 settings.register_profile("tinynormact", derandomize=True, deadline=None)
 settings.load_profile("tinynormact")
+
+strict_device.register()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -17,8 +23,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--device",
         action="store",
         default="cpu",
-        choices=backend.DEVICES,
-        help="run the suite with tensors on this device (cuda needs CuPy and a GPU)",
+        choices=backend.devices(),
+        help="run the suite with tensors on this device (cuda needs CuPy and a GPU; strict is the "
+        "CuPy-like test device of tests/strict_device.py)",
     )
 
 
@@ -30,7 +37,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(autouse=True)
-def device(request: pytest.FixtureRequest) -> str:
+def device(request: pytest.FixtureRequest) -> Iterator[str]:
     """The device under test; every test runs with it as the current device."""
     name = request.config.getoption("--device")
     if name == "cuda" and not backend.cuda_available():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -122,6 +123,23 @@ def test_cuda_without_cupy_exits_2(capsys) -> None:
     code, _, err = run_main(capsys, "train", "--device", "cuda", *TINY_TRAIN)
     assert code == 2
     assert_one_line_error(err, "cuda", "CuPy")
+
+
+@pytest.mark.skipif(backend.cuda_available(), reason="CuPy and a GPU are present")
+def test_tinynormact_device_cuda_without_cupy_fails_only_commands_that_need_arrays() -> None:
+    """TINYNORMACT_DEVICE=cuda: --help and theory work; train prints one line and exits 2."""
+    env = {**os.environ, "TINYNORMACT_DEVICE": "cuda"}
+
+    def tinynormact(*argv: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "tinynormact", *argv]
+        return subprocess.run(command, env=env, capture_output=True, text=True)
+
+    assert tinynormact("--help").returncode == 0
+    assert tinynormact("theory", "--activations", "relu").returncode == 0
+    failed = tinynormact("train", *TINY_TRAIN)
+    assert failed.returncode == 2
+    assert_one_line_error(failed.stderr, "TINYNORMACT_DEVICE='cuda'", "CuPy", "cupy-cuda12x")
+    assert len(failed.stderr.strip().splitlines()) == 1
 
 
 def test_train_prints_the_history_and_flags_override_the_file(capsys, tmp_path) -> None:

@@ -10,8 +10,9 @@ import math
 import numpy as np
 import pytest
 
-from tinynormact import theory
-from tinynormact.experiments import PRESETS, Preset, analysis, load_results, reproduce, runner, summary_text
+from tinynormact import backend, theory
+from tinynormact.experiments import PRESETS, Preset, analysis, load_results, runner, summary_text
+from tinynormact.experiments import reproduce as reproduce_on
 from tinynormact.experiments.presets import RunSpec
 from tinynormact.experiments.propagation import stability_at_start
 
@@ -36,6 +37,12 @@ def tiny_preset(**changes: object) -> Preset:
         propagation_batch=32,
     )
     return Preset(**{**settings, **changes})
+
+
+def reproduce(preset: Preset, out: object, **options: object) -> dict:
+    """``reproduce`` on the device under test (in this process: worker processes started by
+    ``jobs > 1`` would not know the strict test device)."""
+    return reproduce_on(preset, out, device=backend.get_device(), **options)
 
 
 def _run(

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from tinynormact import nn
+from tinynormact import backend, nn
 from tinynormact.train import (
     CheckpointError,
     ConfigError,
@@ -17,7 +17,7 @@ from tinynormact.train import (
     TrainingDiverged,
     train,
 )
-from tinynormact.train.health import gradients_finite, locate_nonfinite
+from tinynormact.train.health import locate_nonfinite, loss_and_gradients_finite
 
 # 4 batches per epoch, so step 6 lies in the middle of epoch 2
 SMALL = dict(
@@ -31,7 +31,8 @@ SMALL = dict(
 
 
 def small(**changes: object) -> TrainConfig:
-    return TrainConfig(**{**SMALL, **changes})
+    """SMALL on the device under test, with ``changes``."""
+    return TrainConfig(**{"device": backend.get_device(), **SMALL, **changes})
 
 
 def _without_times(history: dict[str, list[float]]) -> dict[str, list[float]]:
@@ -188,7 +189,7 @@ def test_corrupt_checkpoint_contents_raise_checkpoint_error_naming_file_and_key(
     ("bad", "finite"),
     [(None, True), (np.nan, False), (np.inf, False), (-np.inf, False), (1e30, True), (-3e38, True)],
 )
-def test_gradients_finite_is_exact_even_when_the_fast_sum_of_squares_overflows(bad, finite) -> None:
+def test_the_gradient_check_is_exact_even_when_the_fast_sum_of_squares_overflows(bad, finite) -> None:
     """One entry of one float32 gradient set to ``bad``: NaN and +-Inf must be caught; huge finite
     values (whose squares overflow float32, so the fast path alone would call them non-finite)
     must not be."""
@@ -196,8 +197,9 @@ def test_gradients_finite_is_exact_even_when_the_fast_sum_of_squares_overflows(b
     grads = [rng.standard_normal(shape).astype(np.float32) for shape in ((3, 4), (4,), (5, 3))]
     if bad is not None:
         grads[1][2] = bad
-    assert gradients_finite(grads) is finite
-    assert gradients_finite([]) is True
+    loss = backend.asarray(np.array(0.25, dtype=np.float32))
+    assert loss_and_gradients_finite(loss, [backend.asarray(g) for g in grads]) == (0.25, finite)
+    assert loss_and_gradients_finite(loss, []) == (0.25, True)
 
 
 def test_exploding_learning_rate_stops_with_step_and_layer(tmp_path) -> None:

@@ -5,8 +5,9 @@ Running a tutorial runs its assertions (hand-derived gradients, closed forms, Mo
 checks with derived tolerances, the run folder of the reproduction, ...), so a passing script is
 a passing set of checks. Fast mode (TINYNORMACT_TUTORIAL_FAST=1) shrinks the sizes; figures and
 run folders go to a temporary folder (TINYNORMACT_TUTORIAL_OUT), generated data to a temporary
-cache (TINYNORMACT_CACHE). Tutorials run on the CPU, except that 07_gpu.py also runs its GPU
-cells where CuPy and a GPU are present.
+cache (TINYNORMACT_CACHE). Tutorials run on the device under test (TINYNORMACT_DEVICE): with
+``--device strict`` through a launcher that first registers the strict test device, which lives
+with the tests; 07_gpu.py also runs its GPU cells where CuPy and a GPU are present.
 """
 
 from __future__ import annotations
@@ -47,19 +48,27 @@ def data_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("tutorial-cache")
 
 
+# Runs the tutorial given as argument as a script after registering the strict test device.
+ON_STRICT_DEVICE = (
+    "import runpy, sys; from tests import strict_device; strict_device.register(); "
+    "sys.path.insert(0, sys.argv[1].rpartition('/')[0]); runpy.run_path(sys.argv[1], run_name='__main__')"
+)
+
+
 @pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
-def test_tutorial_runs_in_fast_mode(path: Path, tmp_path: Path, data_cache: Path) -> None:
+def test_tutorial_runs_in_fast_mode(path: Path, tmp_path: Path, data_cache: Path, device: str) -> None:
     env = {
         **os.environ,
         "TINYNORMACT_TUTORIAL_FAST": "1",
         "TINYNORMACT_TUTORIAL_OUT": str(tmp_path),
         "TINYNORMACT_CACHE": str(data_cache),
         "MPLBACKEND": "Agg",
+        "TINYNORMACT_DEVICE": device,
+        "PYTHONPATH": os.pathsep.join([str(TUTORIALS_DIR.parent), os.environ.get("PYTHONPATH", "")]),
     }
-    env.pop("TINYNORMACT_DEVICE", None)
-    done = subprocess.run(
-        [sys.executable, str(path)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
-    )
+    launch = ["-c", ON_STRICT_DEVICE] if device == "strict" else []
+    command = [sys.executable, *launch, str(path)]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"{path.name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
     assert list(tmp_path.glob("*.png")) or path.name.startswith("06"), f"{path.name} saved no figure"
 

@@ -2,24 +2,29 @@
 
 Every other module reaches arrays through this one:
 
-- ``xp()`` is the array module of the current device (``numpy`` or ``cupy``);
+- ``xp()`` is the array module of the current device (``numpy``, ``cupy``, ...);
 - ``get_array_module(a)`` is the array module that owns the array ``a``;
 - ``np`` is NumPy itself, for host-side work (quadrature in ``theory``, file IO in ``data``).
   Dtypes and scalar constants are reached through it (``backend.np.float64``), since NumPy's
   dtype objects are accepted by CuPy too.
 
-The handful of calls whose spelling differs between NumPy and CuPy (scatter-add, the error
-function, host transfer) live here and nowhere else. Random numbers are drawn on the host with
-NumPy (``default_rng``) and moved, so a seed means the same numbers on every device.
+Each device is an ``ArrayDevice`` in a small registry: its array module, how to recognise its
+arrays, and the handful of calls whose spelling differs between NumPy and CuPy (scatter-add, the
+error function, host transfer). "cpu" (NumPy) and "cuda" (CuPy) are built in; the test suite
+registers a third, a strict CuPy-like device (tests/strict_device.py), through the same door.
+Random numbers are drawn on the host with NumPy (``default_rng``) and moved, so a seed means the
+same numbers on every device.
 
-The device is chosen by ``set_device("cpu" | "cuda")`` or, at import time, by the environment
-variable ``TINYNORMACT_DEVICE``.
+The device is chosen by ``set_device(name)`` or by the environment variable
+``TINYNORMACT_DEVICE``, read the first time the current device is asked for (not at import, so
+commands that touch no arrays work whatever it says).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
@@ -27,9 +32,12 @@ import numpy as np
 import scipy.special
 
 __all__ = [
-    "DEVICES",
+    "ArrayDevice",
+    "DeviceError",
     "np",
     "xp",
+    "devices",
+    "register_device",
     "get_device",
     "set_device",
     "get_array_module",
@@ -38,6 +46,7 @@ __all__ = [
     "to_device",
     "to_numpy",
     "scatter_add",
+    "row_dots",
     "erf",
     "default_rng",
     "cuda_available",
@@ -45,33 +54,105 @@ __all__ = [
     "set_default_dtype",
 ]
 
-DEVICES = ("cpu", "cuda")
 _FLOAT_DTYPES = ("float32", "float64")
 _GPU_INSTALL_HINT = (
-    "install the gpu extra (pip install 'tinynormact[gpu]', which brings cupy-cuda12x; pick the "
-    "cupy wheel matching your CUDA version) on a machine with an NVIDIA GPU"
+    "install CuPy for your CUDA version on a machine with an NVIDIA GPU: pip install 'tinynormact[gpu]' "
+    "(cupy-cuda12x, CUDA 12) or 'tinynormact[gpu-cuda13]' (cupy-cuda13x, CUDA 13); nvidia-smi shows "
+    "the CUDA version"
 )
-
-_state: dict[str, Any] = {"device": "cpu", "dtype": np.dtype("float32")}
 
 
 class DeviceError(RuntimeError):
-    """Raised when a device is asked for that this machine cannot provide."""
+    """Raised when a device is asked for that this machine cannot provide, or when tensors of two
+    devices meet in one operation."""
+
+
+@dataclass(frozen=True)
+class ArrayDevice:
+    """One device: where its arrays come from and the calls that differ between array modules.
+
+    ``module()`` returns the array module (and raises DeviceError, saying what is missing, when
+    this machine cannot provide it); ``owns(array)`` tells whether an array lives here;
+    ``to_host`` copies one of its arrays to a NumPy array (the only way to the host);
+    ``scatter_add(target, index, values)`` adds in place with repeated indices accumulating;
+    ``erf`` is the error function on its arrays.
+    """
+
+    name: str
+    module: Callable[[], ModuleType]
+    owns: Callable[[Any], bool]
+    to_host: Callable[[Any], np.ndarray]
+    scatter_add: Callable[[Any, Any, Any], None]
+    erf: Callable[[Any], Any]
 
 
 def _import_cupy() -> ModuleType:
-    """Import CuPy, or raise a DeviceError that says how to get it."""
+    """Import CuPy, or raise one DeviceError (no chained traceback) that says how to get it."""
     try:
         import cupy
     except ImportError as exc:
-        raise DeviceError(f"device 'cuda' needs CuPy, which is not installed: {_GPU_INSTALL_HINT}") from exc
+        message = f"device 'cuda' needs CuPy, which is not installed ({exc}): {_GPU_INSTALL_HINT}"
+        raise DeviceError(message) from None
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:  # CUDA driver missing or broken: CuPy raises its own runtime errors
-        raise DeviceError(f"device 'cuda': CuPy is installed but no usable GPU was found ({exc})") from exc
+        message = f"device 'cuda': CuPy is installed but no usable GPU was found ({exc}): {_GPU_INSTALL_HINT}"
+        raise DeviceError(message) from None
     if count < 1:
-        raise DeviceError("device 'cuda': CuPy is installed but no GPU was found")
+        raise DeviceError(f"device 'cuda': CuPy is installed but no GPU was found: {_GPU_INSTALL_HINT}")
     return cupy
+
+
+def _cupy_scatter_add(target: Any, index: Any, values: Any) -> None:
+    import cupyx
+
+    cupyx.scatter_add(target, index, values)
+
+
+def _cupy_erf(array: Any) -> Any:
+    import cupyx.scipy.special
+
+    return cupyx.scipy.special.erf(array)
+
+
+_REGISTRY: dict[str, ArrayDevice] = {
+    "cpu": ArrayDevice(
+        "cpu",
+        module=lambda: np,
+        owns=lambda array: True,  # whatever no other device claims: NumPy arrays, numbers, lists
+        to_host=np.asarray,
+        scatter_add=np.add.at,
+        erf=scipy.special.erf,
+    ),
+    "cuda": ArrayDevice(
+        "cuda",
+        module=_import_cupy,
+        owns=lambda array: type(array).__module__.startswith("cupy"),
+        to_host=lambda array: array.get(),
+        scatter_add=_cupy_scatter_add,
+        erf=_cupy_erf,
+    ),
+}
+_state: dict[str, Any] = {"device": None, "dtype": np.dtype("float32")}
+
+
+def register_device(device: ArrayDevice) -> None:
+    """Add ``device`` to the devices ``set_device`` accepts (replacing one of the same name)."""
+    if device.name == "cpu":
+        raise ValueError("the 'cpu' device is NumPy and cannot be replaced")
+    _REGISTRY[device.name] = device
+
+
+def devices() -> tuple[str, ...]:
+    """The names of the registered devices ("cpu", "cuda", and any registered since)."""
+    return tuple(_REGISTRY)
+
+
+def _registered(device: str) -> ArrayDevice:
+    try:
+        return _REGISTRY[device]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown device {device!r}; valid devices are {', '.join(_REGISTRY)}") from None
 
 
 def cuda_available() -> bool:
@@ -84,21 +165,28 @@ def cuda_available() -> bool:
 
 
 def _check_device(device: str) -> str:
-    if device not in DEVICES:
-        raise ValueError(f"unknown device {device!r}; valid devices are {', '.join(DEVICES)}")
-    if device == "cuda":
-        _import_cupy()
+    _registered(device).module()
     return device
 
 
 def set_device(device: str) -> None:
-    """Make ``device`` ("cpu" or "cuda") the device new tensors are created on."""
+    """Make ``device`` ("cpu", "cuda", ...) the device new tensors are created on."""
     _state["device"] = _check_device(device)
 
 
 def get_device() -> str:
-    """The device new tensors are created on."""
+    """The device new tensors are created on (TINYNORMACT_DEVICE, else "cpu", until set_device)."""
+    if _state["device"] is None:
+        _state["device"] = _device_from_environment()
     return _state["device"]
+
+
+def _device_from_environment() -> str:
+    requested = os.environ.get("TINYNORMACT_DEVICE", "").strip().lower() or "cpu"
+    try:
+        return _check_device(requested)
+    except (ValueError, DeviceError) as exc:
+        raise DeviceError(f"TINYNORMACT_DEVICE={requested!r}: {exc}") from None
 
 
 def set_default_dtype(dtype: Any) -> None:
@@ -116,40 +204,51 @@ def get_default_dtype() -> np.dtype:
 
 def xp(device: str | None = None) -> ModuleType:
     """The array module of ``device`` (default: the current device)."""
-    device = get_device() if device is None else _check_device(device)
-    return np if device == "cpu" else _import_cupy()
+    return _registered(get_device() if device is None else device).module()
+
+
+def _owner(array: Any) -> ArrayDevice:
+    """The device whose array ``array`` is; NumPy arrays, numbers and lists count as "cpu"."""
+    cpu = _REGISTRY["cpu"]
+    if type(array) is np.ndarray:  # the common case first: this runs in every operation
+        return cpu
+    for device in _REGISTRY.values():
+        if device is not cpu and device.owns(array):
+            return device
+    return cpu  # its owns() claims the rest
 
 
 def device_of(array: Any) -> str:
-    """'cuda' for a CuPy array, 'cpu' for anything else."""
-    return "cuda" if type(array).__module__.startswith("cupy") else "cpu"
+    """The name of the device ``array`` lives on ("cpu" for NumPy arrays and anything else)."""
+    return _owner(array).name
 
 
 def get_array_module(array: Any) -> ModuleType:
-    """The array module (numpy or cupy) that owns ``array``."""
-    return _import_cupy() if device_of(array) == "cuda" else np
+    """The array module (numpy, cupy, ...) that owns ``array``."""
+    return _owner(array).module()
 
 
 def to_numpy(array: Any) -> np.ndarray:
-    """Copy an array of either backend to a NumPy array on the host."""
-    if device_of(array) == "cuda":
-        return array.get()
-    return np.asarray(array)
+    """Copy an array of any device to a NumPy array on the host (the one way to the host)."""
+    return _owner(array).to_host(array)
 
 
 def asarray(data: Any, dtype: Any = None, device: str | None = None) -> Any:
     """An array on ``device`` (default: current) holding ``data``.
 
     Python numbers and lists of floats take the default dtype; arrays keep theirs unless ``dtype``
-    is given.
+    is given. Arrays of another device are moved (through the host).
     """
-    device = get_device() if device is None else _check_device(device)
+    target = _registered(get_device() if device is None else device)
     if dtype is None and not hasattr(data, "dtype"):
         probe = np.asarray(data)
         dtype = get_default_dtype() if probe.dtype.kind == "f" else probe.dtype
-    if device == "cpu":
-        return np.asarray(to_numpy(data), dtype=dtype)
-    return _import_cupy().asarray(data, dtype=dtype)
+    source = _owner(data)
+    if source.name not in ("cpu", target.name):
+        data = source.to_host(data)
+    if target.name == "cpu":
+        return np.asarray(data, dtype=dtype)
+    return target.module().asarray(data, dtype=dtype)
 
 
 def to_device(array: Any, device: str) -> Any:
@@ -157,34 +256,25 @@ def to_device(array: Any, device: str) -> Any:
     _check_device(device)
     if device_of(array) == device:
         return array
-    return to_numpy(array) if device == "cpu" else _import_cupy().asarray(array)
+    return asarray(array, device=device)
 
 
 def scatter_add(target: Any, index: Any, values: Any) -> None:
     """In place ``target[index] += values`` where repeated indices accumulate."""
-    if device_of(target) == "cuda":
-        import cupyx
-
-        cupyx.scatter_add(target, index, values)
-    else:
-        np.add.at(target, index, values)
+    _owner(target).scatter_add(target, index, values)
 
 
 def row_dots(a: Any, b: Any) -> Any:
     """sum_j a_ij b_ij for every row i of two 2-d arrays (NumPy's vecdot, twice as fast as
-    einsum here; CuPy gets einsum)."""
+    einsum here; other array modules get einsum)."""
     if isinstance(a, np.ndarray):
         return np.vecdot(a, b)
     return get_array_module(a).einsum("ij,ij->i", a, b)
 
 
 def erf(array: Any) -> Any:
-    """The error function, elementwise, on either backend."""
-    if device_of(array) == "cuda":
-        import cupyx.scipy.special
-
-        return cupyx.scipy.special.erf(array)
-    return scipy.special.erf(array)
+    """The error function, elementwise, on any device."""
+    return _owner(array).erf(array)
 
 
 def default_rng(seed: int | Sequence[int] | None = None) -> np.random.Generator:
@@ -194,15 +284,3 @@ def default_rng(seed: int | Sequence[int] | None = None) -> np.random.Generator:
     are then moved with ``asarray``, so a seed gives the same numbers on every device.
     """
     return np.random.default_rng(seed)
-
-
-def _device_from_environment() -> None:
-    requested = os.environ.get("TINYNORMACT_DEVICE", "").strip().lower()
-    if requested:
-        try:
-            set_device(requested)
-        except (ValueError, DeviceError) as exc:
-            raise DeviceError(f"TINYNORMACT_DEVICE={requested!r}: {exc}") from exc
-
-
-_device_from_environment()

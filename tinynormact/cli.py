@@ -87,7 +87,7 @@ _TRAIN_HELP = {
     "schedule": "learning-rate schedule",
     "grad_clip": "clip the global gradient norm to this (0: off)",
     "seed": "random seed of weights and batch order",
-    "device": "cpu or cuda",
+    "device": "cpu or cuda (default: TINYNORMACT_DEVICE, else cpu)",
     "dtype": "float32 or float64",
     "track_every": "record per-layer variances every N steps (0: off)",
     "target_loss": "train loss that counts as converged",
@@ -105,7 +105,6 @@ _CHOICES = {
     "architecture": ARCHITECTURES,
     "optimizer": OPTIMIZERS,
     "schedule": SCHEDULES,
-    "device": backend.DEVICES,
     "dtype": ("float32", "float64"),
 }
 
@@ -167,7 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _subparser(subparsers, "reproduce", "run the paper's comparisons and write a report")
     p.add_argument("--preset", choices=list(PRESETS), default="quick", help="grid of runs (default: quick)")
-    p.add_argument("--device", choices=backend.DEVICES, default="cpu", help="where to train (default: cpu)")
+    p.add_argument(
+        "--device", choices=backend.devices(), help="where to train (default: TINYNORMACT_DEVICE, else cpu)"
+    )
     p.add_argument("--out", type=Path, help="run folder to create (default: runs/<preset>)")
     p.add_argument("--seeds", type=_positive_int, help="number of seeds (default: the preset's)")
     p.add_argument("--jobs", type=_positive_int, help="worker processes (default: CPU cores; 1 on cuda)")
@@ -184,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(_OPTION_FLAGS[f.name], help=help_text, **flag_options)
             continue
         kind = _positive_float if f.name == "target_loss" else type(f.default)
-        p.add_argument(flag, type=kind, choices=_CHOICES.get(f.name), help=_TRAIN_HELP[f.name])
+        choices = backend.devices() if f.name == "device" else _CHOICES.get(f.name)
+        p.add_argument(flag, type=kind, choices=choices, help=_TRAIN_HELP[f.name])
     p.add_argument("--out", type=Path, help="folder for config.json, checkpoint.npz, result.json")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     p.set_defaults(handler=_train)
@@ -236,9 +238,10 @@ def _reproduce(args: argparse.Namespace) -> int:
     if args.seeds is not None:
         preset = preset.with_seeds(args.seeds)
     out = args.out or Path("runs") / preset.name
-    jobs = args.jobs or (1 if args.device == "cuda" else len(os.sched_getaffinity(0)))
+    device = args.device or backend.get_device()
+    jobs = args.jobs or (1 if device != "cpu" else len(os.sched_getaffinity(0)))
     try:
-        results = reproduce(preset, out, device=args.device, jobs=jobs, force=args.force)
+        results = reproduce(preset, out, device=device, jobs=jobs, force=args.force)
     except KeyboardInterrupt:
         raise KeyboardInterrupt(f"the runs that finished are reported in {out}") from None
     print(summary_text(results))
@@ -247,7 +250,7 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 
 def _train_config(args: argparse.Namespace) -> TrainConfig:
-    values = TrainConfig.from_file(args.config).to_dict() if args.config else {}
+    values = TrainConfig.from_file(args.config).to_dict() if args.config else {"device": backend.get_device()}
     for f in dataclasses.fields(TrainConfig):
         given = getattr(args, f.name)
         if given is not None:

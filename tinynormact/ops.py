@@ -37,11 +37,25 @@ def as_tensor(value: Any, like: Tensor | None = None) -> Tensor:
 
 
 def _pair(a: Any, b: Any) -> tuple[Tensor, Tensor]:
-    """Both operands of a binary op as Tensors on the same device."""
+    """Both operands of a binary op as Tensors on the same device: arrays and numbers join the
+    tensor's device; two tensors on different devices are refused, naming both."""
     if isinstance(a, Tensor):
-        return a, as_tensor(b, like=a)
-    b = as_tensor(b)
-    return as_tensor(a, like=b), b
+        b = as_tensor(b, like=a)
+    else:
+        b = as_tensor(b)
+        a = as_tensor(a, like=b)
+    _check_devices(a, b)
+    return a, b
+
+
+def _check_devices(first: Tensor, *others: Tensor) -> None:
+    """Refuse tensors of different devices in one operation with one message naming both."""
+    for other in others:
+        if type(other.data) is not type(first.data) and other.device != first.device:
+            raise backend.DeviceError(
+                f"operands on different devices, {first.device} and {other.device}: move one with "
+                f".to({first.device!r}) or .to({other.device!r})"
+            )
 
 
 def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:
@@ -360,7 +374,7 @@ def broadcast_to(x: Tensor, shape: Sequence[int]) -> Tensor:
 
 def getitem(x: Tensor, index: Any) -> Tensor:
     """x[index]: slices, integers, masks and integer arrays; repeated indices accumulate."""
-    index = _raw_index(index)
+    index = _raw_index(index, x.device)
     out = x.data[index]
 
     def backward(g: Any) -> tuple[Any]:
@@ -375,12 +389,14 @@ def getitem(x: Tensor, index: Any) -> Tensor:
     return Tensor.from_op(out, (x,), backward, "getitem")
 
 
-def _raw_index(index: Any) -> Any:
-    if isinstance(index, Tensor):
-        return index.data
-    if isinstance(index, tuple):
-        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
-    return index
+def _raw_index(index: Any, device: str) -> Any:
+    """``index`` with tensors unwrapped and index arrays moved to ``device`` (as CuPy needs)."""
+
+    def raw(i: Any) -> Any:
+        i = i.data if isinstance(i, Tensor) else i
+        return backend.to_device(i, device) if getattr(i, "ndim", 0) > 0 else i
+
+    return tuple(raw(i) for i in index) if isinstance(index, tuple) else raw(index)
 
 
 def _is_basic(index: Any) -> bool:
@@ -391,6 +407,7 @@ def _is_basic(index: Any) -> bool:
 def concatenate(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     """Join tensors along an existing axis."""
     tensors = [as_tensor(t) for t in tensors]
+    _check_devices(*tensors)
     xp = backend.get_array_module(tensors[0].data)
     try:
         out = xp.concatenate([t.data for t in tensors], axis=axis)
@@ -411,6 +428,7 @@ def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     shapes = {t.shape for t in tensors}
     if len(shapes) != 1:
         raise ValueError(f"stack: all shapes must be equal, got {', '.join(map(str, shapes))}")
+    _check_devices(*tensors)
     xp = backend.get_array_module(tensors[0].data)
     out = xp.stack([t.data for t in tensors], axis=axis)
 
@@ -460,6 +478,7 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
             f"linear: input of shape {x.shape} does not fit weight of shape {weight.shape} "
             "(expected input (batch, in_features) and weight (out_features, in_features))"
         )
+    _check_devices(x, weight)
     out = x.data @ weight.data.T
     if bias is not None:
         out += bias.data

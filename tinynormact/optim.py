@@ -288,17 +288,21 @@ class LinearWarmup(LRSchedule):
         return self.after.lr_at(t - self.warmup_steps) if self.after is not None else self.base_lr
 
 
-def clip_grad_norm(params: Iterable[Tensor], max_norm: float) -> float:
+def clip_grad_norm(params: Iterable[Tensor], max_norm: float) -> Any:
     """Scale all gradients together so that their global L2 norm is at most ``max_norm``.
 
-    Returns the norm before clipping. The gradients are replaced by new arrays (never modified in
-    place). A non-finite norm is returned without touching the gradients.
+    Returns the norm before clipping as a 0-d array on the gradients' device (as PyTorch returns
+    a tensor): computing it and clipping need no host synchronisation; ``float()`` of it is one.
+    The gradients are replaced by new arrays (never modified in place); a non-finite norm leaves
+    their values unchanged.
     """
-    max_norm = _check("max_norm", max_norm, 0.0)
+    max_norm = _check("max_norm", max_norm, 0.0, include_low=False)
     grads = [p for p in params if p.grad is not None]
-    total = math.sqrt(sum(float((p.grad * p.grad).sum()) for p in grads))
-    if math.isfinite(total) and total > max_norm:
-        factor = max_norm / total
-        for p in grads:
-            p.grad = p.grad * factor
+    if not grads:
+        return backend.np.zeros(())
+    xp = backend.get_array_module(grads[0].grad)
+    total = xp.sqrt(sum((p.grad * p.grad).sum() for p in grads))
+    factor = xp.where(xp.isfinite(total), max_norm / xp.maximum(total, max_norm), 1.0)
+    for p in grads:
+        p.grad = p.grad * factor.astype(p.grad.dtype)
     return total

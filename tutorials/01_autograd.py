@@ -117,16 +117,17 @@ print_graph(loss.graph_node())
 # - the bias was *broadcast*: the same $b$ was added to all 4 rows, so each row contributes to
 #   its gradient and $\bar{b} = \sum_{\text{rows}} \bar{h}$ (section 3 explains this rule).
 #
-# We compute these with plain NumPy on the arrays inside the tensors (`.data`).
+# We compute these with plain NumPy on host copies of the arrays inside the tensors (`.numpy()`;
+# `.data` is the array itself, which lives on the tensor's device, a GPU's memory for CuPy).
 
 # %%
-A = a.data
+A = a.numpy()
 N = A.size
 grad_a = 2 * A / N
 grad_h = grad_a * (1 - A**2)
 by_hand = {
-    "x": grad_h @ W.data.T,
-    "W": x.data.T @ grad_h,
+    "x": grad_h @ W.numpy().T,
+    "W": x.numpy().T @ grad_h,
     "b": grad_h.sum(axis=0),
 }
 
@@ -137,7 +138,7 @@ by_hand = {
 
 # %%
 loss.backward()
-by_engine = {"x": x.grad, "W": W.grad, "b": b.grad}
+by_engine = {name: tn.backend.to_numpy(t.grad) for name, t in {"x": x, "W": W, "b": b}.items()}
 for name in by_hand:
     difference = np.max(np.abs(by_hand[name] - by_engine[name]))
     print(f"d loss / d {name}: largest difference hand vs engine = {difference:.1e}")
@@ -156,9 +157,9 @@ for name in by_hand:
 W.zero_grad()
 loss = (F.tanh(x @ W + b) ** 2).mean()
 loss.backward(retain_graph=True)
-once = W.grad.copy()
+once = tn.backend.to_numpy(W.grad)
 loss.backward()
-np.testing.assert_allclose(W.grad, 2 * once)
+np.testing.assert_allclose(tn.backend.to_numpy(W.grad), 2 * once)
 print("after two backward() calls, W.grad is twice the single gradient")
 
 try:
@@ -180,7 +181,7 @@ seen = []
 handle = h.register_hook(lambda grad: seen.append(grad.copy()))
 (F.tanh(h) ** 2).mean().backward()
 handle.remove()
-np.testing.assert_allclose(seen[0], grad_h, rtol=1e-12)
+np.testing.assert_allclose(tn.backend.to_numpy(seen[0]), grad_h, rtol=1e-12)
 print("the hook saw d loss / d h, equal to the hand-derived one")
 
 # %% [markdown]
@@ -202,10 +203,10 @@ M = tn.Tensor(rng.standard_normal((4, 3)))  # a constant: no gradient needed
 u = rng.standard_normal((4, 3))  # the gradient arriving at the output
 (c * M).backward(u)
 
-expected = (u * M.data).sum(axis=1, keepdims=True)
+expected = (u * M.numpy()).sum(axis=1, keepdims=True)
 print("c.grad shape:", c.grad.shape)
-np.testing.assert_allclose(c.grad, expected, rtol=1e-12)
-np.testing.assert_allclose(ops.unbroadcast(u * M.data, (4, 1)), expected, rtol=1e-12)
+np.testing.assert_allclose(tn.backend.to_numpy(c.grad), expected, rtol=1e-12)
+np.testing.assert_allclose(ops.unbroadcast(u * M.numpy(), (4, 1)), expected, rtol=1e-12)
 
 # %% [markdown]
 # Here we called `backward(u)` on a non-scalar output: for a tensor that is not a single
@@ -238,10 +239,10 @@ np.testing.assert_allclose(ops.unbroadcast(u * M.data, (4, 1)), expected, rtol=1
 # %%
 def loss_at(w00, dtype):
     """The loss with W[0, 0] replaced by w00, computed in ``dtype`` without recording a graph."""
-    weights = W.data.copy()
+    weights = W.numpy()
     weights[0, 0] = w00
     with tn.no_grad():
-        xt, wt, bt = (tn.Tensor(v, dtype=dtype) for v in (x.data, weights, b.data))
+        xt, wt, bt = (tn.Tensor(v, dtype=dtype) for v in (x.numpy(), weights, b.numpy()))
         return float((F.tanh(xt @ wt + bt) ** 2).mean().item())
 
 

@@ -220,10 +220,10 @@ def measure(seed):
     inputs, outputs, grads = {}, {}, {}
 
     def record_forward(layer, args, output):
-        inputs[layer], outputs[layer] = args[0].data, output.data
+        inputs[layer], outputs[layer] = args[0].numpy(), output.numpy()  # host copies
 
     def record_backward(layer, grad_input, grad_output):
-        grads[layer] = grad_output[0]
+        grads[layer] = tn.backend.to_numpy(grad_output[0])
 
     for layer in model:
         if isinstance(layer, nn.Linear):

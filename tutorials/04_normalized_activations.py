@@ -263,7 +263,7 @@ def batch_of_h(q=Q):
 # (a) untrained, evaluation mode: adaptive == static
 h = batch_of_h()
 adaptive.eval()
-np.testing.assert_allclose(adaptive(tn.Tensor(h)).data, static(tn.Tensor(h)).data, rtol=1e-12)
+np.testing.assert_allclose(adaptive(tn.Tensor(h)).numpy(), static(tn.Tensor(h)).numpy(), rtol=1e-12)
 print(f"untrained adaptive layer in eval mode = static layer, lambda = {adaptive.lambda_:.4f}")
 
 # (b) training mode: the output uses the batch's own lambda, and the running estimates move
@@ -272,7 +272,7 @@ rho_before = float(adaptive.running_rho.data)
 rho_b = np.mean(tanh.f(h) ** 2) / np.mean(h**2)
 rho_prime_b = np.mean(tanh.df(h) ** 2)
 lambda_b = math.sqrt((1 / rho_b + 1 / rho_prime_b) / 2)  # the balanced rule, E14
-output = adaptive(tn.Tensor(h)).data
+output = adaptive(tn.Tensor(h)).numpy()
 np.testing.assert_allclose(output, lambda_b * tanh.f(h), rtol=1e-12)
 np.testing.assert_allclose(float(adaptive.running_rho.data), 0.9 * rho_before + 0.1 * rho_b, rtol=1e-12)
 print(f"training mode: batch lambda = {lambda_b:.4f} (static lambda at q = 1: {static.lambda_:.4f})")
@@ -281,7 +281,7 @@ print(f"training mode: batch lambda = {lambda_b:.4f} (static lambda at q = 1: {s
 adaptive.eval()
 running = float(adaptive.running_rho.data)
 h_eval = batch_of_h(q=9.0)
-np.testing.assert_allclose(adaptive(tn.Tensor(h_eval)).data, adaptive.lambda_ * tanh.f(h_eval), rtol=1e-12)
+np.testing.assert_allclose(adaptive(tn.Tensor(h_eval)).numpy(), adaptive.lambda_ * tanh.f(h_eval), rtol=1e-12)
 assert float(adaptive.running_rho.data) == running
 print(f"eval mode: lambda from the running estimates = {adaptive.lambda_:.4f}, running values unchanged")
 
@@ -307,7 +307,7 @@ batch_lambdas, running_lambdas = [], []
 for _ in range(steps):
     h = batch_of_h()
     adaptive.train()
-    batch_lambdas.append(float(np.mean(adaptive(tn.Tensor(h)).data / tanh.f(h))))
+    batch_lambdas.append(float(np.mean(adaptive(tn.Tensor(h)).numpy() / tanh.f(h))))
     running_lambdas.append(adaptive.lambda_)
 
 target = theory.normalization("tanh", "balanced", q=Q).lambda_

@@ -301,7 +301,7 @@ with tracking.VarianceTracker(model) as one_step:
     loss.backward()
 profile = one_step.profile()
 linears = [layer for layer in model if isinstance(layer, nn.Linear)]
-batch_grad_sq = np.array([np.mean(layer.weight.grad**2) for layer in linears])
+batch_grad_sq = np.array([np.mean(tn.backend.to_numpy(layer.weight.grad) ** 2) for layer in linears])
 signal = profile["weight_grad_sq"] - profile["weight_grad_var"]
 np.testing.assert_allclose(signal, batch_grad_sq, rtol=1e-3, atol=1e-6 * batch_grad_sq.max())
 noise_fraction = profile["weight_grad_var"] / profile["weight_grad_sq"]

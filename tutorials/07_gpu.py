@@ -29,8 +29,8 @@
 #
 # **The GPU cells run only where CuPy and a GPU are present.** Everywhere else they print that
 # they were skipped and why, and the rest of the tutorial still runs. To install CuPy:
-# `pip install -e ".[gpu]"` (it brings `cupy-cuda12x`; pick the CuPy wheel that matches your
-# CUDA version).
+# `pip install -e ".[gpu]"` for CUDA 12 (it brings `cupy-cuda12x`) or `".[gpu-cuda13]"` for
+# CUDA 13 (`cupy-cuda13x`); `nvidia-smi` prints your driver's CUDA version.
 
 # %%
 import time
@@ -56,10 +56,10 @@ except backend.DeviceError as error:
 # The current device decides where *new* tensors are created:
 #
 # - `tn.set_device("cuda")` or `tn.set_device("cpu")` in code, or
-# - the environment variable `TINYNORMACT_DEVICE=cuda`, read when tinynormact is imported, so
+# - the environment variable `TINYNORMACT_DEVICE=cuda`, read when the first array is made, so
 #   a whole script moves to the GPU without editing it:
-#   `TINYNORMACT_DEVICE=cuda python my_script.py`. The command line tool takes `--device cuda`,
-#   and the test suite `pytest --device cuda`.
+#   `TINYNORMACT_DEVICE=cuda python my_script.py`. The command line tool takes `--device cuda`
+#   (its default is the variable), and the test suite `pytest --device cuda`.
 #
 # Asking for `cuda` on a machine without CuPy or without a GPU raises one `DeviceError` that
 # says what is missing and how to install it; that is the message printed above when the GPU

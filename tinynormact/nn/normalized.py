@@ -101,25 +101,30 @@ class NormalizedActivation(Activation):
         self.last_lambda: Any = None  # what the last forward multiplied by: float, 0-d array or Tensor
 
     # ----- the values used in evaluation mode -------------------------------------------------
-    def _eval_lambda_and_mu(self) -> tuple[float, float]:
-        """(lambda, mu) before the correction: static constants, or from the running estimates."""
+    def _eval_lambda_and_mu(self, dtype: Any = None) -> tuple[Any, Any]:
+        """(lambda, mu) before the correction: static constants (floats), or from the running
+        estimates (0-d arrays on the buffers' device, in ``dtype`` if given: no host sync)."""
         if self.mode == "static":
             return self.static_lambda, self.static_mu
-        lam = float(floored_lambda(self.rule, self.running_rho.data, self.running_rho_prime.data, self.eps))
-        return lam, float(self.running_mu.data) if self.center else 0.0
+        lam = floored_lambda(self.rule, self.running_rho.data, self.running_rho_prime.data, self.eps)
+        mu = self.running_mu.data if self.center else 0.0
+        if dtype is not None:
+            lam, mu = lam.astype(dtype), (mu.astype(dtype) if self.center else mu)
+        return lam, mu
 
     @property
     def lambda_(self) -> float:
-        """The lambda of evaluation mode, the learnable correction included."""
+        """The lambda of evaluation mode, the learnable correction included (a host sync)."""
         lam, _ = self._eval_lambda_and_mu()
+        lam = float(lam)
         if self.correction is not None:
             lam += self.correction_scale * math.tanh(float(self.correction.data))
         return lam
 
     @property
     def mu(self) -> float:
-        """The mu of evaluation mode (0 without centring)."""
-        return self._eval_lambda_and_mu()[1]
+        """The mu of evaluation mode (0 without centring; a host sync)."""
+        return float(self._eval_lambda_and_mu()[1])
 
     # ----- forward ----------------------------------------------------------------------------
     def forward(self, x: Any) -> Tensor:
@@ -128,13 +133,12 @@ class NormalizedActivation(Activation):
             phi = ops.activation(x, self.base)
             lam, mu = self._batch_lambda_and_mu(x, phi)
             if self.train_statistics == "running":
-                lam, mu = self._eval_lambda_and_mu()
+                lam, mu = self._eval_lambda_and_mu(x.dtype)
         else:
-            lam, mu = self._eval_lambda_and_mu()
-            if self.correction is None:  # constants only: one fused node, lambda inside phi'
-                fn = self.function if self.mode == "static" else activations.affine(self.base, lam, mu)
+            lam, mu = self._eval_lambda_and_mu(x.dtype)
+            if self.mode == "static" and self.correction is None:  # one fused node, lambda inside phi'
                 self.last_lambda = lam
-                return ops.activation(x, fn)
+                return ops.activation(x, self.function)
             phi = ops.activation(x, self.base)
         if self.correction is not None:
             lam = lam + self.correction_scale * ops.activation(self.correction, _TANH)

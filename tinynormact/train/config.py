@@ -98,7 +98,7 @@ class TrainConfig:
         _choice("architecture", self.architecture, ARCHITECTURES)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
-        _choice("device", self.device, backend.DEVICES)
+        _choice("device", self.device, backend.devices())
         _choice("dtype", self.dtype, DTYPES)
         for name in ("dataset_options", "activation_options"):
             if not isinstance(getattr(self, name), dict):

@@ -1,7 +1,8 @@
 """Detecting a diverged run: which layer went non-finite first.
 
-After every step the loop checks the loss and the gradients (``gradients_finite``: one number
-for all of them in the common case). When one of them is NaN or Inf, ``locate_nonfinite``
+After every step the loop checks the loss and the gradients (``loss_and_gradients_finite``: the
+loss and one number for all the gradients travel to the host together, one transfer a step in
+the common case). When one of them is NaN or Inf, ``locate_nonfinite``
 replays the step's forward pass with a forward hook on every layer and reports, in forward order,
 the first layer whose parameters, output or parameter gradients are not finite.
 """
@@ -14,7 +15,12 @@ from typing import Any
 from tinynormact import autograd, backend
 from tinynormact.nn import Module
 
-__all__ = ["TrainingDiverged", "all_finite", "gradients_finite", "locate_nonfinite"]
+__all__ = [
+    "TrainingDiverged",
+    "all_finite",
+    "locate_nonfinite",
+    "loss_and_gradients_finite",
+]
 
 
 class TrainingDiverged(RuntimeError):
@@ -33,18 +39,20 @@ def all_finite(array: Any) -> bool:
     return bool(backend.get_array_module(array).isfinite(array).all())
 
 
-def gradients_finite(grads: list[Any]) -> bool:
-    """Whether every entry of every array in ``grads`` is finite, with one host synchronisation.
+def loss_and_gradients_finite(loss: Any, grads: list[Any]) -> tuple[float, bool]:
+    """(the loss as a float, whether every gradient entry is finite), from ONE host transfer:
+    the 0-d ``loss`` array and the gradients' sum of squares are stacked on the device and moved
+    together (a GPU step then stalls once, not once per check).
 
-    A sum of squares is NaN or Inf whenever an entry is, so one dot product per array decides
-    the common case (twice as fast as the largest |g|); it also overflows for huge finite entries
+    A sum of squares is NaN or Inf whenever an entry is; one dot product per array decides the
+    common case (twice as fast as the largest |g|). It also overflows for huge finite entries
     (|g| above ~1e19 in float32), and only then does the exact elementwise check decide.
     """
-    if not grads:
-        return True
+    xp = backend.get_array_module(loss)
     with backend.np.errstate(over="ignore", invalid="ignore"):  # an overflow is expected here
-        total = sum(g.ravel().dot(g.ravel()) for g in grads)  # 0-d arrays: one sync below
-    return math.isfinite(float(total)) or all(all_finite(g) for g in grads)
+        total = sum((g.ravel().dot(g.ravel()) for g in grads), xp.zeros((), dtype=loss.dtype))
+    value, squares = backend.to_numpy(xp.stack([loss, total.astype(loss.dtype)]))
+    return float(value), math.isfinite(squares) or all(all_finite(g) for g in grads)
 
 
 def _leaf_layers_in_forward_order(model: Module, x: Any) -> list[tuple[str, Module, bool]]:

@@ -33,7 +33,7 @@ from tinynormact.losses import softmax_cross_entropy
 from tinynormact.optim import clip_grad_norm
 from tinynormact.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from tinynormact.train.config import TrainConfig
-from tinynormact.train.health import TrainingDiverged, gradients_finite, locate_nonfinite
+from tinynormact.train.health import TrainingDiverged, locate_nonfinite, loss_and_gradients_finite
 from tinynormact.train.model import build_model, build_optimizer
 
 __all__ = ["CHECKPOINT_FILE", "RESULT_FILE", "StepInfo", "TrainResult", "Trainer", "train", "using_device"]
@@ -123,15 +123,18 @@ class Trainer:
     def evaluate(self, split: str) -> tuple[float, float]:
         """(mean loss, accuracy) on the whole ``split`` ("train" or "test"), in evaluation mode."""
         loader = self.eval_loaders[split]
-        total, correct = 0.0, 0
+        losses, hits = [], []  # per batch, kept on the device: one transfer for the split below
         self.model.eval()
         with autograd.no_grad():  # the tracker counts and records only forwards with a graph
             for x, y in loader:
                 logits = self.model(x)
-                total += float(softmax_cross_entropy(logits, y, reduction="sum").data)
-                correct += int((logits.data.argmax(axis=1) == y).sum())
+                losses.append(softmax_cross_entropy(logits, y, reduction="sum").data)
+                hits.append((logits.data.argmax(axis=1) == y).sum())
         self.model.train()
-        return total / len(loader.dataset), correct / len(loader.dataset)
+        xp = backend.get_array_module(losses[0])
+        sums = xp.stack([xp.stack(losses).astype("float64").sum(), xp.stack(hits).sum().astype("float64")])
+        total, correct = backend.to_numpy(sums)
+        return float(total) / len(loader.dataset), int(correct) / len(loader.dataset)
 
     def record_epoch(self, seconds: float) -> None:
         """Evaluate both splits and append the epoch ``self.epoch`` to the history."""
@@ -158,9 +161,9 @@ class Trainer:
         loss = softmax_cross_entropy(self.model(x), y)
         self.optimizer.zero_grad()
         loss.backward()
-        value = float(loss.data)
         grads = [p.grad for p in self.optimizer.params if p.grad is not None]
-        if not (math.isfinite(value) and gradients_finite(grads)):
+        value, grads_finite = loss_and_gradients_finite(loss.data, grads)  # the step's one host sync
+        if not (math.isfinite(value) and grads_finite):
             what = f"the loss is {value}" if not math.isfinite(value) else "a gradient is not finite"
             raise TrainingDiverged(self.step + 1, self.epoch + 1, what, locate_nonfinite(self.model, x))
         if self.config.grad_clip > 0:
@@ -216,9 +219,13 @@ class Trainer:
             raise CheckpointError(f"checkpoint {path}: its progress lacks {', '.join(missing)}")
         saved = TrainConfig.from_dict(progress["config"], source=str(path))
         if saved != self.config:
-            changed = [k for k, v in saved.to_dict().items() if v != getattr(self.config, k)]
+            changed = [
+                f"{k}: {v!r} saved, {getattr(self.config, k)!r} now"
+                for k, v in saved.to_dict().items()
+                if v != getattr(self.config, k)
+            ]
             raise CheckpointError(
-                f"checkpoint {path} belongs to a different configuration (fields {', '.join(changed)} differ)"
+                f"checkpoint {path} belongs to a different configuration ({'; '.join(changed)})"
             )
         self.epoch, self.batch, self.step = progress["epoch"], progress["batch"], progress["step"]
         self.history, self.step_losses = progress["history"], progress["step_losses"]
