@@ -106,7 +106,7 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path, chang
 def test_resume_refuses_another_configuration(tmp_path) -> None:
     with pytest.raises(KeyboardInterrupt):
         train(small(), out_dir=tmp_path, progress=False, callback=_stop_at(2))
-    with pytest.raises(CheckpointError, match="lr"):
+    with pytest.raises(ConfigError, match="lr: the run has 0.05, now 0.5"):
         train(small(lr=0.5), out_dir=tmp_path, resume=True, progress=False)
 
 

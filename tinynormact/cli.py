@@ -3,9 +3,10 @@
 Subcommands: ``reproduce`` (the paper's comparisons and a report), ``train`` (one
 configuration), ``theory`` (the gains table), ``propagate`` (signal propagation at
 initialization), ``plot`` (redraw a report's figures) and ``data download`` (fetch a dataset's
-archive). ``main(argv)`` returns the exit
-code: 0 on success, 1 when training diverged, 2 for a usage or configuration error (one line on
-stderr, no traceback), 130 after Ctrl-C.
+archive). ``main(argv)`` returns the exit code (EXIT_CODES): 0 on success, 1 when training
+diverged, 2 for a usage or input error (one line on stderr, no traceback; a run folder in use by
+another process included), 3 for an unexpected error (one line on stderr naming a log file that
+holds the traceback), 130 after Ctrl-C.
 """
 
 from __future__ import annotations
@@ -15,10 +16,14 @@ import dataclasses
 import json
 import os
 import sys
+import tempfile
+import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import tinynormact
 from tinynormact import activations, backend, nn, plots, theory
 from tinynormact.data import download
 from tinynormact.data.cache import DATA_ROOT_VARIABLE
@@ -27,11 +32,23 @@ from tinynormact.experiments import PRESETS, load_results, reproduce, summary_te
 from tinynormact.experiments.figures import write_figures
 from tinynormact.experiments.propagation import STATISTICS, measure_network
 from tinynormact.experiments.report import format_table
-from tinynormact.train import ARCHITECTURES, OPTIMIZERS, SCHEDULES, TrainConfig, TrainingDiverged, train
+from tinynormact.files import RunNotice
+from tinynormact.folder_lock import FolderLocked
+from tinynormact.train import (
+    ARCHITECTURES,
+    OPTIMIZERS,
+    SCHEDULES,
+    TrainConfig,
+    TrainingDiverged,
+    TrainingInterrupted,
+    saved_config,
+    train,
+)
 
-__all__ = ["build_parser", "main"]
+__all__ = ["EXIT_CODES", "build_parser", "main"]
 
 PROG = "tinynormact"
+EXIT_CODES = {"ok": 0, "diverged": 1, "usage": 2, "unexpected": 3, "interrupted": 130}
 _EXAMPLES = {
     "main": """examples:
   tinynormact reproduce                      # quick preset, report in runs/quick
@@ -50,7 +67,8 @@ examples:
   tinynormact train --activation relu --depth 20 --epochs 5
   tinynormact train --activation nswish --activation-option mode=adaptive --activation-option rule=backward
   tinynormact train --dataset spirals --dataset-option n_train=500 --architecture resmlp --out runs/one
-  tinynormact train --config run.toml --out runs/one --resume   # continue after Ctrl-C""",
+  tinynormact train --out runs/one --resume               # continue after Ctrl-C (saved config)
+  tinynormact train --out runs/one --resume --epochs 20   # extend a finished run""",
     "theory": """examples:
   tinynormact theory                                   # every registered activation at q = 1
   tinynormact theory --activations relu tanh nswish --q 2.0
@@ -163,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EXAMPLES["main"],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"{PROG} {tinynormact.__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = _subparser(subparsers, "reproduce", "run the paper's comparisons and write a report")
@@ -186,7 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
         kind = _positive_float if f.name == "target_loss" else type(f.default)
         p.add_argument(flag, type=kind, choices=_CHOICES.get(f.name), help=_TRAIN_HELP[f.name])
     p.add_argument("--out", type=Path, help="folder for config.json, checkpoint.npz, result.json")
-    p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run saved in --out with its saved configuration (flags may change only "
+        "epochs, checkpoint-every and target-loss)",
+    )
     p.set_defaults(handler=_train)
 
     p = _subparser(subparsers, "theory", "print the gains (THEORY E5-E7, E12-E14) and stability (E19-E22)")
@@ -247,7 +271,10 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 
 def _train_config(args: argparse.Namespace) -> TrainConfig:
-    values = TrainConfig.from_file(args.config).to_dict() if args.config else {}
+    """--config (or, with --resume, the run's saved config.json), then the flags given."""
+    values = saved_config(args.out).to_dict() if args.resume else {}
+    if args.config:
+        values.update(TrainConfig.from_file(args.config).to_dict())
     for f in dataclasses.fields(TrainConfig):
         given = getattr(args, f.name)
         if given is not None:
@@ -259,17 +286,27 @@ def _train(args: argparse.Namespace) -> int:
     if args.resume and args.out is None:
         raise UsageError("--resume needs --out, the folder of the run to continue")
     config = _train_config(args)
+    if config.track_every and args.out is None:
+        _notice(f"--track-every {config.track_every} without --out: the variance record is not kept")
     try:
-        result = train(config, out_dir=args.out, resume=args.resume)
-    except KeyboardInterrupt:
-        where = f"; continue with --out {args.out} --resume" if args.out else ""
-        raise KeyboardInterrupt(f"training stopped{where}") from None
+        result = train(config, out_dir=args.out, resume=args.resume, announce=print)
+    except TrainingInterrupted as exc:
+        if exc.checkpoint is None:
+            raise KeyboardInterrupt(f"{exc}; nothing was saved to resume from") from None
+        hint = f"continue with: {PROG} train --out {args.out} --resume"
+        raise KeyboardInterrupt(f"{exc}, saved in {exc.checkpoint}; {hint}") from None
     columns = [result.history[key] for key in _HISTORY_COLUMNS]
-    rows = [[str(epoch), *(f"{v:.4f}" for v in values)] for epoch, *values in zip(*columns, strict=True)]
+    rows = [
+        [_epoch_label(epoch), *(f"{v:.4f}" for v in values)] for epoch, *values in zip(*columns, strict=True)
+    ]
     print(format_table(list(_HISTORY_COLUMNS.values()), rows))
     if config.target_loss is not None:
         print(f"epochs to train loss {config.target_loss}: {result.epochs_to_target or 'not reached'}")
     return 0
+
+
+def _epoch_label(epoch: int) -> str:
+    return f"{epoch} (untrained)" if epoch == 0 else str(epoch)
 
 
 def _activation_for_theory(name: str, rule: str, q: float, center: bool) -> activations.ActivationFunction:
@@ -343,18 +380,49 @@ def _error(message: str) -> None:
     print(f"{PROG}: error: {message}", file=sys.stderr)
 
 
+def _notice(message: str) -> None:
+    print(f"{PROG}: notice: {message}", file=sys.stderr)
+
+
+def _show_notice(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
+    """warnings.showwarning for the command line: RunNotice as one notice line, others as usual."""
+    if issubclass(category, RunNotice):
+        _notice(str(message))
+    else:
+        _default_showwarning(message, category, *args, **kwargs)
+
+
+_default_showwarning = warnings.showwarning
+
+
+def _log_unexpected(exc: BaseException) -> str:
+    """Write the traceback of ``exc`` to a new log file; return the file's path."""
+    handle, path = tempfile.mkstemp(prefix=f"{PROG}-error-", suffix=".log")
+    with os.fdopen(handle, "w") as log:
+        log.write(f"{PROG} {tinynormact.__version__}, command line: {sys.argv!r}\n")
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=log)
+    return path
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default: sys.argv[1:]) and return the exit code."""
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
-        return handler(args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", RunNotice)
+            warnings.showwarning = _show_notice
+            return handler(args)
     except KeyboardInterrupt as exc:
         _error(f"interrupted{': ' + str(exc) if str(exc) else ''}")
-        return 130
+        return EXIT_CODES["interrupted"]
     except TrainingDiverged as exc:
         _error(str(exc))
-        return 1
-    except (UsageError, ValueError, OSError, ImportError, backend.DeviceError) as exc:
+        return EXIT_CODES["diverged"]
+    except (UsageError, ValueError, OSError, ImportError, backend.DeviceError, FolderLocked) as exc:
         _error(str(exc))
-        return 2
+        return EXIT_CODES["usage"]
+    except Exception as exc:  # a bug or an exhausted resource: say so, keep the traceback in a log
+        what = "out of memory" if isinstance(exc, MemoryError) else f"unexpected {type(exc).__name__}: {exc}"
+        _error(f"{what}; the traceback is in {_log_unexpected(exc)}")
+        return EXIT_CODES["unexpected"]

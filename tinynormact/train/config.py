@@ -3,6 +3,10 @@
 Every field has a default, so ``TrainConfig(activation="nswish")`` is a complete run. A bad value
 raises ``ConfigError`` (a ValueError) naming the field, the value and what would be valid;
 ``TrainConfig.from_file`` also rejects unknown keys by name.
+
+The field rules (``check_integer``, ``check_number``) are the one schema of the package's run
+files: checkpoints validate the numbers they read (epoch, step, batch, learning rate) with them.
+``resume_conflicts`` says which fields of a saved run may not change when it is resumed.
 """
 
 from __future__ import annotations
@@ -26,12 +30,24 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["ARCHITECTURES", "OPTIMIZERS", "SCHEDULES", "ConfigError", "TrainConfig"]
+__all__ = [
+    "ARCHITECTURES",
+    "OPTIMIZERS",
+    "RESUMABLE_FIELDS",
+    "SCHEDULES",
+    "ConfigError",
+    "TrainConfig",
+    "check_integer",
+    "check_number",
+    "resume_conflicts",
+]
 
 ARCHITECTURES = ("mlp", "resmlp")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine")
 DTYPES = ("float32", "float64")
+# fields a resumed run may change: they do not alter the steps already taken
+RESUMABLE_FIELDS = ("epochs", "checkpoint_every", "target_loss")
 
 
 class ConfigError(ValueError):
@@ -101,17 +117,17 @@ class TrainConfig:
             if not isinstance(getattr(self, name), dict):
                 raise ConfigError(f"{name} must be a table of options, got {getattr(self, name)!r}")
         for name, low in (("depth", 1), ("width", 1), ("branch_depth", 1), ("epochs", 1), ("batch_size", 1)):
-            _integer(name, getattr(self, name), low)
+            check_integer(name, getattr(self, name), low)
         for name in ("seed", "track_every", "checkpoint_every"):
-            _integer(name, getattr(self, name), 0)
-        _number("lr", self.lr, positive=True)
-        _number("alpha", self.alpha, positive=False)
+            check_integer(name, getattr(self, name), 0)
+        check_number("lr", self.lr, positive=True)
+        check_number("alpha", self.alpha, positive=False)
         for name in ("weight_decay", "grad_clip"):
-            _number(name, getattr(self, name), positive=False)
+            check_number(name, getattr(self, name), positive=False)
         if not (_is_number(self.momentum) and 0.0 <= self.momentum < 1.0):
             raise ConfigError(f"momentum must be a number in [0, 1), got {self.momentum!r}")
         if self.target_loss is not None:
-            _number("target_loss", self.target_loss, positive=True)
+            check_number("target_loss", self.target_loss, positive=True)
         self._check_activation()
         self._check_init()
 
@@ -183,11 +199,39 @@ def _choice(name: str, value: Any, valid: tuple[str, ...]) -> None:
         raise ConfigError(f"{name} {value!r} is unknown; valid: {', '.join(valid)}")
 
 
-def _integer(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+def check_integer(name: str, value: Any, low: int, high: int | None = None) -> int:
+    """``value`` if it is an integer (not a bool) in [low, high]; ConfigError naming it otherwise."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < low
+        or (high is not None and value > high)
+    ):
+        valid = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ConfigError(f"{name} must be an integer {valid}, got {value!r}")
+    return value
 
 
-def _number(name: str, value: Any, positive: bool) -> None:
+def check_number(name: str, value: Any, positive: bool) -> float:
+    """``value`` if it is a finite number > 0 (``positive``) or >= 0; ConfigError otherwise."""
     if not (_is_number(value) and (value > 0 if positive else value >= 0)):
         raise ConfigError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
+    return value
+
+
+def resume_conflicts(saved: TrainConfig, given: TrainConfig) -> list[str]:
+    """One line per field that differs between the saved run and ``given`` and may not change
+    on resume (every field but RESUMABLE_FIELDS; epochs too under the cosine schedule, whose
+    length it sets). Empty when ``given`` may continue ``saved``."""
+    conflicts = []
+    for f in dataclasses.fields(TrainConfig):
+        old, new = getattr(saved, f.name), getattr(given, f.name)
+        if old == new:
+            continue
+        if f.name not in RESUMABLE_FIELDS:
+            conflicts.append(f"{f.name}: the run has {old!r}, now {new!r}")
+        elif f.name == "epochs" and saved.schedule == "cosine":
+            conflicts.append(
+                f"epochs: the run has {old!r}, now {new!r} (the cosine schedule is set by epochs)"
+            )
+    return conflicts

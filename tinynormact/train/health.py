@@ -14,7 +14,13 @@ from typing import Any
 from tinynormact import autograd, backend
 from tinynormact.nn import Module
 
-__all__ = ["TrainingDiverged", "all_finite", "gradients_finite", "locate_nonfinite"]
+__all__ = [
+    "TrainingDiverged",
+    "all_finite",
+    "first_nonfinite_parameter",
+    "gradients_finite",
+    "locate_nonfinite",
+]
 
 
 class TrainingDiverged(RuntimeError):
@@ -45,6 +51,15 @@ def gradients_finite(grads: list[Any]) -> bool:
     with backend.np.errstate(over="ignore", invalid="ignore"):  # an overflow is expected here
         total = sum(g.ravel().dot(g.ravel()) for g in grads)  # 0-d arrays: one sync below
     return math.isfinite(float(total)) or all(all_finite(g) for g in grads)
+
+
+def first_nonfinite_parameter(model: Module) -> str | None:
+    """The name of the first parameter of ``model`` holding NaN or Inf (None when all are
+    finite), with one host synchronisation in the common case (see ``gradients_finite``)."""
+    params = list(model.named_parameters())
+    if gradients_finite([p.data for _, p in params]):
+        return None
+    return next(name for name, p in params if not all_finite(p.data))
 
 
 def _leaf_layers_in_forward_order(model: Module, x: Any) -> list[tuple[str, Module, bool]]:
