@@ -167,6 +167,30 @@ CORRUPTIONS = {
         "unknown hyperparameter 'warp'",
     ),
     "missing-model-array": (lambda a, m: a.pop(next(k for k in a if k.startswith("model/"))), "missing keys"),
+    # hand edits with a valid zip checksum (issue 17 item 8): each field checked by the config's rules
+    "epoch-a-string": (
+        lambda a, m: m["progress"].update(epoch="1"),
+        "epoch must be an integer in \\[0, 1\\], got '1'",
+    ),
+    "epoch-beyond-the-run": (
+        lambda a, m: m["progress"].update(epoch=99),
+        "epoch must be an integer in .* got 99",
+    ),
+    "huge-batch-index": (lambda a, m: m["progress"].update(batch=10**15), "batch must be an integer in"),
+    "step-off-by-one": (lambda a, m: m["progress"].update(step=m["progress"]["step"] + 1), "does not match"),
+    "lr-null": (lambda a, m: m["optimizer"]["hyperparameters"].update(lr=None), "lr must be a real number"),
+    "lr-negative": (lambda a, m: m["optimizer"]["hyperparameters"].update(lr=-5), "lr must be in"),
+    "lr-changed": (lambda a, m: m["optimizer"]["hyperparameters"].update(lr=0.5), "optimizer lr is 0.5 but"),
+    "losses-too-short": (lambda a, m: m["progress"]["step_losses"].pop(), "step_losses must be a list of"),
+    "config-edited": (lambda a, m: m["progress"]["config"].update(lr="fast"), "invalid configuration.*lr"),
+    "nan-weight": (
+        lambda a, m: next(v for k, v in a.items() if k.startswith("model/")).fill(np.nan),
+        "not finite",
+    ),
+    "nan-momentum": (
+        lambda a, m: a["optimizer/0/momentum_buffer"].fill(np.inf),
+        "momentum_buffer.*not finite",
+    ),
 }
 
 

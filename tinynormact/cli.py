@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
 import tempfile
@@ -28,12 +29,14 @@ from tinynormact import activations, backend, nn, plots, theory
 from tinynormact.data import download
 from tinynormact.data.cache import DATA_ROOT_VARIABLE
 from tinynormact.data.download import ARCHIVES
+from tinynormact.backend import np
 from tinynormact.experiments import PRESETS, load_results, reproduce, summary_text
 from tinynormact.experiments.figures import write_figures
 from tinynormact.experiments.propagation import STATISTICS, measure_network
 from tinynormact.experiments.report import format_table
 from tinynormact.files import RunNotice
 from tinynormact.folder_lock import FolderLocked
+from tinynormact.memory import mlp_bytes, require_memory
 from tinynormact.train import (
     ARCHITECTURES,
     OPTIMIZERS,
@@ -147,9 +150,16 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         value = float("nan")
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
     return value
+
+
+def _path(text: str) -> Path:
+    """A file or folder name; an empty one (which Path reads as the current folder) is refused."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a file or folder name, got {text!r}")
+    return Path(text)
 
 
 def _key_value(text: str) -> tuple[str, Any]:
@@ -187,14 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = _subparser(subparsers, "reproduce", "run the paper's comparisons and write a report")
     p.add_argument("--preset", choices=list(PRESETS), default="quick", help="grid of runs (default: quick)")
     p.add_argument("--device", choices=backend.DEVICES, default="cpu", help="where to train (default: cpu)")
-    p.add_argument("--out", type=Path, help="run folder to create (default: runs/<preset>)")
+    p.add_argument("--out", type=_path, help="run folder to create (default: runs/<preset>)")
     p.add_argument("--seeds", type=_positive_int, help="number of seeds (default: the preset's)")
     p.add_argument("--jobs", type=_positive_int, help="worker processes (default: CPU cores; 1 on cuda)")
     p.add_argument("--force", action="store_true", help="replace an existing run folder")
     p.set_defaults(handler=_reproduce)
 
     p = _subparser(subparsers, "train", "train one configuration")
-    p.add_argument("--config", type=Path, help="TOML or JSON file of TrainConfig fields")
+    p.add_argument("--config", type=_path, help="TOML or JSON file of TrainConfig fields")
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         if f.name in _OPTION_FLAGS:
@@ -204,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         kind = _positive_float if f.name == "target_loss" else type(f.default)
         p.add_argument(flag, type=kind, choices=_CHOICES.get(f.name), help=_TRAIN_HELP[f.name])
-    p.add_argument("--out", type=Path, help="folder for config.json, checkpoint.npz, result.json")
+    p.add_argument("--out", type=_path, help="folder for config.json, checkpoint.npz, result.json")
     p.add_argument(
         "--resume",
         action="store_true",
@@ -227,11 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=_positive_int, default=256, help="inputs (default: 256)")
     p.add_argument("--mode", choices=("static", "adaptive"), default="static", help="mode of n<name>")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--out", type=Path, help="also draw the figure to this file (.png, .svg, .pdf)")
+    p.add_argument("--out", type=_path, help="also draw the figure to this file (.png, .svg, .pdf)")
     p.set_defaults(handler=_propagate)
 
     p = _subparser(subparsers, "plot", "redraw the figures of a reproduction from its results.json")
-    p.add_argument("run_dir", type=Path, help="a folder written by tinynormact reproduce")
+    p.add_argument("run_dir", type=_path, help="a folder written by tinynormact reproduce")
     p.set_defaults(handler=_plot)
 
     p = subparsers.add_parser("data", help="dataset files", description="dataset files")
@@ -317,9 +327,23 @@ def _activation_for_theory(name: str, rule: str, q: float, center: bool) -> acti
 
 def _theory(args: argparse.Namespace) -> int:
     names = args.activations or activations.names()
-    acts = [_activation_for_theory(name, args.rule, args.q, args.center) for name in names]
+    with warnings.catch_warnings(record=True) as caught, np.errstate(all="ignore"):
+        warnings.simplefilter("always")  # an overflow in the integrals makes the table wrong
+        acts = [_activation_for_theory(name, args.rule, args.q, args.center) for name in names]
+        table = theory.gains_table(acts, q=args.q)
+    overflowed = [
+        f"{key} of {row['activation']}"
+        for row in table
+        for key, value in row.items()
+        if isinstance(value, float) and not math.isfinite(value)
+    ]
+    if overflowed or caught:
+        what = ", ".join(overflowed[:3]) or str(caught[0].message)
+        raise UsageError(
+            f"--q {args.q} is too large: the Gaussian integrals overflow ({what}); use a lower q"
+        )
     print(f"gains at q = {args.q} (rho, rho' and kappa: THEORY E5-E7; lambda per rule: E12-E14)")
-    print(theory.format_gains_table(theory.gains_table(acts, q=args.q)))
+    print(theory.format_gains_table(table))
     print(
         f"\nstability of the forward map q -> sigma_w^2 m2(q) (E8) with sigma_w^2 = 1, no bias: "
         f"slopes chi_q (E19) and chi (E20) at q = {args.q}, every fixed point (E22; stable: chi_q < 1) "
@@ -330,6 +354,10 @@ def _theory(args: argparse.Namespace) -> int:
 
 
 def _propagate(args: argparse.Namespace) -> int:
+    if args.out:
+        plots.check_figure_path(args.out)  # before the computation, not after it
+    widths = [args.width] * (args.depth + 1)
+    require_memory(mlp_bytes(widths, args.batch, 8), f"{args.depth} layers of width {args.width}")
     measured, predicted = {}, {}
     for name in args.activations:
         vanilla = nn.factory.normalized_base(name) is None
@@ -361,8 +389,16 @@ def _propagate(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
+    if args.run_dir.exists() and not args.run_dir.is_dir():
+        raise UsageError(f"{args.run_dir} is a file; give the folder written by {PROG} reproduce")
     results = load_results(args.run_dir)
-    for name in write_figures(results, args.run_dir / "figures"):
+    try:
+        names = write_figures(results, args.run_dir / "figures")
+    except (KeyError, TypeError, IndexError, AttributeError) as exc:
+        what = f"has no entry {exc}" if isinstance(exc, KeyError) else f"has a malformed entry ({exc})"
+        where = args.run_dir / "results.json"
+        raise UsageError(f"{where} {what}; it is not a complete record of {PROG} reproduce") from None
+    for name in names:
         print(args.run_dir / "figures" / name)
     return 0
 

@@ -12,6 +12,7 @@ files: checkpoints validate the numbers they read (epoch, step, batch, learning 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import math
 import sys
@@ -19,11 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tinynormact import backend
+from tinynormact import activations, backend
 from tinynormact.data import DATASETS
-from tinynormact.nn import Parameter
+from tinynormact.nn import NormalizedActivation, Parameter
 from tinynormact.nn import init as nn_init
 from tinynormact.nn.factory import activation as build_activation
+from tinynormact.nn.factory import normalized_base
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -132,13 +134,21 @@ class TrainConfig:
         self._check_init()
 
     def _check_activation(self) -> None:
-        """Build the activation once: the layer's own checks name what is wrong."""
+        """Check the option names (listing all valid ones, a normalized activation's included),
+        then build the activation once: the layer's own checks name a wrong value."""
         if not isinstance(self.activation, str):
             raise ConfigError(f"activation must be a name, got {self.activation!r}")
+        _check_activation_options(self.activation, self.activation_options)
         try:
             build_activation(self.activation, **self.activation_options)
         except (ValueError, TypeError) as exc:
-            raise ConfigError(f"activation {self.activation!r}: {exc}") from exc
+            message = str(exc)
+            prefix = (
+                ""
+                if message.startswith(("activation", "unknown activation"))
+                else f"activation {self.activation!r}: "
+            )
+            raise ConfigError(prefix + message) from exc
 
     def _check_init(self) -> None:
         """Initialize a 1x1 weight with the scheme: ``nn.init`` names the valid schemes."""
@@ -188,6 +198,32 @@ class TrainConfig:
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: expected a table of TrainConfig fields at the top level")
         return cls.from_dict(values, source=str(path))
+
+
+def _check_activation_options(name: str, options: dict[str, Any]) -> None:
+    """ConfigError naming the unknown keys of ``options`` and every valid one: the base
+    activation's parameters and, for a normalized name "n<base>", NormalizedActivation's own."""
+    base = normalized_base(name)
+    try:
+        parameters = list(activations.get(base or name).params)
+    except ValueError:
+        return  # an unknown name: building the activation names the valid ones
+    own = []
+    if base is not None:
+        signature = inspect.signature(NormalizedActivation.__init__).parameters.values()
+        own = [
+            p.name for p in signature if p.kind is p.POSITIONAL_OR_KEYWORD and p.name not in ("self", "base")
+        ]
+    unknown = sorted(set(options) - set(parameters) - set(own))
+    if unknown:
+        kinds = [f"{', '.join(own)} (normalization)"] if own else []
+        kinds.append(
+            f"{', '.join(parameters)} (of {base or name})"
+            if parameters
+            else f"none ({base or name} has no parameters)"
+        )
+        names = ", ".join(map(repr, unknown))
+        raise ConfigError(f"activation {name!r} has no option {names}; valid options: {'; '.join(kinds)}")
 
 
 def _is_number(value: Any) -> bool:

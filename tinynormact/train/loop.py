@@ -38,6 +38,7 @@ from tinynormact.data import DataLoader, DataSplits, load_dataset
 from tinynormact.files import RunNotice, check_writable, jsonable, write_json_atomic
 from tinynormact.folder_lock import folder_lock
 from tinynormact.losses import softmax_cross_entropy
+from tinynormact.memory import require_memory
 from tinynormact.optim import clip_grad_norm
 from tinynormact.train.checkpoint import (
     CheckpointError,
@@ -53,7 +54,7 @@ from tinynormact.train.health import (
     gradients_finite,
     locate_nonfinite,
 )
-from tinynormact.train.model import build_model, build_optimizer
+from tinynormact.train.model import build_model, build_optimizer, model_bytes
 
 __all__ = [
     "CHECKPOINT_FILE",
@@ -154,6 +155,8 @@ class Trainer:
             for name, data in (("train", train_set), ("test", self.splits.test))
         }
         n_features = int(backend.np.prod(train_set.example_shape))
+        what = f"the {cfg.architecture} of depth {cfg.depth} and width {cfg.width}"
+        require_memory(model_bytes(cfg, n_features, train_set.n_classes), what)
         self.model = build_model(cfg, n_features, train_set.n_classes)
         self.optimizer, self.schedule = build_optimizer(cfg, self.model, cfg.epochs * len(self.loader))
         self.tracker = _make_tracker(self.model, cfg.track_every)
@@ -557,6 +560,8 @@ def _train(
         with using_device(config.device, config.dtype):
             if out is not None:
                 _check_folder(out, resume)
+            if splits is not None:
+                splits.check_finite()
             data = splits if splits is not None else load_dataset(config.dataset, **config.dataset_options)
             trainer = Trainer(config, data)
             if announce is not None:
