@@ -5,10 +5,12 @@
 - After every step the loss, the gradients and the updated parameters are checked; NaN or Inf
   raises ``TrainingDiverged`` naming the step and the first layer that went non-finite, so a
   checkpoint never holds non-finite weights.
-- With an output folder: the folder is locked for the whole run (``folder_lock``: a second
-  writer is refused at once); ``config.json``, ``checkpoint.npz`` (every ``checkpoint_every``
-  epochs, at the end and on Ctrl-C, the state after the last completed step; the generation
-  before it is kept as ``checkpoint.previous.npz``) and ``result.json`` are written atomically.
+- With an output folder (README, "Run folders"): the folder is locked for the whole run
+  (``folder_lock``: a second writer is refused at once); ``config.json``, ``checkpoint.npz``
+  (every ``checkpoint_every`` epochs, at the end and on Ctrl-C, the state after the last
+  completed step; the generation before it is kept as ``checkpoint.previous.npz``),
+  ``result.json`` and, when tracking, ``tracker.json`` (the variance record as JSON lists) are
+  written atomically.
   ``resume=True`` continues from the checkpoint (from the previous one, with a notice, when the
   latest cannot be loaded) and gives the same result as an uninterrupted run. The config given
   for a resume must equal the saved one except in ``RESUMABLE_FIELDS`` (more epochs extend a
@@ -72,6 +74,7 @@ __all__ = [
 CHECKPOINT_FILE = "checkpoint.npz"
 RESULT_FILE = "result.json"
 CONFIG_FILE = "config.json"
+TRACKER_FILE = "tracker.json"
 HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds")
 _EVAL_BATCH = 1024
 
@@ -630,5 +633,8 @@ def _fit(
 
 
 def _write_result(out: Path | None, result: TrainResult) -> None:
+    """result.json, and the tracker's record in readable form (tracker.json) when tracking."""
     if out is not None:
         write_json_atomic(out / RESULT_FILE, result.to_dict())
+        if result.tracker is not None:
+            write_json_atomic(out / TRACKER_FILE, result.tracker)
