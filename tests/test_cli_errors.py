@@ -244,3 +244,33 @@ def test_track_every_with_out_writes_a_readable_record_next_to_the_result(capsys
     record = json.loads((tmp_path / "tracker.json").read_text())
     assert record["step"] == [0, 2, 4]  # 3 steps per epoch, 2 epochs: steps 0..5, every 2nd
     assert len(record["preact_sq"]) == 3 and len(record["preact_sq"][0]) == 3  # 3 steps x 3 linears
+
+
+def test_ctrl_c_in_reproduce_says_where_the_report_is_only_when_one_was_written(
+    capsys, tmp_path, monkeypatch
+):
+    """Before: "the runs that finished are reported in OUT" also when Ctrl-C came during the data
+    loading, before any run and with no folder written."""
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(cli.PRESETS, "quick", tiny_preset(seeds=1))
+    monkeypatch.setattr(reproduce_module, "load_dataset", interrupted)
+    code, _, err = run_main(capsys, "reproduce", "--out", str(tmp_path / "run"), "--jobs", "1")
+    assert code == 130 and err.strip() == "tinynormact: error: interrupted"
+    assert not (tmp_path / "run").exists()
+    monkeypatch.undo()
+
+    def one_run_then_interrupt(specs, jobs):
+        from tinynormact.experiments.runner import run_one
+
+        yield run_one(specs[0])
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(cli.PRESETS, "quick", tiny_preset(seeds=1))
+    monkeypatch.setattr(reproduce_module, "run_all", one_run_then_interrupt)
+    code, _, err = run_main(capsys, "reproduce", "--out", str(tmp_path / "run"), "--jobs", "1")
+    assert code == 130
+    assert_one_line_error(err, "interrupted: the 1 runs that finished are reported in", str(tmp_path / "run"))
+    assert (tmp_path / "run" / "report.md").exists()

@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.test_train import _stop_at, small
 from tinynormact import files
+from tinynormact.data import load_dataset
 from tinynormact.files import RunNotice
 from tinynormact.train import CheckpointError, ConfigError, TrainConfig, Trainer, TrainingDiverged, train
 from tinynormact.train.checkpoint import previous_path
@@ -157,29 +159,20 @@ def test_resume_with_a_conflicting_flag_names_it_and_more_epochs_extend_a_finish
 
 
 def test_cosine_schedule_refuses_more_epochs_on_resume(tmp_path) -> None:
-    config = TrainConfig(**_SMALL, schedule="cosine")
+    config = small(schedule="cosine")
     train(config, out_dir=tmp_path, progress=False)
     with pytest.raises(ConfigError, match="cosine schedule is set by epochs"):
-        train(config.replace(epochs=3), out_dir=tmp_path, resume=True, progress=False)
+        train(config.replace(epochs=4), out_dir=tmp_path, resume=True, progress=False)
 
 
 # ----- items 3, 4 and 5: checkpoints ---------------------------------------------------------------
 
-_SMALL = dict(
-    dataset="spirals",
-    dataset_options={"n_train": 120, "n_test": 60},
-    depth=2,
-    width=8,
-    epochs=2,
-    batch_size=40,
-)
-
 
 def test_an_update_that_overflows_is_never_saved_as_a_good_checkpoint(tmp_path) -> None:
-    """Before: with one step per epoch and lr = 1e300, the first update overflowed the float32
-    weights to Inf at the end of epoch 1 while the loss and gradients were finite; that state was
-    saved as the checkpoint (and, with epochs=1, as a "completed" run)."""
-    config = TrainConfig(**{**_SMALL, "batch_size": 120, "epochs": 1}, lr=1e300, momentum=0.0)
+    """Before: with one step per epoch (batch = n_train) and lr = 1e300, the first update
+    overflowed the float32 weights to Inf at the end of epoch 1 while the loss and gradients were
+    finite; that state was saved as the checkpoint (and, with epochs=1, as a "completed" run)."""
+    config = small(batch_size=200, epochs=1, lr=1e300, momentum=0.0)
     with pytest.raises(TrainingDiverged, match="step 1 .*the update made parameter") as info:
         train(config, out_dir=tmp_path, progress=False)
     assert info.value.result.status == "diverged"
@@ -188,29 +181,23 @@ def test_an_update_that_overflows_is_never_saved_as_a_good_checkpoint(tmp_path) 
 
 
 def test_save_refuses_non_finite_weights_and_keeps_the_last_good_checkpoint(tmp_path) -> None:
-    config = TrainConfig(**_SMALL)
+    config = small()
     train(config, out_dir=tmp_path, progress=False)
     path = tmp_path / "checkpoint.npz"
     good = path.read_bytes()
-    trainer = Trainer(config, _splits())
+    trainer = Trainer(config, load_dataset("spirals", n_train=200, n_test=100))
     next(iter(trainer.model.parameters())).data[0, 0] = np.nan
     with pytest.raises(TrainingDiverged, match="non-finite"):
         trainer.save(path)
     assert path.read_bytes() == good
 
 
-def _splits():
-    from tinynormact.data import load_dataset
-
-    return load_dataset("spirals", n_train=120, n_test=60)
-
-
 def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(tmp_path) -> None:
     """Before: one generation only; a damaged checkpoint ended the run."""
-    config = TrainConfig(**{**_SMALL, "epochs": 3})
+    config = small()  # 4 steps per epoch, 3 epochs
     reference = train(config, progress=False)
     with pytest.raises(KeyboardInterrupt):
-        train(config, out_dir=tmp_path, progress=False, callback=_stop_at(7))  # in epoch 3
+        train(config, out_dir=tmp_path, progress=False, callback=_stop_at(10))  # in epoch 3
     path = tmp_path / "checkpoint.npz"
     assert previous_path(path).exists()
     path.write_bytes(path.read_bytes()[:200])  # a torn write
@@ -221,20 +208,12 @@ def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(tmp_path) -> N
 
 
 def test_neither_generation_loads_says_how_to_start_over(tmp_path) -> None:
-    config = TrainConfig(**_SMALL)
+    config = small()
     train(config, out_dir=tmp_path, progress=False)
     for path in (tmp_path / "checkpoint.npz", tmp_path / "checkpoint.previous.npz"):
         path.write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="checkpoint.previous.npz cannot be read.*To start over"):
         train(config, out_dir=tmp_path, resume=True, progress=False)
-
-
-def _stop_at(step: int):
-    def callback(info) -> None:
-        if info.step == step:
-            raise KeyboardInterrupt
-
-    return callback
 
 
 def test_atomic_write_syncs_the_file_before_and_the_folder_after_the_rename(tmp_path, monkeypatch) -> None:
@@ -257,7 +236,7 @@ def test_atomic_write_syncs_the_file_before_and_the_folder_after_the_rename(tmp_
 
 
 def test_stale_temporary_files_of_a_killed_run_are_removed_on_its_next_start(tmp_path) -> None:
-    config = TrainConfig(**_SMALL)
+    config = small()
     with pytest.raises(KeyboardInterrupt):
         train(config, out_dir=tmp_path, progress=False, callback=_stop_at(2))
     stale = [tmp_path / ".checkpoint.npz.k2j4x.tmp", tmp_path / ".checkpoint.previous.npz.a8.tmp"]

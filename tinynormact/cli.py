@@ -271,10 +271,7 @@ def _reproduce(args: argparse.Namespace) -> int:
         preset = preset.with_seeds(args.seeds)
     out = args.out or Path("runs") / preset.name
     jobs = args.jobs or (1 if args.device == "cuda" else len(os.sched_getaffinity(0)))
-    try:
-        results = reproduce(preset, out, device=args.device, jobs=jobs, force=args.force)
-    except KeyboardInterrupt:
-        raise KeyboardInterrupt(f"the runs that finished are reported in {out}") from None
+    results = reproduce(preset, out, device=args.device, jobs=jobs, force=args.force)
     print(summary_text(results))
     print(f"\nreport: {out / 'report.md'} ({results['wall_time_s']:.0f} s)")
     return 0

@@ -187,7 +187,7 @@ def _reproduce(
     results["wall_time_s"] = time.perf_counter() - start
     write_run_folder(results, out, force)
     if results["status"] == "interrupted":
-        raise KeyboardInterrupt
+        raise KeyboardInterrupt(f"the {len(results['runs'])} runs that finished are reported in {out}")
     return results
 
 
