@@ -26,10 +26,10 @@ from typing import Any
 
 import tinynormact
 from tinynormact import activations, backend, nn, plots, theory
+from tinynormact.backend import np
 from tinynormact.data import download
 from tinynormact.data.cache import DATA_ROOT_VARIABLE
 from tinynormact.data.download import ARCHIVES
-from tinynormact.backend import np
 from tinynormact.experiments import PRESETS, load_results, reproduce, summary_text
 from tinynormact.experiments.figures import write_figures
 from tinynormact.experiments.propagation import STATISTICS, measure_network
