@@ -147,9 +147,12 @@ def test_train_prints_the_history_and_flags_override_the_file(capsys, tmp_path) 
     path.write_text(json.dumps({"activation": "tanh", "epochs": 5, "activation_options": {}}))
     code, out, _ = run_main(capsys, "train", "--config", str(path), *TINY_TRAIN, "--out", str(tmp_path / "o"))
     assert code == 0
-    lines = out.splitlines()
+    announce, lines = out.splitlines()[:2], out.splitlines()[2:]
+    assert announce[0].startswith("data: spirals, 120 train and 60 test examples of shape 2, 3 classes")
+    assert announce[1].startswith("model: mlp, 2 hidden layers of width 8, activation tanh")
     assert lines[0].split() == ["epoch", "train", "loss", "train", "acc", "test", "loss", "test", "acc"]
     assert [line.split()[0] for line in lines[2:]] == ["0", "1", "2"]  # --epochs 2 beat the file's 5
+    assert lines[2].startswith("0 (untrained)")
     saved = json.loads((tmp_path / "o" / "config.json").read_text())
     assert saved["activation"] == "tanh" and saved["dataset_options"] == {"n_train": 120, "n_test": 60}
 
@@ -158,16 +161,6 @@ def test_diverging_training_exits_1_naming_step_and_layer(capsys) -> None:
     code, _, err = run_main(capsys, "train", *TINY_TRAIN, "--lr", "1e12", "--momentum", "0")
     assert code == 1
     assert_one_line_error(err, "diverged at step", "layer '")
-
-
-def test_ctrl_c_exits_130_and_says_how_to_resume(capsys, tmp_path, monkeypatch) -> None:
-    def interrupted(*args: object, **kwargs: object) -> None:
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(cli, "train", interrupted)
-    code, _, err = run_main(capsys, "train", *TINY_TRAIN, "--out", str(tmp_path))
-    assert code == 130
-    assert_one_line_error(err, "interrupted", "--resume")
 
 
 @pytest.mark.parametrize("corruption", ["meta without optimizer", "extra array", "bad optimizer index"])
@@ -186,11 +179,12 @@ def test_resuming_a_corrupt_checkpoint_exits_2_naming_file_and_key(capsys, tmp_p
     else:
         arrays["optimizer/7/momentum_buffer"] = arrays.pop("optimizer/0/momentum_buffer")
         words = ["'optimizer/7/momentum_buffer'", "index '7'"]
-    with path.open("wb") as handle:
-        np.savez(handle, **arrays)
+    for generation in (path, tmp_path / "checkpoint.previous.npz"):  # neither can be loaded
+        with generation.open("wb") as handle:
+            np.savez(handle, **arrays)
     code, _, err = run_main(capsys, *argv, "--resume")
     assert code == 2
-    assert_one_line_error(err, str(path), *words)
+    assert_one_line_error(err, str(path), *words, "To start over")
 
 
 def test_propagate_prints_measured_and_theory_and_draws(capsys, tmp_path) -> None:

@@ -327,7 +327,7 @@ def test_cli_bad_timeout_or_dataset_is_a_usage_error(tmp_path, capsys):
             main(["data", "download", *args])
         assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert "expected a number > 0, got '0'" in err and "invalid choice: 'mnist'" in err
+    assert "expected a finite number > 0, got '0'" in err and "invalid choice: 'mnist'" in err
 
 
 def test_official_table_and_mirror_urls():

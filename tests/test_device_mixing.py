@@ -14,8 +14,9 @@ import pytest
 
 import tinynormact as tn
 from tinynormact import backend, nn, optim
-from tinynormact.train import CheckpointError, TrainConfig, train, using_device
+from tinynormact.train import TrainConfig, train, using_device
 from tinynormact.train.checkpoint import load_checkpoint, save_checkpoint
+from tinynormact.train.config import ConfigError
 
 
 def test_numpy_arrays_and_numbers_join_the_tensors_device() -> None:
@@ -71,5 +72,5 @@ def test_resuming_on_another_device_is_refused_naming_both(tmp_path) -> None:
     config = TrainConfig(dataset="spirals", dataset_options={"n_train": 80, "n_test": 40}, depth=1, width=4,
                          epochs=1, batch_size=40, device="strict")  # fmt: skip
     train(config, out_dir=tmp_path)
-    with pytest.raises(CheckpointError, match="device: 'strict' saved, 'cpu' now"):
+    with pytest.raises(ConfigError, match="device: the run has 'strict', now 'cpu'"):
         train(config.replace(epochs=2, device="cpu"), out_dir=tmp_path, resume=True)

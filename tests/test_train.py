@@ -17,7 +17,7 @@ from tinynormact.train import (
     TrainingDiverged,
     train,
 )
-from tinynormact.train.health import locate_nonfinite, loss_and_gradients_finite
+from tinynormact.train.health import locate_nonfinite, loss_and_arrays_finite
 
 # 4 batches per epoch, so step 6 lies in the middle of epoch 2
 SMALL = dict(
@@ -107,7 +107,7 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path, chang
 def test_resume_refuses_another_configuration(tmp_path) -> None:
     with pytest.raises(KeyboardInterrupt):
         train(small(), out_dir=tmp_path, progress=False, callback=_stop_at(2))
-    with pytest.raises(CheckpointError, match="lr"):
+    with pytest.raises(ConfigError, match="lr: the run has 0.05, now 0.5"):
         train(small(lr=0.5), out_dir=tmp_path, resume=True, progress=False)
 
 
@@ -168,6 +168,30 @@ CORRUPTIONS = {
         "unknown hyperparameter 'warp'",
     ),
     "missing-model-array": (lambda a, m: a.pop(next(k for k in a if k.startswith("model/"))), "missing keys"),
+    # hand edits with a valid zip checksum (issue 17 item 8): each field checked by the config's rules
+    "epoch-a-string": (
+        lambda a, m: m["progress"].update(epoch="1"),
+        "epoch must be an integer in \\[0, 1\\], got '1'",
+    ),
+    "epoch-beyond-the-run": (
+        lambda a, m: m["progress"].update(epoch=99),
+        "epoch must be an integer in .* got 99",
+    ),
+    "huge-batch-index": (lambda a, m: m["progress"].update(batch=10**15), "batch must be an integer in"),
+    "step-off-by-one": (lambda a, m: m["progress"].update(step=m["progress"]["step"] + 1), "does not match"),
+    "lr-null": (lambda a, m: m["optimizer"]["hyperparameters"].update(lr=None), "lr must be a real number"),
+    "lr-negative": (lambda a, m: m["optimizer"]["hyperparameters"].update(lr=-5), "lr must be in"),
+    "lr-changed": (lambda a, m: m["optimizer"]["hyperparameters"].update(lr=0.5), "optimizer lr is 0.5 but"),
+    "losses-too-short": (lambda a, m: m["progress"]["step_losses"].pop(), "step_losses must be a list of"),
+    "config-edited": (lambda a, m: m["progress"]["config"].update(lr="fast"), "invalid configuration.*lr"),
+    "nan-weight": (
+        lambda a, m: next(v for k, v in a.items() if k.startswith("model/")).fill(np.nan),
+        "not finite",
+    ),
+    "nan-momentum": (
+        lambda a, m: a["optimizer/0/momentum_buffer"].fill(np.inf),
+        "momentum_buffer.*not finite",
+    ),
 }
 
 
@@ -198,8 +222,8 @@ def test_the_gradient_check_is_exact_even_when_the_fast_sum_of_squares_overflows
     if bad is not None:
         grads[1][2] = bad
     loss = backend.asarray(np.array(0.25, dtype=np.float32))
-    assert loss_and_gradients_finite(loss, [backend.asarray(g) for g in grads]) == (0.25, finite)
-    assert loss_and_gradients_finite(loss, []) == (0.25, True)
+    assert loss_and_arrays_finite(loss, [backend.asarray(g) for g in grads]) == (0.25, finite)
+    assert loss_and_arrays_finite(loss, []) == (0.25, True)
 
 
 def test_exploding_learning_rate_stops_with_step_and_layer(tmp_path) -> None:

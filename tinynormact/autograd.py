@@ -102,6 +102,17 @@ class HookHandle:
             self._remove = None
 
 
+def _checked_numbers(array: Any, data: Any) -> Any:
+    """``array`` (converted from ``data``) if it holds numbers; TypeError naming ``data`` if not
+    (strings, None, dicts and other objects become object or text arrays that fail later)."""
+    if array.dtype.kind not in "biufc":
+        raise TypeError(
+            f"a Tensor holds numbers (bool, integer, float or complex), got {type(data).__name__} "
+            f"{data!r:.60} (array dtype {array.dtype})"
+        )
+    return array
+
+
 class Tensor:
     """An array with an optional gradient and the record of how it was computed.
 
@@ -120,7 +131,7 @@ class Tensor:
     ) -> None:
         if isinstance(data, Tensor):
             data = data.data
-        self.data = backend.asarray(data, dtype=dtype, device=device)
+        self.data = _checked_numbers(backend.asarray(data, dtype=dtype, device=device), data)
         if requires_grad and self.data.dtype.kind != "f":
             raise TypeError(f"only floating tensors can require a gradient; got dtype {self.data.dtype}")
         self.grad = None

@@ -3,9 +3,10 @@
 Subcommands: ``reproduce`` (the paper's comparisons and a report), ``train`` (one
 configuration), ``theory`` (the gains table), ``propagate`` (signal propagation at
 initialization), ``plot`` (redraw a report's figures) and ``data download`` (fetch a dataset's
-archive). ``main(argv)`` returns the exit
-code: 0 on success, 1 when training diverged, 2 for a usage or configuration error (one line on
-stderr, no traceback), 130 after Ctrl-C.
+archive). ``main(argv)`` returns the exit code (EXIT_CODES): 0 on success, 1 when training
+diverged, 2 for a usage or input error (one line on stderr, no traceback; a run folder in use by
+another process included), 3 for an unexpected error (one line on stderr naming a log file that
+holds the traceback), 130 after Ctrl-C.
 """
 
 from __future__ import annotations
@@ -13,13 +14,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
+import tempfile
+import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import tinynormact
 from tinynormact import activations, backend, nn, plots, theory
+from tinynormact.backend import np
 from tinynormact.data import download
 from tinynormact.data.cache import DATA_ROOT_VARIABLE
 from tinynormact.data.download import ARCHIVES
@@ -27,11 +34,24 @@ from tinynormact.experiments import PRESETS, load_results, reproduce, summary_te
 from tinynormact.experiments.figures import write_figures
 from tinynormact.experiments.propagation import STATISTICS, measure_network
 from tinynormact.experiments.report import format_table
-from tinynormact.train import ARCHITECTURES, OPTIMIZERS, SCHEDULES, TrainConfig, TrainingDiverged, train
+from tinynormact.files import RunNotice
+from tinynormact.folder_lock import FolderLocked
+from tinynormact.memory import mlp_bytes, require_memory
+from tinynormact.train import (
+    ARCHITECTURES,
+    OPTIMIZERS,
+    SCHEDULES,
+    TrainConfig,
+    TrainingDiverged,
+    TrainingInterrupted,
+    saved_config,
+    train,
+)
 
-__all__ = ["build_parser", "main"]
+__all__ = ["EXIT_CODES", "build_parser", "main"]
 
 PROG = "tinynormact"
+EXIT_CODES = {"ok": 0, "diverged": 1, "usage": 2, "unexpected": 3, "interrupted": 130}
 _EXAMPLES = {
     "main": """examples:
   tinynormact reproduce                      # quick preset, report in runs/quick
@@ -50,7 +70,8 @@ examples:
   tinynormact train --activation relu --depth 20 --epochs 5
   tinynormact train --activation nswish --activation-option mode=adaptive --activation-option rule=backward
   tinynormact train --dataset spirals --dataset-option n_train=500 --architecture resmlp --out runs/one
-  tinynormact train --config run.toml --out runs/one --resume   # continue after Ctrl-C""",
+  tinynormact train --out runs/one --resume               # continue after Ctrl-C (saved config)
+  tinynormact train --out runs/one --resume --epochs 20   # extend a finished run""",
     "theory": """examples:
   tinynormact theory                                   # every registered activation at q = 1
   tinynormact theory --activations relu tanh nswish --q 2.0
@@ -128,9 +149,16 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         value = float("nan")
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
     return value
+
+
+def _path(text: str) -> Path:
+    """A file or folder name; an empty one (which Path reads as the current folder) is refused."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a file or folder name, got {text!r}")
+    return Path(text)
 
 
 def _key_value(text: str) -> tuple[str, Any]:
@@ -162,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EXAMPLES["main"],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"{PROG} {tinynormact.__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = _subparser(subparsers, "reproduce", "run the paper's comparisons and write a report")
@@ -169,14 +198,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--device", choices=backend.devices(), help="where to train (default: TINYNORMACT_DEVICE, else cpu)"
     )
-    p.add_argument("--out", type=Path, help="run folder to create (default: runs/<preset>)")
+    p.add_argument("--out", type=_path, help="run folder to create (default: runs/<preset>)")
     p.add_argument("--seeds", type=_positive_int, help="number of seeds (default: the preset's)")
     p.add_argument("--jobs", type=_positive_int, help="worker processes (default: CPU cores; 1 on cuda)")
     p.add_argument("--force", action="store_true", help="replace an existing run folder")
     p.set_defaults(handler=_reproduce)
 
     p = _subparser(subparsers, "train", "train one configuration")
-    p.add_argument("--config", type=Path, help="TOML or JSON file of TrainConfig fields")
+    p.add_argument("--config", type=_path, help="TOML or JSON file of TrainConfig fields")
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         if f.name in _OPTION_FLAGS:
@@ -187,8 +216,13 @@ def build_parser() -> argparse.ArgumentParser:
         kind = _positive_float if f.name == "target_loss" else type(f.default)
         choices = backend.devices() if f.name == "device" else _CHOICES.get(f.name)
         p.add_argument(flag, type=kind, choices=choices, help=_TRAIN_HELP[f.name])
-    p.add_argument("--out", type=Path, help="folder for config.json, checkpoint.npz, result.json")
-    p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    p.add_argument("--out", type=_path, help="folder for config.json, checkpoint.npz, result.json")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run saved in --out with its saved configuration (flags may change only "
+        "epochs, checkpoint-every and target-loss)",
+    )
     p.set_defaults(handler=_train)
 
     p = _subparser(subparsers, "theory", "print the gains (THEORY E5-E7, E12-E14) and stability (E19-E22)")
@@ -205,11 +239,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=_positive_int, default=256, help="inputs (default: 256)")
     p.add_argument("--mode", choices=("static", "adaptive"), default="static", help="mode of n<name>")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--out", type=Path, help="also draw the figure to this file (.png, .svg, .pdf)")
+    p.add_argument("--out", type=_path, help="also draw the figure to this file (.png, .svg, .pdf)")
     p.set_defaults(handler=_propagate)
 
     p = _subparser(subparsers, "plot", "redraw the figures of a reproduction from its results.json")
-    p.add_argument("run_dir", type=Path, help="a folder written by tinynormact reproduce")
+    p.add_argument("run_dir", type=_path, help="a folder written by tinynormact reproduce")
     p.set_defaults(handler=_plot)
 
     p = subparsers.add_parser("data", help="dataset files", description="dataset files")
@@ -240,17 +274,18 @@ def _reproduce(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / preset.name
     device = args.device or backend.get_device()
     jobs = args.jobs or (1 if device != "cpu" else len(os.sched_getaffinity(0)))
-    try:
-        results = reproduce(preset, out, device=device, jobs=jobs, force=args.force)
-    except KeyboardInterrupt:
-        raise KeyboardInterrupt(f"the runs that finished are reported in {out}") from None
+    results = reproduce(preset, out, device=device, jobs=jobs, force=args.force)
     print(summary_text(results))
     print(f"\nreport: {out / 'report.md'} ({results['wall_time_s']:.0f} s)")
     return 0
 
 
 def _train_config(args: argparse.Namespace) -> TrainConfig:
-    values = TrainConfig.from_file(args.config).to_dict() if args.config else {"device": backend.get_device()}
+    """--config (or, with --resume, the run's saved config.json), then the flags given; the device
+    defaults to TINYNORMACT_DEVICE (else cpu)."""
+    values = saved_config(args.out).to_dict() if args.resume else {"device": backend.get_device()}
+    if args.config:
+        values.update(TrainConfig.from_file(args.config).to_dict())
     for f in dataclasses.fields(TrainConfig):
         given = getattr(args, f.name)
         if given is not None:
@@ -262,17 +297,27 @@ def _train(args: argparse.Namespace) -> int:
     if args.resume and args.out is None:
         raise UsageError("--resume needs --out, the folder of the run to continue")
     config = _train_config(args)
+    if config.track_every and args.out is None:
+        _notice(f"--track-every {config.track_every} without --out: the variance record is not kept")
     try:
-        result = train(config, out_dir=args.out, resume=args.resume)
-    except KeyboardInterrupt:
-        where = f"; continue with --out {args.out} --resume" if args.out else ""
-        raise KeyboardInterrupt(f"training stopped{where}") from None
+        result = train(config, out_dir=args.out, resume=args.resume, announce=print)
+    except TrainingInterrupted as exc:
+        if exc.checkpoint is None:
+            raise KeyboardInterrupt(f"{exc}; nothing was saved to resume from") from None
+        hint = f"continue with: {PROG} train --out {args.out} --resume"
+        raise KeyboardInterrupt(f"{exc}, saved in {exc.checkpoint}; {hint}") from None
     columns = [result.history[key] for key in _HISTORY_COLUMNS]
-    rows = [[str(epoch), *(f"{v:.4f}" for v in values)] for epoch, *values in zip(*columns, strict=True)]
+    rows = [
+        [_epoch_label(epoch), *(f"{v:.4f}" for v in values)] for epoch, *values in zip(*columns, strict=True)
+    ]
     print(format_table(list(_HISTORY_COLUMNS.values()), rows))
     if config.target_loss is not None:
         print(f"epochs to train loss {config.target_loss}: {result.epochs_to_target or 'not reached'}")
     return 0
+
+
+def _epoch_label(epoch: int) -> str:
+    return f"{epoch} (untrained)" if epoch == 0 else str(epoch)
 
 
 def _activation_for_theory(name: str, rule: str, q: float, center: bool) -> activations.ActivationFunction:
@@ -283,9 +328,23 @@ def _activation_for_theory(name: str, rule: str, q: float, center: bool) -> acti
 
 def _theory(args: argparse.Namespace) -> int:
     names = args.activations or activations.names()
-    acts = [_activation_for_theory(name, args.rule, args.q, args.center) for name in names]
+    with warnings.catch_warnings(record=True) as caught, np.errstate(all="ignore"):
+        warnings.simplefilter("always")  # an overflow in the integrals makes the table wrong
+        acts = [_activation_for_theory(name, args.rule, args.q, args.center) for name in names]
+        table = theory.gains_table(acts, q=args.q)
+    overflowed = [
+        f"{key} of {row['activation']}"
+        for row in table
+        for key, value in row.items()
+        if isinstance(value, float) and not math.isfinite(value)
+    ]
+    if overflowed or caught:
+        what = ", ".join(overflowed[:3]) or str(caught[0].message)
+        raise UsageError(
+            f"--q {args.q} is too large: the Gaussian integrals overflow ({what}); use a lower q"
+        )
     print(f"gains at q = {args.q} (rho, rho' and kappa: THEORY E5-E7; lambda per rule: E12-E14)")
-    print(theory.format_gains_table(theory.gains_table(acts, q=args.q)))
+    print(theory.format_gains_table(table))
     print(
         f"\nstability of the forward map q -> sigma_w^2 m2(q) (E8) with sigma_w^2 = 1, no bias: "
         f"slopes chi_q (E19) and chi (E20) at q = {args.q}, every fixed point (E22; stable: chi_q < 1) "
@@ -296,6 +355,10 @@ def _theory(args: argparse.Namespace) -> int:
 
 
 def _propagate(args: argparse.Namespace) -> int:
+    if args.out:
+        plots.check_figure_path(args.out)  # before the computation, not after it
+    widths = [args.width] * (args.depth + 1)
+    require_memory(mlp_bytes(widths, args.batch, 8), f"{args.depth} layers of width {args.width}")
     measured, predicted = {}, {}
     for name in args.activations:
         vanilla = nn.factory.normalized_base(name) is None
@@ -327,8 +390,16 @@ def _propagate(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
+    if args.run_dir.exists() and not args.run_dir.is_dir():
+        raise UsageError(f"{args.run_dir} is a file; give the folder written by {PROG} reproduce")
     results = load_results(args.run_dir)
-    for name in write_figures(results, args.run_dir / "figures"):
+    try:
+        names = write_figures(results, args.run_dir / "figures")
+    except (KeyError, TypeError, IndexError, AttributeError) as exc:
+        what = f"has no entry {exc}" if isinstance(exc, KeyError) else f"has a malformed entry ({exc})"
+        where = args.run_dir / "results.json"
+        raise UsageError(f"{where} {what}; it is not a complete record of {PROG} reproduce") from None
+    for name in names:
         print(args.run_dir / "figures" / name)
     return 0
 
@@ -346,18 +417,49 @@ def _error(message: str) -> None:
     print(f"{PROG}: error: {message}", file=sys.stderr)
 
 
+def _notice(message: str) -> None:
+    print(f"{PROG}: notice: {message}", file=sys.stderr)
+
+
+def _show_notice(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
+    """warnings.showwarning for the command line: RunNotice as one notice line, others as usual."""
+    if issubclass(category, RunNotice):
+        _notice(str(message))
+    else:
+        _default_showwarning(message, category, *args, **kwargs)
+
+
+_default_showwarning = warnings.showwarning
+
+
+def _log_unexpected(exc: BaseException) -> str:
+    """Write the traceback of ``exc`` to a new log file; return the file's path."""
+    handle, path = tempfile.mkstemp(prefix=f"{PROG}-error-", suffix=".log")
+    with os.fdopen(handle, "w") as log:
+        log.write(f"{PROG} {tinynormact.__version__}, command line: {sys.argv!r}\n")
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=log)
+    return path
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default: sys.argv[1:]) and return the exit code."""
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
-        return handler(args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", RunNotice)
+            warnings.showwarning = _show_notice
+            return handler(args)
     except KeyboardInterrupt as exc:
         _error(f"interrupted{': ' + str(exc) if str(exc) else ''}")
-        return 130
+        return EXIT_CODES["interrupted"]
     except TrainingDiverged as exc:
         _error(str(exc))
-        return 1
-    except (UsageError, ValueError, OSError, ImportError, backend.DeviceError) as exc:
+        return EXIT_CODES["diverged"]
+    except (UsageError, ValueError, OSError, ImportError, backend.DeviceError, FolderLocked) as exc:
         _error(str(exc))
-        return 2
+        return EXIT_CODES["usage"]
+    except Exception as exc:  # a bug or an exhausted resource: say so, keep the traceback in a log
+        what = "out of memory" if isinstance(exc, MemoryError) else f"unexpected {type(exc).__name__}: {exc}"
+        _error(f"{what}; the traceback is in {_log_unexpected(exc)}")
+        return EXIT_CODES["unexpected"]

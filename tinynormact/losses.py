@@ -55,6 +55,11 @@ def softmax_cross_entropy(logits: Tensor, labels: Any, reduction: str = "mean") 
     logits = ops.as_tensor(logits)
     if logits.ndim != 2:
         raise ValueError(f"logits must have shape (N, C), got {logits.shape}")
+    if logits.shape[0] == 0 and reduction == "mean":
+        raise ValueError(
+            f"softmax_cross_entropy: the batch is empty (logits of shape {logits.shape}); "
+            "the mean over no examples is undefined"
+        )
     targets = _targets(labels, logits)
     xp = backend.get_array_module(logits.data)
     log_probs = ops.log_softmax_array(logits.data, axis=1)

@@ -16,6 +16,7 @@ Updates read ``p.grad`` and change ``p.data`` in place, outside the graph. Param
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable
 from typing import Any
 
@@ -37,6 +38,8 @@ __all__ = [
 
 def _check(name: str, value: float, low: float, high: float = math.inf, include_low: bool = True) -> float:
     """``value`` as a float, or ValueError naming it when outside [low, high) (or (low, high))."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a real number, got {value!r}")
     value = float(value)
     above = value >= low if include_low else value > low
     if not (math.isfinite(value) and above and value < high):
@@ -63,8 +66,17 @@ class Optimizer:
         if not unique:
             raise ValueError("the optimizer got an empty list of parameters")
         self.params: list[Tensor] = list(unique.values())
-        self.lr = _check("lr", lr, 0.0)
+        self.lr = lr
         self.state: list[dict[str, Any]] = [{} for _ in self.params]
+
+    @property
+    def lr(self) -> float:
+        """The learning rate; setting it (directly, by a schedule or from a saved state) checks it."""
+        return self._lr
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        self._lr = _check("lr", value, 0.0)
 
     def zero_grad(self) -> None:
         """Forget every parameter's gradient."""

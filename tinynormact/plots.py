@@ -29,9 +29,16 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 from tinynormact.backend import np
-from tinynormact.files import write_atomically
+from tinynormact.files import check_writable, write_atomically
 
-__all__ = ["FORMATS", "plot_gains_over_training", "plot_gradient_heatmap", "plot_signal_propagation", "save"]
+__all__ = [
+    "FORMATS",
+    "check_figure_path",
+    "plot_gains_over_training",
+    "plot_gradient_heatmap",
+    "plot_signal_propagation",
+    "save",
+]
 
 FORMATS = (".png", ".svg", ".pdf")
 PathLike = str | Path | Sequence[str | Path] | None
@@ -52,12 +59,25 @@ def _label(statistic: str) -> str:
     return _LABELS.get(statistic, statistic)
 
 
+def check_figure_path(path: str | Path) -> Path:
+    """``path`` as a Path if a figure can be saved there: a known suffix (FORMATS) and a folder
+    that can be written (created if needed). ValueError or OSError naming it otherwise, so a
+    caller can check before computing what the figure shows."""
+    if str(path) == "":
+        raise ValueError("cannot save a figure to an empty path; give a file name such as fig.png")
+    p = Path(path)
+    if p.suffix.lower() not in FORMATS:
+        raise ValueError(f"cannot save a figure as {p}: the suffix must be one of {', '.join(FORMATS)}")
+    if p.is_dir():
+        raise ValueError(f"cannot save a figure as {p}: it is a folder")
+    check_writable(p.parent)
+    return p
+
+
 def save(fig: Figure, path: PathLike) -> None:
     """Write ``fig`` to every path in ``path`` (format from the suffix), atomically."""
     paths = [] if path is None else [path] if isinstance(path, str | Path) else list(path)
-    for p in map(Path, paths):
-        if p.suffix.lower() not in FORMATS:
-            raise ValueError(f"cannot save a figure as {p}: the suffix must be one of {', '.join(FORMATS)}")
+    for p in map(check_figure_path, paths):
         fmt = p.suffix.lower()[1:]
         write_atomically(p, lambda file, fmt=fmt: fig.savefig(file, format=fmt, bbox_inches="tight"))
 

@@ -91,6 +91,23 @@ class DataSplits:
     train: Dataset
     test: Dataset
 
+    def check_finite(self) -> None:
+        """Raise ValueError naming the split, the first example and the value when an input is
+        NaN or Inf (training on it would only report a divergence at step 1)."""
+        for split, data in (("train", self.train), ("test", self.test)):
+            x = data.x
+            if x.dtype.kind not in "fc" or len(x) == 0:
+                continue
+            finite_rows = np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+            if not finite_rows.all():
+                i = int(np.flatnonzero(~finite_rows)[0])
+                value = x[i][~np.isfinite(x[i])].flat[0]
+                raise ValueError(
+                    f"dataset {data.name!r}: the {split} split holds {value} in example {i} "
+                    f"(the first of {int((~finite_rows).sum())} examples that are not finite); "
+                    "inputs must be finite numbers"
+                )
+
     def __post_init__(self) -> None:
         train, test = self.train, self.test
         if train.example_shape != test.example_shape or train.n_classes != test.n_classes:

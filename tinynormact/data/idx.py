@@ -8,6 +8,7 @@ put the four files (as distributed, ``.gz`` or not) in one folder and pass its p
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -42,7 +43,7 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     if len(raw) < header:
         raise DataError(path, f"truncated header: {len(raw)} bytes, expected at least {header}")
     shape = tuple(int(size) for size in np.frombuffer(raw, ">u4", ndim, offset=4))
-    expected = header + int(np.prod(shape)) * dtype.itemsize
+    expected = header + math.prod(shape) * dtype.itemsize  # Python integers: no overflow
     if len(raw) != expected:
         raise DataError(path, f"{len(raw)} bytes but header {shape} of {dtype.name} needs {expected}")
     return np.frombuffer(raw, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))

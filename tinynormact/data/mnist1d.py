@@ -18,6 +18,7 @@ from tinynormact.backend import np
 from tinynormact.data.cache import cache_dir
 from tinynormact.data.dataset import Dataset, DataSplits
 from tinynormact.files import save_npz_atomic
+from tinynormact.memory import require_memory
 
 __all__ = ["load_mnist1d", "mnist1d_cache_path"]
 
@@ -85,6 +86,7 @@ def load_mnist1d(num_samples: int = 5000, seed: int = 42, regenerate: bool = Fal
     """
     if num_samples < 10 or num_samples % 10:
         raise ValueError(f"num_samples must be a positive multiple of 10, got {num_samples}")
+    require_memory(4 * 8 * num_samples * 40, f"mnist1d with {num_samples} examples")
     path = mnist1d_cache_path(num_samples, seed)
     arrays = None if regenerate or not path.exists() else _read_cache(path, num_samples)
     if arrays is None:

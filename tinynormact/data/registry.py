@@ -35,7 +35,8 @@ def _check_option(dataset: str, parameter: inspect.Parameter, value: Any) -> Non
 
     An int default takes an integer (not a bool), a float default a finite real number (not a
     bool), a bool default a bool, a str default a string, a tuple default a list of integers,
-    and the file datasets' ``path`` a string or path.
+    and the file datasets' ``path`` a string or path. A ``seed`` must be >= 0 (NumPy's
+    generators take no negative seed).
     """
     default = parameter.default
     if parameter.name == "path":
@@ -56,6 +57,8 @@ def _check_option(dataset: str, parameter: inspect.Parameter, value: Any) -> Non
         valid = "a list of integers, e.g. [64, 32]"
     else:
         return
+    if ok and parameter.name == "seed" and value < 0:
+        ok, valid = False, "an integer >= 0"
     if not ok:
         raise ValueError(f"dataset {dataset!r}: option {parameter.name} must be {valid}, got {value!r}")
 
@@ -68,7 +71,8 @@ def load_dataset(name: str, standardize_features: bool = True, **options: Any) -
     their files (mnist, fashion_mnist), or look in the data root without it (cifar10, cifar100).
     Each option must have the type of the loader's default for it (an integer for ``n_train``,
     a number for ``noise``, ...); a wrong type raises ValueError naming the dataset, the option
-    and the value.
+    and the value. NaN or Inf in the inputs of either split raises ValueError
+    naming the split and the first bad example.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid names are {', '.join(DATASETS)}")
@@ -85,5 +89,7 @@ def load_dataset(name: str, standardize_features: bool = True, **options: Any) -
         raise ValueError(f"dataset {name!r} needs {missing[0].name}=..., see {loader.__name__}")
     for key, value in options.items():
         _check_option(name, parameters[key], value)
-    splits = flatten(loader(**options))
+    raw = loader(**options)
+    raw.check_finite()
+    splits = flatten(raw)
     return standardize(splits) if standardize_features else splits

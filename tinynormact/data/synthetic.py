@@ -12,18 +12,24 @@ from collections.abc import Sequence
 from tinynormact import backend
 from tinynormact.backend import np
 from tinynormact.data.dataset import Dataset, DataSplits
+from tinynormact.memory import require_memory
 
 __all__ = ["teacher", "gaussian_mixture", "spirals"]
 
 
-def _check_sizes(n_train: int, n_test: int, n_classes: int) -> None:
+def _check_sizes(n_train: int, n_test: int, n_classes: int, n_features: int = 2, widest: int = 0) -> None:
+    """Sizes must be positive (>= 2 classes), and the generated float64 arrays (inputs, and the
+    widest layer of a teacher, each with a temporary copy) must fit in memory."""
     for name, value, minimum in (
         ("n_train", n_train, 1),
         ("n_test", n_test, 1),
         ("n_classes", n_classes, 2),
+        ("n_features", n_features, 1),
     ):
         if value < minimum:
             raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    n = n_train + n_test
+    require_memory(2 * 8 * n * max(n_features, widest, n_classes), f"{n} examples of {n_features} features")
 
 
 def _cut(x: np.ndarray, y: np.ndarray, n_train: int, name: str, n_classes: int) -> DataSplits:
@@ -47,9 +53,12 @@ def teacher(
 
     The teacher has hidden widths ``hidden`` and weights drawn ``N(0, 1/fan_in)``; an example's
     label is ``argmax(logits + label_noise * N(0, 1))``, so ``label_noise=0`` gives labels that
-    are an exact function of ``x``. Classes need not be balanced.
+    are an exact function of ``x``. Classes need not be balanced; a draw that leaves fewer than two
+    classes in the train set raises ValueError (nothing to learn).
     """
-    _check_sizes(n_train, n_test, n_classes)
+    if any(width < 1 for width in hidden):
+        raise ValueError(f"teacher: hidden must be a list of layer widths >= 1, got {list(hidden)}")
+    _check_sizes(n_train, n_test, n_classes, n_features, max(hidden, default=0))
     if label_noise < 0:
         raise ValueError(f"label_noise must be >= 0, got {label_noise}")
     rng = backend.default_rng(seed)
@@ -61,6 +70,11 @@ def teacher(
         if layer < len(widths) - 2:
             h = np.tanh(h)
     y = np.argmax(h + label_noise * rng.standard_normal(h.shape), axis=1)
+    if len(np.unique(y[:n_train])) < 2:
+        raise ValueError(
+            f"teacher: every train example got the same label {int(y[0])} (hidden={list(hidden)}, "
+            f"n_features={n_features}); use wider hidden layers or more features"
+        )
     return _cut(x, y, n_train, "teacher", n_classes)
 
 
@@ -78,7 +92,7 @@ def gaussian_mixture(
     Class means are drawn ``N(0, I)``, rescaled to norm ``separation``; an example is its
     class mean plus ``noise * N(0, I)``. Labels are drawn uniformly.
     """
-    _check_sizes(n_train, n_test, n_classes)
+    _check_sizes(n_train, n_test, n_classes, n_features)
     rng = backend.default_rng(seed)
     means = rng.standard_normal((n_classes, n_features))
     means *= separation / np.linalg.norm(means, axis=1, keepdims=True)

@@ -4,7 +4,9 @@ The folder holds results.json (everything, including every run's history), resul
 line per run), figures/*.png and report.md. It is assembled in a temporary folder next to the
 target and renamed into place at the end, so a reader never sees half a report; an existing
 folder is replaced only with ``force=True``. Ctrl-C stops the runs, writes the report of the
-runs that finished (status "interrupted") and re-raises KeyboardInterrupt.
+runs that finished (status "interrupted") and re-raises KeyboardInterrupt. The folder is locked
+for the whole reproduction (``folder_lock``), and the place it is written to is created and
+test-written before the first run, so a wrong ``out`` fails at once, not after all the training.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from tinynormact.experiments.presets import Preset
 from tinynormact.experiments.propagation import signal_propagation
 from tinynormact.experiments.report import markdown_report, runs_csv
 from tinynormact.experiments.runner import run_all
-from tinynormact.files import write_json_atomic, write_text_atomic
+from tinynormact.files import check_writable, write_json_atomic, write_text_atomic
+from tinynormact.folder_lock import folder_lock
 from tinynormact.train import using_device
 
 __all__ = ["analyse", "load_results", "reproduce", "software_versions", "write_run_folder"]
@@ -128,9 +131,19 @@ def reproduce(
     the runs (None: only on a terminal).
     """
     out = Path(out)
+    if str(out) in ("", "."):
+        raise ValueError(f"the output folder must be a new folder's name, got {str(out)!r}")
     _check_target(out, force)  # fail before spending minutes, and again when writing
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
+    check_writable(out.parent)  # where the folder is assembled
+    with folder_lock(out):
+        return _reproduce(preset, out, device, jobs, force, progress)
+
+
+def _reproduce(
+    preset: Preset, out: Path, device: str, jobs: int, force: bool, progress: bool | None
+) -> dict[str, Any]:
     start = time.perf_counter()
     with using_device(device):
         splits = load_dataset(preset.dataset, **preset.dataset_options)  # also fills the data cache
@@ -174,7 +187,7 @@ def reproduce(
     results["wall_time_s"] = time.perf_counter() - start
     write_run_folder(results, out, force)
     if results["status"] == "interrupted":
-        raise KeyboardInterrupt
+        raise KeyboardInterrupt(f"the {len(results['runs'])} runs that finished are reported in {out}")
     return results
 
 

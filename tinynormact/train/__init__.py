@@ -10,7 +10,15 @@
 from tinynormact.train.checkpoint import CheckpointError
 from tinynormact.train.config import ARCHITECTURES, OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig
 from tinynormact.train.health import TrainingDiverged
-from tinynormact.train.loop import StepInfo, Trainer, TrainResult, train, using_device
+from tinynormact.train.loop import (
+    StepInfo,
+    Trainer,
+    TrainingInterrupted,
+    TrainResult,
+    saved_config,
+    train,
+    using_device,
+)
 from tinynormact.train.model import build_model, build_optimizer
 
 __all__ = [
@@ -24,8 +32,10 @@ __all__ = [
     "TrainResult",
     "Trainer",
     "TrainingDiverged",
+    "TrainingInterrupted",
     "build_model",
     "build_optimizer",
+    "saved_config",
     "train",
     "using_device",
 ]

@@ -9,21 +9,26 @@ Layout (no pickles; ``numpy.load(path)`` reads it):
 - ``meta``: a JSON string with the progress (epoch, batch within the epoch, step, history,
   per-step losses), the optimizer's hyperparameters and scalar state, and the run's config.
 
-The file is written to a temporary name and renamed, so a crash never leaves half a checkpoint.
+The file is written to a temporary name, synced and renamed, so a crash never leaves half a
+checkpoint. Two generations are kept: before a new checkpoint replaces ``checkpoint.npz``, the
+old one becomes ``checkpoint.previous.npz`` (``previous_path``), so a damaged latest file still
+leaves one to continue from (the training loop falls back to it with a notice).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tinynormact import backend, optim
-from tinynormact.files import jsonable, save_npz_atomic
+from tinynormact.files import jsonable, remove_stale_temporaries, save_npz_atomic
 from tinynormact.nn import Module
 
-__all__ = ["CheckpointError", "load_checkpoint", "save_checkpoint"]
+__all__ = ["CheckpointError", "load_checkpoint", "previous_path", "remove_stale_files", "save_checkpoint"]
 
 
 class CheckpointError(ValueError):
@@ -37,7 +42,9 @@ def save_checkpoint(
     progress: dict[str, Any],
     tracker: dict[str, Any] | None = None,
 ) -> None:
-    """Write the model, the optimizer, the tracker record and ``progress`` (JSON-ready) to ``path``."""
+    """Write the model, the optimizer, the tracker record and ``progress`` (JSON-ready) to ``path``;
+    an existing ``path`` becomes ``previous_path(path)`` first. The caller checks that the state
+    is worth keeping (finite) before calling."""
     arrays = {f"model/{name}": value for name, value in model.state_dict().items()}
     opt = optimizer.state_dict()
     scalars = []
@@ -49,7 +56,19 @@ def save_checkpoint(
     optimizer_meta = {"hyperparameters": opt["hyperparameters"], "scalars": scalars}
     meta = {"progress": progress, "optimizer": optimizer_meta}
     arrays["meta"] = backend.np.array(json.dumps(jsonable(meta)))
+    if path.exists():
+        os.replace(path, previous_path(path))
     save_npz_atomic(path, **arrays)
+
+
+def previous_path(path: Path) -> Path:
+    """Where the generation before ``path`` is kept: ``checkpoint.npz`` -> ``checkpoint.previous.npz``."""
+    return path.with_name(f"{path.stem}.previous{path.suffix}")
+
+
+def remove_stale_files(path: Path) -> list[Path]:
+    """Delete the temporary files of checkpoints (both generations) left by a killed process."""
+    return remove_stale_temporaries(path) + remove_stale_temporaries(previous_path(path))
 
 
 def _meta_section(path: Path, parent: dict[str, Any], key: str, kind: type, where: str) -> Any:
@@ -87,9 +106,15 @@ def _read_meta(path: Path, raw: Any) -> tuple[dict[str, Any], dict[str, Any], li
 
 
 def load_checkpoint(
-    path: Path, model: Module, optimizer: optim.Optimizer
+    path: Path,
+    model: Module,
+    optimizer: optim.Optimizer,
+    check_progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Restore the model and optimizer from ``path``; return (progress, tracker record or None).
+
+    ``check_progress(progress)`` runs before anything is restored, so that a checkpoint of
+    another configuration is named as such rather than by a shape mismatch.
 
     Raises CheckpointError, naming ``path`` and the offending key or index, when the file cannot
     be read, lacks an entry, holds an array outside model/, optimizer/<i>/ and tracker/, or
@@ -103,6 +128,8 @@ def load_checkpoint(
     if "meta" not in arrays:
         raise CheckpointError(f"checkpoint {path} is corrupt: it has no 'meta' entry")
     progress, hyper, states = _read_meta(path, arrays.pop("meta"))
+    if check_progress is not None:
+        check_progress(progress)
 
     groups: dict[str, dict[str, Any]] = {"model": {}, "optimizer": {}, "tracker": {}}
     for key, value in arrays.items():
@@ -131,6 +158,6 @@ def load_checkpoint(
     try:
         model.load_state_dict(groups["model"])
         optimizer.load_state_dict({"hyperparameters": hyper, "state": states})
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:
         raise CheckpointError(f"checkpoint {path} does not fit the run ({exc})") from exc
     return progress, (groups["tracker"] or None)

@@ -3,11 +3,16 @@
 Every field has a default, so ``TrainConfig(activation="nswish")`` is a complete run. A bad value
 raises ``ConfigError`` (a ValueError) naming the field, the value and what would be valid;
 ``TrainConfig.from_file`` also rejects unknown keys by name.
+
+The field rules (``check_integer``, ``check_number``) are the one schema of the package's run
+files: checkpoints validate the numbers they read (epoch, step, batch, learning rate) with them.
+``resume_conflicts`` says which fields of a saved run may not change when it is resumed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import math
 import sys
@@ -15,23 +20,36 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tinynormact import backend
+from tinynormact import activations, backend
 from tinynormact.data import DATASETS
-from tinynormact.nn import Parameter
+from tinynormact.nn import NormalizedActivation, Parameter
 from tinynormact.nn import init as nn_init
 from tinynormact.nn.factory import activation as build_activation
+from tinynormact.nn.factory import normalized_base
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["ARCHITECTURES", "OPTIMIZERS", "SCHEDULES", "ConfigError", "TrainConfig"]
+__all__ = [
+    "ARCHITECTURES",
+    "OPTIMIZERS",
+    "RESUMABLE_FIELDS",
+    "SCHEDULES",
+    "ConfigError",
+    "TrainConfig",
+    "check_integer",
+    "check_number",
+    "resume_conflicts",
+]
 
 ARCHITECTURES = ("mlp", "resmlp", "resnet1d")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine")
 DTYPES = ("float32", "float64")
+# fields a resumed run may change: they do not alter the steps already taken
+RESUMABLE_FIELDS = ("epochs", "checkpoint_every", "target_loss")
 
 
 class ConfigError(ValueError):
@@ -104,28 +122,36 @@ class TrainConfig:
             if not isinstance(getattr(self, name), dict):
                 raise ConfigError(f"{name} must be a table of options, got {getattr(self, name)!r}")
         for name, low in (("depth", 1), ("width", 1), ("branch_depth", 1), ("epochs", 1), ("batch_size", 1)):
-            _integer(name, getattr(self, name), low)
+            check_integer(name, getattr(self, name), low)
         for name in ("seed", "track_every", "checkpoint_every"):
-            _integer(name, getattr(self, name), 0)
-        _number("lr", self.lr, positive=True)
-        _number("alpha", self.alpha, positive=False)
+            check_integer(name, getattr(self, name), 0)
+        check_number("lr", self.lr, positive=True)
+        check_number("alpha", self.alpha, positive=False)
         for name in ("weight_decay", "grad_clip"):
-            _number(name, getattr(self, name), positive=False)
+            check_number(name, getattr(self, name), positive=False)
         if not (_is_number(self.momentum) and 0.0 <= self.momentum < 1.0):
             raise ConfigError(f"momentum must be a number in [0, 1), got {self.momentum!r}")
         if self.target_loss is not None:
-            _number("target_loss", self.target_loss, positive=True)
+            check_number("target_loss", self.target_loss, positive=True)
         self._check_activation()
         self._check_init()
 
     def _check_activation(self) -> None:
-        """Build the activation once: the layer's own checks name what is wrong."""
+        """Check the option names (listing all valid ones, a normalized activation's included),
+        then build the activation once: the layer's own checks name a wrong value."""
         if not isinstance(self.activation, str):
             raise ConfigError(f"activation must be a name, got {self.activation!r}")
+        _check_activation_options(self.activation, self.activation_options)
         try:
             build_activation(self.activation, **self.activation_options)
         except (ValueError, TypeError) as exc:
-            raise ConfigError(f"activation {self.activation!r}: {exc}") from exc
+            message = str(exc)
+            prefix = (
+                ""
+                if message.startswith(("activation", "unknown activation"))
+                else f"activation {self.activation!r}: "
+            )
+            raise ConfigError(prefix + message) from exc
 
     def _check_init(self) -> None:
         """Initialize a 1x1 weight with the scheme: ``nn.init`` names the valid schemes."""
@@ -177,6 +203,32 @@ class TrainConfig:
         return cls.from_dict(values, source=str(path))
 
 
+def _check_activation_options(name: str, options: dict[str, Any]) -> None:
+    """ConfigError naming the unknown keys of ``options`` and every valid one: the base
+    activation's parameters and, for a normalized name "n<base>", NormalizedActivation's own."""
+    base = normalized_base(name)
+    try:
+        parameters = list(activations.get(base or name).params)
+    except ValueError:
+        return  # an unknown name: building the activation names the valid ones
+    own = []
+    if base is not None:
+        signature = inspect.signature(NormalizedActivation.__init__).parameters.values()
+        own = [
+            p.name for p in signature if p.kind is p.POSITIONAL_OR_KEYWORD and p.name not in ("self", "base")
+        ]
+    unknown = sorted(set(options) - set(parameters) - set(own))
+    if unknown:
+        kinds = [f"{', '.join(own)} (normalization)"] if own else []
+        kinds.append(
+            f"{', '.join(parameters)} (of {base or name})"
+            if parameters
+            else f"none ({base or name} has no parameters)"
+        )
+        names = ", ".join(map(repr, unknown))
+        raise ConfigError(f"activation {name!r} has no option {names}; valid options: {'; '.join(kinds)}")
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -186,11 +238,39 @@ def _choice(name: str, value: Any, valid: tuple[str, ...]) -> None:
         raise ConfigError(f"{name} {value!r} is unknown; valid: {', '.join(valid)}")
 
 
-def _integer(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+def check_integer(name: str, value: Any, low: int, high: int | None = None) -> int:
+    """``value`` if it is an integer (not a bool) in [low, high]; ConfigError naming it otherwise."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < low
+        or (high is not None and value > high)
+    ):
+        valid = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ConfigError(f"{name} must be an integer {valid}, got {value!r}")
+    return value
 
 
-def _number(name: str, value: Any, positive: bool) -> None:
+def check_number(name: str, value: Any, positive: bool) -> float:
+    """``value`` if it is a finite number > 0 (``positive``) or >= 0; ConfigError otherwise."""
     if not (_is_number(value) and (value > 0 if positive else value >= 0)):
         raise ConfigError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
+    return value
+
+
+def resume_conflicts(saved: TrainConfig, given: TrainConfig) -> list[str]:
+    """One line per field that differs between the saved run and ``given`` and may not change
+    on resume (every field but RESUMABLE_FIELDS; epochs too under the cosine schedule, whose
+    length it sets). Empty when ``given`` may continue ``saved``."""
+    conflicts = []
+    for f in dataclasses.fields(TrainConfig):
+        old, new = getattr(saved, f.name), getattr(given, f.name)
+        if old == new:
+            continue
+        if f.name not in RESUMABLE_FIELDS:
+            conflicts.append(f"{f.name}: the run has {old!r}, now {new!r}")
+        elif f.name == "epochs" and saved.schedule == "cosine":
+            conflicts.append(
+                f"epochs: the run has {old!r}, now {new!r} (the cosine schedule is set by epochs)"
+            )
+    return conflicts

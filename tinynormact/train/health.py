@@ -1,8 +1,8 @@
 """Detecting a diverged run: which layer went non-finite first.
 
-After every step the loop checks the loss and the gradients (``loss_and_gradients_finite``: the
-loss and one number for all the gradients travel to the host together, one transfer a step in
-the common case). When one of them is NaN or Inf, ``locate_nonfinite``
+After every step the loop checks the loss and the gradients (``loss_and_arrays_finite``: the
+loss and one number for all the parameters and gradients travel to the host together, one
+transfer a step in the common case). When one of them is NaN or Inf, ``locate_nonfinite``
 replays the step's forward pass with a forward hook on every layer and reports, in forward order,
 the first layer whose parameters, output or parameter gradients are not finite.
 """
@@ -18,8 +18,9 @@ from tinynormact.nn import Module
 __all__ = [
     "TrainingDiverged",
     "all_finite",
+    "first_nonfinite_parameter",
     "locate_nonfinite",
-    "loss_and_gradients_finite",
+    "loss_and_arrays_finite",
 ]
 
 
@@ -39,20 +40,33 @@ def all_finite(array: Any) -> bool:
     return bool(backend.get_array_module(array).isfinite(array).all())
 
 
-def loss_and_gradients_finite(loss: Any, grads: list[Any]) -> tuple[float, bool]:
-    """(the loss as a float, whether every gradient entry is finite), from ONE host transfer:
-    the 0-d ``loss`` array and the gradients' sum of squares are stacked on the device and moved
-    together (a GPU step then stalls once, not once per check).
-
-    A sum of squares is NaN or Inf whenever an entry is; one dot product per array decides the
-    common case (twice as fast as the largest |g|). It also overflows for huge finite entries
-    (|g| above ~1e19 in float32), and only then does the exact elementwise check decide.
-    """
-    xp = backend.get_array_module(loss)
+def _sum_of_squares(arrays: list[Any], like: Any) -> Any:
+    """The sum of squares of every entry of ``arrays`` as a 0-d array of ``like``'s device and
+    dtype (no host synchronisation). It is NaN or Inf whenever an entry is, so one dot product per
+    array decides the common case (twice as fast as the largest |g|); it also overflows for huge
+    finite entries (|g| above ~1e19 in float32), where callers fall back to the exact check."""
+    xp = backend.get_array_module(like)
     with backend.np.errstate(over="ignore", invalid="ignore"):  # an overflow is expected here
-        total = sum((g.ravel().dot(g.ravel()) for g in grads), xp.zeros((), dtype=loss.dtype))
-    value, squares = backend.to_numpy(xp.stack([loss, total.astype(loss.dtype)]))
-    return float(value), math.isfinite(squares) or all(all_finite(g) for g in grads)
+        total = sum((a.ravel().dot(a.ravel()) for a in arrays), xp.zeros((), dtype=like.dtype))
+    return total.astype(like.dtype)
+
+
+def loss_and_arrays_finite(loss: Any, arrays: list[Any]) -> tuple[float, bool]:
+    """(the loss as a float, whether every entry of ``arrays`` is finite), from ONE host transfer:
+    the 0-d ``loss`` array and the arrays' sum of squares are stacked on the device and moved
+    together (a GPU step then stalls once, not once per check)."""
+    xp = backend.get_array_module(loss)
+    value, squares = backend.to_numpy(xp.stack([loss, _sum_of_squares(arrays, loss)]))
+    return float(value), math.isfinite(squares) or all(all_finite(a) for a in arrays)
+
+
+def first_nonfinite_parameter(model: Module) -> str | None:
+    """The name of the first parameter of ``model`` holding NaN or Inf (None when all are
+    finite), with one host synchronisation in the common case."""
+    params = list(model.named_parameters())
+    if not params or math.isfinite(float(_sum_of_squares([p.data for _, p in params], params[0][1].data))):
+        return None
+    return next((name for name, p in params if not all_finite(p.data)), None)
 
 
 def _leaf_layers_in_forward_order(model: Module, x: Any) -> list[tuple[str, Module, bool]]:

@@ -2,13 +2,21 @@
 
 - Deterministic: the weights come from ``config.seed`` and the batch order of epoch k from
   ``(config.seed, k)``, so the same config gives the same numbers, bit for bit, on a CPU.
-- After every step the loss and the gradients are checked; NaN or Inf raises
-  ``TrainingDiverged`` naming the step and the first layer that went non-finite.
-- With an output folder: ``config.json``, ``checkpoint.npz`` (every ``checkpoint_every``
-  epochs, at the end and on Ctrl-C, the state after the last completed step) and
-  ``result.json`` are written atomically; ``resume=True`` continues from the checkpoint and
-  gives the same result as an uninterrupted run.
-- Ctrl-C finishes the current step, saves, and raises KeyboardInterrupt.
+- After every step the loss, the gradients and the updated parameters are checked; NaN or Inf
+  raises ``TrainingDiverged`` naming the step and the first layer that went non-finite, so a
+  checkpoint never holds non-finite weights.
+- With an output folder (README, "Run folders"): the folder is locked for the whole run
+  (``folder_lock``: a second writer is refused at once); ``config.json``, ``checkpoint.npz``
+  (every ``checkpoint_every`` epochs, at the end and on Ctrl-C, the state after the last
+  completed step; the generation before it is kept as ``checkpoint.previous.npz``),
+  ``result.json`` and, when tracking, ``tracker.json`` (the variance record as JSON lists) are
+  written atomically.
+  ``resume=True`` continues from the checkpoint (from the previous one, with a notice, when the
+  latest cannot be loaded) and gives the same result as an uninterrupted run. The config given
+  for a resume must equal the saved one except in ``RESUMABLE_FIELDS`` (more epochs extend a
+  finished run).
+- Ctrl-C finishes the current step, saves, and raises ``TrainingInterrupted`` (a
+  KeyboardInterrupt) telling whether there is a checkpoint to resume from.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import math
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,21 +37,56 @@ from tqdm import tqdm
 
 from tinynormact import autograd, backend
 from tinynormact.data import DataLoader, DataSplits, load_dataset
-from tinynormact.files import write_json_atomic
+from tinynormact.files import RunNotice, check_writable, jsonable, write_json_atomic
+from tinynormact.folder_lock import folder_lock
 from tinynormact.losses import softmax_cross_entropy
+from tinynormact.memory import require_memory
 from tinynormact.optim import clip_grad_norm
-from tinynormact.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from tinynormact.train.config import TrainConfig
-from tinynormact.train.health import TrainingDiverged, locate_nonfinite, loss_and_gradients_finite
-from tinynormact.train.model import build_model, build_optimizer
+from tinynormact.train.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    previous_path,
+    remove_stale_files,
+    save_checkpoint,
+)
+from tinynormact.train.config import ConfigError, TrainConfig, check_integer, resume_conflicts
+from tinynormact.train.health import (
+    TrainingDiverged,
+    all_finite,
+    first_nonfinite_parameter,
+    locate_nonfinite,
+    loss_and_arrays_finite,
+)
+from tinynormact.train.model import build_model, build_optimizer, model_bytes
 
-__all__ = ["CHECKPOINT_FILE", "RESULT_FILE", "StepInfo", "TrainResult", "Trainer", "train", "using_device"]
+__all__ = [
+    "CHECKPOINT_FILE",
+    "CONFIG_FILE",
+    "RESULT_FILE",
+    "StepInfo",
+    "TrainResult",
+    "Trainer",
+    "TrainingInterrupted",
+    "saved_config",
+    "train",
+    "using_device",
+]
 
 CHECKPOINT_FILE = "checkpoint.npz"
 RESULT_FILE = "result.json"
 CONFIG_FILE = "config.json"
+TRACKER_FILE = "tracker.json"
 HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds")
 _EVAL_BATCH = 1024
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or a callback's KeyboardInterrupt) stopped ``train``. ``checkpoint`` is the
+    checkpoint a resume would continue from (None when the run saved none)."""
+
+    def __init__(self, message: str, checkpoint: Path | None) -> None:
+        super().__init__(message)
+        self.checkpoint = checkpoint
 
 
 @dataclass
@@ -105,6 +149,7 @@ class Trainer:
     history: dict[str, list[float]] = field(default_factory=lambda: {key: [] for key in HISTORY_KEYS})
     step_losses: list[float] = field(default_factory=list)
     busy: bool = False  # True while a step or an epoch's record is half done
+    saved_step: int | None = None  # the step of the newest checkpoint on disk
 
     def __post_init__(self) -> None:
         cfg, train_set = self.config, self.splits.train
@@ -114,10 +159,26 @@ class Trainer:
             for name, data in (("train", train_set), ("test", self.splits.test))
         }
         n_features = int(backend.np.prod(train_set.example_shape))
+        what = f"the {cfg.architecture} of depth {cfg.depth} and width {cfg.width}"
+        require_memory(model_bytes(cfg, n_features, train_set.n_classes), what)
         self.model = build_model(cfg, n_features, train_set.n_classes)
         self.optimizer, self.schedule = build_optimizer(cfg, self.model, cfg.epochs * len(self.loader))
         self.tracker = _make_tracker(self.model, cfg.track_every)
         self.previous_record: dict[str, Any] | None = None  # tracker record before a resume
+
+    def describe(self) -> str:
+        """Two lines naming the data and the model this trainer built."""
+        cfg, train_set = self.config, self.splits.train
+        n_params = sum(p.size for p in self.model.parameters())
+        shape = "x".join(map(str, train_set.example_shape))
+        blocks = "hidden layers" if cfg.architecture == "mlp" else "residual blocks"
+        return (
+            f"data: {cfg.dataset}, {len(train_set)} train and {len(self.splits.test)} test examples "
+            f"of shape {shape}, {train_set.n_classes} classes\n"
+            f"model: {cfg.architecture}, {cfg.depth} {blocks} of width {cfg.width}, activation "
+            f"{cfg.activation}, {n_params} parameters ({cfg.dtype} on {cfg.device}); "
+            f"{len(self.loader)} steps per epoch"
+        )
 
     # ----- evaluation -------------------------------------------------------------------------
     def evaluate(self, split: str) -> tuple[float, float]:
@@ -161,9 +222,13 @@ class Trainer:
         loss = softmax_cross_entropy(self.model(x), y)
         self.optimizer.zero_grad()
         loss.backward()
-        grads = [p.grad for p in self.optimizer.params if p.grad is not None]
-        value, grads_finite = loss_and_gradients_finite(loss.data, grads)  # the step's one host sync
-        if not (math.isfinite(value) and grads_finite):
+        # The step's one host transfer: the loss, and one number for this step's gradients and for
+        # the parameters the previous update wrote (checked again before every save and at the end).
+        arrays = [p.data for p in self.optimizer.params]
+        arrays += [p.grad for p in self.optimizer.params if p.grad is not None]
+        value, finite = loss_and_arrays_finite(loss.data, arrays)
+        if not (math.isfinite(value) and finite):
+            self.check_parameters(x)  # raises when the previous update overflowed
             what = f"the loss is {value}" if not math.isfinite(value) else "a gradient is not finite"
             raise TrainingDiverged(self.step + 1, self.epoch + 1, what, locate_nonfinite(self.model, x))
         if self.config.grad_clip > 0:
@@ -176,6 +241,17 @@ class Trainer:
         self.step_losses.append(value)
         self.busy = False
         return value
+
+    def check_parameters(self, x: Any = None) -> None:
+        """Raise TrainingDiverged, naming the last completed update (step ``self.step``), when a
+        parameter is NaN or Inf: weights of an update that overflowed are never saved or reported
+        as a good state."""
+        name = first_nonfinite_parameter(self.model)
+        if name is not None:
+            where = locate_nonfinite(self.model, x) if x is not None else f"parameter {name!r}"
+            what = f"the update made parameter {name!r} non-finite"
+            epoch = self.epoch if self.batch == 0 else self.epoch + 1  # the epoch of that update
+            raise TrainingDiverged(self.step, max(epoch, 1), what, where)
 
     def batches(self) -> Iterator[tuple[Any, Any]]:
         """The batches left in the current epoch (all of them unless resuming mid-epoch)."""
@@ -201,6 +277,9 @@ class Trainer:
         return {key: backend.np.concatenate([self.previous_record[key], record[key]]) for key in record}
 
     def save(self, path: Path) -> None:
+        """Write a checkpoint of the state after the last completed step (refused, with
+        TrainingDiverged, when a parameter is not finite: the last good checkpoint stays)."""
+        self.check_parameters()
         progress = {
             "config": self.config.to_dict(),
             "epoch": self.epoch,
@@ -211,26 +290,81 @@ class Trainer:
             "schedule_step": None if self.schedule is None else self.schedule.last_step,
         }
         save_checkpoint(path, self.model, self.optimizer, progress, self.tracker_record())
+        self.saved_step = self.step
 
-    def restore(self, path: Path) -> None:
-        progress, record = load_checkpoint(path, self.model, self.optimizer)
-        missing = [key for key in _PROGRESS_KEYS if key not in progress]
-        if missing:
-            raise CheckpointError(f"checkpoint {path}: its progress lacks {', '.join(missing)}")
-        saved = TrainConfig.from_dict(progress["config"], source=str(path))
-        if saved != self.config:
-            changed = [
-                f"{k}: {v!r} saved, {getattr(self.config, k)!r} now"
-                for k, v in saved.to_dict().items()
-                if v != getattr(self.config, k)
-            ]
-            raise CheckpointError(
-                f"checkpoint {path} belongs to a different configuration ({'; '.join(changed)})"
-            )
-        self.epoch, self.batch, self.step = progress["epoch"], progress["batch"], progress["step"]
-        self.history, self.step_losses = progress["history"], progress["step_losses"]
+    def save_if_new(self, path: Path) -> None:
+        """Save unless the newest checkpoint already holds this step (so the previous generation
+        stays a different, older state)."""
+        if self.saved_step != self.step:
+            self.save(path)
+
+    def restore(self, path: Path) -> Path:
+        """Continue from the checkpoint ``path``, or from its previous generation (with a
+        RunNotice) when ``path`` cannot be loaded; returns the file used. CheckpointError, saying
+        how to start over, when neither can be loaded."""
+        problems = []
+        fresh = jsonable(self.optimizer.state_dict()["hyperparameters"])  # what the config gives
+        for candidate in (path, previous_path(path)):
+            if not candidate.exists():
+                problems.append(f"{candidate} does not exist")
+                continue
+            try:
+                self._restore_from(candidate, fresh)
+            except CheckpointError as exc:
+                problems.append(str(exc))
+                continue
+            if problems:
+                warnings.warn(
+                    f"{problems[0]}; continuing from the previous checkpoint {candidate} "
+                    f"(epoch {self.epoch}, step {self.step})",
+                    RunNotice,
+                    stacklevel=2,
+                )
+                damaged = path.with_name(path.name + ".damaged")
+                if path.exists():  # keep it for inspection, out of the way of the next save
+                    path.replace(damaged)
+            return candidate
+        raise CheckpointError(
+            f"cannot resume from {path.parent}: {'; '.join(problems)}. To start over, delete the "
+            "folder or choose another one, and run without --resume"
+        )
+
+    def _restore_from(self, path: Path, fresh_hyperparameters: dict[str, Any]) -> None:
+        def check(progress: dict[str, Any]) -> None:
+            missing = [key for key in _PROGRESS_KEYS if key not in progress]
+            if missing:
+                raise CheckpointError(f"checkpoint {path}: its progress lacks {', '.join(missing)}")
+            try:
+                saved = TrainConfig.from_dict(progress["config"], source=f"checkpoint {path}")
+            except (ConfigError, TypeError) as exc:
+                raise CheckpointError(f"checkpoint {path} holds an invalid configuration: {exc}") from exc
+            conflicts = resume_conflicts(saved, self.config)
+            if conflicts:
+                raise ConfigError(
+                    f"the run in {path.parent} has a different configuration ({'; '.join(conflicts)}); "
+                    "only epochs, checkpoint_every and target_loss may change on resume"
+                )
+            _check_progress(path, progress, saved, len(self.loader))
+            if progress["epoch"] > self.config.epochs:
+                raise ConfigError(
+                    f"the run in {path.parent} has completed {progress['epoch']} epochs; "
+                    f"epochs={self.config.epochs} cannot shorten it"
+                )
+
+        progress, record = load_checkpoint(path, self.model, self.optimizer, check)
+        expected = dict(fresh_hyperparameters)
         if self.schedule is not None:
             self.schedule.last_step = progress["schedule_step"]
+            expected["lr"] = self.schedule.get_lr()
+        _check_hyperparameters(path, self.optimizer, expected)
+        _check_optimizer_state(path, self.optimizer, progress["step"])
+        name = first_nonfinite_parameter(self.model)
+        if name is not None:
+            raise CheckpointError(f"checkpoint {path} is corrupt: parameter {name!r} is not finite")
+        self.epoch, self.batch, self.step = progress["epoch"], progress["batch"], progress["step"]
+        self.saved_step = self.step
+        self.history = {key: [_number(v) for v in values] for key, values in progress["history"].items()}
+        self.step_losses = [_number(v) for v in progress["step_losses"]]
         if self.tracker is not None:  # number the new tracker's steps from the global step
             self.tracker.detach()
             self.tracker = _make_tracker(self.model, self.tracker.every, start_step=self.step)
@@ -244,6 +378,77 @@ class Trainer:
 
 
 _PROGRESS_KEYS = ("config", "epoch", "batch", "step", "history", "step_losses", "schedule_step")
+
+
+def _number(value: Any) -> float:
+    """A history entry read back from JSON (where NaN was stored as null)."""
+    return math.nan if value is None else value
+
+
+def _check_progress(path: Path, progress: dict[str, Any], config: TrainConfig, n_batches: int) -> None:
+    """Check every progress field of a checkpoint with the config's rules (``check_integer``) and
+    against each other (step = epoch * batches per epoch + batch); CheckpointError naming it."""
+    try:
+        epoch = check_integer("epoch", progress["epoch"], 0, config.epochs)
+        batch = check_integer("batch", progress["batch"], 0, n_batches - 1 if epoch < config.epochs else 0)
+        step = check_integer("step", progress["step"], 0)
+    except ConfigError as exc:
+        raise CheckpointError(f"checkpoint {path} is corrupt: {exc}") from exc
+    if step != epoch * n_batches + batch:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt: step {step} does not match epoch {epoch} and batch {batch} "
+            f"({n_batches} batches per epoch give step {epoch * n_batches + batch})"
+        )
+    history, losses = progress["history"], progress["step_losses"]
+    if not isinstance(history, dict) or sorted(history) != sorted(HISTORY_KEYS):
+        raise CheckpointError(f"checkpoint {path} is corrupt: history must hold {', '.join(HISTORY_KEYS)}")
+    for key, values in [*history.items(), ("step_losses", losses)]:
+        length = step if key == "step_losses" else epoch + 1
+        if not (isinstance(values, list) and len(values) == length and all(map(_is_number_or_null, values))):
+            raise CheckpointError(
+                f"checkpoint {path} is corrupt: {key} must be a list of {length} numbers, got {values!r:.80}"
+            )
+    if history["epoch"] != list(range(epoch + 1)):
+        raise CheckpointError(f"checkpoint {path} is corrupt: history epochs {history['epoch']!r:.80}")
+    expected_schedule = None if config.schedule == "constant" else step
+    if progress["schedule_step"] != expected_schedule:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt: schedule_step is {progress['schedule_step']!r}, "
+            f"expected {expected_schedule!r}"
+        )
+
+
+def _is_number_or_null(value: Any) -> bool:
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+def _check_hyperparameters(path: Path, optimizer: Any, expected: dict[str, Any]) -> None:
+    """The optimizer hyperparameters read from a checkpoint must be those its configuration
+    gives (the learning rate: the schedule's at the saved step)."""
+    loaded = jsonable(optimizer.state_dict()["hyperparameters"])
+    for name, value in expected.items():
+        if loaded.get(name) != value:
+            raise CheckpointError(
+                f"checkpoint {path} is corrupt: optimizer {name} is {loaded.get(name)!r} but the "
+                f"configuration gives {value!r}"
+            )
+
+
+def _check_optimizer_state(path: Path, optimizer: Any, step: int) -> None:
+    """Per-parameter optimizer state from a checkpoint: step counts in [0, step], finite arrays."""
+    for i, state in enumerate(optimizer.state):
+        for key, value in state.items():
+            if hasattr(value, "shape"):
+                if not all_finite(value):
+                    raise CheckpointError(
+                        f"checkpoint {path} is corrupt: optimizer state {key!r} of "
+                        f"parameter {i} is not finite"
+                    )
+                continue
+            try:
+                check_integer(f"optimizer state {key!r} of parameter {i}", value, 0, step)
+            except ConfigError as exc:
+                raise CheckpointError(f"checkpoint {path} is corrupt: {exc}") from exc
 
 
 def _make_tracker(model: Any, every: int, start_step: int = 0) -> Any:
@@ -305,10 +510,19 @@ def using_device(device: str, dtype: str | None = None) -> Iterator[None]:
 
 def _check_folder(out: Path, resume: bool) -> None:
     checkpoint = out / CHECKPOINT_FILE
-    if resume and not checkpoint.exists():
+    if resume and not (checkpoint.exists() or previous_path(checkpoint).exists()):
         raise CheckpointError(f"cannot resume: {checkpoint} does not exist")
     if not resume and checkpoint.exists():
         raise FileExistsError(f"{out} already holds a run; resume it, or choose another folder")
+
+
+def saved_config(out_dir: str | Path) -> TrainConfig:
+    """The configuration of the run saved in ``out_dir`` (its config.json), to resume it."""
+    path = Path(out_dir) / CONFIG_FILE
+    try:
+        return TrainConfig.from_file(path)
+    except ConfigError as exc:
+        raise ConfigError(f"cannot resume the run in {out_dir}: {exc}") from exc
 
 
 def train(
@@ -318,44 +532,79 @@ def train(
     progress: bool | None = None,
     callback: Callable[[StepInfo], None] | None = None,
     splits: DataSplits | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train the network of ``config`` and return its record.
 
     ``out_dir``: folder for config.json, checkpoint.npz and result.json (nothing is written
-    without it). ``resume``: continue from the checkpoint in ``out_dir``. ``progress``: show a
-    progress bar (None: only on a terminal). ``callback(StepInfo)`` runs after every step; it
-    may raise KeyboardInterrupt to stop the run as Ctrl-C would. ``splits``: data to use instead
-    of loading ``config.dataset`` (it must be the same for a resumed run).
+    without it), locked for the run. ``resume``: continue from the checkpoint in ``out_dir``
+    (``config`` must equal the saved one but for RESUMABLE_FIELDS; ``saved_config`` reads it).
+    ``progress``: show a progress bar (None: only on a terminal). ``callback(StepInfo)`` runs
+    after every step; it may raise KeyboardInterrupt to stop the run as Ctrl-C would.
+    ``splits``: data to use instead of loading ``config.dataset`` (it must be the same for a
+    resumed run). ``announce(text)`` receives ``Trainer.describe()`` once the model is built.
 
-    Raises TrainingDiverged (with ``.result`` set) on NaN/Inf, KeyboardInterrupt after saving
-    on Ctrl-C.
+    Raises TrainingDiverged (with ``.result`` set) on NaN/Inf, TrainingInterrupted (after
+    saving) on Ctrl-C, FolderLocked when another process writes ``out_dir``.
     """
-    out = None if out_dir is None else Path(out_dir)
-    with using_device(config.device, config.dtype):
-        if out is not None:
-            _check_folder(out, resume)
-        data = splits if splits is not None else load_dataset(config.dataset, **config.dataset_options)
-        trainer = Trainer(config, data)
-        if resume:
-            trainer.restore(out / CHECKPOINT_FILE)
-        if out is not None:
-            write_json_atomic(out / CONFIG_FILE, config.to_dict())
-        try:
-            _fit(trainer, out, progress, callback)
-        except TrainingDiverged as exc:
-            exc.result = trainer.result("diverged", str(exc))
-            _write_result(out, exc.result)
-            raise
-        except KeyboardInterrupt:
+    if out_dir is None:
+        return _train(config, None, resume, progress, callback, splits, announce)
+    if str(out_dir) == "":
+        raise ValueError("the output folder is an empty path; give a folder name (or . for this one)")
+    out = Path(out_dir)
+    check_writable(out)
+    with folder_lock(out):
+        remove_stale_files(out / CHECKPOINT_FILE)
+        return _train(config, out, resume, progress, callback, splits, announce)
+
+
+def _train(
+    config: TrainConfig,
+    out: Path | None,
+    resume: bool,
+    progress: bool | None,
+    callback: Callable[[StepInfo], None] | None,
+    splits: DataSplits | None,
+    announce: Callable[[str], None] | None,
+) -> TrainResult:
+    trainer, fitting = None, False
+    try:
+        with using_device(config.device, config.dtype):
+            if out is not None:
+                _check_folder(out, resume)
+            if splits is not None:
+                splits.check_finite()
+            data = splits if splits is not None else load_dataset(config.dataset, **config.dataset_options)
+            trainer = Trainer(config, data)
+            if announce is not None:
+                announce(trainer.describe())
+            if resume:
+                trainer.restore(out / CHECKPOINT_FILE)
+            if out is not None:
+                write_json_atomic(out / CONFIG_FILE, config.to_dict())
+            fitting = True  # from here on, Ctrl-C saves the state between steps
+            try:
+                _fit(trainer, out, progress, callback)
+                trainer.check_parameters()  # the last update's weights, before calling them a result
+                result = trainer.result("completed")
+                if out is not None:
+                    trainer.save_if_new(out / CHECKPOINT_FILE)
+            except TrainingDiverged as exc:
+                exc.result = trainer.result("diverged", str(exc))
+                _write_result(out, exc.result)
+                raise
+            _write_result(out, result)
+            return result
+    except KeyboardInterrupt:
+        if fitting:
             if out is not None and not trainer.busy:  # between steps: the state is consistent
-                trainer.save(out / CHECKPOINT_FILE)
+                trainer.save_if_new(out / CHECKPOINT_FILE)
             _write_result(out, trainer.result("interrupted", f"interrupted after step {trainer.step}"))
-            raise
-        result = trainer.result("completed")
-        if out is not None:
-            trainer.save(out / CHECKPOINT_FILE)
-        _write_result(out, result)
-        return result
+        checkpoint = None if out is None else out / CHECKPOINT_FILE
+        if checkpoint is not None and not (checkpoint.exists() or previous_path(checkpoint).exists()):
+            checkpoint = None
+        step = 0 if trainer is None else trainer.step
+        raise TrainingInterrupted(f"training stopped after step {step}", checkpoint) from None
 
 
 def _fit(
@@ -394,5 +643,8 @@ def _fit(
 
 
 def _write_result(out: Path | None, result: TrainResult) -> None:
+    """result.json, and the tracker's record in readable form (tracker.json) when tracking."""
     if out is not None:
         write_json_atomic(out / RESULT_FILE, result.to_dict())
+        if result.tracker is not None:
+            write_json_atomic(out / TRACKER_FILE, result.tracker)

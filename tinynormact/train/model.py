@@ -3,10 +3,25 @@
 from __future__ import annotations
 
 from tinynormact import optim
+from tinynormact.backend import np
+from tinynormact.memory import mlp_bytes
 from tinynormact.nn import MLP, Module, ResidualMLP, resnet1d
 from tinynormact.train.config import TrainConfig
 
-__all__ = ["build_model", "build_optimizer"]
+__all__ = ["build_model", "build_optimizer", "model_bytes"]
+
+_STATE_COPIES = {"sgd": 3, "adam": 4, "adamw": 4}  # parameter, gradient, optimizer state
+
+
+def model_bytes(config: TrainConfig, n_features: int, n_classes: int) -> int:
+    """A lower bound on the memory a training step of ``config``'s network needs: parameters,
+    gradients and optimizer state, and one batch's activations. A convolutional network is
+    counted as the residual MLP of its width (a lower bound: its kernels and feature maps hold
+    more)."""
+    linears = config.depth if config.architecture == "mlp" else 1 + config.depth * (config.branch_depth + 1)
+    widths = [n_features] + [config.width] * linears + [n_classes]
+    copies = _STATE_COPIES[config.optimizer]
+    return mlp_bytes(widths, config.batch_size, np.dtype(config.dtype).itemsize, copies)
 
 
 def build_model(config: TrainConfig, n_features: int, n_classes: int) -> Module:
