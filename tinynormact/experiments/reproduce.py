@@ -1,23 +1,24 @@
-"""``reproduce``: run a preset's grid, analyse it and write the run folder.
+"""``reproduce``: run a grid's runs into a sweep folder, analyse them and write the report.
 
-The folder holds results.json (everything, including every run's history), results.csv (one
-line per run), figures/*.png and report.md. It is assembled in a temporary folder next to the
-target and renamed into place at the end, so a reader never sees half a report; an existing
-folder is replaced only with ``force=True``. Ctrl-C stops the runs, writes the report of the
-runs that finished (status "interrupted") and re-raises KeyboardInterrupt.
+Each run is written into the sweep folder the moment it finishes (``sweep_folder``), so a sweep
+that stops (Ctrl-C, a crash, a lost machine) keeps every finished run: running the same
+command on the same folder runs only the others, then reports all of them. The report
+(results.json with every run's history, results.csv with one line per run, figures/*.png,
+report.md) is rewritten from the folder's runs at the end, each file atomically, report.md
+last. Ctrl-C stops the runs, writes the report of the runs that finished (status
+"interrupted") and re-raises KeyboardInterrupt.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import importlib.metadata
-import json
-import math
 import os
 import platform
-import shutil
-import tempfile
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,21 +32,23 @@ from tinynormact.experiments.analysis import (
     paired_differences,
     theory_table,
 )
+from tinynormact.experiments.executors import check_scheduler_address, open_executor
 from tinynormact.experiments.figures import write_figures
-from tinynormact.experiments.presets import Preset
+from tinynormact.experiments.grid import Grid
 from tinynormact.experiments.propagation import signal_propagation
 from tinynormact.experiments.report import markdown_report, runs_csv
-from tinynormact.experiments.runner import run_all
+from tinynormact.experiments.sweep_folder import open_sweep_folder, read_json
 from tinynormact.files import write_json_atomic, write_text_atomic
 from tinynormact.train import using_device
 
-__all__ = ["analyse", "load_results", "reproduce", "software_versions", "write_run_folder"]
+__all__ = ["analyse", "load_results", "reproduce", "software_versions", "write_report"]
 
 
 def software_versions(device: str) -> dict[str, str]:
     """Versions of Python, the libraries used, and the machine."""
     versions = {"python": platform.python_version(), "tinynormact": tinynormact.__version__}
-    for package in ("numpy", "scipy", "matplotlib", "mnist1d") + (("cupy",) if device == "cuda" else ()):
+    packages = ("numpy", "scipy", "matplotlib", "mnist1d", "distributed")
+    for package in packages + (("cupy",) if device == "cuda" else ()):
         try:
             versions[package] = importlib.metadata.version(package if package != "cupy" else "cupy-cuda12x")
         except importlib.metadata.PackageNotFoundError:
@@ -61,119 +64,114 @@ def analyse(results: dict[str, Any]) -> None:
     results["correlation"] = convergence_vs_property(results["aggregates"], results["theory"])
 
 
-def _check_target(out: Path, force: bool) -> None:
-    if out.exists() and not (force and out.is_dir()):
-        hint = "; pass --force to replace it" if out.is_dir() else " and is not a folder"
-        raise FileExistsError(f"output folder {out} already exists{hint}")
-
-
-def write_run_folder(results: dict[str, Any], out: Path, force: bool = False) -> None:
-    """Write results.json, results.csv, figures/ and report.md into ``out``, atomically."""
+def write_report(results: dict[str, Any], out: Path) -> None:
+    """Write results.json, results.csv, figures/ and report.md into the folder ``out``, each file
+    atomically and report.md last."""
     out = Path(out)
-    _check_target(out, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
-    umask = os.umask(0)  # mkdtemp makes the folder private; give it the usual permissions
-    os.umask(umask)
-    os.chmod(staging, 0o777 & ~umask)
-    try:
-        write_json_atomic(staging / "results.json", results)
-        write_text_atomic(staging / "results.csv", runs_csv(results))
-        figures = write_figures(results, staging / "figures")
-        write_text_atomic(staging / "report.md", markdown_report(results, figures))
-        _check_target(out, force)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
-            os.replace(out, old / out.name)
-            os.replace(staging, out)
-            shutil.rmtree(old)
-        else:
-            os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    write_json_atomic(out / "results.json", results)
+    write_text_atomic(out / "results.csv", runs_csv(results))
+    figures = write_figures(results, out / "figures")
+    write_text_atomic(out / "report.md", markdown_report(results, figures))
 
 
 def load_results(folder: str | Path) -> dict[str, Any]:
-    """The results.json of a run folder, with JSON's nulls turned back into NaN (results.json
-    stores NaN as null), ready for the figures. Raises ValueError when it is missing or broken."""
+    """The results.json of a sweep folder, with JSON's nulls turned back into NaN, ready for the
+    figures. Raises ValueError when it is missing or broken."""
     path = Path(folder) / "results.json"
-    try:
-        return _nan_for_null(json.loads(path.read_text()))
-    except FileNotFoundError:
-        raise ValueError(f"{path} does not exist; give a folder written by tinynormact reproduce") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not valid JSON ({exc})") from None
+    if not path.exists():
+        raise ValueError(f"{path} does not exist; give a folder written by tinynormact reproduce or sweep")
+    return read_json(path)
 
 
-def _nan_for_null(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _nan_for_null(v) for key, v in value.items()}
-    if isinstance(value, list):
-        return [_nan_for_null(v) for v in value]
-    return math.nan if value is None else value
+def _notice(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def reproduce(
-    preset: Preset,
+    grid: Grid,
     out: str | Path,
     device: str = "cpu",
     jobs: int = 1,
+    scheduler: str | None = None,
     force: bool = False,
+    resume: bool = False,
     progress: bool | None = None,
+    notice: Callable[[str], None] = _notice,
 ) -> dict[str, Any]:
-    """Run ``preset`` on ``device`` with ``jobs`` processes and write the run folder ``out``.
+    """Run the runs of ``grid`` on ``device`` that the sweep folder ``out`` lacks, on ``jobs``
+    local workers or the Dask cluster at ``scheduler`` (``executors.open_executor``), and write
+    the report of all of them into ``out``.
 
-    Returns the results dict (the content of results.json). ``progress``: a progress bar over
-    the runs (None: only on a terminal).
+    An existing folder of the same grid is resumed (``notice`` says how many runs it holds);
+    ``resume=True`` requires one. Returns the results dict (the content of results.json).
+    ``progress``: a progress bar over the runs (None: only on a terminal).
     """
     out = Path(out)
-    _check_target(out, force)  # fail before spending minutes, and again when writing
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
     start = time.perf_counter()
-    with using_device(device):
-        splits = load_dataset(preset.dataset, **preset.dataset_options)  # also fills the data cache
-        propagation = signal_propagation(
-            preset.activations,
-            preset.forms,
-            preset.propagation_depth,
-            preset.propagation_width,
-            preset.propagation_batch,
-            preset.rule,
-            preset.center,
-        )
-    specs = preset.runs(device)
+    started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    check_scheduler_address(scheduler)
+    specs = grid.runs(device)  # a bad grid fails here, before anything is written
+    identity = {"grid": grid.to_dict(), "device": device}
+    folder, finished = open_sweep_folder(out, identity, specs, force=force, resume=resume)
+    todo = [spec for spec in specs if spec.file_name not in finished]
+    if finished:
+        notice(f"resuming {out}: {len(finished)} of {len(specs)} runs already finished, {len(todo)} to run")
+    status, executor_description = "completed", "none (every run was finished)"
+    with contextlib.ExitStack() as stack:
+        # workers first: an unreachable scheduler fails before the folder is touched
+        executor = stack.enter_context(open_executor(jobs, scheduler)) if todo else None
+        folder.create()
+        with using_device(device):
+            splits = load_dataset(grid.dataset, **grid.dataset_options)  # also fills the data cache
+            propagation = signal_propagation(
+                grid.activations,
+                grid.forms,
+                grid.propagation_depth,
+                grid.propagation_width,
+                grid.propagation_batch,
+                grid.rule,
+                grid.center,
+            )
+        if executor is not None:
+            executor_description = executor.description
+            bar = tqdm(total=len(specs), initial=len(finished), unit="run", disable=_disabled(progress))
+            try:
+                with bar:
+                    for spec, record in executor.run(todo):
+                        folder.write_run(spec, record)
+                        finished[spec.file_name] = record
+                        bar.update()
+            except KeyboardInterrupt:
+                status = "interrupted"
+    runs = [finished[spec.file_name] for spec in specs if spec.file_name in finished]
+    preset = grid.to_dict()
+    preset["architectures"] = grid.settings()  # the report's groups (RunSpec.setting)
     results: dict[str, Any] = {
-        "status": "completed",
-        "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "preset": preset.to_dict(),
+        "status": status,
+        "started": started,
+        "preset": preset,
         "settings": {
             "device": device,
-            "jobs": jobs,
-            "seeds": list(range(preset.seeds)),
+            "executor": executor_description,
+            "seeds": list(grid.seeds),
             "runs": len(specs),
+            "runs_this_session": len(runs) - (len(specs) - len(todo)),
+            "failed": sum(r["status"] == "failed" for r in runs),
             "train_examples": len(splits.train),
             "test_examples": len(splits.test),
             "features": int(splits.train.x.shape[1]),
             "classes": splits.train.n_classes,
         },
         "versions": software_versions(device),
-        "theory": theory_table(preset.activations, preset.rule, preset.center),
+        "theory": theory_table(grid.activations, grid.rule, grid.center),
         "propagation": propagation,
-        "runs": [],
+        "runs": runs,
     }
-    order = {spec.key: i for i, spec in enumerate(specs)}
-    try:
-        for record in tqdm(run_all(specs, jobs), total=len(specs), unit="run", disable=_disabled(progress)):
-            results["runs"].append(record)
-    except KeyboardInterrupt:
-        results["status"] = "interrupted"
-    results["runs"].sort(key=lambda r: order[(r["architecture"], r["activation"], r["form"], r["seed"])])
     analyse(results)
+    results["settings"]["run_seconds_total"] = sum(r["seconds"] for r in runs if r["status"] != "failed")
     results["wall_time_s"] = time.perf_counter() - start
-    write_run_folder(results, out, force)
-    if results["status"] == "interrupted":
+    write_report(results, out)
+    if status == "interrupted":
         raise KeyboardInterrupt
     return results
 
