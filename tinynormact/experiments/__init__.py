@@ -9,7 +9,8 @@
 - ``analysis``: aggregates over seeds, paired differences, the theory table, the rank
   correlation of convergence speed with the property measure;
 - ``figures``, ``report``: the figures, tables and report.md;
-- ``reproduce``: all of the above, written to a sweep folder;
+- ``sweep``: the runs a sweep folder lacks, run and written as they finish;
+- ``reproduce``: a sweep, then its analysis and report;
 - ``command``: the ``reproduce`` and ``sweep`` subcommands of the command line.
 """
 

@@ -212,7 +212,8 @@ def _dask_client(jobs: int, address: str | None) -> Iterator[tuple[Any, str]]:
         threads_per_worker=1,
         processes=True,
         host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address="127.0.0.1:0",  # its HTTP server (metrics) on a free port, no dashboard
+        scheduler_kwargs={"dashboard": False},
         silence_logs=logging.ERROR,
         env=blas,
     )

@@ -1,28 +1,22 @@
-"""``reproduce``: run a grid's runs into a sweep folder, analyse them and write the report.
+"""``reproduce``: run a grid into its sweep folder (``sweep``), analyse every run, write the report.
 
-Each run is written into the sweep folder the moment it finishes (``sweep_folder``), so a sweep
-that stops (Ctrl-C, a crash, a lost machine) keeps every finished run: running the same
-command on the same folder runs only the others, then reports all of them. The report
-(results.json with every run's history, results.csv with one line per run, figures/*.png,
-report.md) is rewritten from the folder's runs at the end, each file atomically, report.md
-last. Ctrl-C stops the runs, writes the report of the runs that finished (status
-"interrupted") and re-raises KeyboardInterrupt.
+Each run is written into the sweep folder the moment it finishes, so a sweep that stops
+(Ctrl-C, a crash, a lost machine) keeps every finished run: running the same command on the
+same folder runs only the others, then reports all of them. The report (results.json with every
+run's history, results.csv with one line per run, figures/*.png, report.md) is rewritten from
+the folder's runs at the end, each file atomically, report.md last. After Ctrl-C the report of
+the runs that finished is written (status "interrupted") and KeyboardInterrupt re-raised.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import importlib.metadata
 import os
 import platform
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-from tqdm import tqdm
 
 import tinynormact
 from tinynormact.data import load_dataset
@@ -32,12 +26,12 @@ from tinynormact.experiments.analysis import (
     paired_differences,
     theory_table,
 )
-from tinynormact.experiments.executors import check_scheduler_address, open_executor
 from tinynormact.experiments.figures import write_figures
 from tinynormact.experiments.grid import Grid
 from tinynormact.experiments.propagation import signal_propagation
 from tinynormact.experiments.report import markdown_report, runs_csv
-from tinynormact.experiments.sweep_folder import open_sweep_folder, read_json
+from tinynormact.experiments.sweep import run_sweep
+from tinynormact.experiments.sweep_folder import read_json
 from tinynormact.files import write_json_atomic, write_text_atomic
 from tinynormact.train import using_device
 
@@ -83,10 +77,6 @@ def load_results(folder: str | Path) -> dict[str, Any]:
     return read_json(path)
 
 
-def _notice(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def reproduce(
     grid: Grid,
     out: str | Path,
@@ -96,66 +86,39 @@ def reproduce(
     force: bool = False,
     resume: bool = False,
     progress: bool | None = None,
-    notice: Callable[[str], None] = _notice,
+    **options: Any,
 ) -> dict[str, Any]:
-    """Run the runs of ``grid`` on ``device`` that the sweep folder ``out`` lacks, on ``jobs``
-    local workers or the Dask cluster at ``scheduler`` (``executors.open_executor``), and write
-    the report of all of them into ``out``.
-
-    An existing folder of the same grid is resumed (``notice`` says how many runs it holds);
-    ``resume=True`` requires one. Returns the results dict (the content of results.json).
-    ``progress``: a progress bar over the runs (None: only on a terminal).
-    """
+    """``sweep.run_sweep`` (same arguments; ``options``: its ``notice``), then the analysis and
+    the report of every run in the folder ``out``. Returns the results dict (the content of
+    results.json); re-raises KeyboardInterrupt after reporting an interrupted sweep."""
     out = Path(out)
     start = time.perf_counter()
     started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-    check_scheduler_address(scheduler)
-    specs = grid.runs(device)  # a bad grid fails here, before anything is written
-    identity = {"grid": grid.to_dict(), "device": device}
-    folder, finished = open_sweep_folder(out, identity, specs, force=force, resume=resume)
-    todo = [spec for spec in specs if spec.file_name not in finished]
-    if finished:
-        notice(f"resuming {out}: {len(finished)} of {len(specs)} runs already finished, {len(todo)} to run")
-    status, executor_description = "completed", "none (every run was finished)"
-    with contextlib.ExitStack() as stack:
-        # workers first: an unreachable scheduler fails before the folder is touched
-        executor = stack.enter_context(open_executor(jobs, scheduler)) if todo else None
-        folder.create()
-        with using_device(device):
-            splits = load_dataset(grid.dataset, **grid.dataset_options)  # also fills the data cache
-            propagation = signal_propagation(
-                grid.activations,
-                grid.forms,
-                grid.propagation_depth,
-                grid.propagation_width,
-                grid.propagation_batch,
-                grid.rule,
-                grid.center,
-            )
-        if executor is not None:
-            executor_description = executor.description
-            bar = tqdm(total=len(specs), initial=len(finished), unit="run", disable=_disabled(progress))
-            try:
-                with bar:
-                    for spec, record in executor.run(todo):
-                        folder.write_run(spec, record)
-                        finished[spec.file_name] = record
-                        bar.update()
-            except KeyboardInterrupt:
-                status = "interrupted"
-    runs = [finished[spec.file_name] for spec in specs if spec.file_name in finished]
+    outcome = run_sweep(grid, out, device, jobs, scheduler, force, resume, progress, **options)
+    with using_device(device):
+        splits = load_dataset(grid.dataset, **grid.dataset_options)
+        propagation = signal_propagation(
+            grid.activations,
+            grid.forms,
+            grid.propagation_depth,
+            grid.propagation_width,
+            grid.propagation_batch,
+            grid.rule,
+            grid.center,
+        )
+    runs = outcome.runs
     preset = grid.to_dict()
     preset["architectures"] = grid.settings()  # the report's groups (RunSpec.setting)
     results: dict[str, Any] = {
-        "status": status,
+        "status": outcome.status,
         "started": started,
         "preset": preset,
         "settings": {
             "device": device,
-            "executor": executor_description,
+            "executor": outcome.executor,
             "seeds": list(grid.seeds),
-            "runs": len(specs),
-            "runs_this_session": len(runs) - (len(specs) - len(todo)),
+            "runs": len(grid.runs(device)),
+            "runs_this_session": outcome.ran,
             "failed": sum(r["status"] == "failed" for r in runs),
             "train_examples": len(splits.train),
             "test_examples": len(splits.test),
@@ -171,11 +134,6 @@ def reproduce(
     results["settings"]["run_seconds_total"] = sum(r["seconds"] for r in runs if r["status"] != "failed")
     results["wall_time_s"] = time.perf_counter() - start
     write_report(results, out)
-    if status == "interrupted":
+    if outcome.status == "interrupted":
         raise KeyboardInterrupt
     return results
-
-
-def _disabled(progress: bool | None) -> bool | None:
-    """tqdm's ``disable``: None shows the bar only on a terminal."""
-    return None if progress is None else not progress
