@@ -9,6 +9,8 @@ import csv
 import dataclasses
 import json
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -455,3 +457,12 @@ def test_propagation_marks_a_form_whose_e8_map_is_unstable_at_the_start() -> Non
     assert nswish["unstable_fixed_points"] == [pytest.approx(1.2021, abs=1e-4)]
     ntanh = stability_at_start(theory.normalized("tanh"), 1.0)  # stable q* = 0.861, slope 0.43
     assert not ntanh["unstable"] and ntanh["unstable_fixed_points"] == []
+
+
+def test_the_readme_grid_file_is_a_valid_grid(tmp_path) -> None:
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    (block,) = re.findall(r"```toml\n(.*?)```", readme.read_text(), flags=re.DOTALL)
+    (tmp_path / "widths.toml").write_text(block)
+    grid = load_grid(tmp_path / "widths.toml")
+    assert len(grid.runs()) == 2 * 2 * 3 * 2 * 3  # architectures x activations x forms x widths x seeds
+    assert grid.settings() == ["mlp w16", "mlp w64", "resmlp w16", "resmlp w64"]

@@ -285,7 +285,7 @@ def markdown_report(results: dict[str, Any], figures: Sequence[str]) -> str:
     loss_figures = "\n\n".join(figure[n] for n in figures if n.startswith("loss_curves"))
     return f"""# tinynormact reproduction: normalized vs vanilla activations
 
-Preset `{preset["name"]}` on {preset["dataset"]}, seeds {", ".join(map(str, results["settings"]["seeds"]))},
+Grid `{preset["name"]}` on {preset["dataset"]}, seeds {", ".join(map(str, results["settings"]["seeds"]))},
 device `{results["settings"]["device"]}`, wall time {results["wall_time_s"]:.0f} s.
 Forms: *vanilla* phi; *static* lambda (phi - mu) with lambda from the Gaussian moments at q = 1
 (THEORY E15, rule `{preset["rule"]}`, centring {preset["center"]}); *adaptive* lambda from batch
