@@ -433,7 +433,7 @@ def test_a_varying_width_and_lr_name_the_settings() -> None:
     [
         ('name = "g"\nactivation = ["relu"]', ["unknown key", "'activation'", "activations"]),
         ('name = "g"\nseeds = []', ["'seeds'", "empty"]),
-        ('name = "g"\nwidths = 64', ["widths must be a list", "64"]),
+        ('name = "g"\nwidths = 64', ["'widths' must be a list", "64"]),
         ('name = "g"\nforms = ["vanilla", "scaled"]', ["'scaled'", "static"]),
         ('name = "g"\nseeds = [1, 1]', ["'seeds'", "repeats 1"]),
         ('name = "g"\ndepths = {mlp = [3]}', ["depths", "missing ['resmlp']"]),

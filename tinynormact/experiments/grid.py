@@ -119,11 +119,16 @@ class Grid:
     propagation_batch: int = 256
 
     def __post_init__(self) -> None:
-        for axis in AXES:
+        for axis in AXES:  # lists are accepted and kept as tuples
             values = getattr(self, axis)
             if axis == "depths" and isinstance(values, dict):
+                values = {arch: tuple(v) if isinstance(v, list) else v for arch, v in values.items()}
+                object.__setattr__(self, axis, values)
                 self._check_depth_table(values)
                 continue
+            if isinstance(values, list):
+                values = tuple(values)
+                object.__setattr__(self, axis, values)
             _check_axis(axis, values)
         bad_forms = [f for f in self.forms if f not in FORMS]
         if bad_forms:
@@ -233,12 +238,8 @@ class Grid:
             )
         if "name" not in values:
             raise GridError(f'{source}: the grid needs a name (name = "...")')
-        converted = dict(values)
-        for axis in AXES:
-            if axis in converted:
-                converted[axis] = _as_axis(source, axis, converted[axis])
         try:
-            return cls(**converted)
+            return cls(**values)
         except GridError as exc:
             raise GridError(f"{source}: {exc}") from None
 
@@ -257,18 +258,11 @@ def load_grid(path: str | Path) -> Grid:
     return Grid.from_dict(values, source=str(path))
 
 
-def _as_axis(source: str, axis: str, value: Any) -> Any:
-    """A grid file's list as a tuple (a table of lists for ``depths``)."""
-    if axis == "depths" and isinstance(value, dict):
-        return {arch: _as_axis(source, f"depths.{arch}", v) for arch, v in value.items()}
-    if not isinstance(value, list):
-        raise GridError(f"{source}: {axis} must be a list of values, got {value!r}")
-    return tuple(value)
-
-
 def _check_axis(axis: str, values: Any) -> None:
-    if not isinstance(values, tuple) or not values:
-        raise GridError(f"axis {axis!r} is empty or not a list ({values!r}); give at least one value")
+    if not isinstance(values, tuple):
+        raise GridError(f"axis {axis!r} must be a list of values, got {values!r}")
+    if not values:
+        raise GridError(f"axis {axis!r} is empty; give at least one value")
     repeated = sorted({repr(v) for v in values if values.count(v) > 1})
     if repeated:
         raise GridError(f"axis {axis!r} repeats {', '.join(repeated)}")
