@@ -194,8 +194,9 @@ def convergence_figure(results: dict[str, Any]) -> Figure:
             style = {"color": FORM_COLORS[point["form"]], "marker": marker[point["activation"]]}
             ax.scatter(point["x"], point["y"], s=30, alpha=0.85, **style)
         statistic, p = entry["statistic"], entry["p_holm"]
+        title = ARCH_TITLES.get(entry["architecture"], entry["architecture"])
         ax.set_title(
-            f"{ARCH_TITLES.get(entry['architecture'], entry['architecture'])}: within-form Spearman {_fmt(statistic, 2)}\n"
+            f"{title}: within-form Spearman {_fmt(statistic, 2)}\n"
             f"(Holm p = {_fmt(p, 3)})",
             fontsize="medium",
         )

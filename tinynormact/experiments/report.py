@@ -255,7 +255,8 @@ def _not_trained_list(results: dict[str, Any]) -> str:
         if kind == "failed to train"
     ]
     lines += [
-        f"- {r['architecture']} {r['activation']} {r['form']} seed {r['seed']}: did not finish: {r['message']}"
+        f"- {r['architecture']} {r['activation']} {r['form']} seed {r['seed']}: did not finish: "
+        f"{r['message']}"
         for r, kind in rows
         if kind == "did not finish"
     ]
@@ -276,7 +277,7 @@ def _settings(results: dict[str, Any]) -> str:
 def markdown_report(results: dict[str, Any], figures: Sequence[str]) -> str:
     """report.md: the tables, the figures (``figures`` are file names under figures/), the
     settings, the software versions and the seeds."""
-    preset = results["preset"]
+    preset, n_seeds = results["preset"], len(results["settings"]["seeds"])
     header, rows = summary_rows(results)
     status = ""
     if results["status"] != "completed":
@@ -298,7 +299,7 @@ Mean +- std over the seeds that trained (%); the differences are normalized minu
 seed (points), with a 95% t interval; * marks a difference whose paired t-test p-value stays
 below 0.05 after Holm's step-down correction across the {_tested(results)} differences of the table that have
 two or more pairs.
-With {len(results["settings"]["seeds"])} seeds an interval is wide and a correction is strict: read a difference without *
+With {n_seeds} seeds an interval is wide and a correction is strict: read a difference without *
 as not established, not as absent.
 
 {format_table(header, rows, markdown=True)}
