@@ -228,6 +228,6 @@ def _local_cluster(jobs: int, env: dict[str, str]) -> Any:
         host="127.0.0.1",
         dashboard_address="127.0.0.1:0",  # its HTTP server (metrics) on a free port, no dashboard
         scheduler_kwargs={"dashboard": False},
-        silence_logs=logging.ERROR,
+        silence_logs=logging.CRITICAL,  # failures are recorded with their reasons; no log noise
         env=env,
     )
