@@ -340,12 +340,21 @@ def test_an_unreachable_scheduler_is_one_line_and_exit_2(tmp_path, capsys) -> No
         (["--scheduler", "tcp://127.0.0.1:1", "--jobs", "2"], ["--jobs and --scheduler"]),
     ],
 )
-def test_bad_scheduler_options_are_one_line_and_exit_2(tmp_path, capsys, argv, words) -> None:
+def test_bad_scheduler_options_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch, argv, words) -> None:
+    monkeypatch.setenv("TINYNORMACT_SCHEDULER", "tcp://not an address")  # ignored: options given
     grid_file = _write_grid_file(tmp_path / "small.toml", SMALL)
     code = cli.main(["sweep", str(grid_file), "--out", str(tmp_path / "sweep"), *argv])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and all(word in err for word in words), err
     assert not (tmp_path / "sweep").exists()
+
+
+def test_a_bad_scheduler_variable_is_named(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("TINYNORMACT_SCHEDULER", "localhost:8786")
+    grid_file = _write_grid_file(tmp_path / "small.toml", SMALL)
+    code = cli.main(["sweep", str(grid_file), "--out", str(tmp_path / "sweep")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "TINYNORMACT_SCHEDULER" in err and "'localhost:8786'" in err
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from tinynormact.experiments.executors import SCHEDULER_VARIABLE
+from tinynormact.experiments.executors import SCHEDULER_VARIABLE, check_scheduler_address
 from tinynormact.experiments.grid import Grid
 from tinynormact.experiments.report import summary_text
 from tinynormact.experiments.reproduce import reproduce
@@ -35,6 +35,10 @@ def run_grid_command(
         raise ValueError("--jobs and --scheduler exclude each other: the cluster has its own workers")
     if scheduler is None and jobs is None:
         scheduler = os.environ.get(SCHEDULER_VARIABLE) or None
+        try:
+            check_scheduler_address(scheduler)
+        except ValueError as exc:
+            raise ValueError(f"the variable {SCHEDULER_VARIABLE}: {exc}") from None
     if jobs is None:
         jobs = 1 if device == "cuda" else len(os.sched_getaffinity(0))
     out = out or Path("runs") / grid.name
