@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 import numpy as np
@@ -22,3 +23,10 @@ def host(value: Any) -> np.ndarray:
     if isinstance(value, tn.Tensor):
         return value.numpy()
     return tn.backend.to_numpy(value)
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` for a child process that a test interrupts with SIGINT: a shell that starts
+    the suite in the background sets SIGINT to "ignore", children inherit that, and Python then
+    installs no KeyboardInterrupt handler; the default disposition lets it install its own."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.test_experiments import tiny_preset
+from tests.test_experiments import tiny_grid
 from tinynormact import backend, cli
 
 TINY_TRAIN = "--dataset spirals --dataset-option n_train=120 --dataset-option n_test=60 --depth 2 --width 8 "
@@ -198,13 +198,15 @@ def test_propagate_prints_measured_and_theory_and_draws(capsys, tmp_path) -> Non
 
 
 def test_reproduce_then_plot(capsys, tmp_path, monkeypatch) -> None:
-    monkeypatch.setitem(cli.PRESETS, "quick", tiny_preset(seeds=1))
+    monkeypatch.setitem(cli.PRESETS, "quick", tiny_grid(seeds=(0,)))
     out = tmp_path / "run"
     code, stdout, _ = run_main(capsys, "reproduce", "--out", str(out), "--jobs", "1")
     assert code == 0 and "static - vanilla" in stdout and str(out / "report.md") in stdout
     code, _, err = run_main(capsys, "reproduce", "--out", str(out), "--jobs", "1")
+    assert code == 0 and f"resuming {out}: 12 of 12 runs already finished, 0 to run" in err
+    code, _, err = run_main(capsys, "reproduce", "--out", str(out), "--jobs", "1", "--seeds", "2")
     assert code == 2
-    assert_one_line_error(err, str(out), "--force")
+    assert_one_line_error(err, str(out), "another grid", "grid.seeds: [0] there, [0, 1] here", "--force")
 
     (out / "figures" / "accuracy.png").unlink()
     code, stdout, _ = run_main(capsys, "plot", str(out))

@@ -13,10 +13,13 @@ import pytest
 
 import tinynormact
 from tests.test_cli import TINY_TRAIN, assert_one_line_error, run_main
-from tests.test_experiments import tiny_preset
+from tests.test_experiments import tiny_grid
 from tinynormact import cli
+from tinynormact.experiments.runner import run_one
 
 reproduce_module = importlib.import_module("tinynormact.experiments.reproduce")
+sweep_module = importlib.import_module("tinynormact.experiments.sweep")
+executors_module = importlib.import_module("tinynormact.experiments.executors")
 
 
 def test_version(capsys) -> None:
@@ -33,8 +36,8 @@ def test_reproduce_into_an_unwritable_place_fails_before_any_run(capsys, tmp_pat
     blocker = tmp_path / "afile"
     blocker.write_text("")
     runs = []
-    monkeypatch.setattr(reproduce_module, "run_all", lambda specs, jobs: runs.append(specs) or iter(()))
-    monkeypatch.setitem(cli.PRESETS, "quick", tiny_preset(seeds=1))
+    monkeypatch.setattr(reproduce_module, "run_sweep", lambda *args, **options: runs.append(args))
+    monkeypatch.setitem(cli.PRESETS, "quick", tiny_grid(seeds=(0,)))
     code, _, err = run_main(capsys, "reproduce", "--out", str(blocker / "report"), "--jobs", "1")
     assert code == 2 and runs == []
     assert_one_line_error(err, str(blocker), "is a file")
@@ -47,7 +50,7 @@ def test_reproduce_folder_held_by_another_process_is_refused(capsys, tmp_path, m
     out = tmp_path / "report"
     holder = start_holder(out)
     try:
-        monkeypatch.setitem(cli.PRESETS, "quick", tiny_preset(seeds=1))
+        monkeypatch.setitem(cli.PRESETS, "quick", tiny_grid(seeds=(0,)))
         code, _, err = run_main(capsys, "reproduce", "--out", str(out), "--jobs", "1")
     finally:
         holder.stdin.close()
@@ -72,7 +75,7 @@ def test_write_errors_name_the_target_not_the_temporary_file(tmp_path) -> None:
 def results_text(tmp_path_factory) -> str:
     """The results.json of a real (tiny) reproduction."""
     out = tmp_path_factory.mktemp("reproduction") / "run"
-    reproduce_module.reproduce(tiny_preset(seeds=1), out, jobs=1, progress=False)
+    reproduce_module.reproduce(tiny_grid(seeds=(0,)), out, jobs=1, progress=False)
     return (out / "results.json").read_text()
 
 
@@ -255,22 +258,24 @@ def test_ctrl_c_in_reproduce_says_where_the_report_is_only_when_one_was_written(
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setitem(cli.PRESETS, "quick", tiny_preset(seeds=1))
-    monkeypatch.setattr(reproduce_module, "load_dataset", interrupted)
+    monkeypatch.setitem(cli.PRESETS, "quick", tiny_grid(seeds=(0,)))
+    monkeypatch.setattr(sweep_module, "load_dataset", interrupted)
     code, _, err = run_main(capsys, "reproduce", "--out", str(tmp_path / "run"), "--jobs", "1")
     assert code == 130 and err.strip() == "tinynormact: error: interrupted"
     assert not (tmp_path / "run").exists()
     monkeypatch.undo()
 
-    def one_run_then_interrupt(specs, jobs):
-        from tinynormact.experiments.runner import run_one
+    calls = []
 
-        yield run_one(specs[0])
-        raise KeyboardInterrupt
+    def one_run_then_interrupt(spec):
+        calls.append(spec)
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        return run_one(spec)
 
-    monkeypatch.setitem(cli.PRESETS, "quick", tiny_preset(seeds=1))
-    monkeypatch.setattr(reproduce_module, "run_all", one_run_then_interrupt)
+    monkeypatch.setitem(cli.PRESETS, "quick", tiny_grid(seeds=(0,)))
+    monkeypatch.setattr(executors_module, "run_one", one_run_then_interrupt)
     code, _, err = run_main(capsys, "reproduce", "--out", str(tmp_path / "run"), "--jobs", "1")
     assert code == 130
-    assert_one_line_error(err, "interrupted: the 1 runs that finished are reported in", str(tmp_path / "run"))
+    assert_one_line_error(err, "the finished runs are kept and reported in", str(tmp_path / "run"))
     assert (tmp_path / "run" / "report.md").exists()

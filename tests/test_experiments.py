@@ -1,4 +1,7 @@
-"""The reproduction pipeline: presets, analysis, the run folder, parallel runs, interruption."""
+"""The reproduction pipeline: grids and presets, analysis, the sweep folder, interruption.
+
+The executors (local Dask workers, a Dask cluster, killed workers, Ctrl-C) are tested in
+test_sweeps.py."""
 
 from __future__ import annotations
 
@@ -6,18 +9,29 @@ import csv
 import dataclasses
 import json
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tinynormact import backend, theory
-from tinynormact.experiments import PRESETS, Preset, analysis, load_results, runner, summary_text
+from tinynormact.experiments import (
+    PRESETS,
+    Grid,
+    GridError,
+    analysis,
+    executors,
+    load_grid,
+    load_results,
+    summary_text,
+)
 from tinynormact.experiments import reproduce as reproduce_on
-from tinynormact.experiments.presets import RunSpec
+from tinynormact.experiments.grid import RunSpec
 from tinynormact.experiments.propagation import stability_at_start
 
 
-def tiny_preset(**changes: object) -> Preset:
+def tiny_grid(**changes: object) -> Grid:
     """A grid that runs in a second or two: 2 activations x 3 forms x 2 architectures x 2 seeds."""
     settings = dict(
         name="tiny",
@@ -25,24 +39,26 @@ def tiny_preset(**changes: object) -> Preset:
         activations=("relu", "tanh"),
         dataset="spirals",
         dataset_options={"n_train": 150, "n_test": 60},
-        mlp_depth=2,
-        resmlp_depth=1,
-        width=8,
+        depths={"mlp": (2,), "resmlp": (1,)},
+        widths=(8,),
         epochs=2,
         batch_size=50,
-        seeds=2,
-        lr=0.01,
+        seeds=(0, 1),
+        lrs=(0.01,),
         propagation_depth=3,
         propagation_width=16,
         propagation_batch=32,
     )
-    return Preset(**{**settings, **changes})
+    return Grid(**{**settings, **changes})
 
 
-def reproduce(preset: Preset, out: object, **options: object) -> dict:
-    """``reproduce`` on the device under test (in this process: worker processes started by
-    ``jobs > 1`` would not know the strict test device)."""
-    return reproduce_on(preset, out, device=backend.get_device(), **options)
+def reproduce(grid: Grid, out: object, **options: object) -> dict:
+    """``reproduce`` on the device under test when it runs in this process; runs on other
+    processes (``jobs > 1``, a scheduler) stay on the CPU: workers do not know the strict test
+    device."""
+    in_process = options.get("jobs", 1) == 1 and options.get("scheduler") is None
+    options.setdefault("device", backend.get_device() if in_process else "cpu")
+    return reproduce_on(grid, out, **options)
 
 
 def _run(
@@ -71,13 +87,14 @@ def test_quick_preset_covers_the_required_grid() -> None:
     quick = PRESETS["quick"]
     assert set(quick.activations) >= {"relu", "tanh", "sigmoid", "swish", "gelu", "elu"}
     assert quick.forms == ("vanilla", "static", "adaptive") and quick.architectures == ("mlp", "resmlp")
-    assert quick.seeds >= 2 and quick.dataset == "mnist1d"
+    assert len(quick.seeds) >= 2 and quick.dataset == "mnist1d"
     full = PRESETS["full"]
-    assert full.seeds > quick.seeds and full.epochs > quick.epochs and full.mlp_depth > quick.mlp_depth
+    assert len(full.seeds) > len(quick.seeds) and full.epochs > quick.epochs
+    assert full.depths_of("mlp")[0] > quick.depths_of("mlp")[0]
 
 
-def test_preset_forms_map_to_configurations() -> None:
-    preset = tiny_preset()
+def test_grid_forms_map_to_configurations() -> None:
+    preset = tiny_grid()
     specs = preset.runs()
     assert len(specs) == 2 * 2 * 3 * 2
     by_form = {spec.form: spec.config for spec in specs if spec.key[:2] == ("mlp", "tanh") and spec.seed == 1}
@@ -86,9 +103,10 @@ def test_preset_forms_map_to_configurations() -> None:
         by_form["static"].activation == "ntanh" and by_form["static"].activation_options["mode"] == "static"
     )
     assert by_form["adaptive"].activation_options["mode"] == "adaptive"
-    assert {c.seed for c in by_form.values()} == {1} and by_form["static"].depth == preset.mlp_depth
+    assert {c.seed for c in by_form.values()} == {1} and by_form["static"].depth == 2
     with pytest.raises(ValueError, match="seeds"):
         preset.with_seeds(0)
+    assert preset.with_seeds(3).seeds == (0, 1, 2)
 
 
 # ----- analysis (hand-computed oracles) ----------------------------------------------------------
@@ -223,74 +241,151 @@ def test_within_form_permutation_p_value_matches_the_exact_null() -> None:
 # ----- the whole pipeline ---------------------------------------------------------------------------
 
 
-def test_reproduce_writes_the_run_folder(tmp_path) -> None:
+def _histories(folder) -> dict[str, dict]:
+    """{run file name: history} of a sweep folder's runs."""
+    return {path.name: json.loads(path.read_text())["history"] for path in (folder / "runs").iterdir()}
+
+
+def test_reproduce_writes_the_sweep_folder(tmp_path) -> None:
     out = tmp_path / "run"
-    results = reproduce(tiny_preset(), out, progress=False)
-    assert sorted(p.name for p in out.iterdir()) == ["figures", "report.md", "results.csv", "results.json"]
+    results = reproduce(tiny_grid(), out, progress=False)
+    names = ["figures", "grid.json", "report.md", "results.csv", "results.json", "runs"]
+    assert sorted(p.name for p in out.iterdir()) == names
+    runs = sorted(p.name for p in (out / "runs").iterdir())
+    assert runs == sorted(spec.file_name for spec in tiny_grid().runs(backend.get_device())) and len(runs) == 24
     figures = sorted(p.name for p in (out / "figures").iterdir())
     assert "signal_propagation.png" in figures and "loss_curves_resmlp.png" in figures
     assert all((out / "figures" / name).stat().st_size > 1000 for name in figures)
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left
+    assert not [p for p in out.rglob(".*")]  # no temporary file left
 
     saved = json.loads((out / "results.json").read_text())
     assert saved["status"] == "completed" and len(saved["runs"]) == 24
     assert saved["settings"]["seeds"] == [0, 1] and "numpy" in saved["versions"]
+    assert saved["settings"]["executor"] == "in this process"
     with open(out / "results.csv") as file:
         rows = list(csv.DictReader(file))
     assert len(rows) == 24 and {r["form"] for r in rows} == {"vanilla", "static", "adaptive"}
+    assert {r["width"] for r in rows} == {"8"} and {r["depth"] for r in rows} == {"1", "2"}
 
     report = (out / "report.md").read_text()
     for name in figures:
         assert f"(figures/{name})" in report
     assert "| MLP" in report and "Spearman" in report and "python" in report
     table = summary_text(results)
-    assert "relu" in table and "static - vanilla" in table
+    assert "relu" in table and "static - vanilla" in table and "over 2 seeds" in table
 
 
 def test_cnn_quick_preset_and_a_tiny_resnet1d_grid_write_the_same_report(tmp_path) -> None:
     cnn = PRESETS["cnn-quick"]
-    assert cnn.architectures == ("resnet1d",) and cnn.dataset == "mnist1d" and cnn.seeds >= 3
+    assert cnn.architectures == ("resnet1d",) and cnn.dataset == "mnist1d" and len(cnn.seeds) >= 3
     assert cnn.forms == ("vanilla", "static", "adaptive") and "swish" in cnn.activations
     config = cnn.runs()[0].config
-    assert (config.architecture, config.depth, config.width) == ("resnet1d", cnn.cnn_depth, cnn.width)
+    assert (config.architecture, config.depth, config.width) == ("resnet1d", 1, 32)
     out = tmp_path / "run"
-    tiny = tiny_preset(architectures=("resnet1d",), activations=("swish",), width=4, cnn_depth=1)
+    tiny = tiny_grid(
+        architectures=("resnet1d",), activations=("swish",), widths=(4,), depths={"resnet1d": (1,)}
+    )
     reproduce(tiny, out, progress=False)
     assert "loss_curves_resnet1d.png" in {p.name for p in (out / "figures").iterdir()}
     report = (out / "report.md").read_text()
     assert "| 1-D ResNet" in report and "static - vanilla" in report
 
 
-def test_existing_folder_needs_force(tmp_path) -> None:
+def test_a_folder_that_is_not_a_sweep_needs_force(tmp_path) -> None:
     out = tmp_path / "run"
     out.mkdir()
     (out / "old.txt").write_text("keep me")
     with pytest.raises(FileExistsError, match="--force"):
-        reproduce(tiny_preset(seeds=1), out, progress=False)
-    assert (out / "old.txt").exists()
-    reproduce(tiny_preset(seeds=1), out, force=True, progress=False)
+        reproduce(tiny_grid(seeds=(0,)), out, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["old.txt"]
+    reproduce(tiny_grid(seeds=(0,)), out, force=True, progress=False)
     assert not (out / "old.txt").exists() and (out / "report.md").exists()
 
 
+def test_a_folder_of_another_grid_is_refused_naming_what_differs(tmp_path) -> None:
+    out = tmp_path / "run"
+    grid = tiny_grid(activations=("tanh",), architectures=("mlp",), depths=(2,), seeds=(0,))
+    reproduce(grid, out, progress=False)
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    with pytest.raises(FileExistsError) as caught:
+        reproduce(dataclasses.replace(grid, epochs=3, seeds=(0, 1)), out, progress=False)
+    message = str(caught.value)
+    assert "grid.epochs: 2 there, 3 here" in message and "grid.seeds: [0] there, [0, 1] here" in message
+    with pytest.raises(FileExistsError, match=f"device: '{backend.get_device()}' there, 'cuda' here"):
+        reproduce(grid, out, device="cuda", progress=False)
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before  # nothing touched
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        reproduce(grid, tmp_path / "elsewhere", resume=True, progress=False)
+
+
+def _counting_runs(monkeypatch) -> list[RunSpec]:
+    """Make the executors record every run they start; returns the list they append to."""
+    started: list[RunSpec] = []
+    original = executors.run_one
+
+    def counting(spec: RunSpec) -> dict:
+        started.append(spec)
+        return original(spec)
+
+    monkeypatch.setattr(executors, "run_one", counting)
+    return started
+
+
+def test_a_rerun_runs_only_the_missing_runs(tmp_path, monkeypatch) -> None:
+    out = tmp_path / "run"
+    grid = tiny_grid(activations=("tanh",))
+    first = reproduce(grid, out, progress=False)
+    complete = _histories(out)
+    missing = sorted(complete)[::4]  # 3 of the 12 runs
+    for name in missing:
+        (out / "runs" / name).unlink()
+    started = _counting_runs(monkeypatch)
+    notices: list[str] = []
+    again = reproduce(grid, out, progress=False, notice=notices.append)
+    assert sorted(spec.file_name for spec in started) == missing
+    assert notices == [f"resuming {out}: 9 of 12 runs already finished, 3 to run"]
+    assert _histories(out) == complete
+    assert [r["final_test_acc"] for r in again["runs"]] == [r["final_test_acc"] for r in first["runs"]]
+    started.clear()
+    reproduce(grid, out, resume=True, progress=False)  # every run finished: nothing starts
+    assert started == []
+
+
 def test_diverged_runs_are_recorded_not_fatal(tmp_path) -> None:
-    preset = tiny_preset(optimizer="sgd", lr=1e12, seeds=1, activations=("relu",), architectures=("mlp",))
+    preset = tiny_grid(optimizer="sgd", lrs=(1e12,), seeds=(0,), activations=("relu",))
+    preset = dataclasses.replace(preset, architectures=("mlp",), depths=(2,))
     results = reproduce(preset, tmp_path / "run", progress=False)
     assert {r["status"] for r in results["runs"]} == {"diverged"}
     assert all("step" in r["message"] and "layer" in r["message"] for r in results["runs"])
     assert "diverged" in (tmp_path / "run" / "report.md").read_text()
 
 
-def test_parallel_runs_match_serial_runs() -> None:
-    specs = tiny_preset(activations=("tanh",), forms=("vanilla", "adaptive")).runs()
-    serial = sorted(runner.run_all(specs, jobs=1), key=lambda r: (r["architecture"], r["form"], r["seed"]))
-    parallel = sorted(runner.run_all(specs, jobs=2), key=lambda r: (r["architecture"], r["form"], r["seed"]))
-    for a, b in zip(serial, parallel, strict=True):
-        assert a["history"] == b["history"]
+def test_a_run_that_raises_is_recorded_as_failed_and_retried_by_a_rerun(tmp_path, monkeypatch) -> None:
+    grid = tiny_grid(activations=("tanh",), forms=("vanilla", "static"), seeds=(0,))
+    victim = grid.runs(backend.get_device())[1]
+    original = executors.run_one
+
+    def failing(spec: RunSpec) -> dict:
+        if spec == victim:
+            raise MemoryError("out of memory (simulated)")
+        return original(spec)
+
+    monkeypatch.setattr(executors, "run_one", failing)
+    results = reproduce(grid, tmp_path / "run", progress=False)
+    (failed,) = [r for r in results["runs"] if r["status"] == "failed"]
+    assert failed["message"] == "MemoryError: out of memory (simulated)"
+    assert (failed["architecture"], failed["form"]) == (victim.setting, victim.form)
+    assert results["settings"]["failed"] == 1
+    assert "out of memory" in (tmp_path / "run" / "report.md").read_text()
+    monkeypatch.setattr(executors, "run_one", original)
+    started = _counting_runs(monkeypatch)
+    results = reproduce(grid, tmp_path / "run", progress=False)
+    assert started == [victim] and results["settings"]["failed"] == 0
 
 
-def test_interrupted_reproduction_reports_the_finished_runs(tmp_path, monkeypatch) -> None:
+def test_interrupted_reproduction_keeps_and_reports_the_finished_runs(tmp_path, monkeypatch) -> None:
     finished = []
-    original = runner.run_one
+    original = executors.run_one
 
     def run_then_interrupt(spec: RunSpec) -> dict:
         if len(finished) == 5:
@@ -298,11 +393,12 @@ def test_interrupted_reproduction_reports_the_finished_runs(tmp_path, monkeypatc
         finished.append(spec.key)
         return original(spec)
 
-    monkeypatch.setattr(runner, "run_one", run_then_interrupt)
+    monkeypatch.setattr(executors, "run_one", run_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
-        reproduce(tiny_preset(), tmp_path / "run", progress=False)
+        reproduce(tiny_grid(), tmp_path / "run", progress=False)
     results = load_results(tmp_path / "run")
     assert results["status"] == "interrupted" and len(results["runs"]) == 5
+    assert len(list((tmp_path / "run" / "runs").iterdir())) == 5
     assert "interrupted" in (tmp_path / "run" / "report.md").read_text()
 
 
@@ -314,10 +410,70 @@ def test_load_results_turns_null_back_into_nan(tmp_path) -> None:
         load_results(tmp_path / "missing")
 
 
-def test_presets_are_plain_data() -> None:
-    preset = tiny_preset()
-    assert Preset(**preset.to_dict()) == preset
-    assert dataclasses.replace(preset, seeds=5).seeds == 5
+# ----- grids and grid files --------------------------------------------------------------------
+
+
+def test_grids_are_plain_data() -> None:
+    grid = tiny_grid()
+    assert Grid.from_dict(grid.to_dict()) == grid
+    assert dataclasses.replace(grid, seeds=(5,)).seeds == (5,)
+
+
+QUICK_AS_A_FILE = """
+name = "quick"
+description = "the quick preset, written as a grid file"
+architectures = ["mlp", "resmlp"]
+activations = ["relu", "tanh", "sigmoid", "swish", "gelu", "elu"]
+forms = ["vanilla", "static", "adaptive"]
+widths = [64]
+depths = {mlp = [10], resmlp = [4]}
+lrs = [0.001]
+seeds = [0, 1, 2]
+dataset = "mnist1d"
+epochs = 15
+batch_size = 128
+optimizer = "adam"
+"""
+
+
+def test_a_preset_is_a_grid_file(tmp_path) -> None:
+    path = tmp_path / "quick.toml"
+    path.write_text(QUICK_AS_A_FILE)
+    loaded = load_grid(path)
+    assert [s.config for s in loaded.runs()] == [s.config for s in PRESETS["quick"].runs()]
+    assert [s.file_name for s in loaded.runs()] == [s.file_name for s in PRESETS["quick"].runs()]
+
+
+def test_a_varying_width_and_lr_name_the_settings() -> None:
+    grid = tiny_grid(architectures=("mlp",), depths=(2,), widths=(4, 8), lrs=(0.01, 0.1), seeds=(0,))
+    assert grid.settings() == ["mlp w4 lr0.01", "mlp w4 lr0.1", "mlp w8 lr0.01", "mlp w8 lr0.1"]
+    specs = grid.runs()
+    assert len(specs) == 4 * 2 * 3 and len({s.file_name for s in specs}) == len(specs)
+    first = specs[0]
+    assert (first.config.width, first.config.lr, first.setting) == (4, 0.01, "mlp w4 lr0.01")
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ('name = "g"\nactivation = ["relu"]', ["unknown key", "'activation'", "activations"]),
+        ('name = "g"\nseeds = []', ["'seeds'", "empty"]),
+        ('name = "g"\nwidths = 64', ["'widths' must be a list", "64"]),
+        ('name = "g"\nforms = ["vanilla", "scaled"]', ["'scaled'", "static"]),
+        ('name = "g"\nseeds = [1, 1]', ["'seeds'", "repeats 1"]),
+        ('name = "g"\ndepths = {mlp = [3]}', ["depths", "missing ['resmlp']"]),
+        ('name = "g"\nactivations = ["nope"]', ["activation", "nope"]),
+        ('name = "g"\nwidths = [0]', ["width", "0"]),
+        ("description = 'no name'", ["needs a name"]),
+        ('name = "g"\nseeds = [0', ["not valid TOML"]),
+    ],
+)
+def test_bad_grid_files_are_refused_by_name(tmp_path, text: str, words: list[str]) -> None:
+    path = tmp_path / "grid.toml"
+    path.write_text(text)
+    with pytest.raises(GridError) as caught:
+        load_grid(path).runs()
+    assert all(word in str(caught.value) for word in words), str(caught.value)
 
 
 def test_propagation_marks_a_form_whose_e8_map_is_unstable_at_the_start() -> None:
@@ -326,3 +482,12 @@ def test_propagation_marks_a_form_whose_e8_map_is_unstable_at_the_start() -> Non
     assert nswish["unstable_fixed_points"] == [pytest.approx(1.2021, abs=1e-4)]
     ntanh = stability_at_start(theory.normalized("tanh"), 1.0)  # stable q* = 0.861, slope 0.43
     assert not ntanh["unstable"] and ntanh["unstable_fixed_points"] == []
+
+
+def test_the_readme_grid_file_is_a_valid_grid(tmp_path) -> None:
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    (block,) = re.findall(r"```toml\n(.*?)```", readme.read_text(), flags=re.DOTALL)
+    (tmp_path / "widths.toml").write_text(block)
+    grid = load_grid(tmp_path / "widths.toml")
+    assert len(grid.runs()) == 2 * 2 * 3 * 2 * 3  # architectures x activations x forms x widths x seeds
+    assert grid.settings() == ["mlp w16", "mlp w64", "resmlp w16", "resmlp w64"]

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers import default_sigint
 from tests.test_train import _stop_at, small
 from tinynormact import files
 from tinynormact.data import load_dataset
@@ -30,7 +31,8 @@ TINY = [*TINY.split(), "--depth", "2", "--width", "8", "--activation", "tanh", "
 
 def start(*argv: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [COMMAND, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV
+        [COMMAND, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+        preexec_fn=default_sigint,
     )
 
 

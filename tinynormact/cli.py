@@ -1,6 +1,7 @@
 """The ``tinynormact`` command (also ``python -m tinynormact``).
 
-Subcommands: ``reproduce`` (the paper's comparisons and a report), ``train`` (one
+Subcommands: ``reproduce`` (the paper's comparisons and a report), ``sweep`` (a grid file, the
+same report), ``train`` (one
 configuration), ``theory`` (the gains table), ``propagate`` (signal propagation at
 initialization), ``plot`` (redraw a report's figures) and ``data download`` (fetch a dataset's
 archive). ``main(argv)`` returns the exit code (EXIT_CODES): 0 on success, 1 when training
@@ -30,7 +31,8 @@ from tinynormact.backend import np
 from tinynormact.data import download
 from tinynormact.data.cache import DATA_ROOT_VARIABLE
 from tinynormact.data.download import ARCHIVES
-from tinynormact.experiments import PRESETS, load_results, reproduce, summary_text
+from tinynormact.experiments import PRESETS, load_grid, load_results
+from tinynormact.experiments.command import run_grid_command
 from tinynormact.experiments.figures import write_figures
 from tinynormact.experiments.propagation import STATISTICS, measure_network
 from tinynormact.experiments.report import format_table
@@ -55,6 +57,7 @@ EXIT_CODES = {"ok": 0, "diverged": 1, "usage": 2, "unexpected": 3, "interrupted"
 _EXAMPLES = {
     "main": """examples:
   tinynormact reproduce                      # quick preset, report in runs/quick
+  tinynormact sweep my_grid.toml --jobs 4    # a grid of your own, the same report
   tinynormact train --activation nswish --activation-option mode=adaptive --epochs 5
   tinynormact theory --activations relu tanh nswish
   tinynormact propagate --activations tanh ntanh --depth 30 --width 256
@@ -62,8 +65,21 @@ _EXAMPLES = {
   tinynormact data download cifar10""",
     "reproduce": """examples:
   tinynormact reproduce                          # quick preset (about 1 minute on 2 CPU cores)
-  tinynormact reproduce --out runs/demo --force  # replace an existing folder
-  tinynormact reproduce --preset full --device cuda --seeds 5 --out runs/full""",
+  tinynormact reproduce --out runs/demo --force  # start again in an existing folder
+  tinynormact reproduce --preset full --scheduler tcp://10.0.0.5:8786   # on a Dask cluster
+  tinynormact reproduce --preset full --device cuda --seeds 5 --out runs/full
+
+Every finished run is written to the folder at once; the same command on the same folder
+runs only the missing runs (after Ctrl-C, a crash or a lost worker).""",
+    "sweep": """A grid file is TOML: axes (architectures, activations, forms, widths, depths, lrs, seeds)
+and shared settings (dataset, dataset_options, epochs, batch_size, optimizer, rule, center,
+target_loss, ...); see tinynormact.experiments.grid for every key.
+
+examples:
+  tinynormact sweep widths.toml                      # report in runs/<name of the grid>
+  tinynormact sweep widths.toml --jobs 8 --out runs/widths
+  TINYNORMACT_SCHEDULER=tcp://10.0.0.5:8786 tinynormact sweep widths.toml --device cuda
+  tinynormact sweep widths.toml --resume             # finish a sweep that stopped""",
     "train": """Flags override the values of --config; unset fields keep TrainConfig's defaults.
 
 examples:
@@ -182,6 +198,22 @@ def _subparser(subparsers: Any, name: str, help_text: str) -> argparse.ArgumentP
     )
 
 
+def _grid_options(p: argparse.ArgumentParser) -> None:
+    """The options of the subcommands that run a grid."""
+    p.add_argument(
+        "--device", choices=backend.devices(), help="where to train (default: TINYNORMACT_DEVICE, else cpu)"
+    )
+    p.add_argument("--out", type=_path, help="sweep folder (default: runs/<grid name>)")
+    p.add_argument("--jobs", type=_positive_int, help="local workers (default: CPU cores; 1 on cuda)")
+    p.add_argument(
+        "--scheduler",
+        metavar="tcp://HOST:PORT",
+        help="run on this Dask cluster (default: $TINYNORMACT_SCHEDULER unless --jobs is given)",
+    )
+    p.add_argument("--resume", action="store_true", help="require an existing sweep folder to finish")
+    p.add_argument("--force", action="store_true", help="delete the folder's runs and start again")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
@@ -195,14 +227,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _subparser(subparsers, "reproduce", "run the paper's comparisons and write a report")
     p.add_argument("--preset", choices=list(PRESETS), default="quick", help="grid of runs (default: quick)")
-    p.add_argument(
-        "--device", choices=backend.devices(), help="where to train (default: TINYNORMACT_DEVICE, else cpu)"
-    )
-    p.add_argument("--out", type=_path, help="run folder to create (default: runs/<preset>)")
     p.add_argument("--seeds", type=_positive_int, help="number of seeds (default: the preset's)")
-    p.add_argument("--jobs", type=_positive_int, help="worker processes (default: CPU cores; 1 on cuda)")
-    p.add_argument("--force", action="store_true", help="replace an existing run folder")
+    _grid_options(p)
     p.set_defaults(handler=_reproduce)
+
+    p = _subparser(subparsers, "sweep", "run a grid of runs from a TOML file and write a report")
+    p.add_argument("grid", type=Path, help="grid file (TOML)")
+    _grid_options(p)
+    p.set_defaults(handler=_sweep)
 
     p = _subparser(subparsers, "train", "train one configuration")
     p.add_argument("--config", type=_path, help="TOML or JSON file of TrainConfig fields")
@@ -268,16 +300,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    preset = PRESETS[args.preset]
+    grid = PRESETS[args.preset]
     if args.seeds is not None:
-        preset = preset.with_seeds(args.seeds)
-    out = args.out or Path("runs") / preset.name
-    device = args.device or backend.get_device()
-    jobs = args.jobs or (1 if device != "cpu" else len(os.sched_getaffinity(0)))
-    results = reproduce(preset, out, device=device, jobs=jobs, force=args.force)
-    print(summary_text(results))
-    print(f"\nreport: {out / 'report.md'} ({results['wall_time_s']:.0f} s)")
-    return 0
+        grid = grid.with_seeds(args.seeds)
+    return run_grid_command(grid, args.out, args.device, args.jobs, args.scheduler, args.force, args.resume)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    grid = load_grid(args.grid)
+    return run_grid_command(grid, args.out, args.device, args.jobs, args.scheduler, args.force, args.resume)
 
 
 def _train_config(args: argparse.Namespace) -> TrainConfig:

@@ -56,9 +56,10 @@ from tinynormact.experiments.report import summary_rows
 # %% [markdown]
 # ## 1. A preset is data
 #
-# A `Preset` lists the grid (activations, architectures, forms, seeds) and the training
-# settings; `preset.runs()` expands it into one `RunSpec` per run, each holding a complete
-# `TrainConfig`. Here is the quick preset and one of its runs.
+# A preset is a `Grid`: its axes (architectures, activations, forms, widths, depths, learning
+# rates, seeds) and the settings its runs share; `grid.runs()` expands it into one `RunSpec`
+# per run, each holding a complete `TrainConfig`. A TOML file with the same keys is a grid too
+# (`tinynormact sweep GRID.toml`). Here is the quick preset and one of its runs.
 
 # %%
 quick = PRESETS["quick"]
@@ -66,7 +67,7 @@ print(quick.description)
 runs = quick.runs()
 print(
     f"{len(runs)} runs = {len(quick.architectures)} architectures x {len(quick.activations)} activations"
-    f" x {len(quick.forms)} forms x {quick.seeds} seeds"
+    f" x {len(quick.forms)} forms x {len(quick.seeds)} seeds"
 )
 example = next(r for r in runs if r.form == "adaptive")
 print("\none run:", example.key)
@@ -75,17 +76,20 @@ print(json.dumps(example.config.to_dict(), indent=1))
 # %% [markdown]
 # ## 2. Run it
 #
-# `reproduce(preset, out, device, jobs)` trains every run (in `jobs` worker processes; each run
-# is seeded by its own config, so the numbers do not depend on `jobs`), measures signal
-# propagation at initialization, analyses the results and writes a **run folder**:
+# `reproduce(preset, out, device, jobs)` trains every run (on `jobs` local Dask workers, or a
+# cluster with `scheduler=`; each run is seeded by its own config, so the numbers do not depend
+# on where it ran), measures signal propagation at initialization, analyses the results and
+# writes a **sweep folder**:
 #
 # - `report.md`: the tables, the figures and the settings, readable on its own;
 # - `results.json`: everything, including every run's history, for your own analysis;
 # - `results.csv`: one line per run;
 # - `figures/`: loss curves, accuracies, paired differences, signal propagation, and
-#   convergence speed against the property measure.
+#   convergence speed against the property measure;
+# - `runs/`: one file per run, written the moment it finishes, and `grid.json`.
 #
-# The folder is written atomically: a reader never sees half a report.
+# Running the same call on the same folder runs only the runs it lacks (after Ctrl-C or a
+# crash); `force=True` starts again.
 #
 # Running the full quick preset takes about three minutes on two CPU cores. In fast mode (the
 # test suite) we run a shrunken copy instead, made with `dataclasses.replace`: two activations,
@@ -99,11 +103,10 @@ if FAST:
         name="tutorial-fast",
         activations=("relu", "sigmoid"),
         dataset_options={"num_samples": 1000},
-        mlp_depth=4,
-        resmlp_depth=2,
-        width=16,
+        depths={"mlp": (4,), "resmlp": (2,)},
+        widths=(16,),
         epochs=2,
-        seeds=1,
+        seeds=(0,),
         propagation_depth=6,
         propagation_width=64,
         propagation_batch=64,
@@ -244,12 +247,13 @@ if not FAST:
 # hours on a CPU, much less on a GPU (tutorial 7). From Python, `dataclasses.replace` makes any
 # variant of a preset, as in section 2. Examples:
 #
-# - more seeds, for tighter paired differences: `dataclasses.replace(quick, seeds=10)` or
-#   `quick.with_seeds(10)`;
+# - more seeds, for tighter paired differences: `dataclasses.replace(quick, seeds=tuple(range(10)))`
+#   or `quick.with_seeds(10)`;
 # - another rule or centring for the normalized forms: `rule="forward"`, `center=True`;
 # - another dataset: `dataset="cifar10", dataset_options={"path": "/data/cifar-10-batches-py"}`
 #   (the file datasets need a local copy; see `tinynormact.data.load_dataset`);
-# - more processes: `reproduce(preset, out, jobs=8)`.
+# - more workers: `reproduce(preset, out, jobs=8)`, or a Dask cluster:
+#   `reproduce(preset, out, scheduler="tcp://HOST:8786")` (README, Sweeps).
 #
 # A single run with your own settings is `tinynormact.train.train(TrainConfig(...))`, or
 # `tinynormact train --activation nswish --depth 10 --epochs 5` on the command line.
@@ -271,7 +275,7 @@ if not FAST:
 #    against $|\log\kappa|$ of the vanilla activation. Is there a trend?
 # 3. How many seeds would you need to detect a true difference of 1 accuracy point, if the
 #    paired differences have a standard deviation of 2 points? (Use the $t$ rule above.)
-# 4. Make a preset with `architectures=("mlp",)` and `mlp_depth=20`. Which activations' vanilla
+# 4. Make a grid with `architectures=("mlp",)` and `depths=(20,)`. Which activations' vanilla
 #    forms stop training altogether, and do their normalized forms still train?
 # 5. Read `tinynormact/experiments/analysis.py` and change the convergence measure from the
 #    mean training loss to the epochs needed to reach the target loss. Does the correlation

@@ -31,7 +31,7 @@ import scipy.stats
 
 from tinynormact import theory
 from tinynormact.backend import np
-from tinynormact.experiments.presets import FORMS
+from tinynormact.experiments.grid import FORMS
 
 __all__ = [
     "MEASURES",
@@ -63,8 +63,11 @@ def mean_std(values: Iterable[float]) -> tuple[float, float, int]:
 
 
 def outcome(run: dict[str, Any]) -> str:
-    """ "diverged" (NaN or Inf stopped it), "failed to train" (it finished, but its final train
-    loss is above the untrained network's, history["train_loss"][0]) or "trained"."""
+    """ "did not finish" (its worker died too often, or it raised: status "failed"), "diverged"
+    (NaN or Inf stopped it), "failed to train" (it finished, but its final train loss is above
+    the untrained network's, history["train_loss"][0]) or "trained"."""
+    if run["status"] == "failed":
+        return "did not finish"
     if run["status"] != "completed":
         return "diverged"
     return "failed to train" if run["final_train_loss"] > run["history"]["train_loss"][0] else "trained"

@@ -75,7 +75,8 @@ def loss_curves_figure(results: dict[str, Any], architecture: str) -> Figure:
         if ax.get_legend_handles_labels()[0]:  # no line when every run diverged
             ax.legend(fontsize="small")
     figure.suptitle(
-        f"{ARCH_TITLES[architecture]}: train loss (mean over seeds, range shaded; dotted: target loss)"
+        f"{ARCH_TITLES.get(architecture, architecture)}: "
+        "train loss (mean over seeds, range shaded; dotted: target loss)"
     )
     return figure
 
@@ -105,7 +106,7 @@ def _bar_panels(
             offset = (k - (len(forms) - 1) / 2) * width
             ax.bar(x + offset, means, width, yerr=spans, capsize=2, color=FORM_COLORS[form], label=form)
         ax.set_xticks(x, preset["activations"])
-        ax.set_title(ARCH_TITLES[arch])
+        ax.set_title(ARCH_TITLES.get(arch, arch))
         ax.set_ylabel(ylabel)
         ax.legend(fontsize="small")
         panels.append(rows)
@@ -193,8 +194,9 @@ def convergence_figure(results: dict[str, Any]) -> Figure:
             style = {"color": FORM_COLORS[point["form"]], "marker": marker[point["activation"]]}
             ax.scatter(point["x"], point["y"], s=30, alpha=0.85, **style)
         statistic, p = entry["statistic"], entry["p_holm"]
+        title = ARCH_TITLES.get(entry["architecture"], entry["architecture"])
         ax.set_title(
-            f"{ARCH_TITLES[entry['architecture']]}: within-form Spearman {_fmt(statistic, 2)}\n"
+            f"{title}: within-form Spearman {_fmt(statistic, 2)}\n"
             f"(Holm p = {_fmt(p, 3)})",
             fontsize="medium",
         )
@@ -269,7 +271,7 @@ def _fmt(value: float | None, digits: int) -> str:
 def figures(results: dict[str, Any]) -> dict[str, Callable[[], Figure]]:
     """{file name: function drawing the figure} for every figure of ``results``."""
     named: dict[str, Callable[[], Figure]] = {
-        f"loss_curves_{arch}.png": functools.partial(loss_curves_figure, results, arch)
+        f"loss_curves_{arch.replace(' ', '_')}.png": functools.partial(loss_curves_figure, results, arch)
         for arch in results["preset"]["architectures"]
     }
     named["accuracy.png"] = functools.partial(accuracy_figure, results)

@@ -21,6 +21,9 @@ _CSV_RUN_COLUMNS = (
     "activation",
     "form",
     "seed",
+    "width",
+    "depth",
+    "lr",
     "status",
     "outcome",
     "final_train_loss",
@@ -29,6 +32,7 @@ _CSV_RUN_COLUMNS = (
     "mean_train_loss",
     "epochs_to_target",
     "seconds",
+    "config_hash",
 )
 
 
@@ -139,7 +143,7 @@ def _significance_note(results: dict[str, Any]) -> str:
 def summary_text(results: dict[str, Any]) -> str:
     """The summary printed on the console."""
     header, rows = summary_rows(results)
-    seeds = results["preset"]["seeds"]
+    seeds = len(results["settings"]["seeds"])
     title = (
         f"Final test accuracy (%), mean +- std over {seeds} seeds (runs that trained); differences "
         "paired by seed in points [95% t interval], *: Holm-corrected p < 0.05"
@@ -250,6 +254,12 @@ def _not_trained_list(results: dict[str, Any]) -> str:
         for r, kind in rows
         if kind == "failed to train"
     ]
+    lines += [
+        f"- {r['architecture']} {r['activation']} {r['form']} seed {r['seed']}: did not finish: "
+        f"{r['message']}"
+        for r, kind in rows
+        if kind == "did not finish"
+    ]
     if not lines:
         return "Every run trained: none diverged, and every final train loss is below the initial one."
     return "\n".join(lines)
@@ -267,7 +277,7 @@ def _settings(results: dict[str, Any]) -> str:
 def markdown_report(results: dict[str, Any], figures: Sequence[str]) -> str:
     """report.md: the tables, the figures (``figures`` are file names under figures/), the
     settings, the software versions and the seeds."""
-    preset = results["preset"]
+    preset, n_seeds = results["preset"], len(results["settings"]["seeds"])
     header, rows = summary_rows(results)
     status = ""
     if results["status"] != "completed":
@@ -276,7 +286,7 @@ def markdown_report(results: dict[str, Any], figures: Sequence[str]) -> str:
     loss_figures = "\n\n".join(figure[n] for n in figures if n.startswith("loss_curves"))
     return f"""# tinynormact reproduction: normalized vs vanilla activations
 
-Preset `{preset["name"]}` on {preset["dataset"]}, seeds {", ".join(map(str, results["settings"]["seeds"]))},
+Grid `{preset["name"]}` on {preset["dataset"]}, seeds {", ".join(map(str, results["settings"]["seeds"]))},
 device `{results["settings"]["device"]}`, wall time {results["wall_time_s"]:.0f} s.
 Forms: *vanilla* phi; *static* lambda (phi - mu) with lambda from the Gaussian moments at q = 1
 (THEORY E15, rule `{preset["rule"]}`, centring {preset["center"]}); *adaptive* lambda from batch
@@ -289,7 +299,7 @@ Mean +- std over the seeds that trained (%); the differences are normalized minu
 seed (points), with a 95% t interval; * marks a difference whose paired t-test p-value stays
 below 0.05 after Holm's step-down correction across the {_tested(results)} differences of the table that have
 two or more pairs.
-With {preset["seeds"]} seeds an interval is wide and a correction is strict: read a difference without *
+With {n_seeds} seeds an interval is wide and a correction is strict: read a difference without *
 as not established, not as absent.
 
 {format_table(header, rows, markdown=True)}

@@ -1,11 +1,12 @@
-"""``reproduce``: run a preset's grid, analyse it and write the run folder.
+"""``reproduce``: run a grid into its sweep folder (``sweep``), analyse every run, write the report.
 
-The folder holds results.json (everything, including every run's history), results.csv (one
-line per run), figures/*.png and report.md. It is assembled in a temporary folder next to the
-target and renamed into place at the end, so a reader never sees half a report; an existing
-folder is replaced only with ``force=True``. Ctrl-C stops the runs, writes the report of the
-runs that finished (status "interrupted") and re-raises KeyboardInterrupt. The folder is locked
-for the whole reproduction (``folder_lock``), and the place it is written to is created and
+Each run is written into the sweep folder the moment it finishes, so a sweep that stops
+(Ctrl-C, a crash, a lost machine) keeps every finished run: running the same command on the
+same folder runs only the others, then reports all of them. The report (results.json with every
+run's history, results.csv with one line per run, figures/*.png, report.md) is rewritten from
+the folder's runs at the end, each file atomically, report.md last. After Ctrl-C the report of
+the runs that finished is written (status "interrupted") and KeyboardInterrupt re-raised. The
+folder is locked for the whole reproduction (``folder_lock``), and the place it goes is
 test-written before the first run, so a wrong ``out`` fails at once, not after all the training.
 """
 
@@ -13,17 +14,11 @@ from __future__ import annotations
 
 import datetime
 import importlib.metadata
-import json
-import math
 import os
 import platform
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
-
-from tqdm import tqdm
 
 import tinynormact
 from tinynormact.data import load_dataset
@@ -34,21 +29,23 @@ from tinynormact.experiments.analysis import (
     theory_table,
 )
 from tinynormact.experiments.figures import write_figures
-from tinynormact.experiments.presets import Preset
+from tinynormact.experiments.grid import Grid
 from tinynormact.experiments.propagation import signal_propagation
 from tinynormact.experiments.report import markdown_report, runs_csv
-from tinynormact.experiments.runner import run_all
+from tinynormact.experiments.sweep import run_sweep
+from tinynormact.experiments.sweep_folder import read_json
 from tinynormact.files import check_writable, write_json_atomic, write_text_atomic
 from tinynormact.folder_lock import folder_lock
 from tinynormact.train import using_device
 
-__all__ = ["analyse", "load_results", "reproduce", "software_versions", "write_run_folder"]
+__all__ = ["analyse", "load_results", "reproduce", "software_versions", "write_report"]
 
 
 def software_versions(device: str) -> dict[str, str]:
     """Versions of Python, the libraries used, and the machine."""
     versions = {"python": platform.python_version(), "tinynormact": tinynormact.__version__}
-    for package in ("numpy", "scipy", "matplotlib", "mnist1d") + (("cupy",) if device == "cuda" else ()):
+    packages = ("numpy", "scipy", "matplotlib", "mnist1d", "distributed")
+    for package in packages + (("cupy",) if device == "cuda" else ()):
         try:
             versions[package] = importlib.metadata.version(package if package != "cupy" else "cupy-cuda12x")
         except importlib.metadata.PackageNotFoundError:
@@ -64,133 +61,100 @@ def analyse(results: dict[str, Any]) -> None:
     results["correlation"] = convergence_vs_property(results["aggregates"], results["theory"])
 
 
-def _check_target(out: Path, force: bool) -> None:
-    if out.exists() and not (force and out.is_dir()):
-        hint = "; pass --force to replace it" if out.is_dir() else " and is not a folder"
-        raise FileExistsError(f"output folder {out} already exists{hint}")
-
-
-def write_run_folder(results: dict[str, Any], out: Path, force: bool = False) -> None:
-    """Write results.json, results.csv, figures/ and report.md into ``out``, atomically."""
+def write_report(results: dict[str, Any], out: Path) -> None:
+    """Write results.json, results.csv, figures/ and report.md into the folder ``out``, each file
+    atomically and report.md last."""
     out = Path(out)
-    _check_target(out, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
-    umask = os.umask(0)  # mkdtemp makes the folder private; give it the usual permissions
-    os.umask(umask)
-    os.chmod(staging, 0o777 & ~umask)
-    try:
-        write_json_atomic(staging / "results.json", results)
-        write_text_atomic(staging / "results.csv", runs_csv(results))
-        figures = write_figures(results, staging / "figures")
-        write_text_atomic(staging / "report.md", markdown_report(results, figures))
-        _check_target(out, force)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
-            os.replace(out, old / out.name)
-            os.replace(staging, out)
-            shutil.rmtree(old)
-        else:
-            os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    write_json_atomic(out / "results.json", results)
+    write_text_atomic(out / "results.csv", runs_csv(results))
+    figures = write_figures(results, out / "figures")
+    write_text_atomic(out / "report.md", markdown_report(results, figures))
 
 
 def load_results(folder: str | Path) -> dict[str, Any]:
-    """The results.json of a run folder, with JSON's nulls turned back into NaN (results.json
-    stores NaN as null), ready for the figures. Raises ValueError when it is missing or broken."""
+    """The results.json of a sweep folder, with JSON's nulls turned back into NaN, ready for the
+    figures. Raises ValueError when it is missing or broken."""
     path = Path(folder) / "results.json"
-    try:
-        return _nan_for_null(json.loads(path.read_text()))
-    except FileNotFoundError:
-        raise ValueError(f"{path} does not exist; give a folder written by tinynormact reproduce") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not valid JSON ({exc})") from None
-
-
-def _nan_for_null(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _nan_for_null(v) for key, v in value.items()}
-    if isinstance(value, list):
-        return [_nan_for_null(v) for v in value]
-    return math.nan if value is None else value
+    if not path.exists():
+        raise ValueError(f"{path} does not exist; give a folder written by tinynormact reproduce or sweep")
+    return read_json(path)
 
 
 def reproduce(
-    preset: Preset,
+    grid: Grid,
     out: str | Path,
     device: str = "cpu",
     jobs: int = 1,
+    scheduler: str | None = None,
     force: bool = False,
+    resume: bool = False,
     progress: bool | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
-    """Run ``preset`` on ``device`` with ``jobs`` processes and write the run folder ``out``.
-
-    Returns the results dict (the content of results.json). ``progress``: a progress bar over
-    the runs (None: only on a terminal).
-    """
+    """``sweep.run_sweep`` (same arguments; ``options``: its ``notice``), then the analysis and
+    the report of every run in the folder ``out``. Returns the results dict (the content of
+    results.json); re-raises KeyboardInterrupt after reporting an interrupted sweep."""
     out = Path(out)
     if str(out) in ("", "."):
         raise ValueError(f"the output folder must be a new folder's name, got {str(out)!r}")
-    _check_target(out, force)  # fail before spending minutes, and again when writing
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
-    check_writable(out.parent)  # where the folder is assembled
+    check_writable(out.parent)  # fail before spending minutes, not when writing the report
     with folder_lock(out):
-        return _reproduce(preset, out, device, jobs, force, progress)
+        return _reproduce(grid, out, device, jobs, scheduler, force, resume, progress, **options)
 
 
 def _reproduce(
-    preset: Preset, out: Path, device: str, jobs: int, force: bool, progress: bool | None
+    grid: Grid,
+    out: Path,
+    device: str,
+    jobs: int,
+    scheduler: str | None,
+    force: bool,
+    resume: bool,
+    progress: bool | None,
+    **options: Any,
 ) -> dict[str, Any]:
     start = time.perf_counter()
+    started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    outcome = run_sweep(grid, out, device, jobs, scheduler, force, resume, progress, **options)
     with using_device(device):
-        splits = load_dataset(preset.dataset, **preset.dataset_options)  # also fills the data cache
+        splits = load_dataset(grid.dataset, **grid.dataset_options)
         propagation = signal_propagation(
-            preset.activations,
-            preset.forms,
-            preset.propagation_depth,
-            preset.propagation_width,
-            preset.propagation_batch,
-            preset.rule,
-            preset.center,
+            grid.activations,
+            grid.forms,
+            grid.propagation_depth,
+            grid.propagation_width,
+            grid.propagation_batch,
+            grid.rule,
+            grid.center,
         )
-    specs = preset.runs(device)
+    runs = outcome.runs
+    preset = grid.to_dict()
+    preset["architectures"] = grid.settings()  # the report's groups (RunSpec.setting)
     results: dict[str, Any] = {
-        "status": "completed",
-        "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "preset": preset.to_dict(),
+        "status": outcome.status,
+        "started": started,
+        "preset": preset,
         "settings": {
             "device": device,
-            "jobs": jobs,
-            "seeds": list(range(preset.seeds)),
-            "runs": len(specs),
+            "executor": outcome.executor,
+            "seeds": list(grid.seeds),
+            "runs": len(grid.runs(device)),
+            "runs_this_session": outcome.ran,
+            "failed": sum(r["status"] == "failed" for r in runs),
             "train_examples": len(splits.train),
             "test_examples": len(splits.test),
             "features": int(splits.train.x.shape[1]),
             "classes": splits.train.n_classes,
         },
         "versions": software_versions(device),
-        "theory": theory_table(preset.activations, preset.rule, preset.center),
+        "theory": theory_table(grid.activations, grid.rule, grid.center),
         "propagation": propagation,
-        "runs": [],
+        "runs": runs,
     }
-    order = {spec.key: i for i, spec in enumerate(specs)}
-    try:
-        for record in tqdm(run_all(specs, jobs), total=len(specs), unit="run", disable=_disabled(progress)):
-            results["runs"].append(record)
-    except KeyboardInterrupt:
-        results["status"] = "interrupted"
-    results["runs"].sort(key=lambda r: order[(r["architecture"], r["activation"], r["form"], r["seed"])])
     analyse(results)
+    results["settings"]["run_seconds_total"] = sum(r["seconds"] for r in runs if r["status"] != "failed")
     results["wall_time_s"] = time.perf_counter() - start
-    write_run_folder(results, out, force)
-    if results["status"] == "interrupted":
-        raise KeyboardInterrupt(f"the {len(results['runs'])} runs that finished are reported in {out}")
+    write_report(results, out)
+    if outcome.status == "interrupted":
+        raise KeyboardInterrupt
     return results
-
-
-def _disabled(progress: bool | None) -> bool | None:
-    """tqdm's ``disable``: None shows the bar only on a terminal."""
-    return None if progress is None else not progress

@@ -64,7 +64,10 @@ def first_nonfinite_parameter(model: Module) -> str | None:
     """The name of the first parameter of ``model`` holding NaN or Inf (None when all are
     finite), with one host synchronisation in the common case."""
     params = list(model.named_parameters())
-    if not params or math.isfinite(float(_sum_of_squares([p.data for _, p in params], params[0][1].data))):
+    if not params:
+        return None
+    squares = backend.to_numpy(_sum_of_squares([p.data for _, p in params], params[0][1].data))
+    if math.isfinite(squares):
         return None
     return next((name for name, p in params if not all_finite(p.data)), None)
 

@@ -1,0 +1,233 @@
+"""Where the runs of a grid execute: this process, local workers, or a Dask cluster.
+
+``open_executor(jobs, scheduler)`` chooses one and closes it afterwards; every executor has the
+one method ``run(specs)``, which yields ``(spec, record)`` as each run finishes, in whatever order
+they finish, so the caller writes each record at once. A run that raised or whose worker died
+is yielded as a "failed" record with the reason (``runner.failed_record``), never raised.
+
+- ``InProcess`` (``jobs == 1``, no scheduler): one run after the other, here.
+- ``DaskExecutor``: ``jobs > 1`` starts a ``distributed.LocalCluster`` of ``jobs`` worker
+  processes with one thread each; ``scheduler`` (``tcp://HOST:PORT``) connects to a running
+  cluster instead (the command line also reads it from ``TINYNORMACT_SCHEDULER``). A worker that dies
+  mid-run (killed, out of memory) costs only that attempt: the scheduler gives the run to
+  another worker, up to ``distributed.scheduler.allowed-failures`` times (Dask's default: 3),
+  then the run is recorded as failed with the reason.
+- ``ProcessPool``: the fallback for ``jobs > 1`` without Dask installed (``pip install
+  "tinynormact[cluster]"``): a pool of ``jobs`` spawned processes, with no retries (a killed
+  process stops the sweep; the runs finished before are kept in the sweep folder).
+
+Workers run with the BLAS thread pools limited to one thread each (OMP_NUM_THREADS and friends,
+set before they import NumPy): small matrix products gain nothing from threads, and N workers
+times M threads would oversubscribe the cores. Dask's nanny does the same for ``dask worker``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import re
+import signal
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
+
+from tqdm import tqdm
+
+from tinynormact.experiments.grid import RunSpec
+from tinynormact.experiments.runner import failed_record, run_one
+
+__all__ = [
+    "SCHEDULER_VARIABLE",
+    "check_scheduler_address",
+    "DaskExecutor",
+    "Executor",
+    "InProcess",
+    "ProcessPool",
+    "dask_available",
+    "open_executor",
+]
+
+SCHEDULER_VARIABLE = "TINYNORMACT_SCHEDULER"
+CLUSTER_EXTRA = 'pip install "tinynormact[cluster]"'
+CONNECT_TIMEOUT_S = 3
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+_ADDRESS = re.compile(r"^(tcp|tls|inproc|ucx)://[^\s/:]+:\d+$")
+
+Outcome = tuple[RunSpec, dict[str, Any]]
+
+
+class Executor(Protocol):
+    description: str
+
+    def run(self, specs: Sequence[RunSpec]) -> Iterator[Outcome]: ...
+
+
+def _run_or_fail(spec: RunSpec) -> Outcome:
+    """``run_one``, with an exception turned into the run's failed record."""
+    try:
+        return spec, run_one(spec)
+    except Exception as exc:  # a failed run is recorded with its reason, the sweep goes on
+        return spec, failed_record(spec, f"{type(exc).__name__}: {exc}")
+
+
+class InProcess:
+    """Every run here, one after the other."""
+
+    description = "in this process"
+
+    def run(self, specs: Sequence[RunSpec]) -> Iterator[Outcome]:
+        for spec in specs:
+            yield _run_or_fail(spec)
+
+
+class ProcessPool:
+    """``jobs`` spawned processes (the fallback without Dask); no retries."""
+
+    def __init__(self, jobs: int) -> None:
+        self.jobs = jobs
+        self.description = f"{jobs} worker processes (multiprocessing; Dask is not installed)"
+
+    def run(self, specs: Sequence[RunSpec]) -> Iterator[Outcome]:
+        if not specs:
+            return
+        with _single_threaded_children():
+            pool = multiprocessing.get_context("spawn").Pool(min(self.jobs, len(specs)), _init_pool_worker)
+        try:
+            yield from pool.imap_unordered(_run_or_fail, specs)
+        except BaseException:  # Ctrl-C or an error: stop the workers now
+            pool.terminate()
+            raise
+        else:  # let the workers exit on their own, running their clean-up
+            pool.close()
+        finally:
+            pool.join()
+
+
+def _init_pool_worker() -> None:
+    """Pool workers ignore Ctrl-C (the parent stops them) and give tqdm a thread lock: its
+    default multiprocessing lock would be a named semaphore that a stopped worker leaks."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    tqdm.set_lock(threading.RLock())
+
+
+@contextlib.contextmanager
+def _single_threaded_children() -> Iterator[None]:
+    """Set the BLAS thread variables to 1 (where unset) for the processes started inside."""
+    unset = [name for name in _THREAD_VARIABLES if name not in os.environ]
+    os.environ.update({name: "1" for name in unset})
+    try:
+        yield
+    finally:
+        for name in unset:
+            os.environ.pop(name, None)
+
+
+class DaskExecutor:
+    """Runs submitted to a Dask cluster through ``client``; results consumed as they complete."""
+
+    def __init__(self, client: Any, description: str) -> None:
+        self.client = client
+        self.description = description
+
+    def run(self, specs: Sequence[RunSpec]) -> Iterator[Outcome]:
+        from distributed import as_completed
+
+        futures = {
+            self.client.submit(run_one, spec, key=f"run-{i}-{spec.file_name}", pure=False): spec
+            for i, spec in enumerate(specs)
+        }
+        try:
+            for future in as_completed(futures, loop=self.client.loop):
+                spec = futures[future]
+                try:
+                    yield spec, future.result()
+                except Exception as exc:  # the run raised, or its worker died too often
+                    yield spec, failed_record(spec, _failure_reason(exc))
+        finally:  # Ctrl-C, an error, or the caller stopped early: drop what is still queued
+            self.client.cancel(list(futures), force=True)
+
+
+def _failure_reason(exc: Exception) -> str:
+    from distributed import KilledWorker
+
+    if isinstance(exc, KilledWorker):
+        return f"its worker died on every attempt (killed, or out of memory): {exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def dask_available() -> bool:
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def check_scheduler_address(address: str | None) -> None:
+    """Raise ValueError unless ``address`` is None or looks like ``tcp://HOST:PORT``."""
+    if address is not None and not _ADDRESS.match(address):
+        raise ValueError(f"scheduler {address!r} is not a scheduler address; expected tcp://HOST:PORT")
+
+
+@contextlib.contextmanager
+def open_executor(jobs: int = 1, scheduler: str | None = None) -> Iterator[Executor]:
+    """The executor for ``jobs`` local workers or the cluster at ``scheduler`` (see the module
+    docstring), closed (its local workers stopped) on the way out, Ctrl-C included."""
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
+    check_scheduler_address(scheduler)
+    address = scheduler
+    if address is None and jobs == 1:
+        yield InProcess()
+        return
+    if not dask_available():
+        if address is not None:
+            raise ImportError(f"connecting to a Dask scheduler needs Dask: {CLUSTER_EXTRA}")
+        yield ProcessPool(jobs)
+        return
+    with _dask_client(jobs, address) as (client, description):
+        yield DaskExecutor(client, description)
+
+
+@contextlib.contextmanager
+def _dask_client(jobs: int, address: str | None) -> Iterator[tuple[Any, str]]:
+    import dask
+    from distributed import Client
+
+    if address is not None:
+        try:
+            client = Client(address, timeout=f"{CONNECT_TIMEOUT_S}s", set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise OSError(f"cannot reach the Dask scheduler at {address} ({first_line})") from None
+        with client:
+            workers = len(client.scheduler_info().get("workers", {}))
+            yield client, f"the Dask cluster at {address} ({workers} workers now)"
+        return
+    blas = {name: "1" for name in _THREAD_VARIABLES}
+    # Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in its workers: glibc then hands freed
+    # arrays back to the system and faults them in again at every step, which made our runs
+    # about 1.8x slower (README, Sweeps); the workers keep glibc's default instead.
+    keep_malloc_default = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+    with dask.config.set(keep_malloc_default):  # read once, by each nanny as it starts
+        cluster = _local_cluster(jobs, blas)
+    with cluster, Client(cluster, set_as_default=False) as client:
+        yield client, f"a local Dask cluster of {jobs} worker processes"
+
+
+def _local_cluster(jobs: int, env: dict[str, str]) -> Any:
+    import logging
+
+    from distributed import LocalCluster
+
+    return LocalCluster(
+        n_workers=jobs,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",  # its HTTP server (metrics) on a free port, no dashboard
+        scheduler_kwargs={"dashboard": False},
+        silence_logs=logging.CRITICAL,  # failures are recorded with their reasons; no log noise
+        env=env,
+    )

@@ -1,0 +1,268 @@
+"""Grids of runs: the axes of a sweep and the settings its runs share, from a preset or a TOML file.
+
+A ``Grid`` expands into one ``RunSpec`` per point of its axes, in a fixed order:
+architecture x activation x form x width x depth x learning rate x seed. The form of an
+activation is "vanilla" (phi), "static" (n<phi> with lambda from the Gaussian moments, THEORY
+E15) or "adaptive" (n<phi> with lambda from batch statistics, E16). ``depths`` is either one list
+for every architecture or a table ``{architecture = [depths]}`` (hidden layers for "mlp",
+residual blocks for "resmlp"), so architectures of different kinds sit in one grid.
+
+A grid file is TOML whose keys are the fields of ``Grid``; every key is optional except
+``name``, and an unknown key or an empty axis is refused by name::
+
+    name = "widths"
+    description = "does normalization help more in narrow networks?"
+    architectures = ["mlp"]
+    activations = ["tanh", "swish"]
+    forms = ["vanilla", "static"]
+    widths = [16, 64]
+    depths = [10]
+    lrs = [0.001]
+    seeds = [0, 1, 2]
+    epochs = 5
+    dataset = "mnist1d"
+    dataset_options = { num_samples = 4000 }
+
+The report groups runs by *setting*: the architecture, followed by the width, depth and
+learning rate where the grid has more than one of them ("mlp w16", "resmlp d4 lr0.01").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tinynormact.train import ConfigError, TrainConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = ["AXES", "FORMS", "Grid", "GridError", "RunSpec", "config_hash", "load_grid"]
+
+FORMS = ("vanilla", "static", "adaptive")
+AXES = ("architectures", "activations", "forms", "widths", "depths", "lrs", "seeds")
+
+
+class GridError(ValueError):
+    """A grid (or grid file) is invalid; the message names the key and what is valid."""
+
+
+def config_hash(config: TrainConfig) -> str:
+    """SHA-256 of the configuration's canonical JSON: the identity of a run's numbers."""
+    text = json.dumps(config.to_dict(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a grid: its coordinates, the setting it is reported under, its configuration."""
+
+    architecture: str
+    activation: str
+    form: str
+    width: int
+    depth: int
+    lr: float
+    seed: int
+    setting: str
+    config: TrainConfig
+
+    @property
+    def key(self) -> tuple[str, str, str, int]:
+        """(setting, activation, form, seed): how the report and the run records name a run."""
+        return (self.setting, self.activation, self.form, self.seed)
+
+    @property
+    def file_name(self) -> str:
+        """The run's file in a sweep folder: its coordinates and the hash of its configuration."""
+        coordinates = f"{self.architecture}_{self.activation}_{self.form}_w{self.width}_d{self.depth}"
+        return f"{coordinates}_lr{self.lr:g}_s{self.seed}_{config_hash(self.config)[:12]}.json"
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A named grid of runs. Axes (tuples, each non-empty): ``architectures``, ``activations``,
+    ``forms``, ``widths``, ``depths`` (a tuple, or a dict architecture -> tuple), ``lrs``,
+    ``seeds``. Shared settings: the dataset, ``epochs``, ``batch_size``, ``optimizer``; ``rule``
+    and ``center`` are the normalization options of the static and adaptive forms;
+    ``target_loss`` is the train loss whose first crossing counts as "converged";
+    ``propagation_*`` size the signal-propagation measurement at initialization."""
+
+    name: str
+    description: str = ""
+    architectures: tuple[str, ...] = ("mlp", "resmlp")
+    activations: tuple[str, ...] = ("relu", "tanh", "sigmoid", "swish", "gelu", "elu")
+    forms: tuple[str, ...] = FORMS
+    widths: tuple[int, ...] = (64,)
+    depths: tuple[int, ...] | dict[str, tuple[int, ...]] = field(
+        default_factory=lambda: {"mlp": (10,), "resmlp": (4,)}
+    )
+    lrs: tuple[float, ...] = (1e-3,)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    dataset: str = "mnist1d"
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 15
+    batch_size: int = 128
+    optimizer: str = "adam"
+    rule: str = "balanced"
+    center: bool = False
+    target_loss: float = 1.0
+    propagation_depth: int = 20
+    propagation_width: int = 256
+    propagation_batch: int = 256
+
+    def __post_init__(self) -> None:
+        for axis in AXES:  # lists are accepted and kept as tuples
+            values = getattr(self, axis)
+            if axis == "depths" and isinstance(values, dict):
+                values = {arch: tuple(v) if isinstance(v, list) else v for arch, v in values.items()}
+                object.__setattr__(self, axis, values)
+                self._check_depth_table(values)
+                continue
+            if isinstance(values, list):
+                values = tuple(values)
+                object.__setattr__(self, axis, values)
+            _check_axis(axis, values)
+        bad_forms = [f for f in self.forms if f not in FORMS]
+        if bad_forms:
+            raise GridError(f"forms: unknown form(s) {bad_forms}; valid forms: {', '.join(FORMS)}")
+        if not isinstance(self.name, str) or not self.name:
+            raise GridError(f"name must be a non-empty string, got {self.name!r}")
+
+    def _check_depth_table(self, table: dict[str, Any]) -> None:
+        missing = [a for a in self.architectures if a not in table]
+        extra = [a for a in table if a not in self.architectures]
+        if missing or extra:
+            raise GridError(
+                f"depths: the table must give the depths of each architecture {list(self.architectures)}"
+                + (f"; missing {missing}" if missing else "")
+                + (f"; not in architectures: {extra}" if extra else "")
+            )
+        for arch, values in table.items():
+            _check_axis(f"depths.{arch}", values)
+
+    def depths_of(self, architecture: str) -> tuple[int, ...]:
+        return tuple(self.depths[architecture] if isinstance(self.depths, dict) else self.depths)
+
+    def with_seeds(self, seeds: int) -> Grid:
+        """A copy with ``seeds`` seeds (0, 1, ..., seeds - 1)."""
+        if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+            raise GridError(f"seeds must be an integer >= 1, got {seeds!r}")
+        return dataclasses.replace(self, seeds=tuple(range(seeds)))
+
+    def config(
+        self,
+        architecture: str,
+        activation: str,
+        form: str,
+        width: int,
+        depth: int,
+        lr: float,
+        seed: int,
+        device: str = "cpu",
+    ) -> TrainConfig:
+        """The training configuration of one point of the grid."""
+        options = {} if form == "vanilla" else {"mode": form, "rule": self.rule, "center": self.center}
+        return TrainConfig(
+            dataset=self.dataset,
+            dataset_options=dict(self.dataset_options),
+            architecture=architecture,
+            activation=activation if form == "vanilla" else "n" + activation,
+            activation_options=options,
+            depth=depth,
+            width=width,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            optimizer=self.optimizer,
+            lr=lr,
+            seed=seed,
+            device=device,
+            target_loss=self.target_loss,
+        )
+
+    def settings(self) -> list[str]:
+        """The report's setting labels, one per (architecture, width, depth, lr) in grid order."""
+        return list(dict.fromkeys(self._setting(*point) for point in self._points()))
+
+    def _points(self) -> list[tuple[str, int, int, float]]:
+        return [
+            (arch, width, depth, lr)
+            for arch in self.architectures
+            for width in self.widths
+            for depth in self.depths_of(arch)
+            for lr in self.lrs
+        ]
+
+    def _setting(self, arch: str, width: int, depth: int, lr: float) -> str:
+        varying = [
+            f"w{width}" if len(self.widths) > 1 else "",
+            f"d{depth}" if any(len(self.depths_of(a)) > 1 for a in self.architectures) else "",
+            f"lr{lr:g}" if len(self.lrs) > 1 else "",
+        ]
+        return " ".join([arch, *(part for part in varying if part)])
+
+    def runs(self, device: str = "cpu") -> list[RunSpec]:
+        """Every run of the grid, in a fixed order; a bad setting raises GridError naming it."""
+        specs = []
+        for arch, width, depth, lr in self._points():
+            for act in self.activations:
+                for form in self.forms:
+                    for seed in self.seeds:
+                        try:
+                            config = self.config(arch, act, form, width, depth, lr, seed, device)
+                        except ConfigError as exc:
+                            raise GridError(f"grid {self.name!r}: {exc}") from None
+                        setting = self._setting(arch, width, depth, lr)
+                        specs.append(RunSpec(arch, act, form, width, depth, lr, seed, setting, config))
+        return specs
+
+    def to_dict(self) -> dict[str, Any]:
+        """The grid as JSON-ready data (lists for tuples); ``Grid.from_dict`` rebuilds it."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "grid") -> Grid:
+        """Build from a dict (a parsed grid file), refusing unknown keys and bad types by name."""
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise GridError(
+                f"{source}: unknown key(s) {', '.join(map(repr, unknown))}; valid keys: {', '.join(known)}"
+            )
+        if "name" not in values:
+            raise GridError(f'{source}: the grid needs a name (name = "...")')
+        try:
+            return cls(**values)
+        except GridError as exc:
+            raise GridError(f"{source}: {exc}") from None
+
+
+def load_grid(path: str | Path) -> Grid:
+    """Read a grid file (TOML); raise GridError naming the file and the problem."""
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GridError(f"cannot read grid file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        values = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise GridError(f"{path}: not valid TOML: {exc}") from None
+    return Grid.from_dict(values, source=str(path))
+
+
+def _check_axis(axis: str, values: Any) -> None:
+    if not isinstance(values, tuple):
+        raise GridError(f"axis {axis!r} must be a list of values, got {values!r}")
+    if not values:
+        raise GridError(f"axis {axis!r} is empty; give at least one value")
+    repeated = sorted({repr(v) for v in values if values.count(v) > 1})
+    if repeated:
+        raise GridError(f"axis {axis!r} repeats {', '.join(repeated)}")

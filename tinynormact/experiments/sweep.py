@@ -1,0 +1,87 @@
+"""Running a grid into its sweep folder: only the runs the folder lacks, each written as it finishes.
+
+``run_sweep`` checks the folder (``sweep_folder``), opens the executor (``executors``; an
+unreachable scheduler fails before the folder is touched), fills the data cache once in this
+process (so local workers do not all download the dataset at once), then submits the missing
+runs and writes each record the moment it arrives, with a progress bar over all runs. Ctrl-C
+stops the workers; the runs written so far stay, and the outcome says "interrupted".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from tinynormact.data import load_dataset
+from tinynormact.experiments.executors import check_scheduler_address, open_executor
+from tinynormact.experiments.grid import Grid
+from tinynormact.experiments.sweep_folder import open_sweep_folder
+from tinynormact.train import using_device
+
+__all__ = ["SweepOutcome", "run_sweep"]
+
+
+@dataclass
+class SweepOutcome:
+    """``status`` "completed" or "interrupted"; ``runs``: the records in the folder, in grid
+    order; ``executor``: where this session's runs ran; ``ran``: how many it ran."""
+
+    status: str
+    runs: list[dict[str, Any]]
+    executor: str
+    ran: int
+
+
+def _notice(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run_sweep(
+    grid: Grid,
+    out: str | Path,
+    device: str = "cpu",
+    jobs: int = 1,
+    scheduler: str | None = None,
+    force: bool = False,
+    resume: bool = False,
+    progress: bool | None = None,
+    notice: Callable[[str], None] = _notice,
+) -> SweepOutcome:
+    """Run the runs of ``grid`` on ``device`` that the sweep folder ``out`` lacks, on ``jobs``
+    local workers or the Dask cluster at ``scheduler``. An existing folder of the same grid is
+    resumed (``notice`` says how many runs it holds); ``resume=True`` requires one; ``force``
+    starts again. ``progress``: a progress bar over the runs (None: only on a terminal)."""
+    out = Path(out)
+    check_scheduler_address(scheduler)
+    specs = grid.runs(device)  # a bad grid fails here, before anything is written
+    identity = {"grid": grid.to_dict(), "device": device}
+    folder, finished = open_sweep_folder(out, identity, specs, force=force, resume=resume)
+    todo = [spec for spec in specs if spec.file_name not in finished]
+    if finished:
+        notice(f"resuming {out}: {len(finished)} of {len(specs)} runs already finished, {len(todo)} to run")
+    status, description = "completed", "none (every run was finished)"
+    with contextlib.ExitStack() as stack:
+        executor = stack.enter_context(open_executor(jobs, scheduler)) if todo else None
+        with using_device(device):  # before the folder: a Ctrl-C here leaves nothing behind
+            load_dataset(grid.dataset, **grid.dataset_options)  # fills the data cache
+        folder.create()
+        if executor is not None:
+            description = executor.description
+            disable = None if progress is None else not progress  # None: only on a terminal
+            bar = tqdm(total=len(specs), initial=len(finished), unit="run", disable=disable)
+            try:
+                with bar:
+                    for spec, record in executor.run(todo):
+                        folder.write_run(spec, record)
+                        finished[spec.file_name] = record
+                        bar.update()
+            except KeyboardInterrupt:
+                status = "interrupted"
+    runs = [finished[spec.file_name] for spec in specs if spec.file_name in finished]
+    return SweepOutcome(status, runs, description, ran=len(runs) - (len(specs) - len(todo)))
