@@ -252,7 +252,8 @@ def test_reproduce_writes_the_sweep_folder(tmp_path) -> None:
     names = ["figures", "grid.json", "report.md", "results.csv", "results.json", "runs"]
     assert sorted(p.name for p in out.iterdir()) == names
     runs = sorted(p.name for p in (out / "runs").iterdir())
-    assert runs == sorted(spec.file_name for spec in tiny_grid().runs(backend.get_device())) and len(runs) == 24
+    expected = sorted(spec.file_name for spec in tiny_grid().runs(backend.get_device()))
+    assert runs == expected and len(runs) == 24
     figures = sorted(p.name for p in (out / "figures").iterdir())
     assert "signal_propagation.png" in figures and "loss_curves_resmlp.png" in figures
     assert all((out / "figures" / name).stat().st_size > 1000 for name in figures)

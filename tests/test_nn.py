@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from contextlib import contextmanager
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 
 import tinynormact as tn
 from tests.helpers import host
-from tinynormact import nn
+from tinynormact import nn, theory
 
 
 def inputs(shape: tuple[int, ...], seed: int = 0) -> tn.Tensor:
@@ -355,3 +356,22 @@ def test_orthogonal_has_orthonormal_rows_or_columns_times_the_gain() -> None:
 def test_unknown_initializer_lists_the_valid_ones() -> None:
     with pytest.raises(ValueError, match="unknown initializer 'he'.*kaiming_normal"):
         nn.Linear(2, 2, init="he")
+
+
+def test_check_activation_names_bad_options_without_building_a_layer(monkeypatch) -> None:
+    def no_quadrature(*args: object, **kwargs: object) -> None:
+        raise AssertionError("check_activation integrated Gaussian moments (it built a layer)")
+
+    monkeypatch.setattr(theory, "gaussian_moments", no_quadrature)
+    nn.check_activation("nswish", mode="adaptive", rule="forward", center=True, beta=1.5)
+    nn.check_activation("tanh")
+    cases = [
+        (("nswish",), {"rule": "sideways"}, "unknown normalization rule 'sideways'"),
+        (("nswish",), {"beta": "big"}, "parameter beta='big'"),
+        (("nswish",), {"momentum": 1.0}, "momentum must be in [0, 1)"),
+        (("elu",), {"alpha": -1.0}, "parameter alpha=-1.0"),
+        (("sideways",), {}, "unknown activation 'sideways'"),
+    ]
+    for args, options, message in cases:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            nn.check_activation(*args, **options)

@@ -27,6 +27,7 @@ from functools import partial
 from typing import Any
 
 from tinynormact import backend
+from tinynormact.validation import is_finite_real
 
 __all__ = ["ActivationFunction", "affine", "get", "is_alias", "names"]
 
@@ -212,10 +213,6 @@ def _erf_df(x: Array) -> Array:
 # --- the registry ---------------------------------------------------------------------------------
 
 
-def _is_real(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 @dataclass(frozen=True)
 class _Param:
     """One parameter: its default, a validity check and the words that describe valid values."""
@@ -225,9 +222,9 @@ class _Param:
     expected: str
 
 
-_REAL = _Param(None, _is_real, "a finite real number")
-_NON_NEGATIVE = _Param(None, lambda v: _is_real(v) and v >= 0, "a finite real number >= 0")
-_POSITIVE = _Param(None, lambda v: _is_real(v) and v > 0, "a finite real number > 0")
+_REAL = _Param(None, is_finite_real, "a finite real number")
+_NON_NEGATIVE = _Param(None, lambda v: is_finite_real(v) and v >= 0, "a finite real number >= 0")
+_POSITIVE = _Param(None, lambda v: is_finite_real(v) and v > 0, "a finite real number > 0")
 
 
 def _with_default(kind: _Param, default: Any) -> _Param:
@@ -320,7 +317,7 @@ def get(name: str | ActivationFunction, **params: Any) -> ActivationFunction:
             expected = entry.params[key].expected
             raise ValueError(f"activation {canonical!r}: parameter {key}={value!r} must be {expected}")
     values = {key: params.get(key, spec.default) for key, spec in entry.params.items()}
-    values = {key: float(v) if _is_real(v) else v for key, v in values.items()}
+    values = {key: float(v) if is_finite_real(v) else v for key, v in values.items()}
     return ActivationFunction(
         name=canonical,
         params=values,

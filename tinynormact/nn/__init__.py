@@ -15,7 +15,7 @@ from tinynormact.autograd import HookHandle
 from tinynormact.nn import init
 from tinynormact.nn.batchnorm import BatchNorm1d, BatchNorm2d
 from tinynormact.nn.conv import Conv1d, Conv2d
-from tinynormact.nn.factory import activation
+from tinynormact.nn.factory import activation, check_activation
 from tinynormact.nn.layers import Activation, Linear
 from tinynormact.nn.mlp import MLP
 from tinynormact.nn.module import LoadResult, Module, Parameter, Sequential, StateDictError
@@ -72,5 +72,6 @@ __all__ = [
     "Sequential",
     "StateDictError",
     "activation",
+    "check_activation",
     "init",
 ]

@@ -13,7 +13,11 @@ from typing import Any
 from tinynormact import activations
 from tinynormact.activations import ActivationFunction
 from tinynormact.nn.layers import Activation
-from tinynormact.nn.normalized import NormalizedActivation
+from tinynormact.nn.normalized import (
+    NormalizedActivation,
+    check_normalization_options,
+    normalization_options,
+)
 
 
 def activation(name: str | ActivationFunction, **options: Any) -> Activation:
@@ -21,13 +25,30 @@ def activation(name: str | ActivationFunction, **options: Any) -> Activation:
     base = normalized_base(name) if isinstance(name, str) else None
     if base is not None:
         return NormalizedActivation(base, **options)
+    _check_name(name)
+    return Activation(name, **options)
+
+
+def check_activation(name: str, **options: Any) -> None:
+    """ValueError naming what is wrong with ``activation(name, **options)``, without building the
+    layer: the base activation's parameters and a normalized activation's own options."""
+    base = normalized_base(name)
+    if base is None:
+        _check_name(name)
+        activations.get(name, **options)
+        return
+    own = normalization_options()
+    check_normalization_options(**{key: value for key, value in options.items() if key in own})
+    activations.get(base, **{key: value for key, value in options.items() if key not in own})
+
+
+def _check_name(name: str | ActivationFunction) -> None:
     if isinstance(name, str) and name not in activations.names() and not activations.is_alias(name):
         valid = ", ".join(activations.names())
         raise ValueError(
             f"unknown activation {name!r}; valid activations are {valid}, an alias of one, "
             "or 'n' + any of them for a normalized activation (e.g. nswish)"
         )
-    return Activation(name, **options)
 
 
 def normalized_base(name: str) -> str | None:

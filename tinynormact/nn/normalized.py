@@ -33,6 +33,7 @@ Adaptive (E16, the paper's v3 "ANAct"). Over all elements of a batch h (one lamb
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
@@ -71,14 +72,7 @@ class NormalizedActivation(Activation):
         **params: Any,
     ) -> None:
         super().__init__(base, **params)
-        _check_options(mode, rule, q, momentum, differentiate_lambda, correction_scale, eps)
-        if train_statistics not in TRAIN_STATISTICS:
-            valid = ", ".join(TRAIN_STATISTICS)
-            raise ValueError(f"unknown train_statistics {train_statistics!r}; valid: {valid}")
-        if differentiate_lambda and train_statistics == "running":
-            raise ValueError(
-                "differentiate_lambda=True needs train_statistics='batch' (running values are constants)"
-            )
+        _check_options(mode, rule, q, momentum, differentiate_lambda, train_statistics, correction_scale, eps)
         self.train_statistics = train_statistics
         self.base = self.function
         self.mode, self.rule, self.center = mode, rule, bool(center)
@@ -211,6 +205,7 @@ def _check_options(
     q: float,
     momentum: float,
     differentiate_lambda: bool,
+    train_statistics: str,
     correction_scale: float,
     eps: float,
 ) -> None:
@@ -232,3 +227,26 @@ def _check_options(
         raise ValueError(f"correction_scale must be a finite number >= 0, got {correction_scale!r}")
     if not eps > 0:
         raise ValueError(f"eps must be > 0, got {eps!r}")
+    if train_statistics not in TRAIN_STATISTICS:
+        valid = ", ".join(TRAIN_STATISTICS)
+        raise ValueError(f"unknown train_statistics {train_statistics!r}; valid: {valid}")
+    if differentiate_lambda and train_statistics == "running":
+        raise ValueError(
+            "differentiate_lambda=True needs train_statistics='batch' (running values are constants)"
+        )
+
+
+def normalization_options() -> dict[str, Any]:
+    """NormalizedActivation's own options (beyond the base activation's parameters) with their
+    defaults."""
+    signature = inspect.signature(NormalizedActivation.__init__).parameters.values()
+    keyword = [p for p in signature if p.kind is p.POSITIONAL_OR_KEYWORD]
+    return {p.name: p.default for p in keyword if p.default is not p.empty}
+
+
+def check_normalization_options(**options: Any) -> None:
+    """ValueError naming the first invalid option of ``NormalizedActivation(base, **options)``,
+    without building one (a static layer integrates its Gaussian moments, E1-E4, to set lambda)."""
+    values = {**normalization_options(), **options}
+    del values["center"], values["learnable_correction"]  # any value is read as a bool
+    _check_options(**values)

@@ -12,9 +12,7 @@ files: checkpoints validate the numbers they read (epoch, step, batch, learning 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
-import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,10 +20,11 @@ from typing import Any
 
 from tinynormact import activations, backend
 from tinynormact.data import DATASETS
-from tinynormact.nn import NormalizedActivation, Parameter
+from tinynormact.nn import Parameter
 from tinynormact.nn import init as nn_init
-from tinynormact.nn.factory import activation as build_activation
-from tinynormact.nn.factory import normalized_base
+from tinynormact.nn.factory import check_activation, normalized_base
+from tinynormact.nn.normalized import normalization_options
+from tinynormact.validation import is_finite_real
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -129,7 +128,7 @@ class TrainConfig:
         check_number("alpha", self.alpha, positive=False)
         for name in ("weight_decay", "grad_clip"):
             check_number(name, getattr(self, name), positive=False)
-        if not (_is_number(self.momentum) and 0.0 <= self.momentum < 1.0):
+        if not (is_finite_real(self.momentum) and 0.0 <= self.momentum < 1.0):
             raise ConfigError(f"momentum must be a number in [0, 1), got {self.momentum!r}")
         if self.target_loss is not None:
             check_number("target_loss", self.target_loss, positive=True)
@@ -138,12 +137,12 @@ class TrainConfig:
 
     def _check_activation(self) -> None:
         """Check the option names (listing all valid ones, a normalized activation's included),
-        then build the activation once: the layer's own checks name a wrong value."""
+        then their values (``nn.check_activation``, which builds no layer)."""
         if not isinstance(self.activation, str):
             raise ConfigError(f"activation must be a name, got {self.activation!r}")
         _check_activation_options(self.activation, self.activation_options)
         try:
-            build_activation(self.activation, **self.activation_options)
+            check_activation(self.activation, **self.activation_options)
         except (ValueError, TypeError) as exc:
             message = str(exc)
             prefix = (
@@ -211,12 +210,7 @@ def _check_activation_options(name: str, options: dict[str, Any]) -> None:
         parameters = list(activations.get(base or name).params)
     except ValueError:
         return  # an unknown name: building the activation names the valid ones
-    own = []
-    if base is not None:
-        signature = inspect.signature(NormalizedActivation.__init__).parameters.values()
-        own = [
-            p.name for p in signature if p.kind is p.POSITIONAL_OR_KEYWORD and p.name not in ("self", "base")
-        ]
+    own = list(normalization_options()) if base is not None else []
     unknown = sorted(set(options) - set(parameters) - set(own))
     if unknown:
         kinds = [f"{', '.join(own)} (normalization)"] if own else []
@@ -227,10 +221,6 @@ def _check_activation_options(name: str, options: dict[str, Any]) -> None:
         )
         names = ", ".join(map(repr, unknown))
         raise ConfigError(f"activation {name!r} has no option {names}; valid options: {'; '.join(kinds)}")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _choice(name: str, value: Any, valid: tuple[str, ...]) -> None:
@@ -253,7 +243,7 @@ def check_integer(name: str, value: Any, low: int, high: int | None = None) -> i
 
 def check_number(name: str, value: Any, positive: bool) -> float:
     """``value`` if it is a finite number > 0 (``positive``) or >= 0; ConfigError otherwise."""
-    if not (_is_number(value) and (value > 0 if positive else value >= 0)):
+    if not (is_finite_real(value) and (value > 0 if positive else value >= 0)):
         raise ConfigError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
     return value
 
