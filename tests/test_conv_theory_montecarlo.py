@@ -20,6 +20,7 @@ import pytest
 
 import tinynormact as tn
 import tinynormact.batch_norm
+from tests.helpers import host
 from tests.test_theory_montecarlo import PHI, assert_agrees
 from tinynormact import conv_theory, theory
 from tinynormact.convolution import conv
@@ -45,7 +46,7 @@ def _activation(name: str, h: tn.Tensor) -> tn.Tensor:
 
 def _per_position(a: np.ndarray) -> np.ndarray:
     """mean over examples and channels: one value per position."""
-    return (a**2).mean(axis=(0, 1))
+    return (host(a) ** 2).mean(axis=(0, 1))
 
 
 def _seed_backward(out: tn.Tensor, rng: np.random.Generator) -> None:
@@ -127,7 +128,8 @@ def test_batch_norm_before_a_static_normalized_activation_pins_q_to_one() -> Non
         w = _weight(rng, 2.0)
         h_bn = tn.batch_norm.batch_norm(conv(x_bn, w, padding=1), None, None, 1e-5)[0]
         h_plain = conv(x_plain, w, padding=1)
-        np.testing.assert_allclose((h_bn.data**2).mean(axis=(0, 2)), 1.0, atol=1e-4)  # q = 1 per channel
+        # BN pins q = 1 per channel
+        np.testing.assert_allclose((host(h_bn.data) ** 2).mean(axis=(0, 2)), 1.0, atol=1e-4)
         x_bn, x_plain = act(h_bn), act(h_plain)
         with_bn.append(float((x_bn.data**2).mean()))
         without.append(float((x_plain.data**2).mean()))

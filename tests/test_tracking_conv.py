@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 import tinynormact as tn
+from tests.helpers import host
 from tinynormact import losses, nn
 from tinynormact.tracking import VarianceTracker
 
@@ -28,7 +29,7 @@ def conv_net(batch_norm: bool) -> nn.Sequential:
         nn.Linear(4, 6, dtype="float64", rng=rng),
     )
     for conv in (model[0], model[2 + len(norm)]):
-        conv.bias.data = rng.standard_normal(conv.bias.shape)  # nonzero: a real bias gradient
+        conv.bias.data = tn.Tensor(rng.standard_normal(conv.bias.shape)).data  # nonzero: a real bias gradient
     return model
 
 
@@ -71,7 +72,7 @@ def brute_force(model: nn.Sequential, x: np.ndarray, y: np.ndarray) -> dict:
                 ("delta", seen["h", k].grad[b]),
                 ("grad_act", seen["y", k].grad[b]),
             ):
-                result.setdefault((key, k), []).append(np.array(value))
+                result.setdefault((key, k), []).append(host(value))
     for handle in handles:
         handle.remove()
     for k in range(len(convs)):
@@ -121,16 +122,16 @@ def test_with_batch_norm_the_per_example_statistics_are_each_rows_contribution()
         seen["h"].retain_grad()
         losses.softmax_cross_entropy(out, y).backward()
     handle.remove()
-    got, g, batch_weight_grad = tracker.profile(), seen["h"].grad, np.array(conv.weight.grad)
+    got, g, batch_weight_grad = tracker.profile(), host(seen["h"].grad), host(conv.weight.grad)
     rows_w, rows_b = [], []
     for b in range(BATCH):
-        weight = tn.Tensor(np.array(conv.weight.data), requires_grad=True)
-        bias = tn.Tensor(np.array(conv.bias.data), requires_grad=True)
+        weight = tn.Tensor(host(conv.weight.data), requires_grad=True)
+        bias = tn.Tensor(host(conv.bias.data), requires_grad=True)
         mask = np.zeros_like(g)
         mask[b] = BATCH * g[b]
         tn.convolution.conv(tn.Tensor(seen["x"].data), weight, bias, 2, 1).backward(mask)
-        rows_w.append(np.array(weight.grad))
-        rows_b.append(np.array(bias.grad))
+        rows_w.append(host(weight.grad))
+        rows_b.append(host(bias.grad))
     rows_w, rows_b = np.array(rows_w), np.array(rows_b)
     np.testing.assert_allclose(rows_w.mean(axis=0), batch_weight_grad, rtol=1e-10, atol=1e-14)
     np.testing.assert_allclose(got["weight_grad_sq"][0], np.mean(rows_w**2), rtol=1e-10)

@@ -126,7 +126,7 @@ for seed in range(networks):
         h = layer(h)
         if isinstance(layer, nn.Conv1d):
             index = [m for m in net if isinstance(m, nn.Conv1d)].index(layer)
-            measured[seed, index] = (h.data**2).mean(axis=(0, 1))
+            measured[seed, index] = (h.numpy() ** 2).mean(axis=(0, 1))
 
 fig, ax = plt.subplots(figsize=(7, 3.5))
 for l in (0, depth // 2, depth - 1):
