@@ -296,3 +296,31 @@ def test_a_sigkilled_training_run_resumes_with_exactly_the_missing_steps(tmp_pat
     assert_bits_equal(read_record(out / "tracking"), whole)
     assert_bits_equal(resumed.tracker, whole)
     assert set(STATISTICS) <= set(whole)
+
+
+def test_cli_train_streams_the_record_resume_keeps_it_and_plot_draws_it(capsys, tmp_path):
+    """`train --track-every 1 --out DIR` streams every step to DIR/tracking; `--resume` of the
+    finished run leaves it as it was (no step twice); `plot DIR` draws it; a record with no
+    step yet is a one-line error."""
+    from tests.test_cli import TINY_TRAIN, assert_one_line_error, run_main
+
+    out = tmp_path / "run"
+    code, _, err = run_main(capsys, "train", *TINY_TRAIN, "--track-every", "1", "--out", str(out))
+    assert code == 0, err
+    rows = np.load(out / "tracking" / "rows.npy")
+    assert rows["step"].tolist() == list(range(6))  # 120 examples / batch 40 x 2 epochs
+    assert np.isfinite(rows["delta_sq"]).all() and rows["delta_sq"].shape == (6, 3)
+    code, _, err = run_main(capsys, "train", *TINY_TRAIN, "--track-every", "1", "--out", str(out), "--resume")
+    assert code == 0, err
+    assert np.load(out / "tracking" / "rows.npy").tobytes() == rows.tobytes()
+
+    code, stdout, err = run_main(capsys, "plot", str(out))
+    names = [f"tracking_{name}.png" for name in ("preact_sq", "delta_sq", "weight_grad_var", "gains")]
+    assert code == 0, err
+    assert stdout.split() == [str(out / "figures" / name) for name in names]
+    assert all((out / "figures" / name).stat().st_size > 1000 for name in names)
+
+    TrackRecord(["delta_sq"], ["0"], path=tmp_path / "empty" / "tracking")
+    code, _, err = run_main(capsys, "plot", str(tmp_path / "empty"))
+    assert code == 2
+    assert_one_line_error(err, "no recorded step")
