@@ -253,22 +253,22 @@ def test_a_resumed_tracker_continues_the_same_record(tmp_path):
 
 SIGKILL_RUN = TrainConfig(
     dataset="spirals",
-    dataset_options={"n_train": 1600, "n_test": 100},
-    depth=2,
-    width=16,
-    batch_size=8,
+    dataset_options={"n_train": 2400, "n_test": 100},
+    depth=1,
+    width=8,
+    batch_size=2,
     epochs=2,
     track_every=1,
     checkpoint_every=1,
-)  # 200 steps an epoch: the 100-row window flushes mid-epoch, and at each checkpoint
+)  # 1200 steps an epoch: the 1000-row window flushes mid-epoch, and at each checkpoint
 
 
 def test_a_sigkilled_training_run_resumes_with_exactly_the_missing_steps(tmp_path):
-    """A real training process, SIGKILLed after step 329 (checkpoint after step 199, the last
-    flush at 300 rows): rows.npy holds steps 0-299 exactly, bit for bit those of an
-    uninterrupted run; resuming cuts the 100 rows after the checkpoint and appends steps
-    200-399 once each, so the record equals the uninterrupted run's."""
-    assert records.FLUSH_EVERY == 100  # the numbers below follow from it
+    """A real training process, SIGKILLed after step 2299 (checkpoint after step 1199, the
+    last flush at 2200 rows): rows.npy holds steps 0-2199 exactly, bit for bit those of an
+    uninterrupted run; resuming cuts the 1000 rows after the checkpoint and appends steps
+    1200-2399 once each, so the record equals the uninterrupted run's."""
+    assert records.FLUSH_EVERY == 1000  # the numbers below follow from it
     out = tmp_path / "killed"
     script = textwrap.dedent(
         f"""
@@ -277,7 +277,7 @@ def test_a_sigkilled_training_run_resumes_with_exactly_the_missing_steps(tmp_pat
         import json
         config = TrainConfig.from_dict(json.loads({json.dumps(SIGKILL_RUN.to_dict())!r}))
         def callback(info):
-            if info.step == 330:
+            if info.step == 2300:
                 os.kill(os.getpid(), signal.SIGKILL)
         train(config, out_dir={str(out)!r}, progress=False, callback=callback)
         """
@@ -285,14 +285,15 @@ def test_a_sigkilled_training_run_resumes_with_exactly_the_missing_steps(tmp_pat
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == -signal.SIGKILL, done.stderr
     whole = train(SIGKILL_RUN, out_dir=tmp_path / "whole", progress=False).tracker
-    assert whole["step"].tolist() == list(range(400))
+    assert whole["step"].tolist() == list(range(2400))
 
     rows = np.load(out / "tracking" / "rows.npy")
-    assert rows["step"].tolist() == list(range(300))  # complete up to the last flush
-    assert_bits_equal({name: rows[name] for name in rows.dtype.names}, {k: v[:300] for k, v in whole.items()})
+    assert rows["step"].tolist() == list(range(2200))  # complete up to the last flush
+    flushed = {key: values[:2200] for key, values in whole.items()}
+    assert_bits_equal({name: rows[name] for name in rows.dtype.names}, flushed)
 
     resumed = train(SIGKILL_RUN, out_dir=out, resume=True, progress=False)
-    assert resumed.tracker["step"].tolist() == list(range(400))
+    assert resumed.tracker["step"].tolist() == list(range(2400))
     assert_bits_equal(read_record(out / "tracking"), whole)
     assert_bits_equal(resumed.tracker, whole)
     assert set(STATISTICS) <= set(whole)
