@@ -12,7 +12,9 @@ A 4-layer MLP (width 16, batch 16, float64) trains with a VarianceTracker of all
 Each storage runs in a fresh process: after 500 warm-up steps, the growth of the resident set
 size (VmRSS, Linux) over STEPS more tracked steps, per step; and the record's own arrays
 (``TrackRecord.nbytes``) per step. STEPS is 5,000, or the value of BENCH_RECORD_STEPS (the
-README's figures: 20,000). The step time is the mean over those steps.
+README's figures: 20,000). The step time is the mean over those steps; "append" is the time
+of the storage's ``append`` alone, over 5,000 appends of a table to a new storage of the kind
+(for the streamed record, its flushes included).
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ import numpy as np
 
 import tinynormact as tn
 from tinynormact import losses, nn, optim
-from tinynormact.tracking import VarianceTracker
+from tinynormact.records import TrackRecord
+from tinynormact.tracking import STATISTICS, VarianceTracker
 
 STORAGES = ("lists of floats", "TrackRecord, memory", "TrackRecord, streamed")
 WARMUP, DEFAULT_STEPS, RAW_BYTES = 500, 5000, 8 * 14 * 4
@@ -58,6 +61,22 @@ def _rss_bytes() -> int:
     return int(line.split()[1]) * 1024
 
 
+def _storage(kind: str, folder: str) -> Any:
+    if kind == "lists of floats":
+        return ListsOfFloats()
+    path = os.path.join(folder, "tracking") if kind.endswith("streamed") else None
+    return TrackRecord(STATISTICS, ["0", "2", "4", "6"], path=path)
+
+
+def _append_seconds(kind: str, table: np.ndarray, n: int = 5000) -> float:
+    with tempfile.TemporaryDirectory() as folder:
+        storage = _storage(kind, folder)
+        start = time.perf_counter()
+        for step in range(n):
+            storage.append(step, table)
+        return (time.perf_counter() - start) / n
+
+
 def _worker(storage: str, steps: int) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     model = nn.MLP([16, 16, 16, 16, 4], "tanh", dtype="float64", rng=0)
@@ -65,10 +84,8 @@ def _worker(storage: str, steps: int) -> dict[str, Any]:
     x = tn.Tensor(rng.standard_normal((16, 16)))
     y = tn.Tensor(rng.standard_normal((16, 4)))
     with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "tracking") if storage.endswith("streamed") else None
-        tracker = VarianceTracker(model, path=path)
-        if storage == "lists of floats":
-            tracker.record = ListsOfFloats()
+        tracker = VarianceTracker(model)
+        tracker.record = _storage(storage, folder)
         with tracker:
             for k in range(WARMUP + steps):
                 if k == WARMUP:
@@ -79,7 +96,9 @@ def _worker(storage: str, steps: int) -> dict[str, Any]:
             seconds = time.perf_counter() - start
             rss_growth = _rss_bytes() - rss
             record_growth = None if nbytes is None else tracker.record.nbytes - nbytes
-    return {"rss": rss_growth / steps, "record": record_growth, "ms": 1e3 * seconds / steps}
+        table = np.full((len(STATISTICS), 4), np.pi)
+    append = _append_seconds(storage, table)
+    return {"rss": rss_growth / steps, "record": record_growth, "ms": 1e3 * seconds / steps, "append": append}
 
 
 def main() -> None:
@@ -91,7 +110,7 @@ def main() -> None:
         done = subprocess.run(command, capture_output=True, text=True, check=True)
         rows.append((storage, json.loads(done.stdout)))
     reference = rows[0][1]
-    header = ("storage", "RSS growth B/step", "x data", "record arrays B/step", "ms/step", "x lists")
+    header = ("storage", "RSS growth B/step", "x data", "record B/step", "ms/step", "x lists", "append us")
     print("   " + " | ".join(header))
     for storage, got in rows:
         record = "-" if got["record"] is None else f"{got['record'] / steps:.0f}"
@@ -102,6 +121,7 @@ def main() -> None:
             record,
             f"{got['ms']:.3f}",
             f"{got['ms'] / reference['ms']:.2f}",
+            f"{1e6 * got['append']:.1f}",
         )
         print("   " + " | ".join(cells))
 
