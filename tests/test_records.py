@@ -121,11 +121,36 @@ def test_bad_appends_are_refused_and_change_nothing(tmp_path):
         record.append(4, tables(1)[0])
     with pytest.raises(ValueError, match=r"table of shape \(3, 7\), expected \(5, 7\)"):
         record.append(5, np.zeros((3, 7)))
+    with pytest.raises(TypeError, match="table must be a NumPy array .* got builtins.list"):
+        record.append(5, tables(1)[0].tolist())
     assert record.steps.tolist() == [4]
     with pytest.raises(ValueError, match="distinct names"):
         TrackRecord(["a", "z"], LAYERS, table_rows=TABLE_ROWS)
     with pytest.raises(ValueError, match="flush_every must be an integer >= 1"):
         new_record(tmp_path, flush_every=0)
+
+
+def test_read_record_names_what_is_wrong_with_a_folder(tmp_path):
+    record = new_record(tmp_path, flush_every=2, every=1)
+    for step, table in enumerate(tables(4)):
+        record.append(step, table)
+    folder = tmp_path / "tracking"
+    rows = (folder / "rows.npy").read_bytes()
+    (folder / "rows.npy").write_bytes(rows[: -record.dtype.itemsize - 1])  # a copy cut short
+    with pytest.raises(ValueError, match="rows.npy holds 2 of the 4 rows its header counts"):
+        read_record(folder)
+    (folder / "rows.npy").write_bytes(rows)
+    meta = json.loads((folder / "meta.json").read_text())
+    (folder / "meta.json").write_text(json.dumps({**meta, "layers": LAYERS[:3]}))
+    with pytest.raises(ValueError, match="does not hold the statistics and layers of meta.json"):
+        read_record(folder)
+    (folder / "meta.json").write_text(json.dumps({**meta, "version": 2}))
+    with pytest.raises(ValueError, match="is not a tinynormact-track-record version 1 file"):
+        read_record(folder)
+    (folder / "meta.json").write_text(json.dumps(meta))
+    (folder / "rows.npy").write_bytes(b"not numpy")
+    with pytest.raises(ValueError, match="rows.npy cannot be read"):
+        new_record(tmp_path, every=1, resume_at=2)
 
 
 # ----- crashes and resuming ----------------------------------------------------------------------------

@@ -245,6 +245,11 @@ class TrackRecord:
     def append(self, step: int, table: np.ndarray) -> None:
         """Add the row of ``step`` (after every step appended so far) from ``table``, a NumPy
         (n_table_rows, n_layers) float64 array."""
+        if not isinstance(table, np.ndarray):
+            raise TypeError(
+                f"TrackRecord.append: table must be a NumPy array (backend.to_numpy moves it to the host), "
+                f"got {type(table).__module__}.{type(table).__name__}"
+            )
         if table.shape != (self.n_table_rows, len(self.layers)):
             expected = (self.n_table_rows, len(self.layers))
             raise ValueError(f"TrackRecord.append: table of shape {table.shape}, expected {expected}")
