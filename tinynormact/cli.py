@@ -129,7 +129,7 @@ _TRAIN_HELP = {
     "seed": "random seed of weights and batch order",
     "device": "cpu or cuda (default: TINYNORMACT_DEVICE, else cpu)",
     "dtype": "float32 or float64",
-    "track_every": "record per-layer variances every N steps (0: off)",
+    "track_every": "record per-layer variances every N steps (0: off; with --out, to OUT/tracking)",
     "target_loss": "train loss that counts as converged",
     "checkpoint_every": "write a checkpoint every N epochs (with --out)",
 }
@@ -251,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
         kind = _positive_float if f.name == "target_loss" else type(f.default)
         choices = backend.devices() if f.name == "device" else _CHOICES.get(f.name)
         p.add_argument(flag, type=kind, choices=choices, help=_TRAIN_HELP[f.name])
-    p.add_argument("--out", type=_path, help="folder for config.json, checkpoint.npz, result.json")
+    p.add_argument("--out", type=_path, help="folder for config.json, checkpoint.npz, result.json, tracking/")
     p.add_argument(
         "--resume",
         action="store_true",
