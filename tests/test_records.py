@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from tinynormact.train import TrainConfig, train
 TABLE_ROWS = ("a", "b", "c", "d", "e")  # the rows of an appended table; records keep some
 KEPT = ("d", "b", "e")  # out of table order, so a wrong row would show
 LAYERS = [f"layer{l}" for l in range(7)]
+REPOSITORY = Path(__file__).resolve().parents[1]
 
 
 def tables(n: int, seed: int = 0) -> list[np.ndarray]:
@@ -162,7 +164,7 @@ def test_a_killed_writer_leaves_every_flushed_row_readable(tmp_path):
     script = textwrap.dedent(
         f"""
         import os, signal, sys
-        sys.path.insert(0, {os.getcwd()!r})
+        sys.path.insert(0, {str(REPOSITORY)!r})
         from tests.test_records import new_record, tables
         from pathlib import Path
         record = new_record(Path({str(tmp_path)!r}), flush_every=5)
