@@ -424,28 +424,25 @@ def test_a_user_defined_module_matches_brute_force_per_example_statistics():
     assert tracker.layer_names == ["embed", "mix", "head"]
 
 
-def test_storage_is_one_table_per_recorded_step_handed_to_the_record():
+def test_storage_is_one_table_per_recorded_step_handed_to_the_record(monkeypatch):
     """The storage contract: each recorded step reaches ``record.append(step, table)`` once, as
     a host float64 (statistics, layers) array, when the step after the next recorded one starts
     (so that a late backward still lands) or at detach."""
+    model = small_mlp()
+    tracker = VarianceTracker(model, every=2)
+    calls, append = [], tracker.record.append
 
-    class Record:
-        def __init__(self):
-            self.calls = []
+    def spy(step, table):
+        calls.append((step, table.copy()))
+        append(step, table)
 
-        def append(self, step, table):
-            self.calls.append((step, table))
-
-        def to_dict(self):
-            return {"step": np.array([c[0] for c in self.calls]), "table": [c[1] for c in self.calls]}
-
-    model, record = small_mlp(), Record()
-    with VarianceTracker(model, every=2, record=record) as tracker:
+    monkeypatch.setattr(tracker.record, "append", spy)
+    with tracker:
         train(model, steps=5)  # records steps 0, 2, 4
-        assert [step for step, _ in record.calls] == [0]  # 2 and 4 still open
+        assert [step for step, _ in calls] == [0]  # 2 and 4 still open
         assert tracker.steps == [0, 2, 4]
-    assert [step for step, _ in record.calls] == [0, 2, 4]
-    for _, table in record.calls:
+    assert [step for step, _ in calls] == [0, 2, 4]
+    for _, table in calls:
         assert isinstance(table, np.ndarray) and table.dtype == np.float64
         assert table.shape == (len(STATISTICS), 3) and np.isfinite(table[_delta_row()]).all()
 

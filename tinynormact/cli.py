@@ -39,6 +39,7 @@ from tinynormact.experiments.report import format_table
 from tinynormact.files import RunNotice
 from tinynormact.folder_lock import FolderLocked
 from tinynormact.memory import mlp_bytes, require_memory
+from tinynormact.records import read_record
 from tinynormact.train import (
     ARCHITECTURES,
     OPTIMIZERS,
@@ -49,6 +50,7 @@ from tinynormact.train import (
     saved_config,
     train,
 )
+from tinynormact.train.loop import TRACKING_FOLDER
 
 __all__ = ["EXIT_CODES", "build_parser", "main"]
 
@@ -96,7 +98,8 @@ examples:
   tinynormact propagate --activations tanh ntanh --depth 30 --width 256
   tinynormact propagate --activations relu nrelu nswish --mode adaptive --out propagation.png""",
     "plot": """examples:
-  tinynormact plot runs/quick          # rewrites runs/quick/figures/*.png from results.json""",
+  tinynormact plot runs/quick          # rewrites runs/quick/figures/*.png from results.json
+  tinynormact plot runs/one            # a train --out folder: figures/tracking_*.png from tracking/""",
     "data": f"""The archive goes to --root, else ${DATA_ROOT_VARIABLE}, else ~/.cache/tinynormact/data
 (where the CIFAR loaders look); an interrupted download resumes when run again.
 
@@ -126,7 +129,7 @@ _TRAIN_HELP = {
     "seed": "random seed of weights and batch order",
     "device": "cpu or cuda (default: TINYNORMACT_DEVICE, else cpu)",
     "dtype": "float32 or float64",
-    "track_every": "record per-layer variances every N steps (0: off)",
+    "track_every": "record per-layer variances every N steps (0: off; with --out, to OUT/tracking)",
     "target_loss": "train loss that counts as converged",
     "checkpoint_every": "write a checkpoint every N epochs (with --out)",
 }
@@ -248,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
         kind = _positive_float if f.name == "target_loss" else type(f.default)
         choices = backend.devices() if f.name == "device" else _CHOICES.get(f.name)
         p.add_argument(flag, type=kind, choices=choices, help=_TRAIN_HELP[f.name])
-    p.add_argument("--out", type=_path, help="folder for config.json, checkpoint.npz, result.json")
+    p.add_argument("--out", type=_path, help="folder for config.json, checkpoint.npz, result.json, tracking/")
     p.add_argument(
         "--resume",
         action="store_true",
@@ -274,8 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=_path, help="also draw the figure to this file (.png, .svg, .pdf)")
     p.set_defaults(handler=_propagate)
 
-    p = _subparser(subparsers, "plot", "redraw the figures of a reproduction from its results.json")
-    p.add_argument("run_dir", type=_path, help="a folder written by tinynormact reproduce")
+    p = _subparser(subparsers, "plot", "redraw the figures of a reproduction or of a run's tracking record")
+    p.add_argument("run_dir", type=_path, help="a folder of reproduce, or of train --out with --track-every")
     p.set_defaults(handler=_plot)
 
     p = subparsers.add_parser("data", help="dataset files", description="dataset files")
@@ -420,16 +423,24 @@ def _propagate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reproduction_figures(run_dir: Path) -> list[str]:
+    results = load_results(run_dir)
+    try:
+        return write_figures(results, run_dir / "figures")
+    except (KeyError, TypeError, IndexError, AttributeError) as exc:
+        what = f"has no entry {exc}" if isinstance(exc, KeyError) else f"has a malformed entry ({exc})"
+        where = run_dir / "results.json"
+        raise UsageError(f"{where} {what}; it is not a complete record of {PROG} reproduce") from None
+
+
 def _plot(args: argparse.Namespace) -> int:
     if args.run_dir.exists() and not args.run_dir.is_dir():
         raise UsageError(f"{args.run_dir} is a file; give the folder written by {PROG} reproduce")
-    results = load_results(args.run_dir)
-    try:
-        names = write_figures(results, args.run_dir / "figures")
-    except (KeyError, TypeError, IndexError, AttributeError) as exc:
-        what = f"has no entry {exc}" if isinstance(exc, KeyError) else f"has a malformed entry ({exc})"
-        where = args.run_dir / "results.json"
-        raise UsageError(f"{where} {what}; it is not a complete record of {PROG} reproduce") from None
+    tracking = args.run_dir / TRACKING_FOLDER
+    if tracking.is_dir():  # a training run's streamed tracker record
+        names = plots.write_tracking_figures(read_record(tracking), args.run_dir / "figures")
+    else:
+        names = _reproduction_figures(args.run_dir)
     for name in names:
         print(args.run_dir / "figures" / name)
     return 0

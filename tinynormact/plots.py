@@ -38,6 +38,7 @@ __all__ = [
     "plot_gradient_heatmap",
     "plot_signal_propagation",
     "save",
+    "write_tracking_figures",
 ]
 
 FORMATS = (".png", ".svg", ".pdf")
@@ -213,3 +214,24 @@ def _log_axis_around_one(ax: Any, values: np.ndarray) -> None:
     ax.set_ylim(10.0**-reach, 10.0**reach)
     ax.yaxis.set_major_formatter(_PLAIN_NUMBER)
     ax.yaxis.set_minor_formatter(_PLAIN_NUMBER if reach <= 1.0 else NullFormatter())
+
+
+TRACKING_HEATMAPS = ("preact_sq", "delta_sq", "weight_grad_var")
+
+
+def write_tracking_figures(record: Record, folder: str | Path) -> list[str]:
+    """Draw a tracker record's figures into ``folder``; return the file names: a heatmap
+    (``plot_gradient_heatmap``) of each of ``TRACKING_HEATMAPS`` the record holds with a
+    positive value, "tracking_<statistic>.png", and the gains (``plot_gains_over_training``),
+    "tracking_gains.png", when it holds rho and rho'."""
+    if not len(record["step"]):
+        raise ValueError("the tracker record holds no recorded step to draw")
+    names = []
+    for statistic in TRACKING_HEATMAPS:
+        if statistic in record and (np.asarray(record[statistic]) > 0).any():
+            names.append(f"tracking_{statistic}.png")
+            plot_gradient_heatmap(record, statistic, path=Path(folder) / names[-1])
+    if "rho" in record and "rho_prime" in record:
+        names.append("tracking_gains.png")
+        plot_gains_over_training(record, path=Path(folder) / names[-1])
+    return names

@@ -95,7 +95,8 @@ Storage: during a recorded step its values are written, as device scalars (no ho
 per statistic), into one (len(STATISTICS), n_layers) array of the model's array module. The
 array moves to the host once, as float64, when the step is complete: when the step after the
 next recorded one starts (a backward may follow the next forward), or on ``detach``/``flush``;
-``record.append(step, table)`` then stores it.
+``record.append(step, table)`` then stores it in the tracker's ``record``, a
+``records.TrackRecord``: arrays in memory, or with ``path=`` streamed to disk (see ``records``).
 """
 
 from __future__ import annotations
@@ -119,6 +120,7 @@ from tinynormact.nn.init import as_generator
 from tinynormact.nn.layers import Activation, Linear
 from tinynormact.nn.module import Module
 from tinynormact.nn.normalized import NormalizedActivation
+from tinynormact.records import FLUSH_EVERY, TrackRecord
 from tinynormact.theory import MLPProfile
 
 __all__ = [
@@ -200,22 +202,6 @@ class _Step:
         self.number, self.table, self.open = number, table, True
 
 
-class _ListRecord:
-    """The recorded steps in memory: ``append(step, table)`` with a host (statistic, layer)
-    float64 table; ``to_dict()`` gives {"step": (S,), "table": (S, statistic, layer)}."""
-
-    def __init__(self, n_layers: int) -> None:
-        self.n_layers, self.steps, self.tables = n_layers, [], []
-
-    def append(self, step: int, table: np.ndarray) -> None:
-        self.steps.append(int(step))
-        self.tables.append(table)
-
-    def to_dict(self) -> dict[str, np.ndarray]:
-        table = np.array(self.tables, dtype=float).reshape(-1, len(STATISTICS), self.n_layers)
-        return {"step": np.array(self.steps, dtype=np.int64), "table": table}
-
-
 class _Layer:
     """One tracked layer: a Linear and the Activation after it (or None), plus what hooks of
     one forward hand to each other."""
@@ -259,8 +245,13 @@ class VarianceTracker:
     hook. ``statistics`` (default: all of ``STATISTICS``) chooses what to compute: the others
     stay NaN, and hooks that would serve only them are not attached. Use as a context manager
     (attach on enter, detach on exit) or call ``attach()`` and ``detach()``. Recorded data stays
-    available after detaching. ``record`` receives each completed step (``append(step, table)``);
-    by default a list in memory. The cost is measured by ``benchmarks/bench_tracking.py``.
+    available after detaching. The cost is measured by ``benchmarks/bench_tracking.py``.
+
+    The record is a ``records.TrackRecord`` (``self.record``): arrays in memory, or with
+    ``path=FOLDER`` streamed to FOLDER (rows.npy, which ``numpy.load`` reads, and meta.json;
+    a record already there is replaced), at least every ``flush_every`` recorded steps and on
+    ``flush()`` and ``detach()``, keeping only those rows in memory. ``resume=True`` continues
+    the record at ``path`` from ``start_step`` (rows from it on are cut; see ``records``).
     """
 
     def __init__(
@@ -269,7 +260,9 @@ class VarianceTracker:
         every: int = 1,
         start_step: int = 0,
         statistics: Iterable[str] = STATISTICS,
-        record: Any = None,
+        path: str | Path | None = None,
+        resume: bool = False,
+        flush_every: int = FLUSH_EVERY,
     ) -> None:
         if int(every) != every or every < 1:
             raise ValueError(f"every must be an integer >= 1, got {every!r}")
@@ -292,7 +285,15 @@ class VarianceTracker:
         self._wants_rho_prime = "rho_prime" in wanted
         self.model, self.every = model, int(every)
         self._layers = _find_layers(model)
-        self.record = _ListRecord(len(self._layers)) if record is None else record
+        self.record = TrackRecord(
+            self.statistics,
+            self.layer_names,
+            table_rows=STATISTICS,
+            path=path,
+            flush_every=flush_every,
+            every=self.every,
+            resume_at=int(start_step) if resume else None,
+        )
         self._handles: list[HookHandle] = []
         self._step = int(start_step) - 1  # the number of the current step (a resumed run starts later)
         self._current: _Step | None = None  # the step being recorded; None: this step is not
@@ -328,10 +329,12 @@ class VarianceTracker:
             layer.preact, layer.weight_steps = None, []
 
     def flush(self) -> None:
-        """Move every open step's table to the record (later hooks of those steps write nothing)."""
+        """Move every open step's table to the record (later hooks of those steps write nothing)
+        and, when streaming, write the record to disk."""
         for step in self._open:
             self._close(step)
         self._open.clear()
+        self.record.flush()
 
     def _close(self, step: _Step) -> None:
         step.open = False
@@ -576,38 +579,42 @@ class VarianceTracker:
         """The dotted module names of the tracked Linear layers, in layer order."""
         return [layer.name for layer in self._layers]
 
-    def _tables(self) -> tuple[list[int], list[Any]]:
-        """The steps and host tables recorded so far: the record's, then the open steps'
-        (copied to the host without closing them)."""
-        recorded = self.record.to_dict()
-        steps, tables = recorded["step"].tolist(), list(recorded["table"])
-        for step in self._open:
-            steps.append(step.number)
-            tables.append(backend.to_numpy(step.table).astype(np.float64))
-        return steps, tables
+    @staticmethod
+    def _host(step: _Step) -> np.ndarray:
+        """An open step's table, copied to the host without closing it."""
+        return backend.to_numpy(step.table).astype(np.float64)
 
     @property
     def steps(self) -> list[int]:
         """The numbers of the recorded steps."""
-        return self._tables()[0]
+        return self.record.steps.tolist() + [step.number for step in self._open]
 
     def to_dict(self) -> dict[str, np.ndarray]:
         """{"step": (S,) ints, statistic: (S, L) floats} for S recorded steps, L layers and each
-        statistic the tracker records."""
-        steps, tables = self._tables()
-        table = np.array(tables, dtype=float).reshape(-1, len(STATISTICS), len(self._layers))
-        record = {"step": np.array(steps, dtype=np.int64)}
-        record.update({name: table[:, _COLUMN[name], :] for name in self.statistics})
+        statistic the tracker records: the record's (from disk and memory when streaming), then
+        the open steps'."""
+        record = self.record.to_dict()
+        if self._open:
+            tables = [self._host(step) for step in self._open]
+            record["step"] = np.concatenate([record["step"], [step.number for step in self._open]])
+            for name in self.statistics:
+                record[name] = np.concatenate([record[name], [table[_COLUMN[name]] for table in tables]])
         return record
 
     def profile(self, index: int = -1) -> dict[str, np.ndarray]:
         """{statistic: (L,) array} of one recorded step: ``index`` 0 is the first (at
         initialization when tracking started with training), -1 the latest. Comparable with
         ``theory_record(theory.mlp_profile(...))``."""
-        _, tables = self._tables()
-        if not tables:
+        stored, n = len(self.record), len(self.record) + len(self._open)
+        if not n:
             raise ValueError("VarianceTracker.profile: no step has been recorded yet")
-        return {name: np.array(tables[index][_COLUMN[name]]) for name in self.statistics}
+        if not -n <= index < n:
+            raise IndexError(f"VarianceTracker.profile: index {index} out of range for {n} recorded steps")
+        index %= n
+        if index < stored:
+            return self.record.row(index)
+        table = self._host(self._open[index - stored])
+        return {name: table[_COLUMN[name]] for name in self.statistics}
 
     def to_json(self, path: str | Path) -> None:
         """Write the record as JSON (NaN as null), atomically; ``read_json`` reads it back."""

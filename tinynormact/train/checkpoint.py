@@ -5,7 +5,8 @@ Layout (no pickles; ``numpy.load(path)`` reads it):
 - ``model/<name>``: every parameter and buffer of the model (``state_dict``);
 - ``optimizer/<i>/<key>``: the array state of the optimizer's parameter ``i`` (momentum buffers,
   Adam moments);
-- ``tracker/<key>``: the variance tracker's record so far, when tracking;
+- ``tracker/<key>``: the variance tracker's record so far, when it is kept in memory (a run
+  folder's record streams to its ``tracking/`` folder instead);
 - ``meta``: a JSON string with the progress (epoch, batch within the epoch, step, history,
   per-step losses), the optimizer's hyperparameters and scalar state, and the run's config.
 

@@ -10,7 +10,10 @@
   (every ``checkpoint_every`` epochs, at the end and on Ctrl-C, the state after the last
   completed step; the generation before it is kept as ``checkpoint.previous.npz``),
   ``result.json`` and, when tracking, ``tracker.json`` (the variance record as JSON lists) are
-  written atomically.
+  written atomically. The tracker's record also streams to ``tracking/``
+  (``records.TrackRecord``: rows.npy and meta.json) as the run goes, written before every
+  checkpoint and at the end; a resumed run continues it from the checkpoint's step, so the
+  checkpoint does not carry it.
   ``resume=True`` continues from the checkpoint (from the previous one, with a notice, when the
   latest cannot be loaded) and gives the same result as an uninterrupted run. The config given
   for a resume must equal the saved one except in ``RESUMABLE_FIELDS`` (more epochs extend a
@@ -63,6 +66,7 @@ __all__ = [
     "CHECKPOINT_FILE",
     "CONFIG_FILE",
     "RESULT_FILE",
+    "TRACKING_FOLDER",
     "StepInfo",
     "TrainResult",
     "Trainer",
@@ -73,6 +77,7 @@ __all__ = [
 ]
 
 CHECKPOINT_FILE = "checkpoint.npz"
+TRACKING_FOLDER = "tracking"
 RESULT_FILE = "result.json"
 CONFIG_FILE = "config.json"
 TRACKER_FILE = "tracker.json"
@@ -271,6 +276,7 @@ class Trainer:
         recorded before a resume."""
         if self.tracker is None:
             return None
+        self.tracker.flush()  # a streamed record: on disk up to here
         record = self.tracker.to_dict()
         if self.previous_record is None:
             return record
@@ -289,7 +295,11 @@ class Trainer:
             "step_losses": self.step_losses,
             "schedule_step": None if self.schedule is None else self.schedule.last_step,
         }
-        save_checkpoint(path, self.model, self.optimizer, progress, self.tracker_record())
+        streamed = self.tracker is not None and self.tracker.record.path is not None
+        if streamed:  # the record reaches the checkpoint's step before the checkpoint is written
+            self.tracker.flush()
+        record = None if streamed else self.tracker_record()
+        save_checkpoint(path, self.model, self.optimizer, progress, record)
         self.saved_step = self.step
 
     def save_if_new(self, path: Path) -> None:
@@ -369,6 +379,13 @@ class Trainer:
             self.tracker.detach()
             self.tracker = _make_tracker(self.model, self.tracker.every, start_step=self.step)
         self.previous_record = record
+
+    def stream_tracking(self, folder: Path, resume: bool = False) -> None:
+        """Record the tracked steps into ``folder`` from now on: a new record, or with ``resume``
+        the record there continued from the current step (rows from it on are cut)."""
+        if self.tracker is not None:
+            self.tracker.detach()
+            self.tracker = _make_tracker(self.model, self.tracker.every, self.step, folder, resume)
 
     def result(self, status: str, message: str = "") -> TrainResult:
         record = self.tracker_record()
@@ -451,12 +468,14 @@ def _check_optimizer_state(path: Path, optimizer: Any, step: int) -> None:
                 raise CheckpointError(f"checkpoint {path} is corrupt: {exc}") from exc
 
 
-def _make_tracker(model: Any, every: int, start_step: int = 0) -> Any:
+def _make_tracker(
+    model: Any, every: int, start_step: int = 0, path: Path | None = None, resume: bool = False
+) -> Any:
     if not every:
         return None
     from tinynormact.tracking import VarianceTracker
 
-    tracker = VarianceTracker(model, every=every, start_step=start_step)
+    tracker = VarianceTracker(model, every=every, start_step=start_step, path=path, resume=resume)
     tracker.attach()
     return tracker
 
@@ -536,8 +555,9 @@ def train(
 ) -> TrainResult:
     """Train the network of ``config`` and return its record.
 
-    ``out_dir``: folder for config.json, checkpoint.npz and result.json (nothing is written
-    without it), locked for the run. ``resume``: continue from the checkpoint in ``out_dir``
+    ``out_dir``: folder for config.json, checkpoint.npz, result.json and, when tracking, the
+    tracker's record (tracking/, tracker.json); nothing is written without it; locked for the
+    run. ``resume``: continue from the checkpoint in ``out_dir``
     (``config`` must equal the saved one but for RESUMABLE_FIELDS; ``saved_config`` reads it).
     ``progress``: show a progress bar (None: only on a terminal). ``callback(StepInfo)`` runs
     after every step; it may raise KeyboardInterrupt to stop the run as Ctrl-C would.
@@ -580,6 +600,8 @@ def _train(
                 announce(trainer.describe())
             if resume:
                 trainer.restore(out / CHECKPOINT_FILE)
+            if out is not None and trainer.previous_record is None:  # else a checkpoint from before streaming
+                trainer.stream_tracking(out / TRACKING_FOLDER, resume)
             if out is not None:
                 write_json_atomic(out / CONFIG_FILE, config.to_dict())
             fitting = True  # from here on, Ctrl-C saves the state between steps
