@@ -259,8 +259,8 @@ def test_step_memory_estimate_agrees_with_the_measured_peak() -> None:
     allocates while the step runs, parameters, momentum and data allocated before it).
 
     The estimate leaves out small temporaries, so it may fall a little short: measured/estimated
-    was 1.05 here. The bounds [0.95, 1.15] reject an estimate without the im2col matrices (the
-    largest term, 71% of the activations: the ratio would be about 2.5)."""
+    was 1.06 here. The bounds [0.95, 1.15] reject an estimate without the im2col matrices (the
+    largest term, 80% of the activations: the ratio would be about 3.7)."""
     model = tn.nn.resnet20(rng=0)
     batch = 4
     optimizer = tn.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)

@@ -8,11 +8,12 @@ Both are counted from one forward pass of a small batch through forward hooks on
   training step costs about 3 x that (backward computes the input gradient and the weight
   gradient, each as much arithmetic as the forward product): ``TRAINING_FLOPS_FACTOR``.
 - ``step_memory_estimate``: the arrays this engine keeps from forward to backward, scaled to a
-  batch (a conv keeps its im2col matrix and, when padded, its padded input; batch norm its
-  normalized x_hat; an activation its input), the largest conv's backward temporaries (the
-  gradient of its im2col matrix and of its padded input), and the parameters, their gradients
-  and the optimizer's per-parameter state. An estimate for the engine's arrays, NumPy or CuPy
-  alike; a memory pool's rounding and caching come on top.
+  batch (a conv keeps its im2col matrix; batch norm its normalized x_hat; an activation its
+  input), the largest conv's backward temporaries (the gradient of its im2col matrix and of its
+  padded input), and the parameters, their gradients and the optimizer's per-parameter state.
+  An estimate for the engine's arrays, NumPy or CuPy alike, that leaves out short-lived
+  temporaries (tracemalloc measured 6% more for a relu ResNet-20, 11% for ResNet-50, 18% for
+  adaptive nswish, whose layers keep more); a memory pool's rounding and caching come on top.
 """
 
 from __future__ import annotations
@@ -100,9 +101,9 @@ def step_memory_estimate(
     for module, in_shape, out_shape in _trace(model, example_shape, 1):
         if isinstance(module, (Conv1d, Conv2d)):
             columns = math.prod(out_shape[2:]) * math.prod(module.weight.shape[1:])
-            pad = module.padding
-            padded = in_shape[1] * math.prod(n + 2 * p for n, p in zip(in_shape[2:], pad, strict=True))
-            kept += columns + (padded if any(pad) else 0)
+            sizes = zip(in_shape[2:], module.padding, strict=True)
+            padded = in_shape[1] * math.prod(n + 2 * p for n, p in sizes)
+            kept += columns
             peak = max(peak, columns + padded)
         elif isinstance(module, (BatchNorm1d, BatchNorm2d)):
             kept += math.prod(out_shape[1:])
