@@ -1,6 +1,6 @@
 """What a training step of a network costs: FLOPs per example and an estimate of its memory.
 
-Both are counted from one forward pass of a small batch through forward hooks on the layers
+Both are counted from one forward pass of a single example through forward hooks on the layers
 (``Module.register_forward_hook``), so they hold for any network built from ``nn`` layers.
 
 - ``forward_flops``: 2 x (multiply-adds) of the convolutions and Linear layers for one example
