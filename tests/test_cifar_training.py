@@ -19,6 +19,7 @@ import pytest
 
 import tinynormact as tn
 from tests.cifar_files import tar_folder, write_cifar10
+from tests.strict_device import count_syncs
 from tests.test_cli import assert_one_line_error, run_main
 from tinynormact.costs import forward_flops, step_memory_estimate
 from tinynormact.data import DataError, Dataset, DataSplits, load_cifar10, load_images
@@ -109,6 +110,19 @@ def test_interrupted_image_resnet_resumes_to_the_same_numbers(tmp_path) -> None:
     ):
         running = [k for k in a.files if "running" in k]
         assert running and all(np.array_equal(a[k], b[k]) for k in a.files if k.startswith("model/"))
+
+
+def test_image_resnet_on_a_device_moves_one_array_per_step_and_per_evaluated_split() -> None:
+    """On the strict device (README, GPU): the crops, flips and normalization run where the batch
+    is, so a step costs the one transfer of its loss, as for an MLP, and the numbers are NumPy's."""
+    config = TrainConfig(dataset="cifar10", architecture="resnet20", epochs=1, batch_size=4, device="strict")
+    with count_syncs() as syncs:
+        result = train(config, splits=image_splits(n_train=12, n_test=4))
+    steps, evaluations = len(result.step_losses), 2 * len(result.history["epoch"])
+    assert (steps, evaluations) == (3, 4) and syncs["transfer"] == steps + evaluations
+    assert syncs["float"] <= 1 and set(syncs) <= {"transfer", "float"}  # float: the final check_parameters
+    reference = train(config.replace(device="cpu"), splits=image_splits(n_train=12, n_test=4))
+    assert result.step_losses == reference.step_losses
 
 
 def test_image_architecture_needs_an_image_dataset_and_load_data_keeps_images(tmp_path, monkeypatch) -> None:
