@@ -259,7 +259,7 @@ def test_ctrl_c_in_reproduce_says_where_the_report_is_only_when_one_was_written(
         raise KeyboardInterrupt
 
     monkeypatch.setitem(cli.PRESETS, "quick", tiny_grid(seeds=(0,)))
-    monkeypatch.setattr(sweep_module, "load_dataset", interrupted)
+    monkeypatch.setattr(sweep_module, "load_data", interrupted)
     code, _, err = run_main(capsys, "reproduce", "--out", str(tmp_path / "run"), "--jobs", "1")
     assert code == 130 and err.strip() == "tinynormact: error: interrupted"
     assert not (tmp_path / "run").exists()

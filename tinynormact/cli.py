@@ -70,6 +70,8 @@ _EXAMPLES = {
   tinynormact reproduce --out runs/demo --force  # start again in an existing folder
   tinynormact reproduce --preset full --scheduler tcp://10.0.0.5:8786   # on a Dask cluster
   tinynormact reproduce --preset full --device cuda --seeds 5 --out runs/full
+  tinynormact reproduce --preset cifar10-quick      # needs: tinynormact data download cifar10
+  tinynormact reproduce --preset cifar100-resnet --device cuda --dataset-option n_train=10000
 
 Every finished run is written to the folder at once; the same command on the same folder
 runs only the missing runs (after Ctrl-C, a crash or a lost worker).""",
@@ -232,6 +234,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=list(PRESETS), default="quick", help="grid of runs (default: quick)")
     p.add_argument("--seeds", type=_positive_int, help="number of seeds (default: the preset's)")
     _grid_options(p)
+    p.add_argument(
+        "--dataset-option",
+        dest="dataset_options",
+        type=_key_value,
+        action="append",
+        metavar="KEY=VALUE",
+        help="change one of the preset's dataset options (repeatable), e.g. n_train=2000 or path=DIR",
+    )
     p.set_defaults(handler=_reproduce)
 
     p = _subparser(subparsers, "sweep", "run a grid of runs from a TOML file and write a report")
@@ -306,6 +316,9 @@ def _reproduce(args: argparse.Namespace) -> int:
     grid = PRESETS[args.preset]
     if args.seeds is not None:
         grid = grid.with_seeds(args.seeds)
+    if args.dataset_options:
+        options = {**grid.dataset_options, **dict(args.dataset_options)}
+        grid = dataclasses.replace(grid, dataset_options=options)
     return run_grid_command(grid, args.out, args.device, args.jobs, args.scheduler, args.force, args.resume)
 
 

@@ -6,6 +6,7 @@
 - readers for local files: ``load_mnist``, ``load_fashion_mnist``, ``load_cifar10``,
   ``load_cifar100``, ``read_idx``; a missing or corrupt file raises ``DataError``;
 - ``flatten``, ``standardize`` and ``load_dataset(name, **options)``, which applies both;
+  ``load_images(name, **options)``: an image dataset (``IMAGE_DATASETS``) as uint8 images;
 - ``ImageTransform``: per-channel normalization, random crop and flip of image batches on their
   device (the CIFAR training recipe), applied by the ``DataLoader``;
 - ``download(name)``: fetch a dataset's archive (CIFAR) into ``data_root()``, verified.
@@ -19,7 +20,7 @@ from tinynormact.data.download import DownloadError, download
 from tinynormact.data.idx import load_fashion_mnist, load_mnist, read_idx
 from tinynormact.data.loader import DataLoader
 from tinynormact.data.mnist1d import load_mnist1d, mnist1d_cache_path
-from tinynormact.data.registry import DATASETS, load_dataset
+from tinynormact.data.registry import DATASETS, IMAGE_DATASETS, load_dataset, load_images
 from tinynormact.data.synthetic import gaussian_mixture, spirals, teacher
 from tinynormact.data.transforms import flatten, standardize
 
@@ -30,6 +31,7 @@ __all__ = [
     "DataSplits",
     "Dataset",
     "DownloadError",
+    "IMAGE_DATASETS",
     "ImageTransform",
     "cache_dir",
     "data_root",
@@ -40,6 +42,7 @@ __all__ = [
     "load_cifar100",
     "load_dataset",
     "load_fashion_mnist",
+    "load_images",
     "load_mnist",
     "load_mnist1d",
     "mnist1d_cache_path",

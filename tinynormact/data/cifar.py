@@ -107,44 +107,69 @@ def _parse_batch(where: str, raw: bytes, label_key: bytes, n_classes: int) -> tu
     return data.reshape(-1, 3, 32, 32), labels
 
 
+def _first(dataset: Dataset, count: int | None, option: str) -> Dataset:
+    """The first ``count`` examples of ``dataset`` (all of them for None)."""
+    if count is None:
+        return dataset
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= len(dataset):
+        raise ValueError(
+            f"dataset {dataset.name!r}: {option} must be an integer from 1 to {len(dataset)} "
+            f"(the examples there are), got {count!r}"
+        )
+    return dataset.subset(np.arange(count))  # a copy: the full arrays can be freed
+
+
 def _load(
     path: str | os.PathLike[str] | None,
     name: str,
     parts: dict[str, tuple[str, ...]],
     label_key: bytes,
     n_classes: int,
+    counts: tuple[int | None, int | None],
 ) -> DataSplits:
-    """Read every batch of ``parts`` (train and test) and join each part's batches."""
+    """Read every batch of ``parts`` (train and test), join each part's batches and keep the
+    first ``counts`` (train, test) examples of each."""
     names = tuple(batch for batches in parts.values() for batch in batches)
     raw = _read_batches(None if path is None else Path(path), name, names)
     datasets = []
-    for batches in parts.values():
+    for batches, count, option in zip(parts.values(), counts, ("n_train", "n_test"), strict=True):
         images, labels = zip(
             *(_parse_batch(*raw[batch], label_key, n_classes) for batch in batches), strict=True
         )
-        datasets.append(Dataset(np.concatenate(images), np.concatenate(labels), name, n_classes))
+        dataset = Dataset(np.concatenate(images), np.concatenate(labels), name, n_classes)
+        datasets.append(_first(dataset, count, option))
     return DataSplits(*datasets)
 
 
-def load_cifar10(path: str | os.PathLike[str] | None = None) -> DataSplits:
+def load_cifar10(
+    path: str | os.PathLike[str] | None = None, n_train: int | None = None, n_test: int | None = None
+) -> DataSplits:
     """CIFAR-10: 50000 train and 10000 test uint8 images ``(3, 32, 32)`` in 10 classes.
 
     ``path`` is ``cifar-10-python.tar.gz``, the extracted ``cifar-10-batches-py`` folder, or a
-    folder holding either; by default the data root (``$TINYNORMACT_DATA``).
+    folder holding either; by default the data root (``$TINYNORMACT_DATA``). ``n_train`` and
+    ``n_test`` keep the first that many images of each split, in the archive's order (a fixed
+    subset; the archive's order is already random); None keeps all.
     """
     parts = {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": ("test_batch",)}
-    return _load(path, "cifar10", parts, b"labels", 10)
+    return _load(path, "cifar10", parts, b"labels", 10, (n_train, n_test))
 
 
-def load_cifar100(path: str | os.PathLike[str] | None = None, labels: str = "fine") -> DataSplits:
+def load_cifar100(
+    path: str | os.PathLike[str] | None = None,
+    labels: str = "fine",
+    n_train: int | None = None,
+    n_test: int | None = None,
+) -> DataSplits:
     """CIFAR-100: 50000 train and 10000 test uint8 images ``(3, 32, 32)``.
 
     ``labels="fine"`` gives the 100 classes, ``"coarse"`` the 20 superclasses. ``path`` is
     ``cifar-100-python.tar.gz``, the extracted ``cifar-100-python`` folder, or a folder holding
-    either; by default the data root (``$TINYNORMACT_DATA``).
+    either; by default the data root (``$TINYNORMACT_DATA``). ``n_train``, ``n_test``: the first
+    that many images of each split (None: all), as for ``load_cifar10``.
     """
     if labels not in _CIFAR100_LABELS:
         raise ValueError(f"labels must be one of {', '.join(_CIFAR100_LABELS)}, got {labels!r}")
     label_key, n_classes = _CIFAR100_LABELS[labels]
     parts = {"train": ("train",), "test": ("test",)}
-    return _load(path, "cifar100", parts, label_key, n_classes)
+    return _load(path, "cifar100", parts, label_key, n_classes, (n_train, n_test))

@@ -1,4 +1,5 @@
-"""``load_dataset``: every dataset by name, flattened and standardized for MLPs."""
+"""``load_dataset``: every dataset by name, flattened and standardized for MLPs;
+``load_images``: the image datasets as they are, for convolutional networks."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from tinynormact.data.mnist1d import load_mnist1d
 from tinynormact.data.synthetic import gaussian_mixture, spirals, teacher
 from tinynormact.data.transforms import flatten, standardize
 
-__all__ = ["DATASETS", "load_dataset"]
+__all__ = ["DATASETS", "IMAGE_DATASETS", "load_dataset", "load_images"]
 
 DATASETS: dict[str, Callable[..., DataSplits]] = {
     "mnist1d": load_mnist1d,
@@ -28,6 +29,8 @@ DATASETS: dict[str, Callable[..., DataSplits]] = {
     "cifar10": load_cifar10,
     "cifar100": load_cifar100,
 }
+# the datasets whose examples are images (channels, height, width), for ``load_images``
+IMAGE_DATASETS = ("cifar10", "cifar100")
 
 
 def _check_option(dataset: str, parameter: inspect.Parameter, value: Any) -> None:
@@ -63,17 +66,10 @@ def _check_option(dataset: str, parameter: inspect.Parameter, value: Any) -> Non
         raise ValueError(f"dataset {dataset!r}: option {parameter.name} must be {valid}, got {value!r}")
 
 
-def load_dataset(name: str, standardize_features: bool = True, **options: Any) -> DataSplits:
-    """The dataset ``name`` with ``options`` passed to its loader, ready for an MLP.
-
-    Examples are flattened to vectors and, unless ``standardize_features=False``, standardized
-    with train-set statistics. The file datasets need ``path=``, the folder or archive holding
-    their files (mnist, fashion_mnist), or look in the data root without it (cifar10, cifar100).
-    Each option must have the type of the loader's default for it (an integer for ``n_train``,
-    a number for ``noise``, ...); a wrong type raises ValueError naming the dataset, the option
-    and the value. NaN or Inf in the inputs of either split raises ValueError
-    naming the split and the first bad example.
-    """
+def _load(name: str, options: dict[str, Any]) -> DataSplits:
+    """The dataset ``name`` from its loader, after checking ``options`` against its signature;
+    NaN or Inf in the inputs of either split raises ValueError naming the split and the first
+    bad example."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid names are {', '.join(DATASETS)}")
     loader = DATASETS[name]
@@ -89,7 +85,30 @@ def load_dataset(name: str, standardize_features: bool = True, **options: Any) -
         raise ValueError(f"dataset {name!r} needs {missing[0].name}=..., see {loader.__name__}")
     for key, value in options.items():
         _check_option(name, parameters[key], value)
-    raw = loader(**options)
-    raw.check_finite()
-    splits = flatten(raw)
+    splits = loader(**options)
+    splits.check_finite()
+    return splits
+
+
+def load_dataset(name: str, standardize_features: bool = True, **options: Any) -> DataSplits:
+    """The dataset ``name`` with ``options`` passed to its loader, ready for an MLP.
+
+    Examples are flattened to vectors and, unless ``standardize_features=False``, standardized
+    with train-set statistics. The file datasets need ``path=``, the folder or archive holding
+    their files (mnist, fashion_mnist), or look in the data root without it (cifar10, cifar100).
+    Each option must have the type of the loader's default for it (an integer for ``n_train``,
+    a number for ``noise``, ...); a wrong type raises ValueError naming the dataset, the option
+    and the value. NaN or Inf in the inputs of either split raises ValueError
+    naming the split and the first bad example.
+    """
+    splits = flatten(_load(name, options))
     return standardize(splits) if standardize_features else splits
+
+
+def load_images(name: str, **options: Any) -> DataSplits:
+    """The image dataset ``name`` (one of ``IMAGE_DATASETS``) as its loader returns it: uint8
+    images ``(n, channels, height, width)``, for a convolutional network and the per-channel
+    normalization of ``ImageTransform``. Options are checked as for ``load_dataset``."""
+    if name not in IMAGE_DATASETS:
+        raise ValueError(f"dataset {name!r} holds no images; image datasets: {', '.join(IMAGE_DATASETS)}")
+    return _load(name, options)

@@ -33,6 +33,7 @@ __all__ = [
 DPI = 120
 FORM_COLORS = {"vanilla": "tab:gray", "static": "tab:blue", "adaptive": "tab:orange"}
 ARCH_TITLES = {"mlp": "MLP", "resmlp": "residual MLP", "resnet1d": "1-D ResNet"}
+ARCH_TITLES |= {f"resnet{depth}": f"ResNet-{depth}" for depth in (20, 32, 56, 50)}
 
 
 def _grid(n_panels: int, columns: int, panel: tuple[float, float]) -> tuple[Figure, list[Any]]:

@@ -90,7 +90,9 @@ class RunSpec:
 class Grid:
     """A named grid of runs. Axes (tuples, each non-empty): ``architectures``, ``activations``,
     ``forms``, ``widths``, ``depths`` (a tuple, or a dict architecture -> tuple), ``lrs``,
-    ``seeds``. Shared settings: the dataset, ``epochs``, ``batch_size``, ``optimizer``; ``rule``
+    ``seeds`` (the image ResNets "resnet20", "resnet50", ... read neither width nor depth: their
+    name fixes the network). Shared settings: the dataset, ``epochs``, ``batch_size``,
+    ``optimizer``, ``momentum`` (SGD), ``weight_decay``, ``schedule``, ``init``; ``rule``
     and ``center`` are the normalization options of the static and adaptive forms;
     ``target_loss`` is the train loss whose first crossing counts as "converged";
     ``propagation_*`` size the signal-propagation measurement at initialization."""
@@ -111,6 +113,10 @@ class Grid:
     epochs: int = 15
     batch_size: int = 128
     optimizer: str = "adam"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    init: str = "lecun_normal"
     rule: str = "balanced"
     center: bool = False
     target_loss: float = 1.0
@@ -182,6 +188,10 @@ class Grid:
             batch_size=self.batch_size,
             optimizer=self.optimizer,
             lr=lr,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            schedule=self.schedule,
+            init=self.init,
             seed=seed,
             device=device,
             target_loss=self.target_loss,

@@ -1,9 +1,13 @@
-"""The reproduction's grids by name: ``quick`` (the default) and ``full``.
+"""The reproduction's grids by name: ``quick`` (the default), ``cnn-quick``, ``cifar10-quick``,
+``cifar100-resnet`` and ``full``.
 
 Each preset is a ``Grid``, the same kind of object as a grid file read by ``tinynormact sweep``
 (``load_grid``): ``tinynormact reproduce --preset quick`` and ``tinynormact sweep quick.toml``
 with the same keys run the same runs. ``quick`` finishes in about a minute on two CPU cores;
 ``full`` runs more seeds, epochs, depth, width and activations, for many workers or a GPU.
+``cifar10-quick`` trains a ResNet-20 on a CIFAR-10 subset (CPU, minutes) and ``cifar100-resnet``
+ResNet-20 and ResNet-50 on CIFAR-100 (GPUs), from the downloaded archives
+(``tinynormact data download``).
 """
 
 from __future__ import annotations
@@ -28,6 +32,60 @@ PRESETS: dict[str, Grid] = {
         architectures=("resnet1d",),
         widths=(32,),
         depths={"resnet1d": (1,)},
+    ),
+    # Times below are estimates (no CIFAR archive and no GPU where these presets were written).
+    # cifar10-quick: single runs of its size timed on a generated archive (`tinynormact train`,
+    # one BLAS thread, user + system time). cifar100-resnet: FLOPs per image
+    # (costs.forward_flops: ResNet-20 0.0816 G, ResNet-50 2.596 G; a training image costs 3x, an
+    # evaluated one 1x) divided by the CPU rate bench_cifar_step measured (11.7-14.1 and
+    # 29.0-31.0 GFLOP per CPU-second at batch 128, one BLAS thread, three runs).
+    "cifar10-quick": Grid(
+        name="cifar10-quick",
+        description="CIFAR-10, a fixed subset (the archive's first 1000 train / 500 test images), "
+        "ResNet-20 (batch norm, random crop and flip), relu and swish, 4 epochs of SGD (batch 64, "
+        "lr 0.05, momentum 0.9, weight decay 5e-4, cosine), 2 seeds: about 10 minutes on 2 CPU "
+        "cores, an estimate (one relu and one adaptive nswish run of this size took 95 and 105 "
+        "CPU-seconds on a generated archive of random images; 12 runs; not yet timed on the real "
+        "archive)",
+        activations=("relu", "swish"),
+        architectures=("resnet20",),
+        depths={"resnet20": (20,)},  # recorded only: the name fixes the network
+        dataset="cifar10",
+        dataset_options={"n_train": 1000, "n_test": 500},
+        epochs=4,
+        batch_size=64,
+        optimizer="sgd",
+        lrs=(0.05,),
+        weight_decay=5e-4,
+        schedule="cosine",
+        init="kaiming_normal",
+        seeds=(0, 1),
+        target_loss=2.0,
+    ),
+    # The CIFAR recipe of the wide-ResNet paper (Zagoruyko & Komodakis 2016, CIFAR-100: SGD,
+    # momentum 0.9, lr 0.1, weight decay 5e-4, batch 128, 200 epochs) with the cosine schedule
+    # of Loshchilov & Hutter (2017) in place of its step decay; He et al. (2016) for the
+    # networks, their initialization and the crop-and-flip augmentation. An epoch is 50000
+    # training and 60000 evaluated images: 17.1 TFLOP for ResNet-20, 545 TFLOP for ResNet-50.
+    "cifar100-resnet": Grid(
+        name="cifar100-resnet",
+        description="CIFAR-100 (50000 train / 10000 test), ResNet-20 and ResNet-50 (3x3 stride-1 "
+        "stem for 32x32), batch norm, random crop and flip, 6 activations, 200 epochs of SGD "
+        "(batch 128, lr 0.1, momentum 0.9, weight decay 5e-4, cosine), 3 seeds, 108 runs, for "
+        "GPUs. Time per epoch, estimated (no GPU measured): on one CPU core 20-24 min (ResNet-20) "
+        "and 5 h (ResNet-50) from the measured CPU throughput; on a GPU at least 1.7 s and 55 s "
+        "(the FLOP count at an assumed 10 TFLOP/s)",
+        activations=("relu", "swish", "tanh", "sigmoid", "gelu", "elu"),
+        architectures=("resnet20", "resnet50"),
+        depths={"resnet20": (20,), "resnet50": (50,)},  # recorded only
+        dataset="cifar100",
+        epochs=200,
+        optimizer="sgd",
+        lrs=(0.1,),
+        weight_decay=5e-4,
+        schedule="cosine",
+        init="kaiming_normal",
+        target_loss=1.0,
     ),
     "full": Grid(
         name="full",

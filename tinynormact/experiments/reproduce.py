@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import tinynormact
-from tinynormact.data import load_dataset
 from tinynormact.experiments.analysis import (
     aggregate,
     convergence_vs_property,
@@ -36,7 +35,7 @@ from tinynormact.experiments.sweep import run_sweep
 from tinynormact.experiments.sweep_folder import read_json
 from tinynormact.files import check_writable, write_json_atomic, write_text_atomic
 from tinynormact.folder_lock import folder_lock
-from tinynormact.train import using_device
+from tinynormact.train import load_data, using_device
 
 __all__ = ["analyse", "load_results", "reproduce", "software_versions", "write_report"]
 
@@ -117,7 +116,7 @@ def _reproduce(
     started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     outcome = run_sweep(grid, out, device, jobs, scheduler, force, resume, progress, **options)
     with using_device(device):
-        splits = load_dataset(grid.dataset, **grid.dataset_options)
+        splits = load_data(grid.runs(device)[0].config)  # image datasets as images
         propagation = signal_propagation(
             grid.activations,
             grid.forms,
@@ -143,7 +142,7 @@ def _reproduce(
             "failed": sum(r["status"] == "failed" for r in runs),
             "train_examples": len(splits.train),
             "test_examples": len(splits.test),
-            "features": int(splits.train.x.shape[1]),
+            "example_shape": list(splits.train.example_shape),
             "classes": splits.train.n_classes,
         },
         "versions": software_versions(device),

@@ -18,11 +18,10 @@ from typing import Any
 
 from tqdm import tqdm
 
-from tinynormact.data import load_dataset
 from tinynormact.experiments.executors import check_scheduler_address, open_executor
 from tinynormact.experiments.grid import Grid
 from tinynormact.experiments.sweep_folder import open_sweep_folder
-from tinynormact.train import using_device
+from tinynormact.train import load_data, using_device
 
 __all__ = ["SweepOutcome", "run_sweep"]
 
@@ -69,7 +68,7 @@ def run_sweep(
     with contextlib.ExitStack() as stack:
         executor = stack.enter_context(open_executor(jobs, scheduler)) if todo else None
         with using_device(device):  # before the folder: a Ctrl-C here leaves nothing behind
-            load_dataset(grid.dataset, **grid.dataset_options)  # fills the data cache
+            load_data(grid.runs(device)[0].config)  # fills the data cache; image datasets as images
         folder.create()
         if executor is not None:
             description = executor.description

@@ -8,13 +8,21 @@
 """
 
 from tinynormact.train.checkpoint import CheckpointError
-from tinynormact.train.config import ARCHITECTURES, OPTIMIZERS, SCHEDULES, ConfigError, TrainConfig
+from tinynormact.train.config import (
+    ARCHITECTURES,
+    IMAGE_ARCHITECTURES,
+    OPTIMIZERS,
+    SCHEDULES,
+    ConfigError,
+    TrainConfig,
+)
 from tinynormact.train.health import TrainingDiverged
 from tinynormact.train.loop import (
     StepInfo,
     Trainer,
     TrainingInterrupted,
     TrainResult,
+    load_data,
     saved_config,
     train,
     using_device,
@@ -23,6 +31,7 @@ from tinynormact.train.model import build_model, build_optimizer
 
 __all__ = [
     "ARCHITECTURES",
+    "IMAGE_ARCHITECTURES",
     "OPTIMIZERS",
     "SCHEDULES",
     "CheckpointError",
@@ -35,6 +44,7 @@ __all__ = [
     "TrainingInterrupted",
     "build_model",
     "build_optimizer",
+    "load_data",
     "saved_config",
     "train",
     "using_device",

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tinynormact import activations, backend
-from tinynormact.data import DATASETS
+from tinynormact.data import DATASETS, IMAGE_DATASETS
 from tinynormact.nn import Parameter
 from tinynormact.nn import init as nn_init
 from tinynormact.nn.factory import check_activation, normalized_base
@@ -33,6 +33,7 @@ else:  # pragma: no cover - Python 3.10
 
 __all__ = [
     "ARCHITECTURES",
+    "IMAGE_ARCHITECTURES",
     "OPTIMIZERS",
     "RESUMABLE_FIELDS",
     "SCHEDULES",
@@ -43,7 +44,9 @@ __all__ = [
     "resume_conflicts",
 ]
 
-ARCHITECTURES = ("mlp", "resmlp", "resnet1d")
+# the CIFAR ResNets of nn.resnet, trained on images (not flattened), with augmentation
+IMAGE_ARCHITECTURES = ("resnet20", "resnet32", "resnet56", "resnet50")
+ARCHITECTURES = ("mlp", "resmlp", "resnet1d", *IMAGE_ARCHITECTURES)
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine")
 DTYPES = ("float32", "float64")
@@ -68,6 +71,12 @@ class TrainConfig:
       (each example, e.g. MNIST-1D's 40 features, read as one channel): 3 stages of ``depth``
       residual blocks x + F(x) (F = conv, activation, conv) at ``width``, 2 ``width`` and
       4 ``width`` channels, global average pooling, a Linear to the classes.
+      "resnet20", "resnet32", "resnet56" (``nn.resnet_cifar``, He et al. 2016) and "resnet50"
+      (bottleneck, 3x3 stride-1 stem for 32x32 inputs): the standard networks with batch norm,
+      trained on an image dataset (``IMAGE_DATASETS``) kept as uint8 images; each training batch
+      gets a random crop (4-pixel padding) and flip, every batch the per-channel normalization of
+      the training set (``ImageTransform``). ``depth``, ``width`` and ``branch_depth`` are not
+      used by them (the name fixes the network); ``alpha`` scales their residual branches.
     - ``activation`` is any activation name, "n<name>" for a normalized one;
       ``activation_options`` are its options (``{"mode": "adaptive", "rule": "balanced"}``, or
       ``{"beta": 2.0}`` for swish). ``init`` is an ``nn.init`` scheme (LeCun by default: the
@@ -113,6 +122,11 @@ class TrainConfig:
         """Raise ConfigError on the first invalid field."""
         _choice("dataset", self.dataset, tuple(DATASETS))
         _choice("architecture", self.architecture, ARCHITECTURES)
+        if self.architecture in IMAGE_ARCHITECTURES and self.dataset not in IMAGE_DATASETS:
+            raise ConfigError(
+                f"architecture {self.architecture!r} needs an image dataset "
+                f"({', '.join(IMAGE_DATASETS)}), got dataset {self.dataset!r}"
+            )
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("device", self.device, backend.devices())

@@ -1,7 +1,8 @@
 """The training loop: ``train(config)`` runs one configuration and returns a ``TrainResult``.
 
-- Deterministic: the weights come from ``config.seed`` and the batch order of epoch k from
-  ``(config.seed, k)``, so the same config gives the same numbers, bit for bit, on a CPU.
+- Deterministic: the weights come from ``config.seed`` and the batch order (and, for the image
+  ResNets, the random crops and flips) of epoch k from ``(config.seed, k)``, so the same config
+  gives the same numbers, bit for bit, on a CPU.
 - After every step the loss, the gradients and the updated parameters are checked; NaN or Inf
   raises ``TrainingDiverged`` naming the step and the first layer that went non-finite, so a
   checkpoint never holds non-finite weights.
@@ -25,6 +26,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import math
 import signal
@@ -39,11 +41,13 @@ from typing import Any
 from tqdm import tqdm
 
 from tinynormact import autograd, backend
-from tinynormact.data import DataLoader, DataSplits, load_dataset
+from tinynormact.costs import step_memory_estimate
+from tinynormact.data import DataLoader, DataSplits, ImageTransform, load_dataset, load_images
 from tinynormact.files import RunNotice, check_writable, jsonable, write_json_atomic
 from tinynormact.folder_lock import folder_lock
 from tinynormact.losses import softmax_cross_entropy
 from tinynormact.memory import require_memory
+from tinynormact.nn import Module
 from tinynormact.optim import clip_grad_norm
 from tinynormact.train.checkpoint import (
     CheckpointError,
@@ -52,7 +56,13 @@ from tinynormact.train.checkpoint import (
     remove_stale_files,
     save_checkpoint,
 )
-from tinynormact.train.config import ConfigError, TrainConfig, check_integer, resume_conflicts
+from tinynormact.train.config import (
+    IMAGE_ARCHITECTURES,
+    ConfigError,
+    TrainConfig,
+    check_integer,
+    resume_conflicts,
+)
 from tinynormact.train.health import (
     TrainingDiverged,
     all_finite,
@@ -71,6 +81,7 @@ __all__ = [
     "TrainResult",
     "Trainer",
     "TrainingInterrupted",
+    "load_data",
     "saved_config",
     "train",
     "using_device",
@@ -83,6 +94,17 @@ CONFIG_FILE = "config.json"
 TRACKER_FILE = "tracker.json"
 HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds")
 _EVAL_BATCH = 1024
+_IMAGE_EVAL_BATCH = 256  # a ResNet's feature maps of 1024 images would take gigabytes
+# the CIFAR training augmentation (He et al. 2016, section 4.2): 4-pixel padding, random crop, flip
+_CROP_PADDING = 4
+
+
+def load_data(config: TrainConfig) -> DataSplits:
+    """The data of ``config``: uint8 images for the image ResNets (``load_images``), flattened
+    and standardized examples for the other architectures (``load_dataset``)."""
+    if config.architecture in IMAGE_ARCHITECTURES:
+        return load_images(config.dataset, **config.dataset_options)
+    return load_dataset(config.dataset, **config.dataset_options)
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -158,15 +180,20 @@ class Trainer:
 
     def __post_init__(self) -> None:
         cfg, train_set = self.config, self.splits.train
-        self.loader = DataLoader(train_set, cfg.batch_size, shuffle=True, seed=cfg.seed, dtype=cfg.dtype)
+        augment = evaluate = None
+        eval_batch = _EVAL_BATCH
+        if cfg.architecture in IMAGE_ARCHITECTURES:  # statistics of the training set only
+            evaluate = ImageTransform.fit(train_set)
+            augment = dataclasses.replace(evaluate, padding=_CROP_PADDING, flip=True)
+            eval_batch = _IMAGE_EVAL_BATCH
+        self.loader = DataLoader(
+            train_set, cfg.batch_size, shuffle=True, seed=cfg.seed, dtype=cfg.dtype, transform=augment
+        )
         self.eval_loaders = {
-            name: DataLoader(data, _EVAL_BATCH, shuffle=False, dtype=cfg.dtype)
+            name: DataLoader(data, eval_batch, shuffle=False, dtype=cfg.dtype, transform=evaluate)
             for name, data in (("train", train_set), ("test", self.splits.test))
         }
-        n_features = int(backend.np.prod(train_set.example_shape))
-        what = f"the {cfg.architecture} of depth {cfg.depth} and width {cfg.width}"
-        require_memory(model_bytes(cfg, n_features, train_set.n_classes), what)
-        self.model = build_model(cfg, n_features, train_set.n_classes)
+        self.model = self._build_model()
         self.optimizer, self.schedule = build_optimizer(cfg, self.model, cfg.epochs * len(self.loader))
         self.tracker = _make_tracker(self.model, cfg.track_every)
         self.previous_record: dict[str, Any] | None = None  # tracker record before a resume
@@ -177,13 +204,31 @@ class Trainer:
         n_params = sum(p.size for p in self.model.parameters())
         shape = "x".join(map(str, train_set.example_shape))
         blocks = "hidden layers" if cfg.architecture == "mlp" else "residual blocks"
+        size = f", {cfg.depth} {blocks} of width {cfg.width}"
+        size = "" if cfg.architecture in IMAGE_ARCHITECTURES else size  # the name fixes the size
         return (
             f"data: {cfg.dataset}, {len(train_set)} train and {len(self.splits.test)} test examples "
             f"of shape {shape}, {train_set.n_classes} classes\n"
-            f"model: {cfg.architecture}, {cfg.depth} {blocks} of width {cfg.width}, activation "
+            f"model: {cfg.architecture}{size}, activation "
             f"{cfg.activation}, {n_params} parameters ({cfg.dtype} on {cfg.device}); "
             f"{len(self.loader)} steps per epoch"
         )
+
+    def _build_model(self) -> Module:
+        """The network, once a training step is known to fit in the memory available: checked
+        before building for the MLPs (a mistyped width would not fit at all), after building for
+        the image ResNets, whose size their name fixes (``costs.step_memory_estimate``)."""
+        cfg, train_set = self.config, self.splits.train
+        shape, classes = train_set.example_shape, train_set.n_classes
+        if cfg.architecture in IMAGE_ARCHITECTURES:
+            model = build_model(cfg, shape, classes)
+            slots = 1 if cfg.optimizer == "sgd" else 2  # momentum; Adam's two moments
+            estimate = step_memory_estimate(model, shape, cfg.batch_size, slots)
+            require_memory(estimate.total, f"a {cfg.architecture} training step at batch {cfg.batch_size}")
+            return model
+        what = f"the {cfg.architecture} of depth {cfg.depth} and width {cfg.width}"
+        require_memory(model_bytes(cfg, math.prod(shape), classes), what)
+        return build_model(cfg, shape, classes)
 
     # ----- evaluation -------------------------------------------------------------------------
     def evaluate(self, split: str) -> tuple[float, float]:
@@ -594,7 +639,7 @@ def _train(
                 _check_folder(out, resume)
             if splits is not None:
                 splits.check_finite()
-            data = splits if splits is not None else load_dataset(config.dataset, **config.dataset_options)
+            data = splits if splits is not None else load_data(config)
             trainer = Trainer(config, data)
             if announce is not None:
                 announce(trainer.describe())

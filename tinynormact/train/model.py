@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 from tinynormact import optim
 from tinynormact.backend import np
 from tinynormact.memory import mlp_bytes
-from tinynormact.nn import MLP, Module, ResidualMLP, resnet1d
-from tinynormact.train.config import TrainConfig
+from tinynormact.nn import MLP, Module, ResidualMLP, resnet1d, resnet50, resnet_cifar
+from tinynormact.train.config import IMAGE_ARCHITECTURES, TrainConfig
 
 __all__ = ["build_model", "build_optimizer", "model_bytes"]
 
@@ -24,8 +26,10 @@ def model_bytes(config: TrainConfig, n_features: int, n_classes: int) -> int:
     return mlp_bytes(widths, config.batch_size, np.dtype(config.dtype).itemsize, copies)
 
 
-def build_model(config: TrainConfig, n_features: int, n_classes: int) -> Module:
-    """The MLP, residual MLP or 1-D residual CNN of ``config``, its weights drawn from ``config.seed``."""
+def build_model(config: TrainConfig, example_shape: tuple[int, ...], n_classes: int) -> Module:
+    """The network of ``config`` for examples of ``example_shape`` (an MLP reads them flattened,
+    an image ResNet as (channels, height, width)), its weights drawn from ``config.seed``."""
+    n_features = math.prod(example_shape)
     common = dict(
         activation=config.activation,
         activation_options=config.activation_options,
@@ -36,6 +40,11 @@ def build_model(config: TrainConfig, n_features: int, n_classes: int) -> Module:
     if config.architecture == "mlp":
         widths = [n_features] + [config.width] * config.depth + [n_classes]
         return MLP(widths, **common)
+    if config.architecture in IMAGE_ARCHITECTURES:
+        image = dict(num_classes=n_classes, in_channels=example_shape[0], alpha=config.alpha, **common)
+        if config.architecture == "resnet50":
+            return resnet50(**image)
+        return resnet_cifar(int(config.architecture.removeprefix("resnet")), **image)
     if config.architecture == "resnet1d":
         return resnet1d(n_features, n_classes, config.width, (config.depth,) * 3, **common)
     return ResidualMLP(
