@@ -16,6 +16,7 @@ import pytest
 
 import tinynormact as tn
 from tinynormact import losses, nn, optim, records
+from tinynormact.files import RunNotice
 from tinynormact.records import TrackRecord, read_record
 from tinynormact.tracking import STATISTICS, VarianceTracker
 from tinynormact.train import TrainConfig, train
@@ -319,7 +320,8 @@ def test_a_sigkilled_training_run_resumes_with_exactly_the_missing_steps(tmp_pat
     flushed = {key: values[:2200] for key, values in whole.items()}
     assert_bits_equal({name: rows[name] for name in rows.dtype.names}, flushed)
 
-    resumed = train(SIGKILL_RUN, out_dir=out, resume=True, progress=False)
+    with pytest.warns(RunNotice, match="taking over the lock of process"):  # the killed run's lock
+        resumed = train(SIGKILL_RUN, out_dir=out, resume=True, progress=False)
     assert resumed.tracker["step"].tolist() == list(range(2400))
     assert_bits_equal(read_record(out / "tracking"), whole)
     assert_bits_equal(resumed.tracker, whole)

@@ -27,7 +27,7 @@ from tinynormact.train.loop import (
     train,
     using_device,
 )
-from tinynormact.train.model import build_model, build_optimizer
+from tinynormact.train.build import build_model, build_optimizer
 
 __all__ = [
     "ARCHITECTURES",

@@ -70,7 +70,7 @@ from tinynormact.train.health import (
     locate_nonfinite,
     loss_and_arrays_finite,
 )
-from tinynormact.train.model import build_model, build_optimizer, model_bytes
+from tinynormact.train.build import build_model, build_optimizer, model_bytes
 
 __all__ = [
     "CHECKPOINT_FILE",
