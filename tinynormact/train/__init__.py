@@ -7,6 +7,7 @@
 - ``health``: NaN/Inf detection and ``TrainingDiverged``.
 """
 
+from tinynormact.train.build import build_model, build_optimizer
 from tinynormact.train.checkpoint import CheckpointError
 from tinynormact.train.config import (
     ARCHITECTURES,
@@ -27,7 +28,6 @@ from tinynormact.train.loop import (
     train,
     using_device,
 )
-from tinynormact.train.build import build_model, build_optimizer
 
 __all__ = [
     "ARCHITECTURES",

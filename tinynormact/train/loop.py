@@ -49,6 +49,7 @@ from tinynormact.losses import softmax_cross_entropy
 from tinynormact.memory import require_memory
 from tinynormact.nn import Module
 from tinynormact.optim import clip_grad_norm
+from tinynormact.train.build import build_model, build_optimizer, model_bytes
 from tinynormact.train.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -70,7 +71,6 @@ from tinynormact.train.health import (
     locate_nonfinite,
     loss_and_arrays_finite,
 )
-from tinynormact.train.build import build_model, build_optimizer, model_bytes
 
 __all__ = [
     "CHECKPOINT_FILE",
