@@ -8,17 +8,16 @@ CIFAR-10 archive skips, with the download command, when it is not in the data ro
 from __future__ import annotations
 
 import dataclasses
-import gc
 import json
 import math
 import re
-import tracemalloc
 from collections import Counter
 
 import numpy as np
 import pytest
 
 import tinynormact as tn
+from benchmarks.timing import peak_bytes
 from tests.cifar_files import tar_folder, write_cifar10
 from tests.strict_device import count_syncs
 from tests.test_cli import assert_one_line_error, run_main
@@ -290,12 +289,7 @@ def test_step_memory_estimate_agrees_with_the_measured_peak() -> None:
     step()  # the momentum buffers exist from here on
     for p in model.parameters():
         p.grad = None  # the measured step allocates the gradients again, as the estimate counts
-    gc.collect()
-    tracemalloc.start()
-    base = tracemalloc.get_traced_memory()[0]
-    step()
-    measured = tracemalloc.get_traced_memory()[1] - base
-    tracemalloc.stop()
+    measured = peak_bytes(step)
     estimate = step_memory_estimate(model, (3, 32, 32), batch)
     in_step = estimate.activations + estimate.backward_peak + estimate.parameters // 2  # + gradients
     assert 0.95 <= measured / in_step <= 1.15, (measured, estimate)
