@@ -15,7 +15,8 @@ __all__ = ["main"]
 
 
 def main() -> int:
-    """Import the command line, then run it; 130 with one line when interrupted while importing.
+    """Import the command line, then run it; 130 with one line when interrupted while importing,
+    and the command's own code when interrupted after it finished.
 
     An interrupt inside an extension module's import can surface as that module's ImportError
     (NumPy turns it into "Importing the numpy C-extensions failed"), so the handler notes that
@@ -37,4 +38,9 @@ def main() -> int:
         return 130
     finally:
         signal.signal(signal.SIGINT, previous)
-    return cli_main()
+    code = cli_main()
+    # The work is done and its files are written: a Ctrl-C while Python shuts down (a tenth of a
+    # second with NumPy, SciPy and Matplotlib loaded) would otherwise end the process by the
+    # signal, hiding this exit code.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return code

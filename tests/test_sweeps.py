@@ -295,6 +295,8 @@ def test_ctrl_c_keeps_finished_runs_and_a_rerun_runs_only_the_rest(tmp_path, ref
     workers = [p for p in me.children(recursive=True) if "resource_tracker" not in " ".join(_cmdline(p))]
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
+    if process.returncode == 0:
+        pytest.skip("the sweep finished before Ctrl-C arrived (a very fast machine): nothing to resume")
     assert process.returncode == 130 and "Traceback" not in err
     last_line = err.strip().splitlines()[-1]
     assert last_line.startswith("tinynormact: error: interrupted: the finished runs are kept")
