@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import math
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -350,6 +352,25 @@ def test_a_rerun_runs_only_the_missing_runs(tmp_path, monkeypatch) -> None:
     started.clear()
     reproduce(grid, out, resume=True, progress=False)  # every run finished: nothing starts
     assert started == []
+
+
+def test_in_a_log_a_resumed_sweep_reports_each_further_tenth_of_its_runs(tmp_path, monkeypatch) -> None:
+    """Before: with standard error not a terminal (nohup, a cluster job's log) a sweep of hours
+    printed nothing until its report."""
+    out = tmp_path / "run"
+    grid = tiny_grid(activations=("tanh",))  # 12 runs
+    reproduce(grid, out, progress=False)
+    for name in sorted(p.name for p in (out / "runs").iterdir())[1:]:  # keep one
+        (out / "runs" / name).unlink()
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal
+    notices: list[str] = []
+    reproduce(grid, out, notice=notices.append)  # progress=None: a bar on a terminal, else lines
+    assert notices[0] == f"resuming {out}: 1 of 12 runs already finished, 11 to run"
+    tenths_reached_at = {math.ceil(k * 12 / 10) for k in range(1, 11)}  # 2, 3, 4, 5, 6, 8, ... 12
+    assert [int(line.split()[0]) for line in notices[1:]] == sorted(tenths_reached_at - {1}), notices
+    line = re.compile(r"\d+ of 12 runs finished; [\d.]+ min so far, about [\d.]+ min left")
+    assert all(line.fullmatch(notice) for notice in notices[1:]), notices
+    assert notices[-1].endswith("about 0.0 min left")
 
 
 def test_diverged_runs_are_recorded_not_fatal(tmp_path) -> None:

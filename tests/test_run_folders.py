@@ -31,7 +31,11 @@ TINY = [*TINY.split(), "--depth", "2", "--width", "8", "--activation", "tanh", "
 
 def start(*argv: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [COMMAND, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+        [COMMAND, *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
         preexec_fn=default_sigint,
     )
 

@@ -3,14 +3,16 @@
 ``run_sweep`` checks the folder (``sweep_folder``), opens the executor (``executors``; an
 unreachable scheduler fails before the folder is touched), fills the data cache once in this
 process (so local workers do not all download the dataset at once), then submits the missing
-runs and writes each record the moment it arrives, with a progress bar over all runs. Ctrl-C
-stops the workers; the runs written so far stay, and the outcome says "interrupted".
+runs and writes each record the moment it arrives, with a progress bar over all runs (in a log,
+where a bar would be one long line, a line at every tenth of the runs instead). Ctrl-C stops the
+workers; the runs written so far stay, and the outcome says "interrupted".
 """
 
 from __future__ import annotations
 
 import contextlib
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +43,39 @@ def _notice(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+class ProgressLines:
+    """Progress for a log (standard error not a terminal): ``notice`` gets a line each time
+    another tenth of the ``total`` runs has finished, with the time this session has taken and
+    the time left at its rate so far."""
+
+    def __init__(self, total: int, initial: int, notice: Callable[[str], None]) -> None:
+        self.total, self.initial, self.done = total, initial, initial
+        self.notice = notice
+        self.tenths = self._tenths()
+        self.start = time.monotonic()
+
+    def _tenths(self) -> int:
+        return self.done * 10 // self.total
+
+    def update(self) -> None:
+        self.done += 1
+        if self._tenths() == self.tenths:
+            return
+        self.tenths = self._tenths()
+        elapsed = time.monotonic() - self.start
+        left = elapsed / (self.done - self.initial) * (self.total - self.done)
+        self.notice(
+            f"{self.done} of {self.total} runs finished; {elapsed / 60:.1f} min so far, "
+            f"about {left / 60:.1f} min left"
+        )
+
+    def __enter__(self) -> ProgressLines:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
 def run_sweep(
     grid: Grid,
     out: str | Path,
@@ -55,7 +90,8 @@ def run_sweep(
     """Run the runs of ``grid`` on ``device`` that the sweep folder ``out`` lacks, on ``jobs``
     local workers or the Dask cluster at ``scheduler``. An existing folder of the same grid is
     resumed (``notice`` says how many runs it holds); ``resume=True`` requires one; ``force``
-    starts again. ``progress``: a progress bar over the runs (None: only on a terminal)."""
+    starts again. ``progress``: a progress bar over the runs (None: a bar on a terminal, else
+    ``ProgressLines``)."""
     out = Path(out)
     check_scheduler_address(scheduler)
     specs = grid.runs(device)  # a bad grid fails here, before anything is written
@@ -72,8 +108,10 @@ def run_sweep(
         folder.create()
         if executor is not None:
             description = executor.description
-            disable = None if progress is None else not progress  # None: only on a terminal
-            bar = tqdm(total=len(specs), initial=len(finished), unit="run", disable=disable)
+            if progress is None and not sys.stderr.isatty():
+                bar = ProgressLines(len(specs), len(finished), notice)
+            else:
+                bar = tqdm(total=len(specs), initial=len(finished), unit="run", disable=progress is False)
             try:
                 with bar:
                     for spec, record in executor.run(todo):
