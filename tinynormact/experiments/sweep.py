@@ -43,6 +43,10 @@ def _notice(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
 class ProgressLines:
     """Progress for a log (standard error not a terminal): ``notice`` gets a line each time
     another tenth of the ``total`` runs has finished, with the time this session has taken and
@@ -63,11 +67,11 @@ class ProgressLines:
             return
         self.tenths = self._tenths()
         elapsed = time.monotonic() - self.start
-        left = elapsed / (self.done - self.initial) * (self.total - self.done)
-        self.notice(
-            f"{self.done} of {self.total} runs finished; {elapsed / 60:.1f} min so far, "
-            f"about {left / 60:.1f} min left"
-        )
+        line = f"{self.done} of {self.total} runs finished; {_duration(elapsed)} so far"
+        if self.done < self.total:
+            left = elapsed / (self.done - self.initial) * (self.total - self.done)
+            line += f", about {_duration(left)} left"
+        self.notice(line)
 
     def __enter__(self) -> ProgressLines:
         return self
