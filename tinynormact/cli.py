@@ -13,15 +13,18 @@ holds the traceback), 130 after Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
 import os
+import signal
 import sys
 import tempfile
+import threading
 import traceback
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -353,14 +356,29 @@ def _train(args: argparse.Namespace) -> int:
             raise KeyboardInterrupt(f"{exc}; nothing was saved to resume from") from None
         hint = f"continue with: {PROG} train --out {args.out} --resume"
         raise KeyboardInterrupt(f"{exc}, saved in {exc.checkpoint}; {hint}") from None
-    columns = [result.history[key] for key in _HISTORY_COLUMNS]
-    rows = [
-        [_epoch_label(epoch), *(f"{v:.4f}" for v in values)] for epoch, *values in zip(*columns, strict=True)
-    ]
-    print(format_table(list(_HISTORY_COLUMNS.values()), rows))
-    if config.target_loss is not None:
-        print(f"epochs to train loss {config.target_loss}: {result.epochs_to_target or 'not reached'}")
+    with _interrupts_ignored():  # the run is complete and saved: a Ctrl-C now loses nothing
+        columns = [result.history[key] for key in _HISTORY_COLUMNS]
+        rows = [
+            [_epoch_label(epoch), *(f"{v:.4f}" for v in values)]
+            for epoch, *values in zip(*columns, strict=True)
+        ]
+        print(format_table(list(_HISTORY_COLUMNS.values()), rows))
+        if config.target_loss is not None:
+            print(f"epochs to train loss {config.target_loss}: {result.epochs_to_target or 'not reached'}")
     return 0
+
+
+@contextlib.contextmanager
+def _interrupts_ignored() -> Iterator[None]:
+    """Ignore Ctrl-C within the block (main thread only: elsewhere Python delivers no signals)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _epoch_label(epoch: int) -> str:

@@ -652,16 +652,11 @@ def _train(
             fitting = True  # from here on, Ctrl-C saves the state between steps
             try:
                 _fit(trainer, out, progress, callback)
-                trainer.check_parameters()  # the last update's weights, before calling them a result
-                result = trainer.result("completed")
-                if out is not None:
-                    trainer.save_if_new(out / CHECKPOINT_FILE)
+                return _finish(trainer, out)
             except TrainingDiverged as exc:
                 exc.result = trainer.result("diverged", str(exc))
                 _write_result(out, exc.result)
                 raise
-            _write_result(out, result)
-            return result
     except KeyboardInterrupt:
         if fitting:
             if out is not None and not trainer.busy:  # between steps: the state is consistent
@@ -707,6 +702,22 @@ def _fit(
                 trainer.save(out / CHECKPOINT_FILE)
             if interrupted():
                 raise KeyboardInterrupt
+
+
+def _finish(trainer: Trainer, out: Path | None) -> TrainResult:
+    """Check the last update, save the checkpoint and write the completed result. A Ctrl-C in
+    this window interrupts nothing worth keeping apart: it is noted, the run completes and is
+    saved, and a notice says so (the caller's exit code stays that of a completed run)."""
+    with _deferred_interrupt() as interrupted:
+        trainer.check_parameters()  # the last update's weights, before calling them a result
+        result = trainer.result("completed")
+        if out is not None:
+            trainer.save_if_new(out / CHECKPOINT_FILE)
+        _write_result(out, result)
+    if interrupted():
+        where = "" if out is None else f"; it is saved in {out}"
+        warnings.warn(f"Ctrl-C came as the run finished: the run completed{where}", RunNotice, stacklevel=2)
+    return result
 
 
 def _write_result(out: Path | None, result: TrainResult) -> None:
