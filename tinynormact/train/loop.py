@@ -38,8 +38,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from tinynormact.data import DataLoader, DataSplits, ImageTransform, load_dataset, load_images
 from tinynormact.engine import autograd, backend
 from tinynormact.infra.files import RunNotice, check_writable, jsonable, write_json_atomic
@@ -676,6 +674,8 @@ def _fit(
     if not trainer.history["epoch"]:
         trainer.record_epoch(0.0)
     total = cfg.epochs * len(trainer.loader)
+    from tqdm import tqdm  # loads when a bar is shown
+
     bar = tqdm(
         total=total,
         initial=trainer.step,
