@@ -36,6 +36,8 @@ __version__ = "0.2.0"
 _MODULES = {
     "activations": "tinynormact.theory.activations",
     "backend": "tinynormact.engine.backend",
+    "batch_norm": "tinynormact.engine.batch_norm",
+    "convolution": "tinynormact.engine.convolution",
     "costs": "tinynormact.tracking.costs",
     "data": "tinynormact.data",
     "experiments": "tinynormact.experiments",
