@@ -1,4 +1,4 @@
-"""The variance theory (docs/THEORY.md E1-E18) against oracles that are not the code under test:
+"""The variance theory (docs/THEORY.md E1-E22) against oracles that are not the code under test:
 closed forms, SciPy's adaptive quadrature, published constants and hand-derived recursions.
 The Monte Carlo checks are in test_theory_montecarlo.py."""
 

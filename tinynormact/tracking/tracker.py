@@ -114,6 +114,7 @@ from tinynormact.engine import backend, convolution
 from tinynormact.engine.autograd import HookHandle, Tensor, is_grad_enabled, raw
 from tinynormact.engine.backend import np
 from tinynormact.infra.files import write_json_atomic, write_text_atomic
+from tinynormact.infra.validation import check_integer
 from tinynormact.nn.batchnorm import BatchNorm1d, BatchNorm2d
 from tinynormact.nn.conv import Conv1d, Conv2d
 from tinynormact.nn.init import as_generator
@@ -264,8 +265,7 @@ class VarianceTracker:
         resume: bool = False,
         flush_every: int = FLUSH_EVERY,
     ) -> None:
-        if int(every) != every or every < 1:
-            raise ValueError(f"every must be an integer >= 1, got {every!r}")
+        check_integer("every", every, 1)
         self.statistics = tuple(statistics)
         unknown = sorted(set(self.statistics) - set(STATISTICS))
         if unknown or not self.statistics:
