@@ -38,6 +38,7 @@ is changed.
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
@@ -46,10 +47,20 @@ from pathlib import Path
 from typing import Any
 
 from tinynormact.engine.backend import np
-from tinynormact.infra.files import write_atomically, write_json_atomic
+from tinynormact.infra.files import write_atomically, write_json_atomic, write_text_atomic
 from tinynormact.infra.validation import check_integer
 
-__all__ = ["FORMAT", "META_FILE", "ROWS_FILE", "TrackRecord", "read_meta", "read_record"]
+__all__ = [
+    "FORMAT",
+    "META_FILE",
+    "ROWS_FILE",
+    "TrackRecord",
+    "read_json",
+    "read_meta",
+    "read_record",
+    "write_csv",
+    "write_json",
+]
 
 ROWS_FILE = "rows.npy"
 META_FILE = "meta.json"
@@ -330,4 +341,46 @@ def read_record(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"track record {rows_path} does not hold the statistics and layers of {META_FILE}")
     record: dict[str, Any] = {name: np.ascontiguousarray(rows[name]) for name in dtype.names}
     record["layers"], record["every"] = meta["layers"], meta["every"]
+    return record
+
+
+# ----- export: JSON and CSV documents of a record -------------------------------------------------
+
+
+def write_json(path: str | Path, record: dict[str, Any], layers: Sequence[str], every: int | None) -> None:
+    """Write ``record`` ({"step": (S,), statistic: (S, L)}) as a JSON document (NaN as null),
+    atomically; ``read_json`` reads it back."""
+    record = dict(record)
+    document = {
+        "every": every,
+        "layers": list(layers),
+        "step": record.pop("step").tolist(),
+        "statistics": {name: values for name, values in record.items()},
+    }
+    write_json_atomic(path, document, indent=None)
+
+
+def write_csv(
+    path: str | Path, record: dict[str, Any], layers: Sequence[str], statistics: Sequence[str]
+) -> None:
+    """Write ``record`` in long format, one line per (step, layer): step, layer (index), name,
+    then one column per statistic (NaN as "nan"), atomically."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["step", "layer", "name", *statistics])
+    for s, step in enumerate(record["step"]):
+        for l, name in enumerate(layers):
+            writer.writerow([int(step), l, name, *(repr(float(record[k][s, l])) for k in statistics)])
+    write_text_atomic(path, text.getvalue())
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    """A record written by ``write_json`` (``VarianceTracker.to_json``): the arrays of
+    ``to_dict`` plus "layers" (the layer names) and "every"."""
+    document = json.loads(Path(path).read_text())
+    record: dict[str, Any] = {"step": np.array(document["step"], dtype=np.int64)}
+    layers = len(document["layers"])
+    for name, values in document["statistics"].items():
+        record[name] = np.array(values, dtype=float).reshape(-1, layers)  # null -> nan
+    record["layers"], record["every"] = document["layers"], document["every"]
     return record

@@ -4,11 +4,12 @@
 With an output folder (README, "Run folders"): the folder is locked for the whole run
 (``folder_lock``: a second writer is refused at once); ``config.json``, ``checkpoint.npz``
 (every ``checkpoint_every`` epochs, at the end and on Ctrl-C, the state after the last completed
-step; the generation before it is kept as ``checkpoint.previous.npz``), ``result.json`` and,
-when tracking, ``tracker.json`` (the variance record as JSON lists) are written atomically. The
-tracker's record also streams to ``tracking/`` (``records.TrackRecord``: rows.npy and
-meta.json) as the run goes, written before every checkpoint and at the end; a resumed run
-continues it from the checkpoint's step, so the checkpoint does not carry it.
+step; the generation before it is kept as ``checkpoint.previous.npz``) and ``result.json`` are
+written atomically. When tracking, the tracker's record is written once, streamed to
+``tracking/`` (``records.TrackRecord``: rows.npy and meta.json) as the run goes, up to date
+before every checkpoint and at the end; a resumed run continues it from the checkpoint's step,
+so the checkpoint does not carry it (``records.read_record`` reads it; ``write_json`` or
+``write_csv`` export it).
 ``resume=True`` continues from the checkpoint (from the previous one, with a notice, when the
 latest cannot be loaded) and gives the same result as an uninterrupted run. The config given for
 a resume must equal the saved one except in ``RESUMABLE_FIELDS`` (more epochs extend a finished
@@ -36,7 +37,6 @@ __all__ = [
     "CHECKPOINT_FILE",
     "CONFIG_FILE",
     "RESULT_FILE",
-    "TRACKER_FILE",
     "TRACKING_FOLDER",
     "load_data",
     "saved_config",
@@ -47,7 +47,6 @@ CHECKPOINT_FILE = "checkpoint.npz"
 TRACKING_FOLDER = "tracking"
 RESULT_FILE = "result.json"
 CONFIG_FILE = "config.json"
-TRACKER_FILE = "tracker.json"
 
 
 def load_data(config: TrainConfig) -> DataSplits:
@@ -87,7 +86,7 @@ def train(
     """Train the network of ``config`` and return its record.
 
     ``out_dir``: folder for config.json, checkpoint.npz, result.json and, when tracking, the
-    tracker's record (tracking/, tracker.json); nothing is written without it; locked for the
+    tracker's record (tracking/); nothing is written without it; locked for the
     run. ``resume``: continue from the checkpoint in ``out_dir``
     (``config`` must equal the saved one but for RESUMABLE_FIELDS; ``saved_config`` reads it).
     ``progress``: show a progress bar (None: only on a terminal). ``callback(StepInfo)`` runs
@@ -195,8 +194,6 @@ def _finish(trainer: Trainer, out: Path | None) -> TrainResult:
 
 
 def _write_result(out: Path | None, result: TrainResult) -> None:
-    """result.json, and the tracker's record in readable form (tracker.json) when tracking."""
+    """result.json (the tracker's record is already in tracking/, streamed)."""
     if out is not None:
         write_json_atomic(out / RESULT_FILE, result.to_dict())
-        if result.tracker is not None:
-            write_json_atomic(out / TRACKER_FILE, result.tracker)
