@@ -12,6 +12,7 @@ import pytest
 
 from tests.test_experiments import tiny_grid
 from tinynormact import backend, cli
+from tinynormact.experiments import PRESETS
 
 TINY_TRAIN = "--dataset spirals --dataset-option n_train=120 --dataset-option n_test=60 --depth 2 --width 8 "
 TINY_TRAIN = [*TINY_TRAIN.split(), "--epochs", "2", "--batch-size", "40"]
@@ -151,8 +152,10 @@ def test_train_prints_the_history_and_flags_override_the_file(capsys, tmp_path) 
     assert announce[0].startswith("data: spirals, 120 train and 60 test examples of shape 2, 3 classes")
     assert announce[1].startswith("model: mlp, 2 hidden layers of width 8, activation tanh")
     assert lines[0].split() == ["epoch", "train", "loss", "train", "acc", "test", "loss", "test", "acc"]
-    assert [line.split()[0] for line in lines[2:]] == ["0", "1", "2"]  # --epochs 2 beat the file's 5
+    assert [line.split()[0] for line in lines[2:-1]] == ["0", "1", "2"]  # --epochs 2 beat the file's 5
     assert lines[2].startswith("0 (untrained)")
+    # the last line says where the run went and what is there
+    assert lines[-1] == f"run folder: {tmp_path / 'o'} (checkpoint.npz, checkpoint.previous.npz, config.json, result.json)"
     saved = json.loads((tmp_path / "o" / "config.json").read_text())
     assert saved["activation"] == "tanh" and saved["dataset_options"] == {"n_train": 120, "n_test": 60}
 
@@ -198,7 +201,7 @@ def test_propagate_prints_measured_and_theory_and_draws(capsys, tmp_path) -> Non
 
 
 def test_reproduce_then_plot(capsys, tmp_path, monkeypatch) -> None:
-    monkeypatch.setitem(cli.PRESETS, "quick", tiny_grid(seeds=(0,)))
+    monkeypatch.setitem(PRESETS, "quick", tiny_grid(seeds=(0,)))
     out = tmp_path / "run"
     code, stdout, _ = run_main(capsys, "reproduce", "--out", str(out), "--jobs", "1")
     assert code == 0 and "static - vanilla" in stdout and str(out / "report.md") in stdout

@@ -15,11 +15,13 @@ import tinynormact
 from tests.test_cli import TINY_TRAIN, assert_one_line_error, run_main
 from tests.test_experiments import tiny_grid
 from tinynormact import cli
+from tinynormact.experiments import PRESETS
 from tinynormact.experiments.runner import run_one
 
 reproduce_module = importlib.import_module("tinynormact.experiments.reproduce")
 sweep_module = importlib.import_module("tinynormact.experiments.sweep")
 executors_module = importlib.import_module("tinynormact.experiments.executors")
+propagation_module = importlib.import_module("tinynormact.experiments.propagation")
 
 
 def test_version(capsys) -> None:
@@ -37,7 +39,7 @@ def test_reproduce_into_an_unwritable_place_fails_before_any_run(capsys, tmp_pat
     blocker.write_text("")
     runs = []
     monkeypatch.setattr(reproduce_module, "run_sweep", lambda *args, **options: runs.append(args))
-    monkeypatch.setitem(cli.PRESETS, "quick", tiny_grid(seeds=(0,)))
+    monkeypatch.setitem(PRESETS, "quick", tiny_grid(seeds=(0,)))
     code, _, err = run_main(capsys, "reproduce", "--out", str(blocker / "report"), "--jobs", "1")
     assert code == 2 and runs == []
     assert_one_line_error(err, str(blocker), "is a file")
@@ -50,7 +52,7 @@ def test_reproduce_folder_held_by_another_process_is_refused(capsys, tmp_path, m
     out = tmp_path / "report"
     holder = start_holder(out)
     try:
-        monkeypatch.setitem(cli.PRESETS, "quick", tiny_grid(seeds=(0,)))
+        monkeypatch.setitem(PRESETS, "quick", tiny_grid(seeds=(0,)))
         code, _, err = run_main(capsys, "reproduce", "--out", str(out), "--jobs", "1")
     finally:
         holder.stdin.close()
@@ -218,7 +220,7 @@ def test_normalized_activation_option_message_lists_every_valid_option(capsys) -
 
 def test_propagate_checks_the_figure_path_before_computing(capsys, monkeypatch) -> None:
     computed = []
-    monkeypatch.setattr(cli, "measure_network", lambda *a: computed.append(a))
+    monkeypatch.setattr(propagation_module, "measure_network", lambda *a: computed.append(a))
     code, _, _ = run_main(capsys, "propagate", "--activations", "relu", "--out", "fig.jpg2")
     assert code == 2 and computed == []
 
@@ -258,7 +260,7 @@ def test_ctrl_c_in_reproduce_says_where_the_report_is_only_when_one_was_written(
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setitem(cli.PRESETS, "quick", tiny_grid(seeds=(0,)))
+    monkeypatch.setitem(PRESETS, "quick", tiny_grid(seeds=(0,)))
     monkeypatch.setattr(sweep_module, "load_data", interrupted)
     code, _, err = run_main(capsys, "reproduce", "--out", str(tmp_path / "run"), "--jobs", "1")
     assert code == 130 and err.strip() == "tinynormact: error: interrupted"
@@ -273,7 +275,7 @@ def test_ctrl_c_in_reproduce_says_where_the_report_is_only_when_one_was_written(
             raise KeyboardInterrupt
         return run_one(spec)
 
-    monkeypatch.setitem(cli.PRESETS, "quick", tiny_grid(seeds=(0,)))
+    monkeypatch.setitem(PRESETS, "quick", tiny_grid(seeds=(0,)))
     monkeypatch.setattr(executors_module, "run_one", one_run_then_interrupt)
     code, _, err = run_main(capsys, "reproduce", "--out", str(tmp_path / "run"), "--jobs", "1")
     assert code == 130

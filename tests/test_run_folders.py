@@ -148,14 +148,15 @@ def test_ctrl_c_while_a_completed_run_is_being_saved_completes_it(tmp_path, monk
 
 def test_ctrl_c_while_the_table_is_printed_keeps_exit_code_0(tmp_path, monkeypatch, capsys) -> None:
     from tinynormact import cli
+    from tinynormact.experiments import report
 
-    format_table = cli.format_table
+    format_table = report.format_table
 
     def interrupt_then_format(*args: object) -> str:
         _send_ctrl_c_to_this_process()
         return format_table(*args)
 
-    monkeypatch.setattr(cli, "format_table", interrupt_then_format)
+    monkeypatch.setattr(report, "format_table", interrupt_then_format)
     assert cli.main(["train", *TINY, "--epochs", "2", "--out", str(tmp_path / "run")]) == 0
     assert "error" not in capsys.readouterr().err
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored afterwards
