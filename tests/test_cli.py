@@ -155,7 +155,8 @@ def test_train_prints_the_history_and_flags_override_the_file(capsys, tmp_path) 
     assert [line.split()[0] for line in lines[2:-1]] == ["0", "1", "2"]  # --epochs 2 beat the file's 5
     assert lines[2].startswith("0 (untrained)")
     # the last line says where the run went and what is there
-    assert lines[-1] == f"run folder: {tmp_path / 'o'} (checkpoint.npz, checkpoint.previous.npz, config.json, result.json)"
+    files = "checkpoint.npz, checkpoint.previous.npz, config.json, result.json"
+    assert lines[-1] == f"run folder: {tmp_path / 'o'} ({files})"
     saved = json.loads((tmp_path / "o" / "config.json").read_text())
     assert saved["activation"] == "tanh" and saved["dataset_options"] == {"n_train": 120, "n_test": 60}
 
