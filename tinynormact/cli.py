@@ -28,7 +28,7 @@ import textwrap
 import threading
 import traceback
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -373,10 +373,10 @@ _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
 }
 
 
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The argument parser. Every subcommand is named in it; with ``command``, only that one gets
-    its options (built with the imports they need, so ``tinynormact --help`` loads no array
-    library); without it, every one does."""
+def build_parser(commands: Collection[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser. Every subcommand is named in it; those in ``commands`` (default:
+    every one) get their options, built with the imports they need, so that ``tinynormact
+    --help`` (no command) loads no array library."""
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Normalized activation functions (arXiv 2208.13315): theory, training, reproduction.",
@@ -393,7 +393,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             epilog=_EXAMPLES.get(name),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        if command in (None, name):
+        if commands is None or name in commands:
             add_options(p)
     return parser
 
@@ -676,9 +676,9 @@ def _exit_code(exc: Exception) -> str:
     return "unexpected"
 
 
-def _command_of(argv: Sequence[str]) -> str | None:
-    """The subcommand ``argv`` names, if any (it comes first: the main parser's options exit)."""
-    return argv[0] if argv and argv[0] in _COMMANDS else None
+def _command_of(argv: Sequence[str]) -> list[str]:
+    """The subcommand ``argv`` names, if any: its first word (the main parser's options exit)."""
+    return [argv[0]] if argv and argv[0] in _COMMANDS else []
 
 
 def main(argv: Sequence[str] | None = None) -> int:
