@@ -202,6 +202,8 @@ def test_sizes_that_cannot_fit_are_refused_up_front_with_the_estimate(capsys, ar
         (["propagate", "--activations", "relu", "--out", "fig.jpg2"], ["fig.jpg2", ".png, .svg, .pdf"]),
         (["train", "--out", ""], ["--out", "''"]),
         (["reproduce", "--out", ""], ["--out", "''"]),
+        # before: "needs path=..., see load_mnist" (a Python function) instead of the flag to give
+        (["train", "--dataset", "mnist"], ["'mnist' needs path=DIR", "--dataset-option path=DIR"]),
     ],
 )
 def test_messages_name_the_wrong_input(capsys, argv, words) -> None:
@@ -249,6 +251,28 @@ def test_track_every_with_out_writes_a_readable_record_next_to_the_result(capsys
     record = json.loads((tmp_path / "tracker.json").read_text())
     assert record["step"] == [0, 2, 4]  # 3 steps per epoch, 2 epochs: steps 0..5, every 2nd
     assert len(record["preact_sq"]) == 3 and len(record["preact_sq"][0]) == 3  # 3 steps x 3 linears
+
+
+def test_plot_of_a_train_folder_without_tracking_says_how_to_record_one(capsys, tmp_path) -> None:
+    """Before: it said the folder needs a reproduce or sweep results.json. The command the message
+    gives is run here, and plot then draws its record."""
+    run = tmp_path / "one"
+    assert run_main(capsys, "train", *TINY_TRAIN, "--out", str(run))[0] == 0
+    code, _, err = run_main(capsys, "plot", str(run))
+    assert code == 2
+    assert_one_line_error(err, str(run), "without --track-every", "no tracking record")
+    suggested = err.strip().rpartition("tinynormact train ")[2].split()
+    assert suggested == [
+        "--config",
+        str(run / "config.json"),
+        "--track-every",
+        "10",
+        "--out",
+        f"{run}-tracked",
+    ]
+    assert run_main(capsys, "train", *suggested[:3], "2", *suggested[4:])[0] == 0  # 6 steps: record some
+    code, out, _ = run_main(capsys, "plot", f"{run}-tracked")
+    assert code == 0 and "tracking_gains.png" in out
 
 
 def test_ctrl_c_in_reproduce_says_where_the_report_is_only_when_one_was_written(
