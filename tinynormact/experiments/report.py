@@ -270,7 +270,7 @@ def _settings(results: dict[str, Any]) -> str:
     preset, settings = results["preset"], results["settings"]
     lines = [f"- preset `{preset['name']}`: {preset['description']}"]
     lines += [f"- {key}: `{value}`" for key, value in preset.items() if key not in ("name", "description")]
-    lines += [f"- {key}: `{value}`" for key, value in settings.items()]
+    lines += [f"- {key}: `{value}`" for key, value in settings.items() if key not in preset]  # once each
     lines += [f"- {name} {version}" for name, version in results["versions"].items()]
     return "\n".join(lines)
 
@@ -288,7 +288,8 @@ def markdown_report(results: dict[str, Any], figures: Sequence[str]) -> str:
     return f"""# tinynormact reproduction: normalized vs vanilla activations
 
 Grid `{preset["name"]}` on {preset["dataset"]}, seeds {", ".join(map(str, results["settings"]["seeds"]))},
-device `{results["settings"]["device"]}`, wall time {results["wall_time_s"]:.0f} s.
+device `{results["settings"]["device"]}`, wall time {results["wall_time_s"]:.0f} s (this reproduction, on the
+machine under Settings; the measured times of the presets are in docs/timings.md).
 Forms: *vanilla* phi; *static* lambda (phi - mu) with lambda from the Gaussian moments at q = 1
 (THEORY E15, rule `{preset["rule"]}`, centring {preset["center"]}); *adaptive* lambda from batch
 statistics with running estimates (E16). The balanced rule is the reading of the paper by its only
