@@ -11,8 +11,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from tinynormact import plots
 from tinynormact.experiments.figures import convergence_figure, propagation_figure
+from tinynormact.tracking import plots
 
 ACTIVATIONS = ("relu", "tanh", "swish")
 FORMS = ("vanilla", "static", "adaptive")

@@ -184,7 +184,7 @@ def _key_value(text: str) -> tuple[str, Any]:
 
 def _grid_options(p: argparse.ArgumentParser) -> None:
     """The options of the subcommands that run a grid."""
-    from tinynormact.backend import devices
+    from tinynormact.engine.backend import devices
 
     p.add_argument(
         "--device", choices=devices(), help="where to train (default: $TINYNORMACT_DEVICE, else cpu)"
@@ -234,8 +234,8 @@ def _sweep_options(p: argparse.ArgumentParser) -> None:
 def _train_flag_help(name: str, default: Any) -> str:
     """The help of one TrainConfig flag: what it means, its valid names where they are many,
     and its default."""
-    from tinynormact import activations
     from tinynormact.nn.init import INITIALIZERS
+    from tinynormact.theory import activations
 
     names = {"activation": activations.names(), "init": list(INITIALIZERS)}.get(name, [])
     shown = "$TINYNORMACT_DEVICE, else cpu" if name == "device" else "none" if default is None else default
@@ -243,8 +243,8 @@ def _train_flag_help(name: str, default: Any) -> str:
 
 
 def _train_options(p: argparse.ArgumentParser) -> None:
-    from tinynormact import backend
     from tinynormact.data import DATASETS
+    from tinynormact.engine import backend
     from tinynormact.train.config import ARCHITECTURES, DTYPES, OPTIMIZERS, SCHEDULES, TrainConfig
 
     choices = {
@@ -280,7 +280,8 @@ def _train_options(p: argparse.ArgumentParser) -> None:
 
 
 def _theory_options(p: argparse.ArgumentParser) -> None:
-    from tinynormact import activations, theory
+    from tinynormact import theory
+    from tinynormact.theory import activations
 
     names = ", ".join(activations.names())
     p.add_argument(
@@ -301,7 +302,7 @@ def _theory_options(p: argparse.ArgumentParser) -> None:
 
 
 def _propagate_options(p: argparse.ArgumentParser) -> None:
-    from tinynormact import activations
+    from tinynormact.theory import activations
 
     names = ", ".join(activations.names())
     p.add_argument(
@@ -432,7 +433,7 @@ def _sweep(args: argparse.Namespace) -> int:
 def _train_config(args: argparse.Namespace) -> Any:
     """--config (or, with --resume, the run's saved config.json), then the flags given; the device
     defaults to TINYNORMACT_DEVICE (else cpu)."""
-    from tinynormact import backend
+    from tinynormact.engine import backend
     from tinynormact.train import TrainConfig, saved_config
 
     values = saved_config(args.out).to_dict() if args.resume else {"device": backend.get_device()}
@@ -500,7 +501,8 @@ def _epoch_label(epoch: int) -> str:
 
 
 def _activation_for_theory(name: str, rule: str, q: float, center: bool) -> Any:
-    from tinynormact import activations, nn
+    from tinynormact import nn
+    from tinynormact.theory import activations
 
     if nn.factory.normalized_base(name) is None:
         return activations.get(name)
@@ -508,8 +510,9 @@ def _activation_for_theory(name: str, rule: str, q: float, center: bool) -> Any:
 
 
 def _theory(args: argparse.Namespace) -> int:
-    from tinynormact import activations, theory
-    from tinynormact.backend import np
+    from tinynormact import theory
+    from tinynormact.engine.backend import np
+    from tinynormact.theory import activations
 
     names = args.activations or activations.names()
     with warnings.catch_warnings(record=True) as caught, np.errstate(all="ignore"):
@@ -542,10 +545,10 @@ def _propagate(args: argparse.Namespace) -> int:
     from tinynormact import nn
     from tinynormact.experiments.propagation import STATISTICS, measure_network
     from tinynormact.experiments.report import format_table
-    from tinynormact.memory import mlp_bytes, require_memory
+    from tinynormact.infra.memory import mlp_bytes, require_memory
 
     if args.out:
-        from tinynormact import plots
+        from tinynormact.tracking import plots
 
         plots.check_figure_path(args.out)  # before the computation, not after it
     widths = [args.width] * (args.depth + 1)
@@ -601,8 +604,8 @@ def _plot(args: argparse.Namespace) -> int:
         raise UsageError(f"{run_dir} is a file; give the folder written by {PROG} reproduce")
     tracking = run_dir / TRACKING_FOLDER
     if tracking.is_dir():  # a training run's streamed tracker record
-        from tinynormact import plots
-        from tinynormact.records import read_record
+        from tinynormact.tracking import plots
+        from tinynormact.tracking.records import read_record
 
         names = plots.write_tracking_figures(read_record(tracking), run_dir / "figures")
     elif (run_dir / "config.json").is_file() and not (run_dir / "results.json").exists():
@@ -639,7 +642,7 @@ def _notice(message: str) -> None:
 
 def _show_notice(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
     """warnings.showwarning for the command line: RunNotice as one notice line, others as usual."""
-    from tinynormact.files import RunNotice
+    from tinynormact.infra.files import RunNotice
 
     if issubclass(category, RunNotice):
         _notice(str(message))
@@ -665,8 +668,8 @@ def _exit_code(exc: Exception) -> str:
     if isinstance(exc, UsageError | ValueError | OSError | ImportError):
         return "usage"
     if isinstance(exc, RuntimeError):
-        from tinynormact.backend import DeviceError
-        from tinynormact.folder_lock import FolderLocked
+        from tinynormact.engine.backend import DeviceError
+        from tinynormact.infra.folder_lock import FolderLocked
         from tinynormact.train.health import TrainingDiverged
 
         if isinstance(exc, TrainingDiverged):
@@ -687,7 +690,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(_command_of(argv)).parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
-        from tinynormact.files import RunNotice
+        from tinynormact.infra.files import RunNotice
 
         with warnings.catch_warnings():
             warnings.simplefilter("always", RunNotice)

@@ -27,14 +27,13 @@ from tinynormact.experiments.analysis import (
     paired_differences,
     theory_table,
 )
-from tinynormact.experiments.figures import write_figures
 from tinynormact.experiments.grid import Grid
 from tinynormact.experiments.propagation import signal_propagation
 from tinynormact.experiments.report import markdown_report, runs_csv
 from tinynormact.experiments.sweep import run_sweep
 from tinynormact.experiments.sweep_folder import read_json
-from tinynormact.files import check_writable, write_json_atomic, write_text_atomic
-from tinynormact.folder_lock import folder_lock
+from tinynormact.infra.files import check_writable, write_json_atomic, write_text_atomic
+from tinynormact.infra.folder_lock import folder_lock
 from tinynormact.train import load_data, using_device
 
 __all__ = ["analyse", "load_results", "reproduce", "software_versions", "write_report"]
@@ -62,7 +61,9 @@ def analyse(results: dict[str, Any]) -> None:
 
 def write_report(results: dict[str, Any], out: Path) -> None:
     """Write results.json, results.csv, figures/ and report.md into the folder ``out``, each file
-    atomically and report.md last."""
+    atomically and report.md last. Matplotlib loads here, when the figures are drawn."""
+    from tinynormact.experiments.figures import write_figures
+
     out = Path(out)
     write_json_atomic(out / "results.json", results)
     write_text_atomic(out / "results.csv", runs_csv(results))
