@@ -279,8 +279,8 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=_train)
 
 
-def _theory_options(p: argparse.ArgumentParser) -> None:
-    from tinynormact import theory
+def _activations_option(p: argparse.ArgumentParser, default: str | None) -> None:
+    """--activations NAME ...: listing every valid name; required when ``default`` is None."""
     from tinynormact.theory import activations
 
     names = ", ".join(activations.names())
@@ -288,8 +288,15 @@ def _theory_options(p: argparse.ArgumentParser) -> None:
         "--activations",
         nargs="+",
         metavar="NAME",
-        help=f"activations among {names}; n<name> for a normalized one (default: all of them)",
+        required=default is None,
+        help=f"activations among {names}; n<name> for a normalized one ({default or 'required'})",
     )
+
+
+def _theory_options(p: argparse.ArgumentParser) -> None:
+    from tinynormact import theory
+
+    _activations_option(p, default="default: all of them")
     p.add_argument("--q", type=_positive_float, default=1.0, help="input second moment (default: 1)")
     p.add_argument(
         "--rule",
@@ -302,16 +309,7 @@ def _theory_options(p: argparse.ArgumentParser) -> None:
 
 
 def _propagate_options(p: argparse.ArgumentParser) -> None:
-    from tinynormact.theory import activations
-
-    names = ", ".join(activations.names())
-    p.add_argument(
-        "--activations",
-        nargs="+",
-        metavar="NAME",
-        required=True,
-        help=f"activations among {names}; n<name> for a normalized one (required)",
-    )
+    _activations_option(p, default=None)
     p.add_argument("--depth", type=_positive_int, default=20, help="hidden layers (default: 20)")
     p.add_argument("--width", type=_positive_int, default=256, help="units per layer (default: 256)")
     p.add_argument("--batch", type=_positive_int, default=256, help="inputs (default: 256)")

@@ -354,7 +354,7 @@ each rule (E12-E14), and (rho, rho') of the activation as each form uses it.
 
 An MLP of {preset["propagation_depth"]} hidden layers of width {preset["propagation_width"]}
 (LeCun init, sigma_w^2 = 1), a batch of {preset["propagation_batch"]} N(0, 1) inputs: measured
-per-layer second moments (dots) against THEORY E8-E9 (lines). Each layer multiplies the forward
+per-layer second moments (a marker per form) against THEORY E8-E9 (lines). Each layer multiplies the forward
 second moment by rho(q) and the backward one by rho'(q), so activations whose gains are below 1
 shrink both geometrically, while the normalized forms, with gains near 1 at q = 1, keep them
 near 1 as long as q stays near 1. The adaptive form has no line: its lambda comes from the batch.
