@@ -55,7 +55,7 @@ Each subcommand's --help lists its options with their defaults and valid values.
   tinynormact reproduce --out runs/demo --force  # delete the folder's runs and start again
   tinynormact reproduce --preset full --scheduler tcp://10.0.0.5:8786   # on a Dask cluster
   tinynormact reproduce --preset full --device cuda --seeds 5 --out runs/full
-  tinynormact reproduce --dataset-option num_samples=10000   # quick on 8000 train / 2000 test
+  tinynormact reproduce --dataset-option num_samples=10000 --out runs/quick-10k   # 8000 train / 2000 test
   tinynormact reproduce --preset cifar10-quick      # needs: tinynormact data download cifar10
   tinynormact reproduce --preset cifar100-resnet --device cuda --dataset-option n_train=10000
 
