@@ -122,6 +122,24 @@ def _send_ctrl_c_to_this_process(*args: object, **kwargs: object) -> None:
     os.kill(os.getpid(), signal.SIGINT)
 
 
+def test_ctrl_c_while_a_command_loads_what_it_needs_prints_one_line(tmp_path, monkeypatch, capsys) -> None:
+    """Each command imports its modules as its options are built, after the launcher's guarded
+    imports: a Ctrl-C there (sent here by the code, as the train options are built) ends with
+    one line and 130, not a traceback, and nothing is written."""
+    from tinynormact import cli
+
+    help_text, build_train_options = cli._COMMANDS["train"]
+
+    def interrupt_then_build(parser: object) -> None:
+        _send_ctrl_c_to_this_process()
+        build_train_options(parser)
+
+    monkeypatch.setitem(cli._COMMANDS, "train", (help_text, interrupt_then_build))
+    assert cli.main(["train", *TINY, "--out", str(tmp_path / "run")]) == 130
+    assert capsys.readouterr().err == "tinynormact: error: interrupted while starting; nothing was done\n"
+    assert not (tmp_path / "run").exists()
+
+
 def test_ctrl_c_while_a_completed_run_is_being_saved_completes_it(tmp_path, monkeypatch, capsys) -> None:
     """Before: a Ctrl-C between the last step and the end of the command either overwrote the
     completed result with "interrupted" or ended the command with 130 ("error: interrupted")

@@ -685,7 +685,11 @@ def _command_of(argv: Sequence[str]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default: sys.argv[1:]) and return the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(_command_of(argv)).parse_args(argv)
+    try:  # building the command's options imports what it needs: a Ctrl-C can come here too
+        args = build_parser(_command_of(argv)).parse_args(argv)
+    except KeyboardInterrupt:
+        _error("interrupted while starting; nothing was done")
+        return EXIT_CODES["interrupted"]
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         from tinynormact.infra.files import RunNotice
