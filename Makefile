@@ -14,7 +14,7 @@ $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
-	$(PIP) install -e ".[data]"
+	$(PIP) install -e .
 	touch $@
 
 $(VENV)/.docs-installed: pyproject.toml | $(BIN)/python
@@ -31,8 +31,12 @@ test: $(VENV)/.test-installed
 	$(ONE_THREAD) $(BIN)/python -m pytest -q
 	$(ONE_THREAD) $(BIN)/python -m pytest -q --device strict
 
+# The quick reproduction into runs/quick (its time: docs/timings.md). A second `make demo` resumes
+# it: the runs the folder holds are kept, only missing ones run (a folder of another grid is
+# refused). To start over: rm -rf runs/quick, or make demo DEMO_FLAGS=--force.
 demo: $(VENV)/.demo-installed
-	$(BIN)/tinynormact reproduce --preset quick --out runs/quick --force
+	@echo "make demo: runs in runs/quick are kept and resumed; to start over: rm -rf runs/quick, or make demo DEMO_FLAGS=--force"
+	$(BIN)/tinynormact reproduce --preset quick --out runs/quick $(DEMO_FLAGS)
 
 bench: $(VENV)/.test-installed
 	$(BIN)/python -m benchmarks

@@ -15,12 +15,14 @@ import tinynormact
 from tests.test_cli import TINY_TRAIN, assert_one_line_error, run_main
 from tests.test_experiments import tiny_grid
 from tinynormact import cli
+from tinynormact.experiments import PRESETS
 from tinynormact.experiments.runner import run_one
 from tinynormact.tracking.records import read_record
 
 reproduce_module = importlib.import_module("tinynormact.experiments.reproduce")
 sweep_module = importlib.import_module("tinynormact.experiments.sweep")
 executors_module = importlib.import_module("tinynormact.experiments.executors")
+propagation_module = importlib.import_module("tinynormact.experiments.propagation")
 
 
 def test_version(capsys) -> None:
@@ -38,7 +40,7 @@ def test_reproduce_into_an_unwritable_place_fails_before_any_run(capsys, tmp_pat
     blocker.write_text("")
     runs = []
     monkeypatch.setattr(reproduce_module, "run_sweep", lambda *args, **options: runs.append(args))
-    monkeypatch.setitem(cli.PRESETS, "quick", tiny_grid(seeds=(0,)))
+    monkeypatch.setitem(PRESETS, "quick", tiny_grid(seeds=(0,)))
     code, _, err = run_main(capsys, "reproduce", "--out", str(blocker / "report"), "--jobs", "1")
     assert code == 2 and runs == []
     assert_one_line_error(err, str(blocker), "is a file")
@@ -51,7 +53,7 @@ def test_reproduce_folder_held_by_another_process_is_refused(capsys, tmp_path, m
     out = tmp_path / "report"
     holder = start_holder(out)
     try:
-        monkeypatch.setitem(cli.PRESETS, "quick", tiny_grid(seeds=(0,)))
+        monkeypatch.setitem(PRESETS, "quick", tiny_grid(seeds=(0,)))
         code, _, err = run_main(capsys, "reproduce", "--out", str(out), "--jobs", "1")
     finally:
         holder.stdin.close()
@@ -201,6 +203,8 @@ def test_sizes_that_cannot_fit_are_refused_up_front_with_the_estimate(capsys, ar
         (["propagate", "--activations", "relu", "--out", "fig.jpg2"], ["fig.jpg2", ".png, .svg, .pdf"]),
         (["train", "--out", ""], ["--out", "''"]),
         (["reproduce", "--out", ""], ["--out", "''"]),
+        # before: "needs path=..., see load_mnist" (a Python function) instead of the flag to give
+        (["train", "--dataset", "mnist"], ["'mnist' needs path=DIR", "--dataset-option path=DIR"]),
     ],
 )
 def test_messages_name_the_wrong_input(capsys, argv, words) -> None:
@@ -219,7 +223,7 @@ def test_normalized_activation_option_message_lists_every_valid_option(capsys) -
 
 def test_propagate_checks_the_figure_path_before_computing(capsys, monkeypatch) -> None:
     computed = []
-    monkeypatch.setattr(cli, "measure_network", lambda *a: computed.append(a))
+    monkeypatch.setattr(propagation_module, "measure_network", lambda *a: computed.append(a))
     code, _, _ = run_main(capsys, "propagate", "--activations", "relu", "--out", "fig.jpg2")
     assert code == 2 and computed == []
 
@@ -251,6 +255,28 @@ def test_track_every_with_out_writes_a_readable_record_next_to_the_result(capsys
     assert record["preact_sq"].shape == (3, 3)  # 3 steps x 3 linears
 
 
+def test_plot_of_a_train_folder_without_tracking_says_how_to_record_one(capsys, tmp_path) -> None:
+    """Before: it said the folder needs a reproduce or sweep results.json. The command the message
+    gives is run here, and plot then draws its record."""
+    run = tmp_path / "one"
+    assert run_main(capsys, "train", *TINY_TRAIN, "--out", str(run))[0] == 0
+    code, _, err = run_main(capsys, "plot", str(run))
+    assert code == 2
+    assert_one_line_error(err, str(run), "without --track-every", "no tracking record")
+    suggested = err.strip().rpartition("tinynormact train ")[2].split()
+    assert suggested == [
+        "--config",
+        str(run / "config.json"),
+        "--track-every",
+        "10",
+        "--out",
+        f"{run}-tracked",
+    ]
+    assert run_main(capsys, "train", *suggested[:3], "2", *suggested[4:])[0] == 0  # 6 steps: record some
+    code, out, _ = run_main(capsys, "plot", f"{run}-tracked")
+    assert code == 0 and "tracking_gains.png" in out
+
+
 def test_ctrl_c_in_reproduce_says_where_the_report_is_only_when_one_was_written(
     capsys, tmp_path, monkeypatch
 ):
@@ -260,7 +286,7 @@ def test_ctrl_c_in_reproduce_says_where_the_report_is_only_when_one_was_written(
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setitem(cli.PRESETS, "quick", tiny_grid(seeds=(0,)))
+    monkeypatch.setitem(PRESETS, "quick", tiny_grid(seeds=(0,)))
     monkeypatch.setattr(sweep_module, "load_data", interrupted)
     code, _, err = run_main(capsys, "reproduce", "--out", str(tmp_path / "run"), "--jobs", "1")
     assert code == 130 and err.strip() == "tinynormact: error: interrupted"
@@ -275,7 +301,7 @@ def test_ctrl_c_in_reproduce_says_where_the_report_is_only_when_one_was_written(
             raise KeyboardInterrupt
         return run_one(spec)
 
-    monkeypatch.setitem(cli.PRESETS, "quick", tiny_grid(seeds=(0,)))
+    monkeypatch.setitem(PRESETS, "quick", tiny_grid(seeds=(0,)))
     monkeypatch.setattr(executors_module, "run_one", one_run_then_interrupt)
     code, _, err = run_main(capsys, "reproduce", "--out", str(tmp_path / "run"), "--jobs", "1")
     assert code == 130

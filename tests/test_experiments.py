@@ -274,6 +274,9 @@ def test_reproduce_writes_the_sweep_folder(tmp_path) -> None:
     for name in figures:
         assert f"(figures/{name})" in report
     assert "| MLP" in report and "Spearman" in report and "python" in report
+    settings = report.partition("## Settings and software")[2].splitlines()
+    keys = [line.partition(":")[0] for line in settings if line.startswith("- ") and ":" in line]
+    assert "- seeds" in keys and len(keys) == len(set(keys))  # before: seeds was listed twice
     table = summary_text(results)
     assert "relu" in table and "static - vanilla" in table and "over 2 seeds" in table
 

@@ -122,6 +122,24 @@ def _send_ctrl_c_to_this_process(*args: object, **kwargs: object) -> None:
     os.kill(os.getpid(), signal.SIGINT)
 
 
+def test_ctrl_c_while_a_command_loads_what_it_needs_prints_one_line(tmp_path, monkeypatch, capsys) -> None:
+    """Each command imports its modules as its options are built, after the launcher's guarded
+    imports: a Ctrl-C there (sent here by the code, as the train options are built) ends with
+    one line and 130, not a traceback, and nothing is written."""
+    from tinynormact import cli
+
+    help_text, build_train_options = cli._COMMANDS["train"]
+
+    def interrupt_then_build(parser: object) -> None:
+        _send_ctrl_c_to_this_process()
+        build_train_options(parser)
+
+    monkeypatch.setitem(cli._COMMANDS, "train", (help_text, interrupt_then_build))
+    assert cli.main(["train", *TINY, "--out", str(tmp_path / "run")]) == 130
+    assert capsys.readouterr().err == "tinynormact: error: interrupted while starting; nothing was done\n"
+    assert not (tmp_path / "run").exists()
+
+
 def test_ctrl_c_while_a_completed_run_is_being_saved_completes_it(tmp_path, monkeypatch, capsys) -> None:
     """Before: a Ctrl-C between the last step and the end of the command either overwrote the
     completed result with "interrupted" or ended the command with 130 ("error: interrupted")
@@ -148,14 +166,15 @@ def test_ctrl_c_while_a_completed_run_is_being_saved_completes_it(tmp_path, monk
 
 def test_ctrl_c_while_the_table_is_printed_keeps_exit_code_0(tmp_path, monkeypatch, capsys) -> None:
     from tinynormact import cli
+    from tinynormact.experiments import report
 
-    format_table = cli.format_table
+    format_table = report.format_table
 
     def interrupt_then_format(*args: object) -> str:
         _send_ctrl_c_to_this_process()
         return format_table(*args)
 
-    monkeypatch.setattr(cli, "format_table", interrupt_then_format)
+    monkeypatch.setattr(report, "format_table", interrupt_then_format)
     assert cli.main(["train", *TINY, "--epochs", "2", "--out", str(tmp_path / "run")]) == 0
     assert "error" not in capsys.readouterr().err
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored afterwards

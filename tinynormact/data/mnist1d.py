@@ -22,7 +22,7 @@ from tinynormact.infra.memory import require_memory
 
 __all__ = ["load_mnist1d", "mnist1d_cache_path"]
 
-_INSTALL_HINT = "MNIST-1D needs the optional mnist1d package: pip install 'tinynormact[data]'"
+_INSTALL_HINT = "MNIST-1D needs the mnist1d package, a dependency of tinynormact: pip install mnist1d"
 _KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 

@@ -78,7 +78,12 @@ def _load(name: str, options: dict[str, Any]) -> DataSplits:
         )
     missing = [p for p in parameters.values() if p.default is p.empty and p.name not in options]
     if missing:
-        raise ValueError(f"dataset {name!r} needs {missing[0].name}=..., see {loader.__name__}")
+        key = missing[0].name
+        value, what = ("DIR", ", the folder of its files") if key == "path" else ("VALUE", "")
+        raise ValueError(
+            f"dataset {name!r} needs {key}={value}{what}: --dataset-option {key}={value} on the command "
+            f"line, {key} in the dataset_options of a configuration or grid file"
+        )
     for key, value in options.items():
         _check_option(name, parameters[key], value)
     splits = loader(**options)

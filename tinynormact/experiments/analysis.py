@@ -27,8 +27,6 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import scipy.stats
-
 from tinynormact import theory
 from tinynormact.engine.backend import np
 from tinynormact.experiments.grid import FORMS
@@ -132,6 +130,8 @@ def _paired_t(diffs: Sequence[float]) -> tuple[float, float, float]:
     """(low, high) of the 95% t confidence interval of the mean of ``diffs`` and the two-sided
     p-value of the paired t-test of mean 0 (NaN with fewer than 2 pairs; p = NaN when every
     difference is the same)."""
+    import scipy.stats  # here, not at the top: a command that only prints a table skips its load
+
     n = len(diffs)
     if n < 2:
         return math.nan, math.nan, math.nan
@@ -262,6 +262,8 @@ def _within_form_test(
 ) -> tuple[float, dict[str, float], float]:
     """(mean within-form Spearman, {form: Spearman}, permutation p-value). Forms with fewer than
     3 points or a constant measure are left out; NaNs when none is left."""
+    import scipy.stats
+
     groups = defaultdict(list)
     for point in points:
         groups[point["form"]].append(point)
@@ -286,6 +288,8 @@ def _within_form_test(
 
 def _spearman(x: Sequence[float], y: Sequence[float]) -> float:
     """Spearman's rank correlation; NaN when undefined (< 3 points or a constant)."""
+    import scipy.stats
+
     if len(x) < 3 or len(set(x)) < 2 or len(set(y)) < 2:
         return math.nan
     return float(scipy.stats.spearmanr(x, y).statistic)

@@ -178,55 +178,76 @@ def paired_difference_figure(results: dict[str, Any]) -> Figure:
 
 
 MARKERS = "osD^vPXh*<>p"
+# how a form fills the marker of its activation in the convergence figure
+FORM_FILLS = {"vanilla": "none", "static": "full", "adaptive": "bottom"}
+FORM_MARKERS = {"vanilla": "o", "static": "s", "adaptive": "^"}
 
 
 def convergence_figure(results: dict[str, Any]) -> Figure:
     """Convergence speed (mean train loss over epochs) against each property measure, one panel
-    per (measure, architecture): color by form, marker by activation (no text labels, which
-    overlap where static and adaptive share a measure); symmetric-log x axis (the normalized
-    forms sit near 0) and log y axis, so an outlier does not squeeze the rest. The title gives
-    the within-form test (``analysis.convergence_vs_property``)."""
+    per (measure, architecture): each activation has its own colour and marker, each form its
+    fill (hollow vanilla, filled static, half-filled adaptive); no text labels, which overlap
+    where static and adaptive share a measure. Symmetric-log x axis (the normalized forms sit
+    near 0) and log y axis with plain-number labels, so an outlier does not squeeze the rest.
+    The title gives the within-form test (``analysis.convergence_vs_property``)."""
     entries = results["correlation"]
     activations = results["preset"]["activations"]
     marker = {act: MARKERS[i % len(MARKERS)] for i, act in enumerate(activations)}
+    colour = {act: f"C{i % 10}" for i, act in enumerate(activations)}
     figure, axes = _grid(len(entries), len(results["preset"]["architectures"]), (4.5, 3.5))
     for ax, entry in zip(axes, entries, strict=True):
         for point in entry["points"]:
-            style = {"color": FORM_COLORS[point["form"]], "marker": marker[point["activation"]]}
-            ax.scatter(point["x"], point["y"], s=30, alpha=0.85, **style)
-        statistic, p = entry["statistic"], entry["p_holm"]
+            act = point["activation"]
+            style = {"color": colour[act], "marker": marker[act], "fillstyle": FORM_FILLS[point["form"]]}
+            ax.plot(
+                [point["x"]], [point["y"]], linestyle="", markersize=6, markerfacecoloralt="white", **style
+            )
         title = ARCH_TITLES.get(entry["architecture"], entry["architecture"])
         ax.set_title(
-            f"{title}: within-form Spearman {_fmt(statistic, 2)}\n"
-            f"(Holm p = {_fmt(p, 3)})",
+            f"{title}: within-form Spearman {_fmt(entry['statistic'], 2)}\n"
+            f"(Holm p = {_fmt(entry['p_holm'], 3)})",
             fontsize="medium",
         )
         ax.set_xlabel(MEASURES[entry["measure"]] + " of the activation as used")
         ax.set_ylabel("mean train loss over epochs")
         ax.set_xscale("symlog", linthresh=0.01)
-        ax.set_yscale("log")
-    handles = [Line2D([], [], color=c, marker="o", linestyle="", label=f) for f, c in FORM_COLORS.items()]
-    handles += [Line2D([], [], color="black", marker=marker[a], linestyle="", label=a) for a in activations]
+        plots.plain_log_yaxis(ax)
+    handles = [Line2D([], [], color=colour[a], marker=marker[a], linestyle="", label=a) for a in activations]
+    handles += [
+        Line2D(
+            [],
+            [],
+            color="black",
+            marker="o",
+            fillstyle=fill,
+            markerfacecoloralt="white",
+            linestyle="",
+            label=f,
+        )
+        for f, fill in FORM_FILLS.items()
+    ]
     figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 9), fontsize="small")
     figure.suptitle("Convergence speed against the property measure (lower loss: faster)")
     return figure
 
 
 def _unstable_note(records: dict[str, Any]) -> str:
-    """'static: E8 unstable (q* = 1.2)' for the forms whose recorded stability (THEORY E19, E22)
-    is unstable at the start; '' when none is (or the record predates the stability entry)."""
+    """'static: unstable at the start' and, on a second line, 'q* = 1.20 (E19, E22)', for the
+    forms whose recorded stability (of the forward map E8, by THEORY E19 and E22) is unstable at
+    the start; '' when none is (or the record predates the stability entry)."""
     notes = []
     for form, record in records.items():
         stability = record.get("stability", {})
         if form != "adaptive" and stability.get("unstable"):
             near = ", ".join(f"{q:.2f}" for q in stability["unstable_fixed_points"])
-            notes.append(f"{form}: E8 unstable" + (f" (q* = {near})" if near else ""))
+            where = f"\nq* = {near} (E19, E22)" if near else " (E19, E22)"
+            notes.append(f"{form}: unstable at the start{where}")
     return "; ".join(notes)
 
 
 def propagation_figure(results: dict[str, Any]) -> Figure:
     """Per-layer forward E[h^2] (top row) and backward E[delta^2] (bottom row) at initialization:
-    measured (dots) and THEORY E8-E9 (lines), one column per activation. The adaptive form has
+    measured (a marker per form) and THEORY E8-E9 (lines), one column per activation. The adaptive form has
     no line: its lambda comes from the batch, so only the static one has a closed form. A form
     whose E8 map is unstable at the start (E19, E22) gets a dashed line and a note in the title:
     finite-width deviations grow there, so the measured batch means leave the line at depth."""
@@ -234,7 +255,7 @@ def propagation_figure(results: dict[str, Any]) -> Figure:
     activations = list(data)
     figure = Figure(figsize=(3.0 * len(activations), 5.8), dpi=DPI, layout="constrained")
     axes = figure.subplots(2, len(activations), squeeze=False)
-    rows = (("preact_sq", "forward E[h^2]"), ("delta_sq", "backward E[delta^2]"))
+    rows = (("preact_sq", "forward E[h^2] (E8)"), ("delta_sq", "backward E[delta^2] (E9)"))
     for column, act in enumerate(activations):
         for row, (statistic, label) in enumerate(rows):
             ax = axes[row][column]
@@ -244,8 +265,8 @@ def propagation_figure(results: dict[str, Any]) -> Figure:
                 if form != "adaptive":
                     style = "--" if record.get("stability", {}).get("unstable") else "-"
                     ax.plot(layers, record["theory"][statistic], style, color=FORM_COLORS[form], linewidth=1)
-                ax.plot(layers, measured, "o", color=FORM_COLORS[form], markersize=2.5)
-            ax.set_yscale("log")
+                ax.plot(layers, measured, FORM_MARKERS[form], color=FORM_COLORS[form], markersize=2.5)
+            plots.plain_log_yaxis(ax)
             ax.set_xlabel("layer")
             if column == 0:
                 ax.set_ylabel(label)
@@ -253,15 +274,25 @@ def propagation_figure(results: dict[str, Any]) -> Figure:
                 note = _unstable_note(data[act])
                 ax.set_title(act + (f"\n{note}" if note else ""), fontsize="medium")
     handles = [
-        Line2D([], [], color=c, marker="o", markersize=4, linestyle="", label=f)
+        Line2D([], [], color=c, marker=FORM_MARKERS[f], markersize=4, linestyle="", label=f"{f}, measured")
         for f, c in FORM_COLORS.items()
     ]
-    handles.append(Line2D([], [], color="black", linewidth=1, label="theory E8-E9 (vanilla, static)"))
+    handles.append(Line2D([], [], color="black", linewidth=1, label="theory, vanilla and static (E8-E9)"))
     handles.append(
-        Line2D([], [], color="black", linewidth=1, linestyle="--", label="E8 unstable at start (E19, E22)")
+        Line2D(
+            [],
+            [],
+            color="black",
+            linewidth=1,
+            linestyle="--",
+            label="theory, unstable at the start (E19, E22)",
+        )
     )
     figure.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize="small")
-    figure.suptitle("Signal propagation at initialization: measured (dots) vs theory (lines)")
+    figure.suptitle(
+        "Signal propagation at initialization: per-layer second moments, measured (markers) and the "
+        "mean-field theory (lines)"
+    )
     return figure
 
 

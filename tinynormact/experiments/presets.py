@@ -3,11 +3,11 @@
 
 Each preset is a ``Grid``, the same kind of object as a grid file read by ``tinynormact sweep``
 (``load_grid``): ``tinynormact reproduce --preset quick`` and ``tinynormact sweep quick.toml``
-with the same keys run the same runs. ``quick`` finishes in about a minute on two CPU cores;
-``full`` runs more seeds, epochs, depth, width and activations, for many workers or a GPU.
-``cifar10-quick`` trains a ResNet-20 on a CIFAR-10 subset (CPU, minutes) and ``cifar100-resnet``
+with the same keys run the same runs. ``quick`` is sized for two CPU cores; ``full`` runs more
+seeds, epochs, depth, width and activations, for many workers or a GPU. ``cifar10-quick`` trains
+a ResNet-20 on a CIFAR-10 subset (CPU) and ``cifar100-resnet``
 ResNet-20 and ResNet-50 on CIFAR-100 (GPUs), from the downloaded archives
-(``tinynormact data download``).
+(``tinynormact data download``). Their measured and estimated times are in docs/timings.md.
 """
 
 from __future__ import annotations
@@ -20,14 +20,13 @@ PRESETS: dict[str, Grid] = {
     "quick": Grid(
         name="quick",
         description="MNIST-1D (4000 train / 1000 test), MLP of 10 hidden layers and residual MLP of "
-        "4 blocks, width 64, 15 epochs of Adam, 3 seeds: about 1 minute on 2 CPU cores (52 s measured)",
+        "4 blocks, width 64, 15 epochs of Adam, 3 seeds: 108 runs (measured times: docs/timings.md)",
     ),
     "cnn-quick": Grid(
         name="cnn-quick",
         description="MNIST-1D (4000 train / 1000 test) as one-channel sequences of length 40, the 1-D "
         "residual CNN resnet1d (3 stages of one block x + F(x), 32/64/128 channels, no batch norm), "
-        "relu and swish, 15 epochs of Adam, 3 seeds: 2 min 51 s measured with --jobs 2 on 2 idle "
-        "CPU cores (332 CPU-seconds)",
+        "relu and swish, 15 epochs of Adam, 3 seeds: 18 runs (measured times: docs/timings.md)",
         activations=("relu", "swish"),
         architectures=("resnet1d",),
         widths=(32,),
@@ -43,10 +42,8 @@ PRESETS: dict[str, Grid] = {
         name="cifar10-quick",
         description="CIFAR-10, a fixed subset (the archive's first 1000 train / 500 test images), "
         "ResNet-20 (batch norm, random crop and flip), relu and swish, 4 epochs of SGD (batch 64, "
-        "lr 0.05, momentum 0.9, weight decay 5e-4, cosine), 2 seeds: about 10 minutes on 2 CPU "
-        "cores, an estimate (one relu and one adaptive nswish run of this size took 95 and 105 "
-        "CPU-seconds on a generated archive of random images; 12 runs; not yet timed on the real "
-        "archive)",
+        "lr 0.05, momentum 0.9, weight decay 5e-4, cosine), 2 seeds: 12 runs, not yet run on the "
+        "real archive (estimated time: docs/timings.md)",
         activations=("relu", "swish"),
         architectures=("resnet20",),
         depths={"resnet20": (20,)},  # recorded only: the name fixes the network
@@ -72,9 +69,7 @@ PRESETS: dict[str, Grid] = {
         description="CIFAR-100 (50000 train / 10000 test), ResNet-20 and ResNet-50 (3x3 stride-1 "
         "stem for 32x32), batch norm, random crop and flip, 6 activations, 200 epochs of SGD "
         "(batch 128, lr 0.1, momentum 0.9, weight decay 5e-4, cosine), 3 seeds, 108 runs, for "
-        "GPUs. Time per epoch, estimated (no GPU measured): on one CPU core 20-24 min (ResNet-20) "
-        "and 5 h (ResNet-50) from the measured CPU throughput; on a GPU at least 1.7 s and 55 s "
-        "(the FLOP count at an assumed 10 TFLOP/s)",
+        "GPUs (estimated time per epoch: docs/timings.md)",
         activations=("relu", "swish", "tanh", "sigmoid", "gelu", "elu"),
         architectures=("resnet20", "resnet50"),
         depths={"resnet20": (20,), "resnet50": (50,)},  # recorded only
@@ -90,8 +85,8 @@ PRESETS: dict[str, Grid] = {
     "full": Grid(
         name="full",
         description="MNIST-1D (8000 train / 2000 test), MLP of 20 hidden layers and residual MLP of "
-        "8 blocks, width 128, 60 epochs of Adam, 5 seeds, 10 activations: 300 runs, 2 CPU-hours "
-        "(measured: 59 min on 2 workers; --jobs or --scheduler spreads them over workers), or a GPU",
+        "8 blocks, width 128, 60 epochs of Adam, 5 seeds, 10 activations: 300 runs (measured times: "
+        "docs/timings.md), for many workers (--jobs, --scheduler) or a GPU",
         activations=(
             "relu",
             "tanh",

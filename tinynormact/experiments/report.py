@@ -270,7 +270,7 @@ def _settings(results: dict[str, Any]) -> str:
     preset, settings = results["preset"], results["settings"]
     lines = [f"- preset `{preset['name']}`: {preset['description']}"]
     lines += [f"- {key}: `{value}`" for key, value in preset.items() if key not in ("name", "description")]
-    lines += [f"- {key}: `{value}`" for key, value in settings.items()]
+    lines += [f"- {key}: `{value}`" for key, value in settings.items() if key not in preset]  # once each
     lines += [f"- {name} {version}" for name, version in results["versions"].items()]
     return "\n".join(lines)
 
@@ -288,7 +288,8 @@ def markdown_report(results: dict[str, Any], figures: Sequence[str]) -> str:
     return f"""# tinynormact reproduction: normalized vs vanilla activations
 
 Grid `{preset["name"]}` on {preset["dataset"]}, seeds {", ".join(map(str, results["settings"]["seeds"]))},
-device `{results["settings"]["device"]}`, wall time {results["wall_time_s"]:.0f} s.
+device `{results["settings"]["device"]}`, wall time {results["wall_time_s"]:.0f} s (this reproduction, on the
+machine under Settings; the measured times of the presets are in docs/timings.md).
 Forms: *vanilla* phi; *static* lambda (phi - mu) with lambda from the Gaussian moments at q = 1
 (THEORY E15, rule `{preset["rule"]}`, centring {preset["center"]}); *adaptive* lambda from batch
 statistics with running estimates (E16). The balanced rule is not from the paper but this project's
@@ -353,7 +354,7 @@ each rule (E12-E14), and (rho, rho') of the activation as each form uses it.
 
 An MLP of {preset["propagation_depth"]} hidden layers of width {preset["propagation_width"]}
 (LeCun init, sigma_w^2 = 1), a batch of {preset["propagation_batch"]} N(0, 1) inputs: measured
-per-layer second moments (dots) against THEORY E8-E9 (lines). Each layer multiplies the forward
+per-layer second moments (a marker per form) against THEORY E8-E9 (lines). Each layer multiplies the forward
 second moment by rho(q) and the backward one by rho'(q), so activations whose gains are below 1
 shrink both geometrically, while the normalized forms, with gains near 1 at q = 1, keep them
 near 1 as long as q stays near 1. The adaptive form has no line: its lambda comes from the batch.

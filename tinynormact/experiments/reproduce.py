@@ -27,7 +27,6 @@ from tinynormact.experiments.analysis import (
     paired_differences,
     theory_table,
 )
-from tinynormact.experiments.figures import write_figures
 from tinynormact.experiments.grid import Grid
 from tinynormact.experiments.propagation import signal_propagation
 from tinynormact.experiments.report import markdown_report, runs_csv
@@ -62,7 +61,9 @@ def analyse(results: dict[str, Any]) -> None:
 
 def write_report(results: dict[str, Any], out: Path) -> None:
     """Write results.json, results.csv, figures/ and report.md into the folder ``out``, each file
-    atomically and report.md last."""
+    atomically and report.md last. Matplotlib loads here, when the figures are drawn."""
+    from tinynormact.experiments.figures import write_figures
+
     out = Path(out)
     write_json_atomic(out / "results.json", results)
     write_text_atomic(out / "results.csv", runs_csv(results))

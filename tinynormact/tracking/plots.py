@@ -26,7 +26,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from tinynormact.engine.backend import np
 from tinynormact.infra.files import check_writable, write_atomically
@@ -36,6 +36,7 @@ __all__ = [
     "check_figure_path",
     "plot_gains_over_training",
     "plot_gradient_heatmap",
+    "plain_log_yaxis",
     "plot_signal_propagation",
     "save",
     "write_tracking_figures",
@@ -53,7 +54,14 @@ _LABELS = {
     "rho": r"$\rho$",
     "rho_prime": r"$\rho'$",
 }
+_NAMES = {  # what a statistic is, for titles (with its equation in THEORY)
+    "preact_sq": "pre-activation second moment q (E8)",
+    "delta_sq": "backward second moment E[delta^2] (E9)",
+    "weight_grad_var": "weight-gradient variance (E10)",
+    "weight_grad_sq": "weight-gradient second moment (E10)",
+}
 _PLAIN_NUMBER = FuncFormatter(lambda value, _: f"{value:g}")
+MARKERS = "osD^vPXh*<>p"
 
 
 def _label(statistic: str) -> str:
@@ -97,17 +105,20 @@ def plot_signal_propagation(
 
     ``measured`` maps a label (e.g. "tanh", "ntanh") to per-layer arrays keyed by statistic
     name, such as ``tracking.measure_propagation``'s; ``theory`` maps the same labels to
-    predictions with the same keys (``tracking.theory_record``). Each label gets one color:
-    markers for the measurement, a line for the theory.
+    predictions with the same keys (``tracking.theory_record``). Each label gets one colour and
+    one marker shape: markers for the measurement, a line for the theory (the legend names the
+    theory only when a line was drawn).
     """
     fig = Figure(figsize=figsize, dpi=dpi, layout="constrained")
     axes = fig.subplots(1, 2)
-    panels = ((axes[0], forward, "forward (E8)"), (axes[1], backward, "backward (E9)"))
-    for ax, statistic, name in panels:
+    panels = ((axes[0], forward, "forward: "), (axes[1], backward, "backward: "))
+    drew_theory = theory is not None and any(label in theory for label in measured)
+    for ax, statistic, direction in panels:
         for i, (label, record) in enumerate(measured.items()):
             values = np.asarray(record[statistic], dtype=float)
             layers = np.arange(1, len(values) + 1)
-            ax.plot(layers, values, "o", color=f"C{i}", markersize=4, label=label)
+            style = {"marker": MARKERS[i % len(MARKERS)], "color": f"C{i % 10}", "markersize": 4}
+            ax.plot(layers, values, linestyle="", label=label, **style)
             if theory is not None and label in theory:
                 predicted = np.asarray(theory[label][statistic], dtype=float)
                 ax.plot(np.arange(1, len(predicted) + 1), predicted, "-", color=f"C{i}", linewidth=1.2)
@@ -115,11 +126,11 @@ def plot_signal_propagation(
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("layer l")
         ax.set_ylabel(_label(statistic))
-        ax.set_title(name)
+        ax.set_title(direction + _NAMES.get(statistic, statistic) + " per layer")
         ax.grid(True, which="major", alpha=0.3)
     handles, _ = axes[0].get_legend_handles_labels()
     handles += [Line2D([], [], color="k", marker="o", linestyle="none", markersize=4, label="measured")]
-    if theory is not None:
+    if drew_theory:
         handles += [Line2D([], [], color="k", linestyle="-", label="theory")]
     axes[1].legend(handles=handles, fontsize="small", loc="best")
     if title:
@@ -161,7 +172,7 @@ def plot_gradient_heatmap(
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("training step")
     ax.set_ylabel("layer l")
-    ax.set_title(title or f"{statistic} per layer over training")
+    ax.set_title(title or f"{_NAMES.get(statistic, statistic)} per layer over training")
     save(fig, path)
     return fig
 
@@ -214,6 +225,26 @@ def _log_axis_around_one(ax: Any, values: np.ndarray) -> None:
     ax.set_ylim(10.0**-reach, 10.0**reach)
     ax.yaxis.set_major_formatter(_PLAIN_NUMBER)
     ax.yaxis.set_minor_formatter(_PLAIN_NUMBER if reach <= 1.0 else NullFormatter())
+
+
+def plain_log_yaxis(ax: Any) -> None:
+    """Put the y axis of ``ax`` (after its data are drawn) on a log scale with at least three
+    distinct labels: powers of ten (10^k) on an axis of more than three decades; on a narrower
+    one, where matplotlib would label only two ticks, plain numbers at 1 and 3 times each power
+    of ten (two to three decades), at 1, 2 and 5 times it (one to two) or at evenly spaced round
+    numbers (1, 1.2, 1.4, ...; under one decade)."""
+    ax.set_yscale("log")
+    low, high = sorted(ax.get_ylim())
+    decades = np.log10(high / low) if low > 0 else np.inf
+    if decades > 3:
+        return
+    if decades > 1:
+        subs = (1.0, 3.0) if decades > 2 else (1.0, 2.0, 5.0)
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=subs))
+    else:
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.3g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 TRACKING_HEATMAPS = ("preact_sq", "delta_sq", "weight_grad_var")
