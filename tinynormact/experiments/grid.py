@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,7 @@ else:  # pragma: no cover - Python 3.10
 __all__ = ["AXES", "FORMS", "Grid", "GridError", "RunSpec", "config_hash", "load_grid"]
 
 FORMS = ("vanilla", "static", "adaptive")
+_NAME = re.compile(r"[^\W_][\w .-]*", re.ASCII)  # no separator, no leading dot: never a path
 AXES = ("architectures", "activations", "forms", "widths", "depths", "lrs", "seeds")
 
 
@@ -139,8 +141,7 @@ class Grid:
         bad_forms = [f for f in self.forms if f not in FORMS]
         if bad_forms:
             raise GridError(f"forms: unknown form(s) {bad_forms}; valid forms: {', '.join(FORMS)}")
-        if not isinstance(self.name, str) or not self.name:
-            raise GridError(f"name must be a non-empty string, got {self.name!r}")
+        _check_name(self.name)
 
     def _check_depth_table(self, table: dict[str, Any]) -> None:
         missing = [a for a in self.architectures if a not in table]
@@ -266,6 +267,17 @@ def load_grid(path: str | Path) -> Grid:
     except tomllib.TOMLDecodeError as exc:
         raise GridError(f"{path}: not valid TOML: {exc}") from None
     return Grid.from_dict(values, source=str(path))
+
+
+def _check_name(name: Any) -> None:
+    """A grid's name is a label (it names the default folder runs/<name>), never a path."""
+    if not isinstance(name, str) or not name.strip():
+        raise GridError(f"name must be a non-empty string, got {name!r}")
+    if not _NAME.fullmatch(name):
+        raise GridError(
+            f"name {name!r} is not a label: a grid's name may hold letters, digits, spaces and "
+            "'.', '_', '-', starting with a letter or digit (it is not a path; choose the folder with --out)"
+        )
 
 
 def _check_axis(axis: str, values: Any) -> None:

@@ -32,7 +32,7 @@ from tinynormact.experiments.grid import Grid
 from tinynormact.experiments.propagation import signal_propagation
 from tinynormact.experiments.report import markdown_report, runs_csv
 from tinynormact.experiments.sweep import run_sweep
-from tinynormact.experiments.sweep_folder import read_json
+from tinynormact.experiments.sweep_folder import FIGURES_FOLDER, read_json
 from tinynormact.files import check_writable, write_json_atomic, write_text_atomic
 from tinynormact.folder_lock import folder_lock
 from tinynormact.train import load_data, using_device
@@ -66,7 +66,7 @@ def write_report(results: dict[str, Any], out: Path) -> None:
     out = Path(out)
     write_json_atomic(out / "results.json", results)
     write_text_atomic(out / "results.csv", runs_csv(results))
-    figures = write_figures(results, out / "figures")
+    figures = write_figures(results, out / FIGURES_FOLDER)
     write_text_atomic(out / "report.md", markdown_report(results, figures))
 
 

@@ -9,28 +9,38 @@ Layout::
 
 ``open_sweep_folder`` checks the folder: new, or made by the same grid, whose finished records
 it returns (a run recorded as "failed" is run again). A folder of another grid or device is
-refused with the keys that differ, a folder that is not a sweep's is refused too, and ``force``
-replaces either. ``reproduce`` holds the folder's lock (``folder_lock``) while it runs, so a
-second sweep into the same folder is refused.
+refused with the keys that differ (``force`` starts it again), and a folder that is not a
+sweep's is refused even with ``force``, naming what it holds. ``force`` removes only what a
+sweep writes (``REPORT_FILES``, the figures, the run files), grid.json last; anything else
+stays. ``reproduce`` holds the folder's lock (``folder_lock``) while it runs, so a second sweep
+into the same folder is refused.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from tinynormact.experiments.grid import RunSpec
 from tinynormact.files import write_json_atomic
 
-__all__ = ["GRID_FILE", "RUNS_FOLDER", "SweepFolder", "differences", "open_sweep_folder", "read_json"]
+__all__ = [
+    "FIGURES_FOLDER",
+    "GRID_FILE",
+    "REPORT_FILES",
+    "RUNS_FOLDER",
+    "SweepFolder",
+    "differences",
+    "open_sweep_folder",
+    "read_json",
+]
 
 GRID_FILE = "grid.json"
 RUNS_FOLDER = "runs"
+FIGURES_FOLDER = "figures"
+REPORT_FILES = ("report.md", "results.json", "results.csv")  # report.md is written last
 _IGNORED_KEYS = ("grid.description",)  # wording, not numbers
 
 
@@ -43,7 +53,7 @@ class SweepFolder:
 
     def create(self) -> None:
         if self.replace and self.path.exists():
-            _remove_folder(self.path)
+            _remove_sweep_files(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
         if not (self.path / GRID_FILE).exists():
             write_json_atomic(self.path / GRID_FILE, self.identity)
@@ -101,13 +111,15 @@ def open_sweep_folder(
     if resume and (force or not (out / GRID_FILE).exists()):
         why = "--force starts again" if force else f"{out} holds no sweep ({GRID_FILE} is missing)"
         raise FileNotFoundError(f"nothing to resume: {why}")
-    if force or not out.exists() or not any(out.iterdir()):
-        return SweepFolder(out, identity, replace=force), {}
+    if not out.exists() or not any(out.iterdir()):
+        return SweepFolder(out, identity, replace=False), {}
     if not (out / GRID_FILE).exists():
         raise FileExistsError(
-            f"{out} is not a sweep folder ({GRID_FILE} is missing); choose another --out, "
-            "or pass --force to replace it"
+            f"{out} is not a sweep folder ({GRID_FILE} is missing; it holds {_listing(out)}); "
+            "choose another --out (--force removes a sweep's own files, never a folder it did not create)"
         )
+    if force:
+        return SweepFolder(out, identity, replace=True), {}
     found = differences(read_json(out / GRID_FILE), identity)
     if found:
         raise FileExistsError(
@@ -129,8 +141,24 @@ def _finished_runs(out: Path, specs: list[RunSpec]) -> dict[str, dict[str, Any]]
     return records
 
 
-def _remove_folder(out: Path) -> None:
-    """Move ``out`` aside in one step, then delete it: an interruption never leaves half of it."""
-    aside = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
-    os.replace(out, aside / out.name)
-    shutil.rmtree(aside)
+def _listing(folder: Path, shown: int = 5) -> str:
+    """'a.txt, sub/ and 3 more': what a folder holds, for a message."""
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
+def _remove_sweep_files(out: Path) -> None:
+    """Delete what a sweep wrote into ``out``: the report, the figures, the run files and their
+    temporaries, grid.json last (an interruption leaves a sweep folder that ``force`` can finish
+    clearing). Files a sweep does not write stay, and so do the folders holding them."""
+    for name in REPORT_FILES:
+        (out / name).unlink(missing_ok=True)
+    for folder, pattern in ((FIGURES_FOLDER, "*.png"), (RUNS_FOLDER, "*.json")):
+        path = out / folder
+        if path.is_dir():
+            for file in [*path.glob(pattern), *path.glob(".*.tmp")]:
+                file.unlink(missing_ok=True)
+            if not any(path.iterdir()):
+                path.rmdir()
+    (out / GRID_FILE).unlink(missing_ok=True)

@@ -573,11 +573,15 @@ def using_device(device: str, dtype: str | None = None) -> Iterator[None]:
 
 
 def _check_folder(out: Path, resume: bool) -> None:
+    """A new run needs a folder without a checkpoint of either generation; a resumed one needs one."""
     checkpoint = out / CHECKPOINT_FILE
-    if resume and not (checkpoint.exists() or previous_path(checkpoint).exists()):
+    held = [path.name for path in (checkpoint, previous_path(checkpoint)) if path.exists()]
+    if resume and not held:
         raise CheckpointError(f"cannot resume: {checkpoint} does not exist")
-    if not resume and checkpoint.exists():
-        raise FileExistsError(f"{out} already holds a run; resume it, or choose another folder")
+    if not resume and held:
+        raise FileExistsError(
+            f"{out} already holds a run ({', '.join(held)}); resume it, or choose another folder"
+        )
 
 
 def saved_config(out_dir: str | Path) -> TrainConfig:
@@ -617,8 +621,9 @@ def train(
     if str(out_dir) == "":
         raise ValueError("the output folder is an empty path; give a folder name (or . for this one)")
     out = Path(out_dir)
-    check_writable(out)
+    check_writable(out.parent)  # the folder itself only under its lock: a refused writer leaves it as it is
     with folder_lock(out):
+        check_writable(out)
         remove_stale_files(out / CHECKPOINT_FILE)
         return _train(config, out, resume, progress, callback, splits, announce)
 

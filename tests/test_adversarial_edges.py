@@ -1,0 +1,276 @@
+"""The edges an adversarial user finds in sweeps, run folders and downloads (issue 26), one test
+(or a few) per numbered case, each shown to fail on the code before its fix.
+
+Cases 1 and 2 also check that nothing outside the run's folder changed: ``tree`` takes a
+snapshot (type, content, modification time) of every entry under a folder, symbolic links
+included as links.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.test_experiments import tiny_grid
+from tinynormact import cli
+from tinynormact.data import DownloadError, download
+from tinynormact.experiments import Grid, GridError, reproduce
+from tinynormact.folder_lock import FolderLocked, folder_lock
+from tinynormact.train import TrainConfig, train
+from tinynormact.train.checkpoint import previous_path, save_checkpoint
+
+# one MLP, tanh, vanilla and static, one seed: 2 runs of a few hundredths of a second
+TWO_RUNS = tiny_grid(
+    activations=("tanh",), architectures=("mlp",), depths=(2,), seeds=(0,), forms=("vanilla", "static")
+)
+TINY_TRAIN = [
+    "--dataset", "spirals", "--dataset-option", "n_train=120", "--dataset-option", "n_test=60",
+    "--batch-size", "40", "--depth", "2", "--width", "8", "--activation", "tanh", "--epochs", "1",
+]  # fmt: skip
+
+
+def tree(root: Path, leave_out: Path | None = None) -> dict[str, tuple]:
+    """{relative path: (kind, content, mtime_ns)} of everything under ``root`` but ``leave_out``."""
+    found = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(folder) / name
+            if leave_out is not None and (path == leave_out or leave_out in path.parents):
+                continue
+            info = path.lstat()
+            if path.is_symlink():
+                entry = ("link", os.readlink(path), info.st_mtime_ns)
+            elif path.is_dir():
+                entry = ("folder", None, info.st_mtime_ns)
+            else:
+                entry = ("file", path.read_bytes(), info.st_mtime_ns)
+            found[str(path.relative_to(root))] = entry
+    return found
+
+
+def grid_file(path: Path, grid: Grid, **changes: object) -> Path:
+    """``grid`` (with ``changes``) as a TOML grid file, written by hand: the library only reads TOML."""
+
+    def value(v: object) -> str:
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + "}"
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return json.dumps(v)
+
+    values = {**dataclasses.asdict(grid), **changes}
+    path.write_text("".join(f"{key} = {value(v)}\n" for key, v in values.items()))
+    return path
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+# ----- 1: a grid's name is a label; --force removes only what a sweep wrote ----------------------
+
+
+@pytest.mark.parametrize("name", ["../../victim", "ABSOLUTE"])
+def test_a_grid_name_that_is_a_path_is_refused_and_nothing_changes(tmp_path, monkeypatch, capsys, name):
+    """Before: ``name = "../../victim"`` (or an absolute path) with --force replaced victim/."""
+    work, victim = tmp_path / "work", tmp_path / "victim"
+    (work / "runs").mkdir(parents=True)
+    victim.mkdir()
+    (victim / "notes.txt").write_text("mine")
+    name = str(victim) if name == "ABSOLUTE" else name
+    path = grid_file(tmp_path / "g.toml", TWO_RUNS, name=name)
+    monkeypatch.chdir(work)
+    before = tree(tmp_path)
+    assert cli.main(["sweep", str(path), "--force", "--jobs", "1"]) == 2
+    assert "is not a label" in one_line_error(capsys)
+    assert tree(tmp_path) == before
+    with pytest.raises(GridError, match="not a label"):
+        dataclasses.replace(TWO_RUNS, name="a/b")
+
+
+def test_force_refuses_a_folder_that_holds_no_sweep_naming_what_it_found(tmp_path, capsys) -> None:
+    """Before: ``--force --out precious`` deleted thesis.txt and sub/."""
+    precious = tmp_path / "precious"
+    (precious / "sub").mkdir(parents=True)
+    (precious / "thesis.txt").write_text("years of work")
+    (precious / "sub" / "data.csv").write_text("1,2")
+    path = grid_file(tmp_path / "g.toml", TWO_RUNS)
+    before = tree(tmp_path)
+    assert cli.main(["sweep", str(path), "--force", "--out", str(precious), "--jobs", "1"]) == 2
+    err = one_line_error(capsys)
+    assert "not a sweep folder" in err and "sub/, thesis.txt" in err
+    assert tree(tmp_path) == before
+
+
+def test_force_removes_only_the_files_a_sweep_wrote(tmp_path) -> None:
+    out = tmp_path / "sweep"
+    reproduce(TWO_RUNS, out, progress=False)
+    (tmp_path / "sibling.txt").write_text("next to the sweep")
+    (out / "notes.txt").write_text("my notes")
+    (out / "runs" / "README").write_text("what these runs are")
+    outside = tree(tmp_path, leave_out=out)
+    reproduce(dataclasses.replace(TWO_RUNS, epochs=3), out, force=True, progress=False)
+    assert (out / "notes.txt").read_text() == "my notes"
+    assert (out / "runs" / "README").read_text() == "what these runs are"
+    assert json.loads((out / "grid.json").read_text())["grid"]["epochs"] == 3
+    assert len(list((out / "runs").glob("*.json"))) == 2
+    assert tree(tmp_path, leave_out=out) == outside
+
+
+# ----- 2: one lock per folder, whatever its name --------------------------------------------------
+
+
+@pytest.mark.parametrize("held, given", [("m", "mlink"), ("mlink", "m"), ("m", "m/../m")])
+def test_the_lock_holds_through_a_symbolic_link(tmp_path, capsys, held, given) -> None:
+    """Before: ``train --out m`` and ``train --out mlink`` (mlink -> m) ran at once into one folder."""
+    (tmp_path / "m").mkdir()
+    (tmp_path / "mlink").symlink_to("m")
+    before = tree(tmp_path)
+    with folder_lock(tmp_path / held):
+        assert cli.main(["train", *TINY_TRAIN, "--out", str(tmp_path / given)]) == 2
+        assert "is in use by process" in one_line_error(capsys)
+        with pytest.raises(FolderLocked):
+            reproduce(TWO_RUNS, tmp_path / given, progress=False)
+    assert tree(tmp_path) == before  # nothing written in m, nor next to it
+
+
+# ----- 3: a checkpoint generation is replaced only by a complete one ------------------------------
+
+
+def _trained(tmp_path: Path) -> tuple[TrainConfig, Path]:
+    config = TrainConfig.from_dict(
+        {"dataset": "spirals", "dataset_options": {"n_train": 120, "n_test": 60}, "batch_size": 40,
+         "depth": 2, "width": 8, "activation": "tanh", "epochs": 1}  # fmt: skip
+    )
+    out = tmp_path / "run"
+    train(config, out_dir=out)
+    return config, out
+
+
+def test_a_folder_holding_only_the_previous_checkpoint_holds_a_run(tmp_path) -> None:
+    """Before: a folder left with only checkpoint.previous.npz (a kill between rotation and
+    write) was overwritten by a new run."""
+    config, out = _trained(tmp_path)
+    checkpoint = out / "checkpoint.npz"
+    checkpoint.replace(previous_path(checkpoint))
+    saved = previous_path(checkpoint).read_bytes()
+    with pytest.raises(FileExistsError, match=r"already holds a run \(checkpoint.previous.npz\)"):
+        train(config, out_dir=out)
+    assert previous_path(checkpoint).read_bytes() == saved and not checkpoint.exists()
+
+
+def test_a_checkpoint_that_cannot_be_written_leaves_both_generations(tmp_path, monkeypatch) -> None:
+    """Before: the old checkpoint was renamed to .previous before the new one was written, so a
+    full disk ("File too large") left a single generation."""
+    from tinynormact import nn, optim
+
+    model = nn.MLP([3, 4, 2], rng=0)
+    optimizer = optim.SGD(list(model.parameters()), 0.1)
+    path = tmp_path / "checkpoint.npz"
+    save_checkpoint(path, model, optimizer, {"step": 1})
+    save_checkpoint(path, model, optimizer, {"step": 2})
+    generations = path.read_bytes(), previous_path(path).read_bytes()
+
+    def full_disk(file, **arrays):
+        file.write(b"PK partial")
+        raise OSError(27, "File too large")
+
+    monkeypatch.setattr(np, "savez", full_disk)
+    with pytest.raises(OSError, match="File too large"):
+        save_checkpoint(path, model, optimizer, {"step": 3})
+    assert (path.read_bytes(), previous_path(path).read_bytes()) == generations
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.npz", "checkpoint.previous.npz"]
+
+
+# ----- 4: a server cannot fill the disk, nor drip forever -----------------------------------------
+
+
+class _Hostile(BaseHTTPRequestHandler):
+    """``/huge``: announces 10^12 bytes; ``/endless``: no length, zeros until it closes;
+    ``/drip``: one byte at a time, each after the client's previous read (``server.paced``)."""
+
+    server: _HostileServer
+    protocol_version = "HTTP/1.0"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        if self.path.endswith("/huge/cifar-10-python.tar.gz"):
+            self.send_header("Content-Length", str(10**12))
+        elif self.path.endswith("/drip/cifar-10-python.tar.gz"):
+            self.send_header("Content-Length", str(self.server.drip_bytes))
+        self.end_headers()
+        try:
+            if "/drip/" in self.path:
+                for _ in range(self.server.drip_bytes):  # bounded: the old code ends, and fails
+                    self.wfile.write(b"\0")
+                    self.wfile.flush()
+                    self.server.release.wait(0.05)
+            else:
+                for _ in range(self.server.zero_chunks):  # bounded too: 4 MiB
+                    self.wfile.write(bytes(1 << 16))
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up: what it should do
+
+
+class _HostileServer(ThreadingHTTPServer):
+    daemon_threads = True
+    drip_bytes = 200
+    zero_chunks = 64
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Hostile)
+        self.release = threading.Event()
+
+
+@pytest.fixture
+def hostile(monkeypatch):
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    server = _HostileServer()
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.release.set()
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+@pytest.mark.parametrize(
+    "where, words",
+    [("huge", "it announces 1000000000000 bytes, more than the 65536 expected"),
+     ("endless", "it sent more than the 65536 bytes expected")],
+)  # fmt: skip
+def test_a_server_cannot_send_more_than_the_archive_can_be(hostile, tmp_path, where, words) -> None:
+    """Before: a 10^12-byte Content-Length (or no length at all) and a stream of zeros grew the
+    .part without bound (5.4 GB in 35 s)."""
+    with pytest.raises(DownloadError, match=words):
+        download("cifar10", tmp_path, mirror=f"{hostile}/{where}", md5="0" * 32, progress=False,
+                 max_bytes=1 << 16)  # fmt: skip
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_default_size_limit_is_the_published_size() -> None:
+    from tinynormact.data.download import ARCHIVES
+
+    assert ARCHIVES["cifar10"].max_bytes(own_md5=False) == 170_498_071
+    assert ARCHIVES["cifar100"].max_bytes(own_md5=True) == 2 * 169_001_437
+
+
+def test_a_server_that_drips_is_cut_off_by_the_minimum_rate(hostile, tmp_path) -> None:
+    """Before: a byte every 0.5 s never hit the per-read time-out and ran on. The server sends at
+    most 20 bytes a second (a busy machine only slows it), far below 1000 bytes/s over 0.3 s."""
+    with pytest.raises(DownloadError, match=r"is too slow \(\d+ bytes in [\d.]+ s, below 1000 bytes/s\)"):
+        download("cifar10", tmp_path, mirror=f"{hostile}/drip", md5="0" * 32, progress=False,
+                 timeout=0.3, retries=0, min_rate=1000)  # fmt: skip
