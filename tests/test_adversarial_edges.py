@@ -274,3 +274,184 @@ def test_a_server_that_drips_is_cut_off_by_the_minimum_rate(hostile, tmp_path) -
     with pytest.raises(DownloadError, match=r"is too slow \(\d+ bytes in [\d.]+ s, below 1000 bytes/s\)"):
         download("cifar10", tmp_path, mirror=f"{hostile}/drip", md5="0" * 32, progress=False,
                  timeout=0.3, retries=0, min_rate=1000)  # fmt: skip
+
+
+# ----- 5 and 14: a run file must be the record of its run -----------------------------------------
+
+
+def _run_files(out: Path) -> dict[str, Path]:
+    """{form: run file} of a TWO_RUNS sweep folder."""
+    return {form: next((out / "runs").glob(f"*_{form}_*.json")) for form in ("vanilla", "static")}
+
+
+def test_a_run_file_copied_over_another_is_named_and_run_again(tmp_path) -> None:
+    """Before: the copy was accepted ("2 of 2 runs already finished") and the report counted 2
+    vanilla seeds and 0 static ones."""
+    out = tmp_path / "sweep"
+    reproduce(TWO_RUNS, out, progress=False)
+    files = _run_files(out)
+    files["static"].write_bytes(files["vanilla"].read_bytes())
+    notices: list[str] = []
+    results = reproduce(TWO_RUNS, out, progress=False, notice=notices.append)
+    assert any(str(files["static"]) in n and "config hash" in n and "run again" in n for n in notices), notices
+    assert results["settings"]["runs_this_session"] == 1
+    assert sorted((r["form"], r["seeds"]) for r in results["aggregates"]) == [("static", 1), ("vanilla", 1)]
+    static = json.loads(files["static"].read_text())
+    assert static["form"] == "static" and static["config_hash"][:12] in files["static"].name
+
+
+def test_a_run_file_with_edited_coordinates_is_named_and_run_again(tmp_path) -> None:
+    out = tmp_path / "sweep"
+    reproduce(TWO_RUNS, out, progress=False)
+    path = _run_files(out)["static"]
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps({**record, "seed": 7}))
+    notices: list[str] = []
+    reproduce(TWO_RUNS, out, progress=False, notice=notices.append)
+    assert any(str(path) in n and "its seed differ" in n for n in notices), notices
+    assert json.loads(path.read_text())["seed"] == 0
+
+
+@pytest.mark.parametrize(
+    "content, words",
+    [("[1, 2]", "a JSON list"), ("{}", "has no 'architecture'"), ("{not json", "is not valid JSON"),
+     ("NO_HISTORY", "has no 'history'"), ("TEXT_LOSS", "history's train losses are not numbers")],
+)  # fmt: skip
+def test_a_malformed_run_file_is_one_notice_naming_it_not_a_traceback(tmp_path, capsys, content, words) -> None:
+    """Before: exit 3 with a traceback in a log (a KeyError, TypeError or AttributeError)."""
+    out = tmp_path / "sweep"
+    reproduce(TWO_RUNS, out, progress=False)
+    path = _run_files(out)["static"]
+    record = json.loads(path.read_text())
+    if content == "NO_HISTORY":
+        content = json.dumps({k: v for k, v in record.items() if k != "history"})
+    elif content == "TEXT_LOSS":
+        content = json.dumps({**record, "history": {**record["history"], "train_loss": ["low"]}})
+    path.write_text(content)
+    grid = grid_file(tmp_path / "g.toml", TWO_RUNS)
+    capsys.readouterr()
+    assert cli.main(["sweep", str(grid), "--out", str(out), "--jobs", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and f"{path}" in err and words in err, err
+    assert json.loads(path.read_text())["form"] == "static"  # run again
+
+
+# ----- 6: one label per setting ------------------------------------------------------------------
+
+
+def test_close_learning_rates_get_labels_of_their_own(tmp_path) -> None:
+    """Before: %g labelled 0.001 and 0.0010000001 both "lr0.001", so the report merged them."""
+    grid = dataclasses.replace(TWO_RUNS, lrs=(0.001, 0.0010000001))
+    assert grid.settings() == ["mlp lr0.001", "mlp lr0.0010000001"]
+    results = reproduce(grid, tmp_path / "sweep", progress=False)
+    assert sorted((r["architecture"], r["form"], r["seeds"]) for r in results["aggregates"]) == [
+        ("mlp lr0.001", "static", 1), ("mlp lr0.001", "vanilla", 1),
+        ("mlp lr0.0010000001", "static", 1), ("mlp lr0.0010000001", "vanilla", 1),
+    ]  # fmt: skip
+    assert dataclasses.replace(grid, lrs=(0.01, 3e-4)).settings() == ["mlp lr0.01", "mlp lr0.0003"]
+
+
+# ----- 7: size estimates in constant memory ------------------------------------------------------
+
+
+def _limited_memory() -> None:
+    """``preexec_fn``: 2 GiB of address space, so an estimate that builds a list per layer fails."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["train", "--dataset", "spirals", "--depth", "1000000000", "--width", "8"],
+     ["train", "--dataset", "spirals", "--architecture", "resmlp", "--depth", "100000000",
+      "--branch-depth", "50", "--width", "8"],
+     ["propagate", "--activations", "tanh", "--depth", "1000000000", "--width", "8"]],
+)  # fmt: skip
+def test_a_huge_depth_is_refused_with_the_estimate_in_little_memory(argv) -> None:
+    """Before: the estimate built a list of 10^9 widths (15.7 GB), and under a memory limit the
+    command ended in "out of memory" (exit 3) instead of the estimate."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "tinynormact", *argv], capture_output=True, text=True, env=env,
+        preexec_fn=_limited_memory, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 2 and "would need at least" in done.stderr and "TiB" in done.stderr, done.stderr
+
+
+def test_the_closed_form_estimate_counts_what_a_layer_by_layer_sum_counts() -> None:
+    from tinynormact.memory import mlp_bytes
+
+    def by_layers(widths: list[int], batch: int, itemsize: int, copies: int) -> int:
+        parameters = sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=False))
+        return (copies * parameters + batch * sum(widths)) * itemsize
+
+    for n_in, width, hidden, n_out in [(7, 5, 3, 2), (7, 5, 1, 2), (7, 5, 0, 2), (13, 11, 6, 3)]:
+        widths = [n_in, *[width] * hidden, n_out]
+        assert mlp_bytes(n_in, width, hidden, n_out, 11, 4, 3) == by_layers(widths, 11, 4, 3)
+
+
+# ----- 8: a grid of vanilla forms only -----------------------------------------------------------
+
+
+def test_a_vanilla_only_grid_is_reported_plotted_and_rerun(tmp_path, capsys) -> None:
+    """Before: every run finished, then the report crashed (ZeroDivisionError, exit 3)."""
+    grid = grid_file(tmp_path / "g.toml", TWO_RUNS, forms=["vanilla"])
+    out = tmp_path / "sweep"
+    assert cli.main(["sweep", str(grid), "--out", str(out), "--jobs", "1"]) == 0
+    assert (out / "report.md").exists() and not (out / "figures" / "paired_difference.png").exists()
+    assert cli.main(["plot", str(out)]) == 0
+    assert cli.main(["sweep", str(grid), "--out", str(out), "--jobs", "1"]) == 0
+    assert "1 of 1 runs already finished" in capsys.readouterr().err
+
+
+# ----- 9: Ctrl-C before the first run finishes ---------------------------------------------------
+
+
+def test_ctrl_c_before_any_run_finished_is_130_and_writes_no_report(tmp_path, monkeypatch, capsys) -> None:
+    """Before: exit 2 ("Number of rows must be a positive integer, not 0") and a 0-run report."""
+    from tinynormact.experiments import executors
+
+    def interrupted(spec):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(executors, "run_one", interrupted)
+    grid = grid_file(tmp_path / "g.toml", TWO_RUNS)
+    out = tmp_path / "sweep"
+    assert cli.main(["sweep", str(grid), "--out", str(out), "--jobs", "1"]) == 130
+    assert one_line_error(capsys) == "tinynormact: error: interrupted\n"
+    assert sorted(p.name for p in out.iterdir()) == ["grid.json"]  # a sweep to resume, no report
+
+
+# ----- 10 and 11: every key checked before the first run; booleans are booleans ------------------
+
+
+@pytest.mark.parametrize(
+    "key, value, words",
+    [("propagation_batch", 0, "propagation_batch must be an integer >= 1, got 0"),
+     ("propagation_depth", -1, "propagation_depth must be an integer >= 1, got -1"),
+     ("propagation_width", "16", "propagation_width must be an integer >= 1, got '16'"),
+     ("rule", "sideways", "rule 'sideways' is unknown; valid: forward, backward, balanced"),
+     ("center", "yes", "center must be true or false, got 'yes'")],
+)  # fmt: skip
+def test_every_grid_key_is_checked_before_the_first_run(tmp_path, capsys, key, value, words) -> None:
+    """Before: a vanilla-only grid with these keys ran every run, then failed in the report
+    (or, for center, stored "yes" as the grid's setting)."""
+    grid = grid_file(tmp_path / "g.toml", TWO_RUNS, forms=["vanilla"], **{key: value})
+    out = tmp_path / "sweep"
+    assert cli.main(["sweep", str(grid), "--out", str(out), "--jobs", "1"]) == 2
+    assert words in one_line_error(capsys)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("value", ['"false"', "no", "yes", "0"])
+def test_a_boolean_activation_option_must_be_a_boolean(tmp_path, capsys, value) -> None:
+    """Before: the strings "false", "no" and "yes" (and the number 0) were read with bool(),
+    so "false" turned centring on."""
+    argv = [*TINY_TRAIN, "--activation", "ntanh", "--activation-option", f"center={value}"]
+    assert cli.main(["train", *argv]) == 2
+    assert "center must be true or false" in one_line_error(capsys)
+    assert cli.main(["train", *argv[:-1], "center=false"]) == 0

@@ -422,8 +422,8 @@ def _theory(args: argparse.Namespace) -> int:
 def _propagate(args: argparse.Namespace) -> int:
     if args.out:
         plots.check_figure_path(args.out)  # before the computation, not after it
-    widths = [args.width] * (args.depth + 1)
-    require_memory(mlp_bytes(widths, args.batch, 8), f"{args.depth} layers of width {args.width}")
+    estimate = mlp_bytes(args.width, args.width, args.depth - 1, args.width, args.batch, 8)
+    require_memory(estimate, f"{args.depth} layers of width {args.width}")
     measured, predicted = {}, {}
     for name in args.activations:
         vanilla = nn.factory.normalized_base(name) is None

@@ -38,7 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tinynormact import theory
 from tinynormact.train import ConfigError, TrainConfig
+from tinynormact.train.config import check_integer
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -54,6 +56,13 @@ AXES = ("architectures", "activations", "forms", "widths", "depths", "lrs", "see
 
 class GridError(ValueError):
     """A grid (or grid file) is invalid; the message names the key and what is valid."""
+
+
+def number_label(value: float) -> str:
+    """``value`` as ``%g`` when that names it exactly (0.001, 1e-05), else its shortest exact form
+    (0.0010000001): two settings never share a label."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(float(value))
 
 
 def config_hash(config: TrainConfig) -> str:
@@ -85,7 +94,7 @@ class RunSpec:
     def file_name(self) -> str:
         """The run's file in a sweep folder: its coordinates and the hash of its configuration."""
         coordinates = f"{self.architecture}_{self.activation}_{self.form}_w{self.width}_d{self.depth}"
-        return f"{coordinates}_lr{self.lr:g}_s{self.seed}_{config_hash(self.config)[:12]}.json"
+        return f"{coordinates}_lr{number_label(self.lr)}_s{self.seed}_{config_hash(self.config)[:12]}.json"
 
 
 @dataclass(frozen=True)
@@ -142,6 +151,22 @@ class Grid:
         if bad_forms:
             raise GridError(f"forms: unknown form(s) {bad_forms}; valid forms: {', '.join(FORMS)}")
         _check_name(self.name)
+        self._check_settings()
+
+    def _check_settings(self) -> None:
+        """The keys no run's configuration checks (a vanilla-only grid passes rule and center to
+        none; the propagation measurement runs after every run): refused before the first run."""
+        if not isinstance(self.description, str):
+            raise GridError(f"description must be a string, got {self.description!r}")
+        if self.rule not in theory.RULES:
+            raise GridError(f"rule {self.rule!r} is unknown; valid: {', '.join(theory.RULES)}")
+        if not isinstance(self.center, bool):
+            raise GridError(f"center must be true or false, got {self.center!r}")
+        for key in ("propagation_depth", "propagation_width", "propagation_batch"):
+            try:
+                check_integer(key, getattr(self, key), 1)
+            except ConfigError as exc:
+                raise GridError(str(exc)) from None
 
     def _check_depth_table(self, table: dict[str, Any]) -> None:
         missing = [a for a in self.architectures if a not in table]
@@ -215,7 +240,7 @@ class Grid:
         varying = [
             f"w{width}" if len(self.widths) > 1 else "",
             f"d{depth}" if any(len(self.depths_of(a)) > 1 for a in self.architectures) else "",
-            f"lr{lr:g}" if len(self.lrs) > 1 else "",
+            f"lr{number_label(lr)}" if len(self.lrs) > 1 else "",
         ]
         return " ".join([arch, *(part for part in varying if part)])
 

@@ -5,7 +5,8 @@ Each run is written into the sweep folder the moment it finishes, so a sweep tha
 same folder runs only the others, then reports all of them. The report (results.json with every
 run's history, results.csv with one line per run, figures/*.png, report.md) is rewritten from
 the folder's runs at the end, each file atomically, report.md last. After Ctrl-C the report of
-the runs that finished is written (status "interrupted") and KeyboardInterrupt re-raised. The
+the runs that finished is written (status "interrupted"; none when no run had finished) and
+KeyboardInterrupt re-raised. The
 folder is locked for the whole reproduction (``folder_lock``), and the place it goes is
 test-written before the first run, so a wrong ``out`` fails at once, not after all the training.
 """
@@ -115,6 +116,8 @@ def _reproduce(
     start = time.perf_counter()
     started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     outcome = run_sweep(grid, out, device, jobs, scheduler, force, resume, progress, **options)
+    if outcome.status == "interrupted" and not outcome.runs:
+        raise KeyboardInterrupt  # stopped before any run finished: there is nothing to report
     with using_device(device):
         splits = load_data(grid.runs(device)[0].config)  # image datasets as images
         propagation = signal_propagation(

@@ -16,10 +16,13 @@ from typing import Any
 from tinynormact.experiments.grid import RunSpec, config_hash
 from tinynormact.train import TrainingDiverged, TrainResult, train
 
-__all__ = ["failed_record", "run_one"]
+__all__ = ["NUMBERS", "coordinates", "failed_record", "run_one"]
+
+NUMBERS = ("final_train_loss", "final_test_loss", "final_test_acc", "mean_train_loss", "seconds")
 
 
-def _coordinates(spec: RunSpec) -> dict[str, Any]:
+def coordinates(spec: RunSpec) -> dict[str, Any]:
+    """What names a run in its record: its coordinates, setting, configuration and its hash."""
     return {
         "architecture": spec.setting,
         "activation": spec.activation,
@@ -39,7 +42,7 @@ def _summary(spec: RunSpec, result: TrainResult, seconds: float) -> dict[str, An
     completed = result.status == "completed"
     trained_losses = history["train_loss"][1:]  # epochs 1..E (epoch 0 is the untrained network)
     return {
-        **_coordinates(spec),
+        **coordinates(spec),
         "status": result.status,
         "message": result.message,
         "final_train_loss": history["train_loss"][-1] if completed else math.nan,
@@ -67,7 +70,7 @@ def failed_record(spec: RunSpec, reason: str) -> dict[str, Any]:
     """The record of a run that did not finish: status "failed", ``reason`` as its message."""
     nan = math.nan
     return {
-        **_coordinates(spec),
+        **coordinates(spec),
         "status": "failed",
         "message": reason,
         "final_train_loss": nan,

@@ -100,7 +100,7 @@ def run_sweep(
     check_scheduler_address(scheduler)
     specs = grid.runs(device)  # a bad grid fails here, before anything is written
     identity = {"grid": grid.to_dict(), "device": device}
-    folder, finished = open_sweep_folder(out, identity, specs, force=force, resume=resume)
+    folder, finished = open_sweep_folder(out, identity, specs, force=force, resume=resume, notice=notice)
     todo = [spec for spec in specs if spec.file_name not in finished]
     if finished:
         notice(f"resuming {out}: {len(finished)} of {len(specs)} runs already finished, {len(todo)} to run")
