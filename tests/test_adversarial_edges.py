@@ -293,7 +293,8 @@ def test_a_run_file_copied_over_another_is_named_and_run_again(tmp_path) -> None
     files["static"].write_bytes(files["vanilla"].read_bytes())
     notices: list[str] = []
     results = reproduce(TWO_RUNS, out, progress=False, notice=notices.append)
-    assert any(str(files["static"]) in n and "config hash" in n and "run again" in n for n in notices), notices
+    named = [n for n in notices if str(files["static"]) in n]
+    assert named and "config hash" in named[0] and "run again" in named[0], notices
     assert results["settings"]["runs_this_session"] == 1
     assert sorted((r["form"], r["seeds"]) for r in results["aggregates"]) == [("static", 1), ("vanilla", 1)]
     static = json.loads(files["static"].read_text())
@@ -317,7 +318,7 @@ def test_a_run_file_with_edited_coordinates_is_named_and_run_again(tmp_path) -> 
     [("[1, 2]", "a JSON list"), ("{}", "has no 'architecture'"), ("{not json", "is not valid JSON"),
      ("NO_HISTORY", "has no 'history'"), ("TEXT_LOSS", "history's train losses are not numbers")],
 )  # fmt: skip
-def test_a_malformed_run_file_is_one_notice_naming_it_not_a_traceback(tmp_path, capsys, content, words) -> None:
+def test_a_malformed_run_file_is_one_notice_naming_it_not_a_traceback(tmp_path, capsys, content, words):
     """Before: exit 3 with a traceback in a log (a KeyError, TypeError or AttributeError)."""
     out = tmp_path / "sweep"
     reproduce(TWO_RUNS, out, progress=False)
@@ -455,3 +456,84 @@ def test_a_boolean_activation_option_must_be_a_boolean(tmp_path, capsys, value) 
     assert cli.main(["train", *argv]) == 2
     assert "center must be true or false" in one_line_error(capsys)
     assert cli.main(["train", *argv[:-1], "center=false"]) == 0
+
+
+# ----- 12: a sweep never waits silently for ever -------------------------------------------------
+
+
+@pytest.fixture
+def scheduler_without_workers(tmp_path):
+    """A real ``dask scheduler`` on 127.0.0.1 with no worker at all; yields its address."""
+    import signal
+    import subprocess
+    import sys
+
+    pytest.importorskip("distributed")
+    scheduler_file = tmp_path / "scheduler.json"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+         "--scheduler-file", str(scheduler_file)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        while not scheduler_file.exists():
+            assert process.poll() is None, "dask scheduler did not start"
+            threading.Event().wait(0.1)
+        yield json.loads(scheduler_file.read_text())["address"]
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(30)
+
+
+def test_a_cluster_without_workers_is_named_and_given_up_on(tmp_path, monkeypatch, scheduler_without_workers):
+    """Before: with no worker left, the sweep waited silently for ever ("about 1 s left")."""
+    from tinynormact.experiments import executors
+    from tinynormact.experiments.sweep import run_sweep
+
+    monkeypatch.setattr(executors, "NO_WORKER_TIMEOUT_S", 0.5, raising=False)
+    notices: list[str] = []
+    outcome: dict[str, BaseException] = {}
+
+    def sweep() -> None:
+        try:
+            run_sweep(TWO_RUNS, tmp_path / "sweep", scheduler=scheduler_without_workers, progress=False,
+                      notice=notices.append)  # fmt: skip
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=sweep, daemon=True)
+    thread.start()
+    thread.join(120)  # a bound for the old code, which never returns; the new one gives up in seconds
+    assert not thread.is_alive(), "the sweep still waits for a worker"
+    assert isinstance(outcome.get("error"), OSError), outcome
+    assert "has had no worker for 0.5 s, and 2 runs were waiting" in str(outcome["error"])
+    assert any("has no worker; 2 runs wait for one" in n for n in notices), notices
+
+
+def test_a_scheduler_address_where_an_http_server_listens_is_refused(tmp_path) -> None:
+    """Before: Dask's 3 s connect time-out did not cover its handshake: the sweep hung 40 s+."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("distributed")
+
+    class Quiet(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    address = f"tcp://127.0.0.1:{server.server_port}"
+    command = [sys.executable, "-m", "tinynormact", "sweep", str(grid_file(tmp_path / "g.toml", TWO_RUNS)),
+               "--out", str(tmp_path / "sweep"), "--scheduler", address]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _, err = process.communicate(timeout=120)  # a bound for the old code, which hangs
+    finally:
+        process.kill()
+        server.shutdown()
+        server.server_close()
+    assert process.returncode == 2 and err.count("\n") == 1, err
+    assert f"cannot reach the Dask scheduler at {address} (no answer in Dask's protocol within 3 s)" in err
+    assert not (tmp_path / "sweep").exists()

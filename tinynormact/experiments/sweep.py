@@ -106,7 +106,7 @@ def run_sweep(
         notice(f"resuming {out}: {len(finished)} of {len(specs)} runs already finished, {len(todo)} to run")
     status, description = "completed", "none (every run was finished)"
     with contextlib.ExitStack() as stack:
-        executor = stack.enter_context(open_executor(jobs, scheduler)) if todo else None
+        executor = stack.enter_context(open_executor(jobs, scheduler, notice)) if todo else None
         with using_device(device):  # before the folder: a Ctrl-C here leaves nothing behind
             load_data(grid.runs(device)[0].config)  # fills the data cache; image datasets as images
         folder.create()
