@@ -196,7 +196,7 @@ def test_a_checkpoint_that_cannot_be_written_leaves_both_generations(tmp_path, m
 
 class _Hostile(BaseHTTPRequestHandler):
     """``/huge``: announces 10^12 bytes; ``/endless``: no length, zeros until it closes;
-    ``/drip``: one byte at a time, each after the client's previous read (``server.paced``)."""
+    ``/drip``: a byte every 0.05 s at most; ``/silent``: the headers, then nothing."""
 
     server: _HostileServer
     protocol_version = "HTTP/1.0"
@@ -208,11 +208,14 @@ class _Hostile(BaseHTTPRequestHandler):
         self.send_response(200)
         if self.path.endswith("/huge/cifar-10-python.tar.gz"):
             self.send_header("Content-Length", str(10**12))
-        elif self.path.endswith("/drip/cifar-10-python.tar.gz"):
+        elif "/drip/" in self.path or "/silent/" in self.path:
             self.send_header("Content-Length", str(self.server.drip_bytes))
         self.end_headers()
         try:
-            if "/drip/" in self.path:
+            if "/silent/" in self.path:
+                self.wfile.flush()
+                self.server.release.wait(30)
+            elif "/drip/" in self.path:
                 for _ in range(self.server.drip_bytes):  # bounded: the old code ends, and fails
                     self.wfile.write(b"\0")
                     self.wfile.flush()
@@ -537,3 +540,167 @@ def test_a_scheduler_address_where_an_http_server_listens_is_refused(tmp_path) -
     assert process.returncode == 2 and err.count("\n") == 1, err
     assert f"cannot reach the Dask scheduler at {address} (no answer in Dask's protocol within 3 s)" in err
     assert not (tmp_path / "sweep").exists()
+
+
+# ----- 13 and 14: a damaged tracking record neither blocks a resume nor gives a traceback ---------
+
+
+def _tracked_run(tmp_path: Path) -> Path:
+    out = tmp_path / "run"
+    assert cli.main(["train", *TINY_TRAIN, "--epochs", "2", "--track-every", "1", "--out", str(out)]) == 0
+    return out
+
+
+def _garble_header(rows: Path) -> None:
+    """Overwrite the dict of a .npy header with unbalanced braces (NumPy's parser raises a
+    tokenize error, not a ValueError)."""
+    data = rows.read_bytes()
+    rows.write_bytes(data[:10] + b"{" * 20 + data[30:])
+
+
+@pytest.mark.parametrize("damage", ["no meta.json", "no tracking folder", "garbled rows.npy header"])
+def test_a_damaged_tracking_record_does_not_block_resuming_a_good_checkpoint(tmp_path, capsys, damage):
+    """Before: exit 2 ("cannot read meta.json") or 3 (a TokenError), and no way forward."""
+    out = _tracked_run(tmp_path)
+    tracking = out / "tracking"
+    if damage == "no meta.json":
+        (tracking / "meta.json").unlink()
+    elif damage == "no tracking folder":
+        for path in tracking.iterdir():
+            path.unlink()
+        tracking.rmdir()
+    else:
+        _garble_header(tracking / "rows.npy")
+    capsys.readouterr()
+    assert cli.main(["train", "--out", str(out), "--resume", "--epochs", "3"]) == 0
+    err = capsys.readouterr().err
+    assert "the tracking record starts anew at step 6" in err and "Traceback" not in err, err
+    assert list(np.load(tracking / "rows.npy")["step"]) == [6, 7, 8]  # 3 steps per epoch: epoch 3
+    assert (out / "tracking.damaged").exists() == (damage != "no tracking folder")
+
+
+def test_a_garbled_rows_header_is_one_message_naming_the_file(tmp_path, capsys) -> None:
+    """Before: ``plot`` of such a run exited 3 with "unexpected TokenError" and a log."""
+    out = _tracked_run(tmp_path)
+    _garble_header(out / "tracking" / "rows.npy")
+    capsys.readouterr()
+    assert cli.main(["plot", str(out)]) == 2
+    assert f"track record {out / 'tracking' / 'rows.npy'} cannot be read" in one_line_error(capsys)
+
+
+# ----- 15: a flag beats the environment ----------------------------------------------------------
+
+
+def test_device_cpu_beats_a_tinynormact_device_this_machine_lacks(tmp_path, capsys, monkeypatch) -> None:
+    """Before: TINYNORMACT_DEVICE=cuda on a machine without CuPy made ``--device cpu`` exit 2,
+    and broke ``--resume`` of a CPU run."""
+    from tinynormact import backend
+
+    if backend.cuda_available():
+        pytest.skip("needs a machine where the cuda device is missing")
+    monkeypatch.setenv("TINYNORMACT_DEVICE", "cuda")
+    monkeypatch.setitem(backend._state, "device", None)  # as in a new process: read the variable
+    out = tmp_path / "run"
+    assert cli.main(["train", *TINY_TRAIN, "--device", "cpu", "--out", str(out)]) == 0
+    monkeypatch.setitem(backend._state, "device", None)
+    assert cli.main(["train", "--out", str(out), "--resume", "--epochs", "2"]) == 0
+    monkeypatch.setitem(backend._state, "device", None)
+    grid = grid_file(tmp_path / "g.toml", TWO_RUNS)
+    assert cli.main(["sweep", str(grid), "--out", str(tmp_path / "s"), "--device", "cpu", "--jobs", "1"]) == 0
+    monkeypatch.setitem(backend._state, "device", None)
+    capsys.readouterr()
+    assert cli.main(["train", *TINY_TRAIN]) == 2  # without a flag, the variable is the choice
+    assert "TINYNORMACT_DEVICE='cuda'" in one_line_error(capsys)
+
+
+# ----- 16: a huge grid is counted, and runs only when asked for ----------------------------------
+
+
+def test_a_grid_of_a_million_runs_is_refused_at_once_without_yes(tmp_path, capsys, monkeypatch) -> None:
+    """Before: 10^6 runs printed nothing for 90 s (every configuration was built first)."""
+    from tinynormact.experiments import grid as grid_module
+
+    def never(*args, **kwargs):
+        raise AssertionError("the runs were built before the refusal")
+
+    huge = grid_file(tmp_path / "g.toml", TWO_RUNS, seeds=list(range(500_000)))
+    monkeypatch.setattr(grid_module.Grid, "runs", never)
+    assert cli.main(["sweep", str(huge), "--out", str(tmp_path / "sweep"), "--jobs", "1"]) == 2
+    assert "has 1000000 runs, more than 10000" in one_line_error(capsys)
+    assert not (tmp_path / "sweep").exists()
+    monkeypatch.undo()
+    small = grid_file(tmp_path / "small.toml", TWO_RUNS)
+    assert cli.main(["sweep", str(small), "--out", str(tmp_path / "sweep"), "--jobs", "1"]) == 0
+    assert f"{tmp_path / 'sweep'}: 2 runs to run" in capsys.readouterr().err
+
+
+def test_yes_runs_a_grid_past_the_threshold(tmp_path, monkeypatch) -> None:
+    from tinynormact.experiments import sweep
+
+    monkeypatch.setattr(sweep, "MAX_RUNS_UNASKED", 1)
+    with pytest.raises(ValueError, match="has 2 runs, more than 1"):
+        sweep.run_sweep(TWO_RUNS, tmp_path / "a", progress=False)
+    assert len(sweep.run_sweep(TWO_RUNS, tmp_path / "b", progress=False, yes=True).runs) == 2
+
+
+# ----- 17: small ones ----------------------------------------------------------------------------
+
+
+def test_a_tiny_q_is_a_usage_error_not_a_zero_division(capsys) -> None:
+    """Before: ``theory --activations nsigmoid --q 1e-300``: unexpected ZeroDivisionError, exit 3."""
+    assert cli.main(["theory", "--activations", "nsigmoid", "--q", "1e-300"]) == 2
+    assert "--q 1e-300 is too small" in one_line_error(capsys)
+
+
+def test_a_download_that_brought_nothing_names_no_part_file(hostile, tmp_path) -> None:
+    """Before: "the 0 bytes received are kept in ....part", a file removed a moment later."""
+    with pytest.raises(DownloadError) as caught:
+        download("cifar10", tmp_path, mirror=f"{hostile}/silent", md5="0" * 32, progress=False, timeout=0.3)
+    assert "nothing arrived: run the same command again" in str(caught.value)
+    assert ".part" not in str(caught.value) and list(tmp_path.iterdir()) == []
+
+
+def test_train_refuses_a_sweep_folder(tmp_path, capsys) -> None:
+    """Before: ``train --out`` into a finished sweep folder added a run's files to it."""
+    out = tmp_path / "sweep"
+    reproduce(TWO_RUNS, out, progress=False)
+    before = tree(tmp_path)
+    capsys.readouterr()
+    assert cli.main(["train", *TINY_TRAIN, "--out", str(out)]) == 2
+    assert "is a sweep folder (it holds grid.json)" in one_line_error(capsys)
+    assert tree(tmp_path) == before
+
+
+# ----- the executor must not change the numbers --------------------------------------------------
+
+
+def test_every_run_pins_its_blas_threads_and_says_so(tmp_path, monkeypatch) -> None:
+    """Before: a run in this process used as many BLAS threads as the process had, while Dask's
+    workers used one: the numbers differed in their last bits."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from tinynormact.experiments import runner
+
+    seen: list[set[int]] = []
+    original = runner.train
+
+    def spying(*args, **kwargs):
+        seen.append({pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"})
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "train", spying)
+    out = tmp_path / "sweep"
+    with threadpool_limits(limits=2, user_api="blas"):
+        reproduce(TWO_RUNS, out, progress=False)
+    assert seen == [{1}, {1}]
+    assert json.loads((out / "grid.json").read_text())["blas_threads"] == 1
+    assert {json.loads(p.read_text())["blas_threads"] for p in (out / "runs").glob("*.json")} == {1}
+
+
+def test_a_sweep_with_other_blas_threads_is_refused_naming_the_setting(tmp_path) -> None:
+    out = tmp_path / "sweep"
+    reproduce(TWO_RUNS, out, progress=False)
+    identity = json.loads((out / "grid.json").read_text())
+    (out / "grid.json").write_text(json.dumps({**identity, "blas_threads": 4}))
+    with pytest.raises(FileExistsError, match="blas_threads: 4 there, 1 here"):
+        reproduce(TWO_RUNS, out, progress=False)

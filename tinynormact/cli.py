@@ -39,6 +39,7 @@ from tinynormact.experiments.command import run_grid_command
 from tinynormact.experiments.figures import write_figures
 from tinynormact.experiments.propagation import STATISTICS, measure_network
 from tinynormact.experiments.report import format_table
+from tinynormact.experiments.sweep import MAX_RUNS_UNASKED
 from tinynormact.files import RunNotice
 from tinynormact.folder_lock import FolderLocked
 from tinynormact.memory import mlp_bytes, require_memory
@@ -219,7 +220,8 @@ def _grid_options(p: argparse.ArgumentParser) -> None:
         help="run on this Dask cluster (default: $TINYNORMACT_SCHEDULER unless --jobs is given)",
     )
     p.add_argument("--resume", action="store_true", help="require an existing sweep folder to finish")
-    p.add_argument("--force", action="store_true", help="delete the folder's runs and start again")
+    p.add_argument("--force", action="store_true", help="delete the sweep's runs and report and start again")
+    p.add_argument("--yes", action="store_true", help=f"run a grid of more than {MAX_RUNS_UNASKED} runs")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -322,24 +324,30 @@ def _reproduce(args: argparse.Namespace) -> int:
     if args.dataset_options:
         options = {**grid.dataset_options, **dict(args.dataset_options)}
         grid = dataclasses.replace(grid, dataset_options=options)
-    return run_grid_command(grid, args.out, args.device, args.jobs, args.scheduler, args.force, args.resume)
+    return run_grid_command(
+        grid, args.out, args.device, args.jobs, args.scheduler, args.force, args.resume, args.yes
+    )
 
 
 def _sweep(args: argparse.Namespace) -> int:
     grid = load_grid(args.grid)
-    return run_grid_command(grid, args.out, args.device, args.jobs, args.scheduler, args.force, args.resume)
+    return run_grid_command(
+        grid, args.out, args.device, args.jobs, args.scheduler, args.force, args.resume, args.yes
+    )
 
 
 def _train_config(args: argparse.Namespace) -> TrainConfig:
     """--config (or, with --resume, the run's saved config.json), then the flags given; the device
-    defaults to TINYNORMACT_DEVICE (else cpu)."""
-    values = saved_config(args.out).to_dict() if args.resume else {"device": backend.get_device()}
+    defaults to TINYNORMACT_DEVICE (else cpu), read only when neither names one."""
+    values = saved_config(args.out).to_dict() if args.resume else {}
     if args.config:
         values.update(TrainConfig.from_file(args.config).to_dict())
     for f in dataclasses.fields(TrainConfig):
         given = getattr(args, f.name)
         if given is not None:
             values[f.name] = {**values.get(f.name, {}), **dict(given)} if f.name in _OPTION_FLAGS else given
+    if "device" not in values:
+        values["device"] = backend.get_device()
     return TrainConfig.from_dict(values, source="command line")
 
 
@@ -395,8 +403,14 @@ def _theory(args: argparse.Namespace) -> int:
     names = args.activations or activations.names()
     with warnings.catch_warnings(record=True) as caught, np.errstate(all="ignore"):
         warnings.simplefilter("always")  # an overflow in the integrals makes the table wrong
-        acts = [_activation_for_theory(name, args.rule, args.q, args.center) for name in names]
-        table = theory.gains_table(acts, q=args.q)
+        try:
+            acts = [_activation_for_theory(name, args.rule, args.q, args.center) for name in names]
+            table = theory.gains_table(acts, q=args.q)
+        except ZeroDivisionError:  # a moment that underflows to 0 leaves lambda undefined (E12-E14)
+            raise UsageError(
+                f"--q {args.q} is too small: a Gaussian moment underflows to 0, so lambda is undefined; "
+                "use a larger q"
+            ) from None
     overflowed = [
         f"{key} of {row['activation']}"
         for row in table

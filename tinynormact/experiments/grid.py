@@ -34,6 +34,7 @@ import hashlib
 import json
 import re
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -223,6 +224,14 @@ class Grid:
             target_loss=self.target_loss,
         )
 
+    @property
+    def size(self) -> int:
+        """How many runs the grid has (counted without building them)."""
+        per_point = len(self.activations) * len(self.forms) * len(self.seeds)
+        return per_point * sum(
+            len(self.widths) * len(self.depths_of(arch)) * len(self.lrs) for arch in self.architectures
+        )
+
     def settings(self) -> list[str]:
         """The report's setting labels, one per (architecture, width, depth, lr) in grid order."""
         return list(dict.fromkeys(self._setting(*point) for point in self._points()))
@@ -310,6 +319,9 @@ def _check_axis(axis: str, values: Any) -> None:
         raise GridError(f"axis {axis!r} must be a list of values, got {values!r}")
     if not values:
         raise GridError(f"axis {axis!r} is empty; give at least one value")
-    repeated = sorted({repr(v) for v in values if values.count(v) > 1})
+    nested = [v for v in values if isinstance(v, (list, dict))]
+    if nested:
+        raise GridError(f"axis {axis!r} holds {nested[0]!r}; its values are numbers or names")
+    repeated = sorted(repr(v) for v, n in Counter(values).items() if n > 1)  # linear: axes can be long
     if repeated:
         raise GridError(f"axis {axis!r} repeats {', '.join(repeated)}")

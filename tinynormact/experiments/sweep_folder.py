@@ -2,7 +2,8 @@
 
 Layout::
 
-    OUT/grid.json                  what the runs' numbers depend on: the grid and the device
+    OUT/grid.json                  what the runs' numbers depend on: the grid, the device and the
+                                   BLAS threads of each run
     OUT/runs/<coordinates>_<hash>.json   one record per finished run, written atomically as it
                                    finishes (RunSpec.file_name: coordinates + config hash)
     OUT/results.json, results.csv, figures/, report.md   the report, rewritten from all runs
@@ -28,6 +29,7 @@ from typing import Any
 from tinynormact.experiments.grid import RunSpec
 from tinynormact.experiments.runner import NUMBERS, coordinates
 from tinynormact.files import jsonable, write_json_atomic
+from tinynormact.train.loop import SWEEP_FILE
 
 __all__ = [
     "FIGURES_FOLDER",
@@ -40,7 +42,7 @@ __all__ = [
     "read_json",
 ]
 
-GRID_FILE = "grid.json"
+GRID_FILE = SWEEP_FILE  # train refuses a folder holding it
 RUNS_FOLDER = "runs"
 FIGURES_FOLDER = "figures"
 REPORT_FILES = ("report.md", "results.json", "results.csv")  # report.md is written last
@@ -132,7 +134,7 @@ def open_sweep_folder(
     found = differences(read_json(out / GRID_FILE), identity)
     if found:
         raise FileExistsError(
-            f"{out} holds a sweep of another grid ({'; '.join(found[:6])}"
+            f"{out} holds a sweep of another grid or setting ({'; '.join(found[:6])}"
             f"{'; ...' if len(found) > 6 else ''}); choose another --out, or pass --force to replace it"
         )
     return SweepFolder(out, identity, replace=False), _finished_runs(out, specs, notice)

@@ -75,6 +75,7 @@ from tinynormact.train.health import (
 __all__ = [
     "CHECKPOINT_FILE",
     "CONFIG_FILE",
+    "SWEEP_FILE",
     "RESULT_FILE",
     "TRACKING_FOLDER",
     "StepInfo",
@@ -91,6 +92,7 @@ CHECKPOINT_FILE = "checkpoint.npz"
 TRACKING_FOLDER = "tracking"
 RESULT_FILE = "result.json"
 CONFIG_FILE = "config.json"
+SWEEP_FILE = "grid.json"  # what marks a sweep folder (experiments.sweep_folder writes it): no run goes there
 TRACKER_FILE = "tracker.json"
 HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds")
 _EVAL_BATCH = 1024
@@ -427,10 +429,26 @@ class Trainer:
 
     def stream_tracking(self, folder: Path, resume: bool = False) -> None:
         """Record the tracked steps into ``folder`` from now on: a new record, or with ``resume``
-        the record there continued from the current step (rows from it on are cut)."""
-        if self.tracker is not None:
-            self.tracker.detach()
-            self.tracker = _make_tracker(self.model, self.tracker.every, self.step, folder, resume)
+        the record there continued from the current step (rows from it on are cut). A record
+        that cannot be continued (missing, damaged) does not block the resume: it is moved aside
+        (``<folder>.damaged``) with a RunNotice and a new record starts at the current step."""
+        if self.tracker is None:
+            return
+        self.tracker.detach()
+        every = self.tracker.every
+        try:
+            self.tracker = _make_tracker(self.model, every, self.step, folder, resume)
+        except ValueError as exc:
+            if not resume:
+                raise
+            kept = _set_aside(folder)
+            where = f"the old one is kept in {kept}" if kept else "there was none"
+            warnings.warn(
+                f"{exc}; the tracking record starts anew at step {self.step} ({where})",
+                RunNotice,
+                stacklevel=2,
+            )
+            self.tracker = _make_tracker(self.model, every, self.step, folder, resume=False)
 
     def result(self, status: str, message: str = "") -> TrainResult:
         record = self.tracker_record()
@@ -513,6 +531,18 @@ def _check_optimizer_state(path: Path, optimizer: Any, step: int) -> None:
                 raise CheckpointError(f"checkpoint {path} is corrupt: {exc}") from exc
 
 
+def _set_aside(folder: Path) -> Path | None:
+    """Rename ``folder`` to the first free ``<folder>.damaged[-N]``; None when it does not exist."""
+    if not folder.exists():
+        return None
+    aside, n = folder.with_name(f"{folder.name}.damaged"), 0
+    while aside.exists():
+        n += 1
+        aside = folder.with_name(f"{folder.name}.damaged-{n}")
+    folder.rename(aside)
+    return aside
+
+
 def _make_tracker(
     model: Any, every: int, start_step: int = 0, path: Path | None = None, resume: bool = False
 ) -> Any:
@@ -556,14 +586,21 @@ def _deferred_interrupt() -> Iterator[Callable[[], bool]]:
 
 @contextlib.contextmanager
 def using_device(device: str, dtype: str | None = None) -> Iterator[None]:
-    """Make ``device`` (and ``dtype``, if given) current within the block; restore them after."""
-    old_device, old_dtype = backend.get_device(), backend.get_default_dtype()
+    """Make ``device`` (and ``dtype``, if given) current within the block; restore them after
+    (a device that TINYNORMACT_DEVICE names but this machine lacks is not one to restore: a
+    device given explicitly beats the environment)."""
+    try:
+        old_device: str | None = backend.get_device()
+    except backend.DeviceError:
+        old_device = None
+    old_dtype = backend.get_default_dtype()
     backend.set_device(device)
     backend.set_default_dtype(old_dtype if dtype is None else dtype)
     try:
         yield
     finally:
-        backend.set_device(old_device)
+        if old_device is not None:
+            backend.set_device(old_device)
         backend.set_default_dtype(old_dtype)
 
 
@@ -574,6 +611,10 @@ def using_device(device: str, dtype: str | None = None) -> Iterator[None]:
 
 def _check_folder(out: Path, resume: bool) -> None:
     """A new run needs a folder without a checkpoint of either generation; a resumed one needs one."""
+    if (out / SWEEP_FILE).exists():
+        raise FileExistsError(
+            f"{out} is a sweep folder (it holds {SWEEP_FILE}); a run of train needs a folder of its own"
+        )
     checkpoint = out / CHECKPOINT_FILE
     held = [path.name for path in (checkpoint, previous_path(checkpoint)) if path.exists()]
     if resume and not held:
@@ -623,6 +664,7 @@ def train(
     out = Path(out_dir)
     check_writable(out.parent)  # the folder itself only under its lock: a refused writer leaves it as it is
     with folder_lock(out):
+        _check_folder(out, resume)  # before anything is written into it
         check_writable(out)
         remove_stale_files(out / CHECKPOINT_FILE)
         return _train(config, out, resume, progress, callback, splits, announce)
@@ -640,8 +682,6 @@ def _train(
     trainer, fitting = None, False
     try:
         with using_device(config.device, config.dtype):
-            if out is not None:
-                _check_folder(out, resume)
             if splits is not None:
                 splits.check_finite()
             data = splits if splits is not None else load_data(config)
