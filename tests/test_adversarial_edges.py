@@ -22,7 +22,7 @@ from tests.test_experiments import tiny_grid
 from tinynormact import cli
 from tinynormact.data import DownloadError, download
 from tinynormact.experiments import Grid, GridError, reproduce
-from tinynormact.folder_lock import FolderLocked, folder_lock
+from tinynormact.infra.folder_lock import FolderLocked, folder_lock
 from tinynormact.train import TrainConfig, train
 from tinynormact.train.checkpoint import previous_path, save_checkpoint
 
@@ -171,9 +171,9 @@ def test_a_folder_holding_only_the_previous_checkpoint_holds_a_run(tmp_path) -> 
 def test_a_checkpoint_that_cannot_be_written_leaves_both_generations(tmp_path, monkeypatch) -> None:
     """Before: the old checkpoint was renamed to .previous before the new one was written, so a
     full disk ("File too large") left a single generation."""
-    from tinynormact import nn, optim
+    from tinynormact.nn import MLP, optim
 
-    model = nn.MLP([3, 4, 2], rng=0)
+    model = MLP([3, 4, 2], rng=0)
     optimizer = optim.SGD(list(model.parameters()), 0.1)
     path = tmp_path / "checkpoint.npz"
     save_checkpoint(path, model, optimizer, {"step": 1})
@@ -387,7 +387,7 @@ def test_a_huge_depth_is_refused_with_the_estimate_in_little_memory(argv) -> Non
 
 
 def test_the_closed_form_estimate_counts_what_a_layer_by_layer_sum_counts() -> None:
-    from tinynormact.memory import mlp_bytes
+    from tinynormact.infra.memory import mlp_bytes
 
     def by_layers(widths: list[int], batch: int, itemsize: int, copies: int) -> int:
         parameters = sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=False))
@@ -594,7 +594,7 @@ def test_a_garbled_rows_header_is_one_message_naming_the_file(tmp_path, capsys) 
 def test_device_cpu_beats_a_tinynormact_device_this_machine_lacks(tmp_path, capsys, monkeypatch) -> None:
     """Before: TINYNORMACT_DEVICE=cuda on a machine without CuPy made ``--device cpu`` exit 2,
     and broke ``--resume`` of a CPU run."""
-    from tinynormact import backend
+    from tinynormact.engine import backend
 
     if backend.cuda_available():
         pytest.skip("needs a machine where the cuda device is missing")

@@ -28,7 +28,7 @@ from typing import Any
 
 from tinynormact.experiments.grid import RunSpec
 from tinynormact.experiments.runner import NUMBERS, coordinates
-from tinynormact.files import jsonable, write_json_atomic
+from tinynormact.infra.files import jsonable, write_json_atomic
 from tinynormact.train.loop import SWEEP_FILE
 
 __all__ = [
