@@ -297,15 +297,14 @@ def test_cnn_quick_preset_and_a_tiny_resnet1d_grid_write_the_same_report(tmp_pat
     assert "| 1-D ResNet" in report and "static - vanilla" in report
 
 
-def test_a_folder_that_is_not_a_sweep_needs_force(tmp_path) -> None:
+def test_a_folder_that_is_not_a_sweep_is_refused_even_with_force(tmp_path) -> None:
     out = tmp_path / "run"
     out.mkdir()
     (out / "old.txt").write_text("keep me")
-    with pytest.raises(FileExistsError, match="--force"):
-        reproduce(tiny_grid(seeds=(0,)), out, progress=False)
+    for force in (False, True):
+        with pytest.raises(FileExistsError, match="not a sweep folder.*old.txt"):
+            reproduce(tiny_grid(seeds=(0,)), out, force=force, progress=False)
     assert sorted(p.name for p in out.iterdir()) == ["old.txt"]
-    reproduce(tiny_grid(seeds=(0,)), out, force=True, progress=False)
-    assert not (out / "old.txt").exists() and (out / "report.md").exists()
 
 
 def test_a_folder_of_another_grid_is_refused_naming_what_differs(tmp_path) -> None:

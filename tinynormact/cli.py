@@ -182,6 +182,7 @@ def _key_value(text: str) -> tuple[str, Any]:
 def _grid_options(p: argparse.ArgumentParser) -> None:
     """The options of the subcommands that run a grid."""
     from tinynormact.engine.backend import devices
+    from tinynormact.experiments.sweep import MAX_RUNS_UNASKED
 
     p.add_argument(
         "--device", choices=devices(), help="where to train (default: $TINYNORMACT_DEVICE, else cpu)"
@@ -195,7 +196,8 @@ def _grid_options(p: argparse.ArgumentParser) -> None:
         "else local workers)",
     )
     p.add_argument("--resume", action="store_true", help="require an existing sweep folder to finish")
-    p.add_argument("--force", action="store_true", help="delete the folder's runs and start again")
+    p.add_argument("--force", action="store_true", help="delete the sweep's runs and report and start again")
+    p.add_argument("--yes", action="store_true", help=f"run a grid of more than {MAX_RUNS_UNASKED} runs")
 
 
 def _reproduce_options(p: argparse.ArgumentParser) -> None:
@@ -401,7 +403,9 @@ def _reproduce(args: argparse.Namespace) -> int:
     from tinynormact.experiments.command import run_grid_command
 
     grid = _reproduction_grid(args)
-    return run_grid_command(grid, args.out, args.device, args.jobs, args.scheduler, args.force, args.resume)
+    return run_grid_command(
+        grid, args.out, args.device, args.jobs, args.scheduler, args.force, args.resume, args.yes
+    )
 
 
 def _reproduction_grid(args: argparse.Namespace) -> Any:
@@ -422,22 +426,26 @@ def _sweep(args: argparse.Namespace) -> int:
     from tinynormact.experiments.grid import load_grid
 
     grid = load_grid(args.grid)
-    return run_grid_command(grid, args.out, args.device, args.jobs, args.scheduler, args.force, args.resume)
+    return run_grid_command(
+        grid, args.out, args.device, args.jobs, args.scheduler, args.force, args.resume, args.yes
+    )
 
 
 def _train_config(args: argparse.Namespace) -> Any:
     """--config (or, with --resume, the run's saved config.json), then the flags given; the device
-    defaults to TINYNORMACT_DEVICE (else cpu)."""
+    defaults to TINYNORMACT_DEVICE (else cpu), read only when neither names one."""
     from tinynormact.engine import backend
     from tinynormact.train import TrainConfig, saved_config
 
-    values = saved_config(args.out).to_dict() if args.resume else {"device": backend.get_device()}
+    values = saved_config(args.out).to_dict() if args.resume else {}
     if args.config:
         values.update(TrainConfig.from_file(args.config).to_dict())
     for f in dataclasses.fields(TrainConfig):
         given = getattr(args, f.name)
         if given is not None:
             values[f.name] = {**values.get(f.name, {}), **dict(given)} if f.name in _OPTION_FLAGS else given
+    if "device" not in values:
+        values["device"] = backend.get_device()
     return TrainConfig.from_dict(values, source="command line")
 
 
@@ -500,8 +508,14 @@ def _theory(args: argparse.Namespace) -> int:
     names = args.activations or activations.names()
     with warnings.catch_warnings(record=True) as caught, np.errstate(all="ignore"):
         warnings.simplefilter("always")  # an overflow in the integrals makes the table wrong
-        acts = [_activation_for_theory(name, args.rule, args.q, args.center) for name in names]
-        table = theory.gains_table(acts, q=args.q)
+        try:
+            acts = [_activation_for_theory(name, args.rule, args.q, args.center) for name in names]
+            table = theory.gains_table(acts, q=args.q)
+        except ZeroDivisionError:  # a moment that underflows to 0 leaves lambda undefined (E12-E14)
+            raise UsageError(
+                f"--q {args.q} is too small: a Gaussian moment underflows to 0, so lambda is undefined; "
+                "use a larger q"
+            ) from None
     overflowed = [
         f"{key} of {row['activation']}"
         for row in table
@@ -534,8 +548,8 @@ def _propagate(args: argparse.Namespace) -> int:
         from tinynormact.tracking import plots
 
         plots.check_figure_path(args.out)  # before the computation, not after it
-    widths = [args.width] * (args.depth + 1)
-    require_memory(mlp_bytes(widths, args.batch, 8), f"{args.depth} layers of width {args.width}")
+    estimate = mlp_bytes(args.width, args.width, args.depth - 1, args.width, args.batch, 8)
+    require_memory(estimate, f"{args.depth} layers of width {args.width}")
     measured, predicted = {}, {}
     for name in args.activations:
         vanilla = nn.factory.normalized_base(name) is None

@@ -4,9 +4,13 @@ The archive is written to ``<name>.part`` next to its final place and only renam
 name (one ``os.replace``) once its MD5 checksum matches and it reads as a complete tar archive:
 the final file is absent or whole and verified, never half written. A ``.part`` left by an
 interrupted run is resumed with an HTTP ``Range`` request (a server that ignores ``Range`` is read
-again from the start). Every wait on the server is bounded by ``timeout`` seconds; a transfer cut
-off after it brought new bytes is resumed up to ``retries`` times before giving up, keeping the
-``.part`` for the next run. ``mirror`` fetches the same file names from another server.
+again from the start). Every wait on the server is bounded by ``timeout`` seconds, and every
+``timeout`` seconds of a transfer must bring at least ``min_rate`` bytes per second (a server
+that drips bytes is cut off); a transfer cut off after it brought new bytes is resumed up to
+``retries`` times before giving up, keeping the ``.part`` for the next run. No server can fill the
+disk: a file announced (Content-Length) or sent longer than ``max_bytes`` (the published size
+of the archive; twice that for a mirror's own packaging, ``md5``) is refused and its ``.part``
+removed. ``mirror`` fetches the same file names from another server.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import os
 import re
 import sys
 import tarfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -32,17 +37,25 @@ __all__ = ["ARCHIVES", "Archive", "DownloadError", "archive_url", "download", "d
 
 _CHUNK = 1 << 20
 _USER_AGENT = "tinynormact-data-download"
+MIN_RATE = 1024  # bytes per second over every ``timeout`` seconds of a transfer
 
 
 @dataclass(frozen=True)
 class Archive:
-    """A dataset archive: its file name, official URL, published MD5 and the folder it unpacks to."""
+    """A dataset archive: its file name, official URL, published MD5, the folder it unpacks to and
+    its size in bytes."""
 
     title: str
     filename: str
     url: str
     md5: str
     folder: str
+    size: int
+
+    def max_bytes(self, own_md5: bool) -> int:
+        """The most bytes a download may bring: the published size, or twice it for a mirror's
+        own packaging (checked against its own MD5)."""
+        return 2 * self.size if own_md5 else self.size
 
 
 # URLs and MD5 sums of the "python version" archives as published on the datasets' page,
@@ -56,6 +69,7 @@ ARCHIVES: dict[str, Archive] = {
         "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
         "c58f30108f718f92721af3b95e74349a",
         "cifar-10-batches-py",
+        170_498_071,
     ),
     "cifar100": Archive(
         "CIFAR-100",
@@ -63,6 +77,7 @@ ARCHIVES: dict[str, Archive] = {
         "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
         "eb9058c3a382ffc7106e4002c42a8d85",
         "cifar-100-python",
+        169_001_437,
     ),
 }
 
@@ -117,19 +132,25 @@ def download(
     timeout: float = 30.0,
     retries: int = 3,
     progress: bool = True,
+    max_bytes: int | None = None,
+    min_rate: float = MIN_RATE,
 ) -> Path:
     """Download dataset ``name``'s archive into ``data_root(root)`` and return its verified path.
 
     ``mirror`` is a base URL serving the archive under its official file name, ``md5`` the
     checksum to expect instead of the published one (for a mirror's own packaging). An archive
-    already in place is checked and kept. A progress bar and notices go to stderr unless
-    ``progress=False``. Raises ``DownloadError`` (an ``OSError``) with what to do next.
+    already in place is checked and kept. ``max_bytes`` (default ``Archive.max_bytes``) and
+    ``min_rate`` (bytes per second) bound what a server may send (module docstring). A progress
+    bar and notices go to stderr unless ``progress=False``. Raises ``DownloadError`` (an
+    ``OSError``) with what to do next.
     """
     archive = _archive(name)
     url = archive_url(name, mirror)
     expected = archive.md5 if md5 is None else _check_md5(md5)
-    if not (timeout > 0 and retries >= 0):
-        raise ValueError(f"timeout must be > 0 and retries >= 0, got {timeout=}, {retries=}")
+    if not (timeout > 0 and retries >= 0 and min_rate >= 0):
+        given = f"{timeout=}, {retries=}, {min_rate=}"
+        raise ValueError(f"timeout must be > 0, retries and min_rate >= 0; got {given}")
+    limit = archive.max_bytes(md5 is not None) if max_bytes is None else max_bytes
     folder = data_root(root)
     target = folder / archive.filename
     if target.exists():
@@ -146,7 +167,7 @@ def download(
     with open(part, "ab") as file:
         _lock(file, part)
         try:
-            _Transfer(url, file, part, timeout, progress).run(retries)
+            _Transfer(url, file, part, _Limits(timeout, limit, min_rate), progress).run(retries)
         except KeyboardInterrupt:
             received = file.seek(0, os.SEEK_END)
             kept = f"the part downloaded is kept in {part}; run the same command to resume"
@@ -204,12 +225,46 @@ class _Interrupted(Exception):
         self.new_bytes = new_bytes
 
 
+@dataclass(frozen=True)
+class _Limits:
+    """What a server may do: ``timeout`` seconds per wait, ``max_bytes`` in all, and at least
+    ``min_rate`` bytes per second over every ``timeout`` seconds."""
+
+    timeout: float
+    max_bytes: int
+    min_rate: float
+
+
+class _RateWatch:
+    """Cuts off a server that sends less than ``min_rate`` bytes per second over a window of
+    ``timeout`` seconds (each wait alone is bounded by the socket's time-out)."""
+
+    def __init__(self, host: str, limits: _Limits) -> None:
+        self.host, self.limits = host, limits
+        self.start, self.bytes = time.monotonic(), 0
+
+    def arrived(self, n: int, received: int) -> None:
+        """Count ``n`` new bytes (``received`` in this attempt); _Interrupted when too slow."""
+        self.bytes += n
+        elapsed = time.monotonic() - self.start
+        if elapsed < self.limits.timeout:
+            return
+        if self.bytes < self.limits.min_rate * elapsed:
+            rate = f"{self.bytes} bytes in {elapsed:.1f} s, below {self.limits.min_rate:g} bytes/s"
+            raise _Interrupted(f"{self.host} is too slow ({rate})", received)
+        self.start, self.bytes = time.monotonic(), 0
+
+
+class _TooLarge(Exception):
+    """The file is (or is announced as) longer than the archive can be."""
+
+
 class _Transfer:
     """Fetch ``url`` into the open ``.part`` file ``file``, resuming from its current size."""
 
-    def __init__(self, url: str, file: IO[bytes], part: Path, timeout: float, progress: bool) -> None:
+    def __init__(self, url: str, file: IO[bytes], part: Path, limits: _Limits, progress: bool) -> None:
         self.url, self.file, self.part = url, file, part
-        self.timeout, self.progress = timeout, progress
+        self.limits, self.timeout, self.progress = limits, limits.timeout, progress
         self.host = urllib.parse.urlsplit(url).netloc
         self.opener = urllib.request.build_opener()  # reads the proxy settings of the environment now
 
@@ -218,13 +273,16 @@ class _Transfer:
             try:
                 self._attempt()
                 return
+            except _TooLarge as exc:
+                self.file.truncate(0)  # the download wrapper removes the empty .part
+                raise DownloadError(f"{self.url} was refused: {exc}; nothing is kept") from None
             except _Interrupted as exc:
                 size = self.file.seek(0, os.SEEK_END)
                 if exc.new_bytes == 0 or attempt == retries:
-                    raise DownloadError(
-                        f"the download of {self.url} stopped ({exc}); the {size} bytes received are kept "
-                        f"in {self.part}: run the same command again to resume"
-                    ) from None
+                    kept = f"the {size} bytes received are kept in {self.part}" if size else "nothing arrived"
+                    again = "run the same command again" + (" to resume" if size else "")
+                    stopped = f"the download of {self.url} stopped ({exc})"
+                    raise DownloadError(f"{stopped}; {kept}: {again}") from None
                 _notify(self.progress, f"{exc}; resuming from byte {size} (retry {attempt + 1} of {retries})")
 
     def _attempt(self) -> None:
@@ -236,6 +294,8 @@ class _Transfer:
             response = self._open(0)
         with response:
             offset, total = self._start(response, offset)
+            if total is not None and total > self.limits.max_bytes:
+                raise _TooLarge(f"it announces {total} bytes, more than the {self.limits.max_bytes} expected")
             self._copy(response, offset, total)
 
     def _open(self, offset: int) -> http.client.HTTPResponse | None:
@@ -280,6 +340,7 @@ class _Transfer:
 
     def _copy(self, response: http.client.HTTPResponse, offset: int, total: int | None) -> None:
         received = 0
+        rate = _RateWatch(self.host, self.limits)
         name = self.part.name.removesuffix(".part")
         from tqdm import tqdm  # loads when a bar is shown
 
@@ -289,9 +350,12 @@ class _Transfer:
         ) as bar:
             try:
                 while chunk := response.read1(_CHUNK):  # what has arrived: a time-out loses nothing
+                    if offset + received + len(chunk) > self.limits.max_bytes:
+                        raise _TooLarge(f"it sent more than the {self.limits.max_bytes} bytes expected")
                     self.file.write(chunk)
                     received += len(chunk)
                     bar.update(len(chunk))
+                    rate.arrived(len(chunk), received)
             except TimeoutError:
                 raise _Interrupted(f"no data from {self.host} for {self.timeout:g} s", received) from None
             except (OSError, http.client.HTTPException) as exc:

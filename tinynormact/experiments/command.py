@@ -30,6 +30,7 @@ def run_grid_command(
     scheduler: str | None,
     force: bool,
     resume: bool,
+    yes: bool = False,
 ) -> int:
     """Run ``grid`` into ``out`` and print its summary; 0 when every run finished, 1 when some
     failed (their reasons are in the report; running the command again retries them)."""
@@ -47,7 +48,7 @@ def run_grid_command(
     out = out or Path("runs") / grid.name
     try:
         results = reproduce(
-            grid, out, device=device, jobs=jobs, scheduler=scheduler, force=force, resume=resume
+            grid, out, device=device, jobs=jobs, scheduler=scheduler, force=force, resume=resume, yes=yes
         )
     except KeyboardInterrupt:
         if not (out / "report.md").exists():  # stopped before any run was kept

@@ -8,10 +8,13 @@ is yielded as a "failed" record with the reason (``runner.failed_record``), neve
 - ``InProcess`` (``jobs == 1``, no scheduler): one run after the other, here.
 - ``DaskExecutor``: ``jobs > 1`` starts a ``distributed.LocalCluster`` of ``jobs`` worker
   processes with one thread each; ``scheduler`` (``tcp://HOST:PORT``) connects to a running
-  cluster instead (the command line also reads it from ``TINYNORMACT_SCHEDULER``). A worker that dies
-  mid-run (killed, out of memory) costs only that attempt: the scheduler gives the run to
-  another worker, up to ``distributed.scheduler.allowed-failures`` times (Dask's default: 3),
-  then the run is recorded as failed with the reason.
+  cluster instead (the command line also reads it from ``TINYNORMACT_SCHEDULER``): an address
+  where no Dask scheduler answers within ``CONNECT_TIMEOUT_S`` (nothing listens, or another
+  server does) is refused. A worker that dies mid-run (killed, out of memory) costs only that
+  attempt: the scheduler gives the run to another worker, up to
+  ``distributed.scheduler.allowed-failures`` times (Dask's default: 3), then the run is
+  recorded as failed with the reason. A cluster left without a worker is waited for, with a
+  notice, for ``NO_WORKER_TIMEOUT_S`` seconds; then the sweep gives up (``NoWorkers``).
 - ``ProcessPool``: the fallback for ``jobs > 1`` without Dask installed (``pip install
   "tinynormact[cluster]"``): a pool of ``jobs`` spawned processes, with no retries (a killed
   process stops the sweep; the runs finished before are kept in the sweep folder).
@@ -23,13 +26,15 @@ times M threads would oversubscribe the cores. Dask's nanny does the same for ``
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import multiprocessing
 import os
 import re
 import signal
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 from tqdm import tqdm
@@ -39,7 +44,9 @@ from tinynormact.experiments.runner import failed_record, run_one
 from tinynormact.infra.validation import check_integer
 
 __all__ = [
+    "NO_WORKER_TIMEOUT_S",
     "SCHEDULER_VARIABLE",
+    "NoWorkers",
     "check_scheduler_address",
     "DaskExecutor",
     "Executor",
@@ -52,6 +59,8 @@ __all__ = [
 SCHEDULER_VARIABLE = "TINYNORMACT_SCHEDULER"
 CLUSTER_EXTRA = 'pip install "tinynormact[cluster]"'
 CONNECT_TIMEOUT_S = 3
+NO_WORKER_TIMEOUT_S = 60.0  # how long a sweep waits for a cluster that has no worker
+_POLL_S = 1.0  # how often a sweep waiting for runs checks that the cluster still has workers
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _ADDRESS = re.compile(r"^(tcp|tls|inproc|ucx)://[^\s/:]+:\d+$")
 
@@ -124,29 +133,70 @@ def _single_threaded_children() -> Iterator[None]:
             os.environ.pop(name, None)
 
 
-class DaskExecutor:
-    """Runs submitted to a Dask cluster through ``client``; results consumed as they complete."""
+class NoWorkers(OSError):
+    """The Dask cluster had no worker for ``NO_WORKER_TIMEOUT_S`` seconds while runs waited."""
 
-    def __init__(self, client: Any, description: str) -> None:
-        self.client = client
-        self.description = description
+
+class DaskExecutor:
+    """Runs submitted to a Dask cluster through ``client``; results consumed as they complete.
+    ``notice`` says when the cluster has no worker to run them."""
+
+    def __init__(self, client: Any, description: str, notice: Callable[[str], None] = print) -> None:
+        self.client, self.description, self.notice = client, description, notice
 
     def run(self, specs: Sequence[RunSpec]) -> Iterator[Outcome]:
-        from distributed import as_completed
+        from distributed import wait
 
         futures = {
             self.client.submit(run_one, spec, key=f"run-{i}-{spec.file_name}", pure=False): spec
             for i, spec in enumerate(specs)
         }
+        pending, watch = set(futures), _WorkerWatch(self)
         try:
-            for future in as_completed(futures, loop=self.client.loop):
-                spec = futures[future]
+            while pending:
                 try:
-                    yield spec, future.result()
-                except Exception as exc:  # the run raised, or its worker died too often
-                    yield spec, failed_record(spec, _failure_reason(exc))
+                    with self.client.as_current():  # wait() asks for the current client
+                        done, pending = wait(pending, timeout=_POLL_S, return_when="FIRST_COMPLETED")
+                except TimeoutError:
+                    watch.check(len(pending))
+                    continue
+                for future in done:
+                    yield futures[future], self._record(futures[future], future)
         finally:  # Ctrl-C, an error, or the caller stopped early: drop what is still queued
             self.client.cancel(list(futures), force=True)
+
+    @staticmethod
+    def _record(spec: RunSpec, future: Any) -> dict[str, Any]:
+        try:
+            return future.result()
+        except Exception as exc:  # the run raised, or its worker died too often
+            return failed_record(spec, _failure_reason(exc))
+
+
+class _WorkerWatch:
+    """Tells, once, that the cluster of ``executor`` has no worker, and raises NoWorkers when it
+    has had none for NO_WORKER_TIMEOUT_S seconds."""
+
+    def __init__(self, executor: DaskExecutor) -> None:
+        self.executor, self.since = executor, None
+
+    def check(self, waiting: int) -> None:
+        if self.executor.client.nthreads():
+            self.since = None
+            return
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+            self.executor.notice(
+                f"{self.executor.description} has no worker; {waiting} runs wait for one "
+                f"(start one with: dask worker ADDRESS), for up to {NO_WORKER_TIMEOUT_S:g} s"
+            )
+        elif now - self.since >= NO_WORKER_TIMEOUT_S:
+            raise NoWorkers(
+                f"{self.executor.description} has had no worker for {NO_WORKER_TIMEOUT_S:g} s, and "
+                f"{waiting} runs were waiting; the finished runs are kept: start workers and run "
+                "the same command again"
+            )
 
 
 def _failure_reason(exc: Exception) -> str:
@@ -172,9 +222,12 @@ def check_scheduler_address(address: str | None) -> None:
 
 
 @contextlib.contextmanager
-def open_executor(jobs: int = 1, scheduler: str | None = None) -> Iterator[Executor]:
+def open_executor(
+    jobs: int = 1, scheduler: str | None = None, notice: Callable[[str], None] = print
+) -> Iterator[Executor]:
     """The executor for ``jobs`` local workers or the cluster at ``scheduler`` (see the module
-    docstring), closed (its local workers stopped) on the way out, Ctrl-C included."""
+    docstring), closed (its local workers stopped) on the way out, Ctrl-C included; ``notice``
+    receives what a Dask executor has to say while it waits."""
     check_integer("jobs", jobs, 1)
     check_scheduler_address(scheduler)
     address = scheduler
@@ -187,7 +240,7 @@ def open_executor(jobs: int = 1, scheduler: str | None = None) -> Iterator[Execu
         yield ProcessPool(jobs)
         return
     with _dask_client(jobs, address) as (client, description):
-        yield DaskExecutor(client, description)
+        yield DaskExecutor(client, description, notice)
 
 
 @contextlib.contextmanager
@@ -196,6 +249,7 @@ def _dask_client(jobs: int, address: str | None) -> Iterator[tuple[Any, str]]:
     from distributed import Client
 
     if address is not None:
+        _check_scheduler_answers(address)
         try:
             client = Client(address, timeout=f"{CONNECT_TIMEOUT_S}s", set_as_default=False)
         except (OSError, TimeoutError) as exc:
@@ -214,6 +268,24 @@ def _dask_client(jobs: int, address: str | None) -> Iterator[tuple[Any, str]]:
         cluster = _local_cluster(jobs, blas)
     with cluster, Client(cluster, set_as_default=False) as client:
         yield client, f"a local Dask cluster of {jobs} worker processes"
+
+
+def _check_scheduler_answers(address: str) -> None:
+    """OSError unless a Dask endpoint at ``address`` completes Dask's handshake within
+    CONNECT_TIMEOUT_S: Dask's own time-out covers the connection only, so another kind of
+    server (an HTTP server) would keep a Client waiting forever."""
+    from distributed.comm import connect
+
+    async def handshake() -> None:
+        comm = await asyncio.wait_for(connect(address, timeout=CONNECT_TIMEOUT_S), CONNECT_TIMEOUT_S)
+        await comm.close()
+
+    try:
+        asyncio.run(handshake())
+    except (OSError, TimeoutError) as exc:
+        silent = f"no answer in Dask's protocol within {CONNECT_TIMEOUT_S} s"
+        why = silent if isinstance(exc, TimeoutError) else (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise OSError(f"cannot reach the Dask scheduler at {address} ({why})") from None
 
 
 def _local_cluster(jobs: int, env: dict[str, str]) -> Any:

@@ -301,13 +301,15 @@ def _fmt(value: float | None, digits: int) -> str:
 
 
 def figures(results: dict[str, Any]) -> dict[str, Callable[[], Figure]]:
-    """{file name: function drawing the figure} for every figure of ``results``."""
+    """{file name: function drawing the figure} for every figure of ``results`` (no paired
+    differences in a grid without a normalized form)."""
     named: dict[str, Callable[[], Figure]] = {
         f"loss_curves_{arch.replace(' ', '_')}.png": functools.partial(loss_curves_figure, results, arch)
         for arch in results["preset"]["architectures"]
     }
     named["accuracy.png"] = functools.partial(accuracy_figure, results)
-    named["paired_difference.png"] = functools.partial(paired_difference_figure, results)
+    if any(form != "vanilla" for form in results["preset"]["forms"]):
+        named["paired_difference.png"] = functools.partial(paired_difference_figure, results)
     named["convergence_vs_property.png"] = functools.partial(convergence_figure, results)
     named["signal_propagation.png"] = functools.partial(propagation_figure, results)
     return named

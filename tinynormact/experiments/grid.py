@@ -32,11 +32,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tinynormact import theory
 from tinynormact.infra.validation import check_integer
 from tinynormact.train import ConfigError, TrainConfig
 
@@ -48,11 +51,19 @@ else:  # pragma: no cover - Python 3.10
 __all__ = ["AXES", "FORMS", "Grid", "GridError", "RunSpec", "config_hash", "load_grid"]
 
 FORMS = ("vanilla", "static", "adaptive")
+_NAME = re.compile(r"[^\W_][\w .-]*", re.ASCII)  # no separator, no leading dot: never a path
 AXES = ("architectures", "activations", "forms", "widths", "depths", "lrs", "seeds")
 
 
 class GridError(ValueError):
     """A grid (or grid file) is invalid; the message names the key and what is valid."""
+
+
+def number_label(value: float) -> str:
+    """``value`` as ``%g`` when that names it exactly (0.001, 1e-05), else its shortest exact form
+    (0.0010000001): two settings never share a label."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(float(value))
 
 
 def config_hash(config: TrainConfig) -> str:
@@ -84,7 +95,7 @@ class RunSpec:
     def file_name(self) -> str:
         """The run's file in a sweep folder: its coordinates and the hash of its configuration."""
         coordinates = f"{self.architecture}_{self.activation}_{self.form}_w{self.width}_d{self.depth}"
-        return f"{coordinates}_lr{self.lr:g}_s{self.seed}_{config_hash(self.config)[:12]}.json"
+        return f"{coordinates}_lr{number_label(self.lr)}_s{self.seed}_{config_hash(self.config)[:12]}.json"
 
 
 @dataclass(frozen=True)
@@ -140,8 +151,23 @@ class Grid:
         bad_forms = [f for f in self.forms if f not in FORMS]
         if bad_forms:
             raise GridError(f"forms: unknown form(s) {bad_forms}; valid forms: {', '.join(FORMS)}")
-        if not isinstance(self.name, str) or not self.name:
-            raise GridError(f"name must be a non-empty string, got {self.name!r}")
+        _check_name(self.name)
+        self._check_settings()
+
+    def _check_settings(self) -> None:
+        """The keys no run's configuration checks (a vanilla-only grid passes rule and center to
+        none; the propagation measurement runs after every run): refused before the first run."""
+        if not isinstance(self.description, str):
+            raise GridError(f"description must be a string, got {self.description!r}")
+        if self.rule not in theory.RULES:
+            raise GridError(f"rule {self.rule!r} is unknown; valid: {', '.join(theory.RULES)}")
+        if not isinstance(self.center, bool):
+            raise GridError(f"center must be true or false, got {self.center!r}")
+        for key in ("propagation_depth", "propagation_width", "propagation_batch"):
+            try:
+                check_integer(key, getattr(self, key), 1)
+            except ConfigError as exc:
+                raise GridError(str(exc)) from None
 
     def _check_depth_table(self, table: dict[str, Any]) -> None:
         missing = [a for a in self.architectures if a not in table]
@@ -197,6 +223,14 @@ class Grid:
             target_loss=self.target_loss,
         )
 
+    @property
+    def size(self) -> int:
+        """How many runs the grid has (counted without building them)."""
+        per_point = len(self.activations) * len(self.forms) * len(self.seeds)
+        return per_point * sum(
+            len(self.widths) * len(self.depths_of(arch)) * len(self.lrs) for arch in self.architectures
+        )
+
     def settings(self) -> list[str]:
         """The report's setting labels, one per (architecture, width, depth, lr) in grid order."""
         return list(dict.fromkeys(self._setting(*point) for point in self._points()))
@@ -214,7 +248,7 @@ class Grid:
         varying = [
             f"w{width}" if len(self.widths) > 1 else "",
             f"d{depth}" if any(len(self.depths_of(a)) > 1 for a in self.architectures) else "",
-            f"lr{lr:g}" if len(self.lrs) > 1 else "",
+            f"lr{number_label(lr)}" if len(self.lrs) > 1 else "",
         ]
         return " ".join([arch, *(part for part in varying if part)])
 
@@ -268,11 +302,25 @@ def load_grid(path: str | Path) -> Grid:
     return Grid.from_dict(values, source=str(path))
 
 
+def _check_name(name: Any) -> None:
+    """A grid's name is a label (it names the default folder runs/<name>), never a path."""
+    if not isinstance(name, str) or not name.strip():
+        raise GridError(f"name must be a non-empty string, got {name!r}")
+    if not _NAME.fullmatch(name):
+        raise GridError(
+            f"name {name!r} is not a label: a grid's name may hold letters, digits, spaces and "
+            "'.', '_', '-', starting with a letter or digit (it is not a path; choose the folder with --out)"
+        )
+
+
 def _check_axis(axis: str, values: Any) -> None:
     if not isinstance(values, tuple):
         raise GridError(f"axis {axis!r} must be a list of values, got {values!r}")
     if not values:
         raise GridError(f"axis {axis!r} is empty; give at least one value")
-    repeated = sorted({repr(v) for v in values if values.count(v) > 1})
+    nested = [v for v in values if isinstance(v, (list, dict))]
+    if nested:
+        raise GridError(f"axis {axis!r} holds {nested[0]!r}; its values are numbers or names")
+    repeated = sorted(repr(v) for v, n in Counter(values).items() if n > 1)  # linear: axes can be long
     if repeated:
         raise GridError(f"axis {axis!r} repeats {', '.join(repeated)}")

@@ -5,7 +5,8 @@ Each run is written into the sweep folder the moment it finishes, so a sweep tha
 same folder runs only the others, then reports all of them. The report (results.json with every
 run's history, results.csv with one line per run, figures/*.png, report.md) is rewritten from
 the folder's runs at the end, each file atomically, report.md last. After Ctrl-C the report of
-the runs that finished is written (status "interrupted") and KeyboardInterrupt re-raised. The
+the runs that finished is written (status "interrupted"; none when no run had finished) and
+KeyboardInterrupt re-raised. The
 folder is locked for the whole reproduction (``folder_lock``), and the place it goes is
 test-written before the first run, so a wrong ``out`` fails at once, not after all the training.
 """
@@ -31,7 +32,7 @@ from tinynormact.experiments.grid import Grid
 from tinynormact.experiments.propagation import signal_propagation
 from tinynormact.experiments.report import markdown_report, runs_csv
 from tinynormact.experiments.sweep import run_sweep
-from tinynormact.experiments.sweep_folder import read_json
+from tinynormact.experiments.sweep_folder import FIGURES_FOLDER, read_json
 from tinynormact.infra.files import check_writable, write_json_atomic, write_text_atomic
 from tinynormact.infra.folder_lock import folder_lock
 from tinynormact.train import load_data, using_device
@@ -67,7 +68,7 @@ def write_report(results: dict[str, Any], out: Path) -> None:
     out = Path(out)
     write_json_atomic(out / "results.json", results)
     write_text_atomic(out / "results.csv", runs_csv(results))
-    figures = write_figures(results, out / "figures")
+    figures = write_figures(results, out / FIGURES_FOLDER)
     write_text_atomic(out / "report.md", markdown_report(results, figures))
 
 
@@ -116,6 +117,8 @@ def _reproduce(
     start = time.perf_counter()
     started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     outcome = run_sweep(grid, out, device, jobs, scheduler, force, resume, progress, **options)
+    if outcome.status == "interrupted" and not outcome.runs:
+        raise KeyboardInterrupt  # stopped before any run finished: there is nothing to report
     with using_device(device):
         splits = load_data(grid.runs(device)[0].config)  # image datasets as images
         propagation = signal_propagation(

@@ -22,10 +22,13 @@ from tqdm import tqdm
 
 from tinynormact.experiments.executors import check_scheduler_address, open_executor
 from tinynormact.experiments.grid import Grid
+from tinynormact.experiments.runner import BLAS_THREADS
 from tinynormact.experiments.sweep_folder import open_sweep_folder
 from tinynormact.train import load_data, using_device
 
-__all__ = ["SweepOutcome", "run_sweep"]
+__all__ = ["MAX_RUNS_UNASKED", "SweepOutcome", "run_sweep"]
+
+MAX_RUNS_UNASKED = 10_000  # a larger grid runs only when asked for (``yes``): likely a typo
 
 
 @dataclass
@@ -90,23 +93,32 @@ def run_sweep(
     resume: bool = False,
     progress: bool | None = None,
     notice: Callable[[str], None] = _notice,
+    yes: bool = False,
 ) -> SweepOutcome:
     """Run the runs of ``grid`` on ``device`` that the sweep folder ``out`` lacks, on ``jobs``
     local workers or the Dask cluster at ``scheduler``. An existing folder of the same grid is
     resumed (``notice`` says how many runs it holds); ``resume=True`` requires one; ``force``
     starts again. ``progress``: a progress bar over the runs (None: a bar on a terminal, else
-    ``ProgressLines``)."""
+    ``ProgressLines``). A grid of more than MAX_RUNS_UNASKED runs needs ``yes``; ``notice``
+    says how many runs a sweep has before it starts."""
     out = Path(out)
     check_scheduler_address(scheduler)
+    if grid.size > MAX_RUNS_UNASKED and not yes:  # counted before building 10^6 configurations
+        raise ValueError(
+            f"grid {grid.name!r} has {grid.size} runs, more than {MAX_RUNS_UNASKED}; check its axes, "
+            "or pass --yes to run them all"
+        )
     specs = grid.runs(device)  # a bad grid fails here, before anything is written
-    identity = {"grid": grid.to_dict(), "device": device}
-    folder, finished = open_sweep_folder(out, identity, specs, force=force, resume=resume)
+    identity = {"grid": grid.to_dict(), "device": device, "blas_threads": BLAS_THREADS}
+    folder, finished = open_sweep_folder(out, identity, specs, force=force, resume=resume, notice=notice)
     todo = [spec for spec in specs if spec.file_name not in finished]
     if finished:
         notice(f"resuming {out}: {len(finished)} of {len(specs)} runs already finished, {len(todo)} to run")
+    elif len(specs) > 1:
+        notice(f"{out}: {len(specs)} runs to run")
     status, description = "completed", "none (every run was finished)"
     with contextlib.ExitStack() as stack:
-        executor = stack.enter_context(open_executor(jobs, scheduler)) if todo else None
+        executor = stack.enter_context(open_executor(jobs, scheduler, notice)) if todo else None
         with using_device(device):  # before the folder: a Ctrl-C here leaves nothing behind
             load_data(grid.runs(device)[0].config)  # fills the data cache; image datasets as images
         folder.create()

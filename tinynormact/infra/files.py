@@ -59,9 +59,13 @@ def _sync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def write_atomically(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
+def write_atomically(
+    path: str | Path, write: Callable[[IO[bytes]], Any], before_replace: Callable[[], Any] | None = None
+) -> None:
     """Call ``write(file)`` on a temporary binary file next to ``path``, then move it onto ``path``
-    in one step, so ``path`` is never left half written. Parent folders are created."""
+    in one step, so ``path`` is never left half written. Parent folders are created.
+    ``before_replace()`` runs once the new content is complete on disk, just before the move
+    (to set the old ``path`` aside: a failed write then leaves it in place)."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -76,6 +80,8 @@ def write_atomically(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Non
         umask = os.umask(0)  # mkstemp makes the file private; give it the usual permissions
         os.umask(umask)
         os.chmod(temporary, 0o666 & ~umask)
+        if before_replace is not None:
+            before_replace()
         os.replace(temporary, path)
     except BaseException as exc:
         os.unlink(temporary)

@@ -2,7 +2,9 @@
 
 The lock is ``fcntl.flock`` on a small file next to the folder, ``.<name>.lock`` in its parent
 (next to it rather than inside, so a folder that does not exist yet, or that is replaced by a
-rename when it is complete, can be locked all the same). The file holds the PID of its holder.
+rename when it is complete, can be locked all the same). The folder's path is resolved first
+(symbolic links, ``..``), so every name of one folder takes the same lock. The file holds the
+PID of its holder.
 
 - A second process that asks for the same folder is refused at once with ``FolderLocked``,
   whose message names the holder's PID; nothing waits.
@@ -44,8 +46,8 @@ class FolderLocked(RuntimeError):
 
 
 def lock_path(folder: str | os.PathLike[str]) -> Path:
-    """The lock file of ``folder``: ``.<name>.lock`` in the folder's parent."""
-    folder = Path(os.path.abspath(folder))
+    """The lock file of ``folder``: ``.<name>.lock`` in the parent of its resolved path."""
+    folder = Path(os.path.realpath(folder))
     return folder.parent / f".{folder.name}.lock"
 
 
@@ -82,7 +84,7 @@ def folder_lock(folder: str | os.PathLike[str]) -> Iterator[Path]:
     RunNotice when it takes over the lock file of a process that died without releasing it.
     The folder's parent is created if needed; the folder itself is not.
     """
-    folder = Path(os.path.abspath(folder))
+    folder = Path(os.path.realpath(folder))
     path = lock_path(folder)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = _acquire(path, folder)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
 
 __all__ = ["MemoryEstimateError", "available_memory", "format_bytes", "mlp_bytes", "require_memory"]
 
@@ -43,11 +42,18 @@ def available_memory() -> int | None:
         return None
 
 
-def mlp_bytes(widths: Sequence[int], batch: int, itemsize: int, copies: int = 1) -> int:
-    """A lower bound on the memory of an MLP with layer widths ``widths``: its weights and biases
-    (``copies`` times: parameter, gradient, optimizer state) and one batch's activations."""
-    parameters = sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=False))
-    activations = batch * sum(widths)
+def mlp_bytes(
+    n_in: int, width: int, hidden: int, n_out: int, batch: int, itemsize: int, copies: int = 1
+) -> int:
+    """A lower bound on the memory of an MLP from ``n_in`` features through ``hidden`` layers of
+    ``width`` units to ``n_out``: its weights and biases (``copies`` times: parameter, gradient,
+    optimizer state) and one batch's activations. In closed form, so a depth of 10^9 costs
+    nothing to estimate."""
+    if hidden == 0:
+        parameters = n_in * n_out + n_out
+    else:
+        parameters = (n_in + 1) * width + (hidden - 1) * (width + 1) * width + (width + 1) * n_out
+    activations = batch * (n_in + hidden * width + n_out)
     return (copies * parameters + activations) * itemsize
 
 

@@ -74,6 +74,7 @@ class NormalizedActivation(Activation):
         **params: Any,
     ) -> None:
         super().__init__(base, **params)
+        _check_flags(center=center, learnable_correction=learnable_correction)
         _check_options(mode, rule, q, momentum, differentiate_lambda, train_statistics, correction_scale, eps)
         self.train_statistics = train_statistics
         self.base = self.function
@@ -215,6 +216,7 @@ def _check_options(
     for name, value in numbers.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{name} must be a real number, got {value!r}")
+    _check_flags(differentiate_lambda=differentiate_lambda)
     if mode not in MODES:
         raise ValueError(f"unknown normalization mode {mode!r}; valid: {', '.join(MODES)}")
     if rule not in theory.RULES:
@@ -250,5 +252,12 @@ def check_normalization_options(**options: Any) -> None:
     """ValueError naming the first invalid option of ``NormalizedActivation(base, **options)``,
     without building one (a static layer integrates its Gaussian moments, E1-E4, to set lambda)."""
     values = {**normalization_options(), **options}
-    del values["center"], values["learnable_correction"]  # any value is read as a bool
+    _check_flags(**{name: values.pop(name) for name in ("center", "learnable_correction")})
     _check_options(**values)
+
+
+def _check_flags(**flags: Any) -> None:
+    """ValueError naming the first option that is not a boolean (the string "false" is truthy)."""
+    for name, value in flags.items():
+        if not isinstance(value, (bool, backend.np.bool_)):
+            raise ValueError(f"{name} must be true or false, got {value!r}")

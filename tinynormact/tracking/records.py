@@ -42,6 +42,7 @@ import csv
 import io
 import json
 import os
+import tokenize
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -96,7 +97,7 @@ def _read_header(path: Path) -> tuple[int, np.dtype, int]:
             read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
             shape, fortran_order, dtype = read(file)
             offset = file.tell()
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, SyntaxError, tokenize.TokenError) as exc:  # a garbled header
         raise ValueError(f"track record {path} cannot be read ({exc})") from exc
     if fortran_order or len(shape) != 1 or dtype.names is None or dtype.names[0] != "step":
         raise ValueError(f"track record {path} is not a record: expected rows of steps, got {dtype} {shape}")

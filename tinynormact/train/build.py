@@ -21,9 +21,8 @@ def model_bytes(config: TrainConfig, n_features: int, n_classes: int) -> int:
     counted as the residual MLP of its width (a lower bound: its kernels and feature maps hold
     more)."""
     linears = config.depth if config.architecture == "mlp" else 1 + config.depth * (config.branch_depth + 1)
-    widths = [n_features] + [config.width] * linears + [n_classes]
-    copies = _STATE_COPIES[config.optimizer]
-    return mlp_bytes(widths, config.batch_size, np.dtype(config.dtype).itemsize, copies)
+    itemsize, copies = np.dtype(config.dtype).itemsize, _STATE_COPIES[config.optimizer]
+    return mlp_bytes(n_features, config.width, linears, n_classes, config.batch_size, itemsize, copies)
 
 
 def build_model(config: TrainConfig, example_shape: tuple[int, ...], n_classes: int) -> Module:

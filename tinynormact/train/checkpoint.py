@@ -11,9 +11,11 @@ Layout (no pickles; ``numpy.load(path)`` reads it):
   per-step losses), the optimizer's hyperparameters and scalar state, and the run's config.
 
 The file is written to a temporary name, synced and renamed, so a crash never leaves half a
-checkpoint. Two generations are kept: before a new checkpoint replaces ``checkpoint.npz``, the
-old one becomes ``checkpoint.previous.npz`` (``previous_path``), so a damaged latest file still
-leaves one to continue from (the training loop falls back to it with a notice).
+checkpoint. Two generations are kept: once a new checkpoint is complete on disk, and only then,
+the old ``checkpoint.npz`` becomes ``checkpoint.previous.npz`` (``previous_path``) and the new
+one takes its name, so a damaged latest file still leaves one to continue from (the training
+loop falls back to it with a notice), and a write that fails (a full disk) leaves both
+generations as they were.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from tinynormact.engine import backend
-from tinynormact.infra.files import RunNotice, jsonable, remove_stale_temporaries, save_npz_atomic
+from tinynormact.infra.files import RunNotice, jsonable, remove_stale_temporaries, write_atomically
 from tinynormact.infra.validation import check_integer
 from tinynormact.nn import Module, optim
 from tinynormact.train.config import ConfigError, TrainConfig, resume_conflicts
@@ -58,8 +60,8 @@ def save_checkpoint(
     tracker: dict[str, Any] | None = None,
 ) -> None:
     """Write the model, the optimizer, the tracker record and ``progress`` (JSON-ready) to ``path``;
-    an existing ``path`` becomes ``previous_path(path)`` first. The caller checks that the state
-    is worth keeping (finite) before calling."""
+    once the new file is written, an existing ``path`` becomes ``previous_path(path)``. The
+    caller checks that the state is worth keeping (finite) before calling."""
     arrays = {f"model/{name}": value for name, value in model.state_dict().items()}
     opt = optimizer.state_dict()
     scalars = []
@@ -71,9 +73,12 @@ def save_checkpoint(
     optimizer_meta = {"hyperparameters": opt["hyperparameters"], "scalars": scalars}
     meta = {"progress": progress, "optimizer": optimizer_meta}
     arrays["meta"] = backend.np.array(json.dumps(jsonable(meta)))
-    if path.exists():
-        os.replace(path, previous_path(path))
-    save_npz_atomic(path, **arrays)
+
+    def rotate() -> None:  # the new file is complete: the old one becomes the previous generation
+        if path.exists():
+            os.replace(path, previous_path(path))
+
+    write_atomically(path, lambda file: backend.np.savez(file, **arrays), before_replace=rotate)
 
 
 def previous_path(path: Path) -> Path:

@@ -177,7 +177,8 @@ class TrainConfig:
         if not isinstance(self.init, str):
             raise ConfigError(f"init must be the name of an nn.init scheme, got {self.init!r}")
         try:
-            nn_init.initialize(Parameter(backend.np.zeros((1, 1))), self.init, rng=0)
+            # on the host: a name check must not depend on the current device (nor on TINYNORMACT_DEVICE)
+            nn_init.initialize(Parameter(backend.np.zeros((1, 1)), device="cpu"), self.init, rng=0)
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
 

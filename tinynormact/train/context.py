@@ -41,14 +41,21 @@ def deferred_interrupt() -> Iterator[Callable[[], bool]]:
 
 @contextlib.contextmanager
 def using_device(device: str, dtype: str | None = None) -> Iterator[None]:
-    """Make ``device`` (and ``dtype``, if given) current within the block; restore them after."""
-    old_device, old_dtype = backend.get_device(), backend.get_default_dtype()
+    """Make ``device`` (and ``dtype``, if given) current within the block; restore them after
+    (a device that TINYNORMACT_DEVICE names but this machine lacks is not one to restore: a
+    device given explicitly beats the environment)."""
+    try:
+        old_device: str | None = backend.get_device()
+    except backend.DeviceError:
+        old_device = None
+    old_dtype = backend.get_default_dtype()
     backend.set_device(device)
     backend.set_default_dtype(old_dtype if dtype is None else dtype)
     try:
         yield
     finally:
-        backend.set_device(old_device)
+        if old_device is not None:
+            backend.set_device(old_device)
         backend.set_default_dtype(old_dtype)
 
 

@@ -16,6 +16,7 @@ import dataclasses
 import itertools
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any
 
 from tinynormact.data import DataLoader, DataSplits, ImageTransform
 from tinynormact.engine import autograd, backend
-from tinynormact.infra.files import jsonable
+from tinynormact.infra.files import RunNotice, jsonable
 from tinynormact.nn.losses import softmax_cross_entropy
 from tinynormact.nn.optim import clip_grad_norm
 from tinynormact.train.build import build_model_in_memory, build_optimizer
@@ -285,10 +286,26 @@ class Trainer:
 
     def stream_tracking(self, folder: Path, resume: bool = False) -> None:
         """Record the tracked steps into ``folder`` from now on: a new record, or with ``resume``
-        the record there continued from the current step (rows from it on are cut)."""
-        if self.tracker is not None:
-            self.tracker.detach()
-            self.tracker = _make_tracker(self.model, self.tracker.every, self.step, folder, resume)
+        the record there continued from the current step (rows from it on are cut). A record
+        that cannot be continued (missing, damaged) does not block the resume: it is moved aside
+        (``<folder>.damaged``) with a RunNotice and a new record starts at the current step."""
+        if self.tracker is None:
+            return
+        self.tracker.detach()
+        every = self.tracker.every
+        try:
+            self.tracker = _make_tracker(self.model, every, self.step, folder, resume)
+        except ValueError as exc:
+            if not resume:
+                raise
+            kept = _set_aside(folder)
+            where = f"the old one is kept in {kept}" if kept else "there was none"
+            warnings.warn(
+                f"{exc}; the tracking record starts anew at step {self.step} ({where})",
+                RunNotice,
+                stacklevel=2,
+            )
+            self.tracker = _make_tracker(self.model, every, self.step, folder, resume=False)
 
     def result(self, status: str, message: str = "") -> TrainResult:
         record = self.tracker_record()
@@ -300,6 +317,18 @@ class Trainer:
 def _number(value: Any) -> float:
     """A history entry read back from JSON (where NaN was stored as null)."""
     return math.nan if value is None else value
+
+
+def _set_aside(folder: Path) -> Path | None:
+    """Rename ``folder`` to the first free ``<folder>.damaged[-N]``; None when it does not exist."""
+    if not folder.exists():
+        return None
+    aside, n = folder.with_name(f"{folder.name}.damaged"), 0
+    while aside.exists():
+        n += 1
+        aside = folder.with_name(f"{folder.name}.damaged-{n}")
+    folder.rename(aside)
+    return aside
 
 
 def _make_tracker(

@@ -37,6 +37,7 @@ __all__ = [
     "CHECKPOINT_FILE",
     "CONFIG_FILE",
     "RESULT_FILE",
+    "SWEEP_FILE",
     "TRACKING_FOLDER",
     "load_data",
     "saved_config",
@@ -47,6 +48,7 @@ CHECKPOINT_FILE = "checkpoint.npz"
 TRACKING_FOLDER = "tracking"
 RESULT_FILE = "result.json"
 CONFIG_FILE = "config.json"
+SWEEP_FILE = "grid.json"  # what marks a sweep folder (experiments.sweep_folder writes it): no run goes there
 
 
 def load_data(config: TrainConfig) -> DataSplits:
@@ -58,11 +60,19 @@ def load_data(config: TrainConfig) -> DataSplits:
 
 
 def _check_folder(out: Path, resume: bool) -> None:
+    """A new run needs a folder without a checkpoint of either generation; a resumed one needs one."""
+    if (out / SWEEP_FILE).exists():
+        raise FileExistsError(
+            f"{out} is a sweep folder (it holds {SWEEP_FILE}); a run of train needs a folder of its own"
+        )
     checkpoint = out / CHECKPOINT_FILE
-    if resume and not (checkpoint.exists() or previous_path(checkpoint).exists()):
+    held = [path.name for path in (checkpoint, previous_path(checkpoint)) if path.exists()]
+    if resume and not held:
         raise CheckpointError(f"cannot resume: {checkpoint} does not exist")
-    if not resume and checkpoint.exists():
-        raise FileExistsError(f"{out} already holds a run; resume it, or choose another folder")
+    if not resume and held:
+        raise FileExistsError(
+            f"{out} already holds a run ({', '.join(held)}); resume it, or choose another folder"
+        )
 
 
 def saved_config(out_dir: str | Path) -> TrainConfig:
@@ -102,8 +112,10 @@ def train(
     if str(out_dir) == "":
         raise ValueError("the output folder is an empty path; give a folder name (or . for this one)")
     out = Path(out_dir)
-    check_writable(out)
+    check_writable(out.parent)  # the folder itself only under its lock: a refused writer leaves it as it is
     with folder_lock(out):
+        _check_folder(out, resume)  # before anything is written into it
+        check_writable(out)
         remove_stale_files(out / CHECKPOINT_FILE)
         return _train(config, out, resume, progress, callback, splits, announce)
 
@@ -134,8 +146,6 @@ def _prepare(
 ) -> Trainer:
     """The trainer of ``config``, restored from the folder's checkpoint with ``resume``, and the
     folder's config.json written."""
-    if out is not None:
-        _check_folder(out, resume)
     if splits is not None:
         splits.check_finite()
     trainer = Trainer(config, splits if splits is not None else load_data(config))
