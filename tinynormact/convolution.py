@@ -90,7 +90,7 @@ def _pad(data: Any, padding: tuple[int, ...], fill: float = 0.0) -> Any:
         return data
     xp = backend.get_array_module(data)
     shape = data.shape[:2] + tuple(n + 2 * p for n, p in zip(data.shape[2:], padding, strict=True))
-    padded = xp.full(shape, fill, dtype=data.dtype)
+    padded = xp.zeros(shape, dtype=data.dtype) if fill == 0 else xp.full(shape, fill, dtype=data.dtype)
     padded[_interior(data.shape[2:], padding)] = data
     return padded
 
@@ -258,14 +258,14 @@ def _chunks(batch: int, rows: int, positions: int) -> list[slice]:
     return [slice(start, min(start + size, batch)) for start in range(0, batch, size)]
 
 
-def _channel_rows(padded: Any, kernel: tuple[int, ...], stride: tuple[int, ...], out: tuple[int, ...]) -> Any:
-    """The im2col matrix of a chunk, transposed: (channels * prod(kernel), batch * positions),
-    row (c, k) and column (b, p) holding padded[b, c, p * stride + k]. Its copy's innermost
-    loop runs along an output row (contiguous for stride 1), not along a kernel row."""
-    dims = len(kernel)
+def _channel_rows(windows: Any) -> Any:
+    """The im2col matrix of a chunk, transposed: (channels * prod(kernel), batch * positions)
+    from its windows (batch, channels, *out, *kernel), row (c, k) and column (b, p) holding
+    padded[b, c, p * stride + k]. Its copy's innermost loop runs along an output row
+    (contiguous for stride 1), not along a kernel row."""
+    dims = (windows.ndim - 2) // 2
     order = (1, *range(2 + dims, 2 + 2 * dims), 0, *range(2, 2 + dims))  # (c, *k, b, *p)
-    windows = _windows(padded, kernel, stride, out).transpose(order)
-    return windows.reshape(padded.shape[1] * math.prod(kernel), -1)
+    return windows.transpose(order).reshape(windows.shape[1] * math.prod(windows.shape[2 + dims :]), -1)
 
 
 def _correlate(
@@ -277,9 +277,11 @@ def _correlate(
     batch, out_channels, positions = padded.shape[0], matrix.shape[0], math.prod(out)
     result = xp.empty((batch, out_channels, *out), dtype=xp.result_type(padded.dtype, matrix.dtype))
     flat = result.reshape(batch, out_channels, positions)
+    windows = _windows(padded, kernel, stride, out)
     for chunk in _chunks(batch, matrix.shape[1], positions):
-        rows = matrix @ _channel_rows(padded[chunk], kernel, stride, out)  # (out, (b, p))
-        flat[chunk] = rows.reshape(out_channels, -1, positions).swapaxes(0, 1)
+        # ((b, p), out): BLAS runs this orientation faster than matrix @ columns for few outputs
+        rows = _channel_rows(windows[chunk]).T @ matrix.T
+        flat[chunk] = rows.reshape(-1, positions, out_channels).swapaxes(1, 2)
     return result
 
 
@@ -308,16 +310,17 @@ def _gradients_by_chunks(
     col2im of matrix^T @ g added into the padded input's gradient when ``scatter``."""
     xp = backend.get_array_module(g)
     out, channels = g.shape[2:], padded.shape[1]
-    gw = xp.zeros(matrix.shape, dtype=g.dtype) if weight_grad else None
+    gw = xp.zeros(matrix.shape[::-1], dtype=g.dtype) if weight_grad else None  # transposed
     grad = xp.zeros(padded.shape, dtype=g.dtype) if scatter else None
+    windows = _windows(padded, kernel, stride, out)
     for chunk in _chunks(g.shape[0], matrix.shape[1], math.prod(out)):
         g_rows = _to_rows(g[chunk])
         if weight_grad:
-            gw += g_rows @ _channel_rows(padded[chunk], kernel, stride, out).T
+            gw += _channel_rows(windows[chunk]) @ g_rows.T  # up to 2x faster than g @ columns^T
         if scatter:
             g_columns = (matrix.T @ g_rows).reshape(channels, *kernel, -1, *out)
             _add_windows(grad[chunk], _column_pieces(g_columns), kernel, stride, out)
-    return gw, grad
+    return (None if gw is None else gw.T), grad
 
 
 def _input_gradient_by_correlation(g: Any, weight: Any, padding: tuple[int, ...]) -> Any:
