@@ -10,8 +10,8 @@ import pytest
 
 import tinynormact as tn
 from tests.helpers import host, leaf
-from tinynormact import convolution
-from tinynormact.batch_norm import batch_norm
+from tinynormact.engine import convolution
+from tinynormact.engine.batch_norm import batch_norm
 
 # (input shape, kernel, stride, padding): odd sizes, unequal axes, strides that skip elements,
 # kernels 1, 3 and 5, padding 0, 1 and 2 (stride 1 with padding >= kernel takes col2im)
