@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 import tinynormact as tn
-from tinynormact.backend import np
+from tinynormact.engine.backend import np
 
 
 def set_threads(threads: int) -> None:

@@ -272,11 +272,12 @@ class Tensor:
                 g = _run_hooks(node, g)
             if node.grad_target is not None:
                 _store_grad(node, g, handed_out)
-            if node.is_leaf:
+            if node.backward is None:  # a leaf, or a node an earlier backward() freed
+                _check_not_released(node)
                 continue
-            for parent, parent_grad in zip(node.parents, _call_backward(node, g), strict=True):
-                if parent is not None and parent_grad is not None:
-                    _add_grad(grads, parent, parent_grad)
+            for parent, parent_grad in zip(node.parents, node.backward(g), strict=True):
+                if parent is not None and parent_grad is not None:  # sum over the paths to parent
+                    grads[parent] = grads[parent] + parent_grad if parent in grads else parent_grad
             if not retain_graph:
                 node.release()
 
@@ -366,19 +367,13 @@ def _store_grad(node: Node, g: Any, handed_out: set[int]) -> None:
     tensor.grad = g
 
 
-def _call_backward(node: Node, g: Any) -> tuple[Any, ...]:
-    """The node's closure applied to ``g``: one gradient per parent."""
+def _check_not_released(node: Node) -> None:
+    """Refuse a second backward() through a graph the first one freed."""
     if node.released:
         raise RuntimeError(
             "backward() through a graph that an earlier backward() already freed: recompute the "
             "forward pass, or call the first backward(retain_graph=True)"
         )
-    return node.backward(g)
-
-
-def _add_grad(grads: dict[Node, Any], parent: Node, grad: Any) -> None:
-    """Sum the gradients reaching ``parent`` along different paths."""
-    grads[parent] = grads[parent] + grad if parent in grads else grad
 
 
 def raw(value: Any) -> Any:

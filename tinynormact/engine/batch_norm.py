@@ -60,13 +60,15 @@ def batch_norm(
     elif bias is not None:
         y += bias.data.reshape(shape)  # in place: y is this op's own new array
 
+    input_grad = x.requires_grad  # backward keeps no reference to x's data (x_hat suffices)
+
     def backward(g: Any) -> tuple[Any, ...]:
         gx = gw = gb = None
         count = g.size // channels
         # sum(g) and sum(g x_hat) per channel, each computed once and shared by the three gradients
         sum_g = g.sum(axis=axes, keepdims=True)
         sum_g_xhat = (g * x_hat).sum(axis=axes, keepdims=True)
-        if x.requires_grad:
+        if input_grad:
             if statistics is None:
                 gx = g - sum_g / count
                 gx -= x_hat * (sum_g_xhat / count)
