@@ -14,14 +14,23 @@ step's losses must agree, which checks that both compute the same thing.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import json
 import math
-from collections.abc import Callable
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import tinynormact as tn
-from benchmarks.timing import median_seconds, peak_bytes
+from benchmarks.timing import has_torch, peak_bytes, sgemm_rate, torch_missing_message
+from tinynormact.engine import convolution
 from tinynormact.engine.backend import np
+from tinynormact.tracking.costs import TRAINING_FLOPS_FACTOR, forward_flops
 
 LR, EPS = 0.01, 1e-5
 
@@ -219,6 +228,8 @@ NETWORKS: dict[str, tuple[Callable[[], tn.nn.Module], tuple[int, ...], int]] = {
     "resnet20": (lambda: tn.nn.resnet20(rng=0), (64, 3, 32, 32), 10),
     "resnet1d": (lambda: tn.nn.resnet1d(rng=0), (128, 40), 10),
 }
+ROUNDS = {"resnet20": 5, "resnet1d": 20}  # timed steps of each version, interleaved
+THREADS = (1, 2)
 
 
 def engine_step(model: tn.nn.Module, optimizer: tn.optim.SGD, x: tn.Tensor, y: np.ndarray) -> float:
@@ -229,47 +240,135 @@ def engine_step(model: tn.nn.Module, optimizer: tn.optim.SGD, x: tn.Tensor, y: n
     return loss.item()
 
 
-def measure(name: str, repeats: int) -> dict[str, float]:
+@contextlib.contextmanager
+def teaching_convolution() -> Iterator[None]:
+    """Inside: every conv layer uses ``convolution.conv_im2col`` (the one-matrix im2col of
+    before the fast path), for the "im2col engine" column."""
+    fast = convolution.conv
+    convolution.conv = convolution.conv_im2col
+    try:
+        yield
+    finally:
+        convolution.conv = fast
+
+
+def _versions(name: str, threads: int) -> dict[str, Callable[[], float]]:
+    """The step of every version of network ``name`` on the same data, their first losses
+    checked to agree."""
     build, shape, classes = NETWORKS[name]
     rng = np.random.default_rng(0)
     x = rng.standard_normal(shape).astype(np.float32)
     labels = rng.integers(0, classes, shape[0])
-    model = build()
+    model, twin = build(), build()
     hand = HandNet(model)
-    optimizer = tn.optim.SGD(model.parameters(), lr=LR)
+    optimizer, twin_optimizer = (
+        tn.optim.SGD(model.parameters(), lr=LR),
+        tn.optim.SGD(twin.parameters(), lr=LR),
+    )
     tx = tn.Tensor(x)
-    engine_loss, hand_loss = engine_step(model, optimizer, tx, labels), hand.step(x, labels)
-    if abs(engine_loss - hand_loss) > 1e-4 * abs(hand_loss):
-        raise RuntimeError(f"{name}: engine and hand-written losses differ: {engine_loss} vs {hand_loss}")
-    engine = lambda: engine_step(model, optimizer, tx, labels)  # noqa: E731
-    by_hand = lambda: hand.step(x, labels)  # noqa: E731
-    times: dict[str, list[float]] = {"engine": [], "hand": []}
-    for _ in range(3):  # interleave rounds so drifts in machine load hit both alike
-        times["engine"].append(median_seconds(engine, repeats))
-        times["hand"].append(median_seconds(by_hand, repeats))
+
+    def im2col_engine() -> float:
+        with teaching_convolution():
+            return engine_step(twin, twin_optimizer, tx, labels)
+
+    versions = {
+        "engine": lambda: engine_step(model, optimizer, tx, labels),
+        "im2col engine": im2col_engine,
+        "hand im2col": lambda: hand.step(x, labels),
+    }
+    losses = {}
+    if has_torch():  # its copy of the model is made (and its first step run) before any update
+        from benchmarks import torch_reference
+
+        torch_reference.set_threads(threads)
+        versions["pytorch"], losses["pytorch"] = torch_reference.torch_step(model, LR, x, labels)
+    losses.update({label: step() for label, step in versions.items() if label != "pytorch"})
+    if max(losses.values()) - min(losses.values()) > 1e-4 * abs(losses["engine"]):
+        raise RuntimeError(f"{name}: the versions' first losses differ: {losses}")
+    return versions
+
+
+def measure(name: str, threads: int) -> dict[str, Any]:
+    """Median wall and CPU seconds of each version's step (interleaved rounds), peak step memory
+    of the NumPy versions (tracemalloc), training GFLOP per step."""
+    versions = _versions(name, threads)
+    wall: dict[str, list[float]] = {label: [] for label in versions}
+    cpu: dict[str, list[float]] = {label: [] for label in versions}
+    for _ in range(ROUNDS[name] if threads == 1 else max(3, ROUNDS[name] // 2)):
+        for label, step in versions.items():
+            start_wall, start_cpu = time.perf_counter(), time.process_time()
+            step()
+            wall[label].append(time.perf_counter() - start_wall)
+            cpu[label].append(time.process_time() - start_cpu)
+    build, shape, _ = NETWORKS[name]
+    flops = TRAINING_FLOPS_FACTOR * forward_flops(build(), shape[1:]) * shape[0]
     return {
-        "engine_s": min(times["engine"]),
-        "hand_s": min(times["hand"]),
-        "engine_bytes": peak_bytes(engine),
-        "hand_bytes": peak_bytes(by_hand),
+        "wall_s": {label: statistics.median(v) for label, v in wall.items()},
+        "cpu_s": {label: statistics.median(v) for label, v in cpu.items()},
+        "bytes": {label: peak_bytes(versions[label]) for label in ("engine", "im2col engine", "hand im2col")},
+        "gflop": flops / 1e9,
     }
 
 
-def main() -> None:
-    print("one SGD step, float32: ResNet-20 (batch 64, 3x32x32) and the MNIST-1D resnet1d (batch 128, 40)")
-    print(
-        f"{'network':>9} {'engine ms':>10} {'numpy ms':>10} {'time ratio':>11} {'engine MiB':>11} "
-        f"{'numpy MiB':>10} {'mem ratio':>10}"
+def child(threads: int) -> None:
+    """Measure everything at ``threads`` BLAS threads (set before NumPy loaded) and print JSON."""
+    result = {name: measure(name, threads) for name in NETWORKS}
+    result["sgemm_gflops"] = sgemm_rate()
+    result["load"] = os.getloadavg()[0]
+    print(json.dumps(result))
+
+
+def _run_child(threads: int) -> dict[str, Any]:
+    env = dict(
+        os.environ,
+        **{v: str(threads) for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")},
     )
-    for name, repeats in (("resnet20", 3), ("resnet1d", 10)):
-        r = measure(name, repeats)
-        print(
-            f"{name:>9} {r['engine_s'] * 1e3:>10.1f} {r['hand_s'] * 1e3:>10.1f} "
-            f"{r['engine_s'] / r['hand_s']:>11.3f} {r['engine_bytes'] / 2**20:>11.1f} "
-            f"{r['hand_bytes'] / 2**20:>10.1f} {r['engine_bytes'] / r['hand_bytes']:>10.3f}"
-        )
-    print("target: time ratio <= 1.2")
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_conv_step", "--threads", str(threads)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _print_table(threads: int, r: dict[str, Any]) -> None:
+    """Step times (CPU ms, wall ms), engine/PyTorch ratios, GFLOP per CPU second, memory."""
+    print(f"-- {threads} BLAS thread(s); sgemm 1024^3: {r['sgemm_gflops']:.0f} GFLOP/s; load {r['load']:.1f}")
+    labels = ["engine", "im2col engine", "hand im2col"] + (["pytorch"] if has_torch() else [])
+    header = f"{'network':>9} " + " ".join(f"{label + ' ms':>16}" for label in labels)
+    if has_torch():
+        header += f" {'engine/pytorch':>15} {'pytorch GFLOP/s':>16}"
+    print(header + f" {'engine GFLOP/s':>15}")
+    for name in NETWORKS:
+        cpu, wall, gflop = r[name]["cpu_s"], r[name]["wall_s"], r[name]["gflop"]
+        line = f"{name:>9} " + " ".join(f"{cpu[k] * 1e3:>7.0f} ({wall[k] * 1e3:>6.0f})" for k in labels)
+        if has_torch():
+            ratio, wall_ratio = cpu["engine"] / cpu["pytorch"], wall["engine"] / wall["pytorch"]
+            line += f" {ratio:>7.2f} ({wall_ratio:>5.2f}) {gflop / cpu['pytorch']:>16.1f}"
+        print(line + f" {gflop / cpu['engine']:>15.1f}")
+    print(f"{'network':>9} {'engine MiB':>11} {'im2col engine MiB':>18} {'hand im2col MiB':>16}")
+    for name in NETWORKS:
+        mib = {k: v / 2**20 for k, v in r[name]["bytes"].items()}
+        print(f"{name:>9} {mib['engine']:>11.1f} {mib['im2col engine']:>18.1f} {mib['hand im2col']:>16.1f}")
+
+
+def main() -> None:
+    print(
+        "one SGD step, float32: ResNet-20 (batch 64, 3x32x32) and the MNIST-1D resnet1d (batch 128, 40);\n"
+        "median CPU ms per step (wall ms in parentheses), versions interleaved in one process;\n"
+        "im2col engine: the engine with convolution.conv_im2col (the convolution before the fast path)"
+    )
+    if not has_torch():
+        print(torch_missing_message())
+    for threads in THREADS:
+        _print_table(threads, _run_child(threads))
+    print("targets: engine/pytorch <= 1.5 at 1 thread (CPU time); memory: engine <= im2col engine")
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--threads"]:
+        child(int(sys.argv[2]))
+    else:
+        main()

@@ -168,8 +168,24 @@ def main(argv: list[str] | None = None) -> int:
     parts = [
         Part("suite", [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--device", device]),
         Part("benchmarks", [py, "-c", _BENCHMARKS, device], "benchmarks.device_step, bench_conv_step"),
-        Part("reproduce", [py, "-m", "tinynormact", "reproduce", "--preset", "quick", "--device", device,
-                           "--jobs", "4", "--out", str(args.out / "quick"), "--force"]),  # fmt: skip
+        Part(
+            "reproduce",
+            [
+                py,
+                "-m",
+                "tinynormact",
+                "reproduce",
+                "--preset",
+                "quick",
+                "--device",
+                device,
+                "--jobs",
+                "4",
+                "--out",
+                str(args.out / "quick"),
+                "--force",
+            ],
+        ),  # fmt: skip
         Part("tutorial", [py, str(ROOT / "tutorials" / "07_gpu.py")]),
     ]
     tutorial_env = {**env, "TINYNORMACT_TUTORIAL_OUT": str(args.out / "tutorial"), "MPLBACKEND": "Agg"}

@@ -4,10 +4,13 @@ for the memory of one call."""
 from __future__ import annotations
 
 import gc
+import importlib.util
 import statistics
 import time
 import tracemalloc
 from collections.abc import Callable
+
+from tinynormact.engine.backend import np
 
 
 def median_seconds(fn: Callable[[], object], repeats: int) -> float:
@@ -32,3 +35,25 @@ def peak_bytes(fn: Callable[[], object]) -> int:
     peak = tracemalloc.get_traced_memory()[1] - base
     tracemalloc.stop()
     return peak
+
+
+def sgemm_rate(size: int = 1024, repeats: int = 10, clock: Callable[[], float] = time.process_time) -> float:
+    """GFLOP/s of a float32 (size x size) @ (size x size) product, the median of ``repeats``
+    timed by ``clock`` (CPU time by default, as the step tables): what this process's BLAS
+    reaches at its thread count, the ceiling the benchmarks compare to."""
+    a = np.random.default_rng(0).standard_normal((size, size)).astype(np.float32)
+    times = []
+    for _ in range(repeats):
+        start = clock()
+        a @ a
+        times.append(clock() - start)
+    return 2 * size**3 / statistics.median(times) / 1e9
+
+
+def has_torch() -> bool:
+    """Whether PyTorch is installed (the benchmarks then add a PyTorch column)."""
+    return importlib.util.find_spec("torch") is not None
+
+
+def torch_missing_message() -> str:
+    return "PyTorch is not installed: the PyTorch column is skipped (pip install torch, its CPU build)"

@@ -273,8 +273,9 @@ def test_step_memory_estimate_agrees_with_the_measured_peak() -> None:
     allocates while the step runs, parameters, momentum and data allocated before it).
 
     The estimate leaves out small temporaries, so it may fall a little short: measured/estimated
-    was 1.06 here. The bounds [0.95, 1.15] reject an estimate without the im2col matrices (the
-    largest term, 80% of the activations: the ratio would be about 3.7)."""
+    was 1.04 here. The bounds [0.95, 1.15] reject an estimate without the convolutions' padded
+    inputs (39% of the activations: the ratio would be 1.57), and the estimate of the im2col
+    convolution, which kept its columns (the ratio would be 0.36)."""
     model = tn.nn.resnet20(rng=0)
     batch = 4
     optimizer = tn.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)

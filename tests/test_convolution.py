@@ -13,17 +13,23 @@ from tests.helpers import host, leaf
 from tinynormact.engine import convolution
 from tinynormact.engine.batch_norm import batch_norm
 
-# (input shape, kernel, stride, padding): odd sizes, unequal axes, strides that skip elements
+# (input shape, kernel, stride, padding): odd sizes, unequal axes, strides that skip elements,
+# kernels 1, 3 and 5, padding 0, 1 and 2 (stride 1 with padding >= kernel takes col2im)
 CONV_CASES = [
     ((2, 3, 7), (4, 3, 3), 1, 0),
     ((2, 3, 7), (4, 3, 3), 2, 1),
     ((1, 2, 9), (3, 2, 4), 3, 2),
     ((3, 1, 5), (2, 1, 5), 1, 2),
+    ((2, 3, 6), (2, 3, 1), 1, 2),
     ((2, 2, 5, 7), (3, 2, 3, 3), 1, 1),
     ((2, 3, 6, 5), (2, 3, 3, 2), 2, 0),
     ((1, 2, 7, 7), (2, 2, 3, 5), (2, 1), (1, 2)),
     ((2, 1, 4, 4), (3, 1, 1, 1), 2, 0),
+    ((2, 2, 7, 6), (3, 2, 5, 5), 1, 2),
+    ((1, 2, 9, 8), (2, 2, 5, 3), 2, (2, 1)),
 ]
+# the fast path (chunks of examples) and the teaching path (one im2col matrix)
+CONVOLUTIONS = [convolution.conv, convolution.conv_im2col]
 
 
 def naive_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride, padding) -> np.ndarray:
@@ -46,29 +52,72 @@ def naive_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride, paddi
     return out
 
 
+@pytest.mark.parametrize("conv", CONVOLUTIONS, ids=lambda f: f.__name__)
 @pytest.mark.parametrize("case", CONV_CASES, ids=str)
 @pytest.mark.parametrize("with_bias", [True, False])
-def test_conv_forward_matches_loops_and_backward_matches_finite_differences(case, with_bias: bool) -> None:
+def test_conv_forward_matches_loops_and_backward_matches_finite_differences(
+    conv, case, with_bias: bool
+) -> None:
     x_shape, w_shape, stride, padding = case
     x, w = leaf(x_shape, seed=1), leaf(w_shape, seed=2)
     b = leaf((w_shape[0],), seed=3) if with_bias else None
-    out = convolution.conv(x, w, b, stride, padding)
+    out = conv(x, w, b, stride, padding)
     expected = naive_conv(host(x), host(w), None if b is None else host(b), stride, padding)
     np.testing.assert_allclose(host(out), expected, rtol=1e-12, atol=1e-12)
     assert out.data.flags.c_contiguous
     inputs = (x, w) if b is None else (x, w, b)
-    assert tn.gradcheck(lambda *t: convolution.conv(*t, stride=stride, padding=padding), *inputs)
+    assert tn.gradcheck(lambda *t: conv(*t, stride=stride, padding=padding), *inputs)
 
 
-def test_gradcheck_catches_a_col2im_that_skips_a_kernel_offset(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The check above can fail: with col2im dropping the gradient of offset 0, it does."""
-    original = convolution._col2im
+@pytest.mark.parametrize("case", CONV_CASES, ids=str)
+def test_fast_conv_equals_im2col_across_chunks(case, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With chunks of 2 examples (7 examples: 3 full chunks and a remainder of 1) the fast path
+    gives the one-matrix im2col's output and all three gradients, to float64 rounding."""
+    x_shape, w_shape, stride, padding = case
+    x_shape = (7, *x_shape[1:])
+    rows = w_shape[1] * int(np.prod(w_shape[2:]))
+    positions = int(
+        np.prod(convolution.conv_im2col(leaf(x_shape), leaf(w_shape), None, stride, padding).shape[2:])
+    )
+    monkeypatch.setattr(convolution, "CHUNK_ELEMENTS", 2 * rows * positions)
+    assert len(convolution._chunks(7, rows, positions)) == 4
+    results = []
+    for conv in CONVOLUTIONS:
+        x, w, b = leaf(x_shape, seed=1), leaf(w_shape, seed=2), leaf((w_shape[0],), seed=3)
+        out = conv(x, w, b, stride, padding)
+        out.backward(np.random.default_rng(4).standard_normal(out.shape))
+        results.append([host(t) for t in (out, x.grad, w.grad, b.grad)])
+    for fast, reference in zip(*results, strict=True):
+        np.testing.assert_allclose(fast, reference, rtol=1e-12, atol=1e-12)
 
-    def skipping(shape, dtype, xp, piece, kernel, stride, out):
-        return original(shape, dtype, xp, lambda k: piece(k) * (any(k) or 0.0), kernel, stride, out)
 
-    monkeypatch.setattr(convolution, "_col2im", skipping)
+@pytest.mark.parametrize(("conv", "stride"), [(convolution.conv_im2col, 1), (convolution.conv, 2)], ids=str)
+def test_gradcheck_catches_a_col2im_that_skips_a_kernel_offset(
+    conv, stride, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checks above can fail: with col2im dropping the gradient of offset 0 (the teaching
+    path, and the fast path's strided convolutions), they do."""
+    original = convolution._add_windows
+
+    def skipping(grad, piece, kernel, stride, out):
+        return original(grad, lambda k: piece(k) * (any(k) or 0.0), kernel, stride, out)
+
+    monkeypatch.setattr(convolution, "_add_windows", skipping)
     x, w = leaf((1, 2, 6), seed=4), leaf((2, 2, 3), seed=5)
+    with pytest.raises(tn.GradcheckError):
+        tn.gradcheck(lambda *t: conv(*t, stride=stride, padding=1), x, w)
+
+
+def test_gradcheck_catches_an_input_gradient_with_the_kernel_unflipped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The fast path's stride-1 input gradient correlates g with the flipped kernel; flipping it
+    back (an unflipped kernel) makes the check fail."""
+    original = convolution._input_gradient_by_correlation
+    monkeypatch.setattr(
+        convolution, "_input_gradient_by_correlation", lambda g, w, p: original(g, w[..., ::-1], p)
+    )
+    x, w = leaf((2, 2, 6), seed=4), leaf((3, 2, 3), seed=5)
     with pytest.raises(tn.GradcheckError):
         tn.gradcheck(lambda *t: convolution.conv(*t, padding=1), x, w)
 

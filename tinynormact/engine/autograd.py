@@ -268,12 +268,16 @@ class Tensor:
             g = grads.pop(node, None)
             if g is None:  # no path from the root carries a gradient to this node
                 continue
-            g = _run_hooks(node, g)
-            _store_grad(node, g, handed_out)
-            if node.is_leaf:
+            if node.hooks:
+                g = _run_hooks(node, g)
+            if node.grad_target is not None:
+                _store_grad(node, g, handed_out)
+            if node.backward is None:  # a leaf, or a node an earlier backward() freed
+                _check_not_released(node)
                 continue
-            for parent, parent_grad in zip(node.parents, _call_backward(node, g), strict=True):
-                _add_grad(grads, parent, parent_grad)
+            for parent, parent_grad in zip(node.parents, node.backward(g), strict=True):
+                if parent is not None and parent_grad is not None:  # sum over the paths to parent
+                    grads[parent] = grads[parent] + parent_grad if parent in grads else parent_grad
             if not retain_graph:
                 node.release()
 
@@ -322,22 +326,21 @@ class Tensor:
 
 
 def _topological_order(root: Node) -> list[Node]:
-    """Nodes that ``root`` depends on, each after all of its parents (iterative DFS)."""
+    """Nodes that ``root`` depends on, each after all of its parents (iterative depth-first
+    search, last parent first: a node is listed once every parent has been)."""
     order: list[Node] = []
-    visited: set[int] = set()
-    stack: list[tuple[Node, bool]] = [(root, False)]
+    visited = {root}
+    stack = [(root, reversed(root.parents))]
     while stack:
-        node, parents_done = stack.pop()
-        if parents_done:
+        node, parents = stack[-1]
+        for parent in parents:  # resumes where this node's last visit left off
+            if parent is not None and parent not in visited:
+                visited.add(parent)
+                stack.append((parent, reversed(parent.parents)))
+                break
+        else:  # every parent listed
+            stack.pop()
             order.append(node)
-            continue
-        if id(node) in visited:
-            continue
-        visited.add(id(node))
-        stack.append((node, True))
-        for parent in node.parents:
-            if parent is not None and id(parent) not in visited:
-                stack.append((parent, False))
     return order
 
 
@@ -351,9 +354,9 @@ def _run_hooks(node: Node, g: Any) -> Any:
 
 def _store_grad(node: Node, g: Any, handed_out: set[int]) -> None:
     """Add ``g`` to the ``.grad`` of the node's tensor (a leaf, or one that called
-    ``retain_grad``), never letting two ``.grad`` share one array."""
-    tensor = node.grad_target() if node.grad_target is not None else None
-    if tensor is None:  # not a gradient target, or a retained tensor that no longer exists
+    ``retain_grad``: ``grad_target`` is set), never letting two ``.grad`` share one array."""
+    tensor = node.grad_target()
+    if tensor is None:  # a retained tensor that no longer exists
         return
     if tensor.grad is not None:
         tensor.grad = tensor.grad + g
@@ -364,21 +367,13 @@ def _store_grad(node: Node, g: Any, handed_out: set[int]) -> None:
     tensor.grad = g
 
 
-def _call_backward(node: Node, g: Any) -> tuple[Any, ...]:
-    """The node's closure applied to ``g``: one gradient per parent."""
+def _check_not_released(node: Node) -> None:
+    """Refuse a second backward() through a graph the first one freed."""
     if node.released:
         raise RuntimeError(
             "backward() through a graph that an earlier backward() already freed: recompute the "
             "forward pass, or call the first backward(retain_graph=True)"
         )
-    return node.backward(g)
-
-
-def _add_grad(grads: dict[Node, Any], parent: Node | None, grad: Any) -> None:
-    """Sum the gradients reaching ``parent`` along different paths."""
-    if parent is None or grad is None:
-        return
-    grads[parent] = grads[parent] + grad if parent in grads else grad
 
 
 def raw(value: Any) -> Any:

@@ -52,24 +52,33 @@ def batch_norm(
         centred = x.data - mean.reshape(shape)
     inv_std = (1.0 / xp.sqrt(var + eps)).astype(x.dtype, copy=False).reshape(shape)
     x_hat = centred * inv_std
+    del centred
     scale = inv_std if weight is None else inv_std * weight.data.reshape(shape)
     y = x_hat if weight is None else x_hat * weight.data.reshape(shape)
-    if bias is not None:
-        y = y + bias.data.reshape(shape)
+    if bias is not None and y is x_hat:
+        y = y + bias.data.reshape(shape)  # x_hat is kept for backward: a new array
+    elif bias is not None:
+        y += bias.data.reshape(shape)  # in place: y is this op's own new array
+
+    input_grad = x.requires_grad  # backward keeps no reference to x's data (x_hat suffices)
 
     def backward(g: Any) -> tuple[Any, ...]:
         gx = gw = gb = None
-        if x.requires_grad:
+        count = g.size // channels
+        # sum(g) and sum(g x_hat) per channel, each computed once and shared by the three gradients
+        sum_g = g.sum(axis=axes, keepdims=True)
+        sum_g_xhat = (g * x_hat).sum(axis=axes, keepdims=True)
+        if input_grad:
             if statistics is None:
-                mean_g = g.mean(axis=axes, keepdims=True)
-                mean_g_xhat = (g * x_hat).mean(axis=axes, keepdims=True)
-                gx = scale * (g - mean_g - x_hat * mean_g_xhat)
+                gx = g - sum_g / count
+                gx -= x_hat * (sum_g_xhat / count)
+                gx *= scale
             else:
                 gx = g * scale
         if weight is not None and weight.requires_grad:
-            gw = (g * x_hat).sum(axis=axes).astype(weight.dtype, copy=False)
+            gw = sum_g_xhat.reshape(channels).astype(weight.dtype, copy=False)
         if bias is not None and bias.requires_grad:
-            gb = g.sum(axis=axes).astype(bias.dtype, copy=False)
+            gb = sum_g.reshape(channels).astype(bias.dtype, copy=False)
         return (gx, *([gw] if weight is not None else []), *([gb] if bias is not None else []))
 
     parents = (x, *(t for t in (weight, bias) if t is not None))

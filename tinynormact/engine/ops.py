@@ -75,8 +75,12 @@ def _grad_for(t: Tensor, grad: Any) -> Any:
     """The gradient for input ``t``: its shape and dtype, or None when it needs none."""
     if not t.requires_grad:
         return None
-    grad = unbroadcast(grad, t.shape)
-    return grad if grad.dtype == t.dtype else grad.astype(t.dtype)
+    return _in_dtype(unbroadcast(grad, t.shape), t)
+
+
+def _in_dtype(grad: Any, t: Tensor) -> Any:
+    """``grad`` in input ``t``'s dtype (for a gradient that already has t's shape)."""
+    return grad if grad.dtype == t.data.dtype else grad.astype(t.data.dtype)
 
 
 def _check_broadcast(op: str, a: Tensor, b: Tensor) -> None:
@@ -484,11 +488,12 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         out += bias.data
 
     def backward(g: Any) -> tuple[Any, ...]:
-        gx = _grad_for(x, g @ weight.data) if x.requires_grad else None
-        gw = _grad_for(weight, g.T @ x.data) if weight.requires_grad else None
+        # shapes match the inputs' by construction: only the dtype may need a cast
+        gx = _in_dtype(g @ weight.data, x) if x.requires_grad else None
+        gw = _in_dtype(g.T @ x.data, weight) if weight.requires_grad else None
         if bias is None:
             return gx, gw
-        return gx, gw, (_grad_for(bias, g.sum(axis=0)) if bias.requires_grad else None)
+        return gx, gw, (_in_dtype(g.sum(axis=0), bias) if bias.requires_grad else None)
 
     parents = (x, weight) if bias is None else (x, weight, bias)
     return Tensor.from_op(out, parents, backward, "linear")

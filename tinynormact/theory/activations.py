@@ -95,6 +95,8 @@ def _relu_df(x: Array) -> Array:
 
 def _leaky_relu(x: Array, slope: float) -> Array:
     xp = backend.get_array_module(x)
+    if slope == 0.0:  # relu: one pass instead of two
+        return xp.maximum(x, 0.0)
     return xp.maximum(x, slope * x) if slope <= 1.0 else xp.minimum(x, slope * x)
 
 
@@ -196,7 +198,7 @@ def _relu_df_from_output(y: Array) -> Array:
 
 
 def _leaky_relu_df_from_output(y: Array, slope: float) -> Array:
-    return slope + (1.0 - slope) * _step(y)
+    return _step(y) if slope == 0.0 else slope + (1.0 - slope) * _step(y)
 
 
 def _elu_df_from_output(y: Array, alpha: float, scale: float = 1.0) -> Array:
