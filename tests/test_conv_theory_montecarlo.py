@@ -142,9 +142,9 @@ def test_batch_norm_before_a_static_normalized_activation_pins_q_to_one() -> Non
 
 def test_batch_norm_makes_the_backward_factor_per_layer_kappa_c_whatever_the_scale() -> None:
     """Through conv (kernel 1: no border), BN and phi_hat the gradient's second moment changes by
-    weight_var d2(1) / (weight_var v(1)) = kappa_c(1) = rho'/rho_c per layer (docs/THEORY.md,
-    BN section): BN divides by the standard deviation of W x, whose per-channel mean it removes,
-    so lambda, mu and weight_var all cancel. Measured end to end over 4 layers (3 factors) in 4
+    weight_var d2(1) / (weight_var v(1)) = kappa_c(1) = rho'/rho_c per layer (E31 with
+    weight_var lambda^2 v(1) far above eps): BN divides by the standard deviation of W x, whose
+    per-channel mean it removes, so lambda, mu and weight_var all cancel. Measured end to end over 4 layers (3 factors) in 4
     networks: the per-network ratio scatters by about 0.7%, so 5 SE is about 2%, plus the
     allowance 2 L / n = 6 / 256 = 2.3% for fan-in 256; the uncentred kappa(1)^3 (1.21 for swish,
     against 1.78) and a 10% error are both rejected. (Over 6 layers the measured ratio is 4%
