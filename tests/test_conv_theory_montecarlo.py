@@ -144,8 +144,9 @@ def test_batch_norm_makes_the_backward_factor_per_layer_kappa_c_whatever_the_sca
     """Through conv (kernel 1: no border), BN and phi_hat the gradient's second moment changes by
     weight_var d2(1) / (weight_var v(1)) = kappa_c(1) = rho'/rho_c per layer (E31 with
     weight_var lambda^2 v(1) far above eps): BN divides by the standard deviation of W x, whose
-    per-channel mean it removes, so lambda, mu and weight_var all cancel. Measured end to end over 4 layers (3 factors) in 4
-    networks: the per-network ratio scatters by about 0.7%, so 5 SE is about 2%, plus the
+    per-channel mean it removes, so lambda, mu and weight_var all cancel. Measured end to end
+    over 4 layers (3 factors) in 4 networks: the per-network ratio scatters by about 0.7%, so
+    5 SE is about 2%, plus the
     allowance 2 L / n = 6 / 256 = 2.3% for fan-in 256; the uncentred kappa(1)^3 (1.21 for swish,
     against 1.78) and a 10% error are both rejected. (Over 6 layers the measured ratio is 4%
     above kappa_c^5, the O(L / n) finite-width excess that the allowance is for.)"""
@@ -333,3 +334,10 @@ def test_batch_norm_backward_factor_without_border_is_e31(name, scale, shift, si
         ratios = predicted / kappa_c
         positions = [math.prod(n - l * (kernel - 1) for n in size) for l in range(1, BN_DEPTH + 1)]
         np.testing.assert_allclose(ratios, np.array(positions[1:]) / positions[:-1], rtol=1e-4)
+
+
+def test_batch_norm_conv_profile_names_what_it_cannot_do() -> None:
+    with pytest.raises(ValueError, match=r"relu.*kinks at \(0\.0,\).*smooth activations"):
+        conv_theory.batch_norm_conv_profile("relu", 1.0, 0.0, (8,), 3)
+    with pytest.raises(ValueError, match="depth >= 2 and samples >= 2, got depth=1, samples=2048"):
+        conv_theory.batch_norm_conv_profile("swish", 1.0, 0.0, (8,), 1)

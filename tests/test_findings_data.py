@@ -6,8 +6,8 @@ not with ``tinynormact.experiments.analysis``.
 A table is tied to its data by the comment line above it, ``<!-- data: PRESET accuracy -->``;
 each of its cells is parsed and compared at the precision printed. A number in the prose is
 tied to its data by ``check_claims``: a pattern that must match the page (its whitespace
-collapsed) exactly once, and the values its groups must have. ``test_a_changed_number_is_caught`` changes numbers of the page and
-checks that each change is reported.
+collapsed) exactly once, and the values its groups must have. ``test_a_changed_number_is_caught``
+changes numbers of the page and checks that each change is reported.
 """
 
 from __future__ import annotations
@@ -363,6 +363,14 @@ def _quick_claims(q):
     ], props
 
 
+def _count_names_losses(subset, rows) -> list:
+    """[how many runs, their activations in the data's order as words, least and largest final loss]."""
+    order = [r["activation"] for r in rows]
+    names = sorted({r["activation"] for r in subset}, key=order.index)
+    losses = [r["final_train_loss"] for r in subset]
+    return [len(subset), words(names), min(losses), max(losses)]
+
+
 def _full_claims(f):
     fam, props = family(f), property_tests(f)
     mlp_verdicts, res_verdicts = verdicts(f, "mlp"), verdicts(f, "resmlp")
@@ -429,22 +437,12 @@ def _full_claims(f):
         ),
         (
             r"(\d+) failed to train \(([a-z,\s]+)\): the final train loss was (\d+) to\s+(\d+)\.",
-            [
-                len(failed_mlp),
-                words(sorted({r["activation"] for r in failed_mlp}, key=[r["activation"] for r in f].index)),
-                min(r["final_train_loss"] for r in failed_mlp),
-                max(r["final_train_loss"] for r in failed_mlp),
-            ],
+            _count_names_losses(failed_mlp, f),
         ),
         (
             r"The other (\d+) \(([a-z,\s]+)\) collapsed to a constant output, with a\s+final train loss "
             r"of (\S+) to (\S+) \(ln 10",
-            [
-                len(trained_mlp),
-                words(sorted({r["activation"] for r in trained_mlp}, key=[r["activation"] for r in f].index)),
-                min(r["final_train_loss"] for r in trained_mlp),
-                max(r["final_train_loss"] for r in trained_mlp),
-            ],
+            _count_names_losses(trained_mlp, f),
         ),
         (
             r"In the residual MLP, (\d+) of the (\d+) runs failed to train, and the rest ended (\d+) to "

@@ -22,8 +22,10 @@ maps are constant and E8-E9 are the MLP's with n = channels * positions. E10 per
 the per-position terms over p; its second moment depends on how delta and x correlate across
 positions, which second moments alone do not determine (see docs/THEORY.md).
 
-Functions: ``conv_profile`` (plain CNN: conv, phi, ..., conv) and ``conv_residual_profile``
-(blocks x + alpha * F(x), F = conv, phi, conv, "same" padding, stride 1).
+Functions: ``conv_profile`` (plain CNN: conv, phi, ..., conv), ``conv_residual_profile``
+(blocks x + alpha * F(x), F = conv, phi, conv, "same" padding, stride 1) and
+``batch_norm_conv_profile`` (conv, BN with batch statistics, lambda * (phi - mu): E30-E33, where
+zero padding gives every channel its own mean offsets over positions).
 """
 
 from __future__ import annotations
