@@ -360,7 +360,7 @@ def _quick_claims(q):
             r"correlation is (\S+) for \|rho - 1\| \+ \|rho' - 1\| and (\S+) for \|log kappa\|",
             [props["mlp", "gain_deviation"][0]["vanilla"], props["mlp", "log_kappa"][0]["vanilla"]],
         ),
-    ], props
+    ]
 
 
 def _count_names_losses(subset, rows) -> list:
@@ -468,7 +468,7 @@ def _full_claims(f):
             [gelu["resmlp"], gelu["mlp"]],
         ),
         (r"least-loaded of 16 workers gives (\S+) minutes", [lpt_minutes(seconds, 16)]),
-    ], props
+    ]
 
 
 def _probe_claims():
@@ -547,8 +547,8 @@ def report_wall_time(preset: str) -> float:
 
 
 def check_claims(page: str) -> list[str]:
-    quick, _ = _quick_claims(load("quick"))
-    full, _ = _full_claims(load("full"))
+    quick = _quick_claims(load("quick"))
+    full = _full_claims(load("full"))
     claims = (
         quick
         + full
