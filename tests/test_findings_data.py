@@ -546,17 +546,41 @@ def report_wall_time(preset: str) -> float:
     return float(re.search(r"wall time (\d+) s", (REPORTS / preset / "report.md").read_text())[1])
 
 
+def _cnn_claims(c):
+    swish = {
+        f: {r["seed"]: 100 * r["final_test_acc"] for r in runs(c, "resnet1d", "swish", f)} for f in FORMS
+    }
+    gains = [swish[f][s] - swish["vanilla"][s] for f in ("static", "adaptive") for s in swish["vanilla"]]
+    fam = family(c)
+    return [
+        (r"(\d+) runs, all of which trained", [len(c) if all(r["outcome"] == "trained" for r in c) else -1]),
+        (
+            r"vanilla swish in every one of the (\d+) seeds, by (\S+) to (\S+) points",
+            [len(swish["vanilla"]) if min(gains) > 0 else -1, min(gains), max(gains)],
+        ),
+        (
+            r"None of the (\d+) differences survives",
+            [len(fam) if all(v[5] >= 0.05 for v in fam.values()) else -1],
+        ),
+    ]
+
+
 def check_claims(page: str) -> list[str]:
     quick = _quick_claims(load("quick"))
     full = _full_claims(load("full"))
     claims = (
         quick
         + full
+        + _cnn_claims(load("cnn-quick"))
         + _probe_claims()
         + _theory_claims()
         + [
-            (r"The run took (\d+) s of wall time", [report_wall_time("quick")]),
+            (r"The run took (\d+) s of wall time on the 2-core machine while", [report_wall_time("quick")]),
             (r"The report's wall time\s+is (\d+) s", [report_wall_time("full")]),
+            (
+                r"The run took (\d+) s of wall time on the 2-core machine, niced",
+                [report_wall_time("cnn-quick")],
+            ),
         ]
     )
     problems, text = [], " ".join(page.split())  # the prose as one line: wrapping does not matter
@@ -592,7 +616,7 @@ def check_page(page: str) -> list[str]:
 
 def test_every_quoted_number_matches_the_committed_data() -> None:
     page = PAGE.read_text()
-    assert [preset for preset, *_ in tables(page)] == ["quick", "full"]
+    assert [preset for preset, *_ in tables(page)] == ["quick", "full", "cnn-quick"]
     assert check_page(page) == []
 
 
