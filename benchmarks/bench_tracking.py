@@ -36,11 +36,8 @@ import numpy as np
 
 import tinynormact as tn
 from tinynormact import losses, nn, optim
-from tinynormact.tracking.tracker import (
-    STATISTICS,
-    VarianceTracker,
-    _mean_square,  # the very reduction the tracker makes
-)
+from tinynormact.tracking.statistics import mean_square as _mean_square  # the tracker's reduction
+from tinynormact.tracking.tracker import STATISTICS, VarianceTracker
 
 DEPTH, WIDTH, BATCH, LR = 10, 256, 128, 1e-3
 ACTIVATIONS = ("tanh", "relu", "nswish")

@@ -149,7 +149,7 @@ def test_cifar_subset_keeps_the_first_images_of_each_split(tmp_path) -> None:
     np.testing.assert_array_equal(subset.test.x, full.test.x[:2])
     for bad in (0, 16, 2.5, True):
         with pytest.raises(
-            ValueError, match=rf"'cifar10': n_train must be an integer from 1 to 15 .*got {bad!r}"
+            ValueError, match=rf"'cifar10': n_train must be an integer in \[1, 15\] .*got {bad!r}"
         ):
             load_cifar10(root, n_train=bad)
 

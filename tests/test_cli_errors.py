@@ -16,6 +16,7 @@ from tests.test_cli import TINY_TRAIN, assert_one_line_error, run_main
 from tests.test_experiments import tiny_grid
 from tinynormact import cli
 from tinynormact.experiments.runner import run_one
+from tinynormact.tracking.records import read_record
 
 reproduce_module = importlib.import_module("tinynormact.experiments.reproduce")
 sweep_module = importlib.import_module("tinynormact.experiments.sweep")
@@ -244,9 +245,10 @@ def test_track_every_without_out_warns_that_the_record_is_not_kept(capsys) -> No
 def test_track_every_with_out_writes_a_readable_record_next_to_the_result(capsys, tmp_path) -> None:
     code, _, _ = run_main(capsys, "train", *TINY_TRAIN, "--track-every", "2", "--out", str(tmp_path))
     assert code == 0
-    record = json.loads((tmp_path / "tracker.json").read_text())
-    assert record["step"] == [0, 2, 4]  # 3 steps per epoch, 2 epochs: steps 0..5, every 2nd
-    assert len(record["preact_sq"]) == 3 and len(record["preact_sq"][0]) == 3  # 3 steps x 3 linears
+    assert not (tmp_path / "tracker.json").exists()  # the record is written once, in tracking/
+    record = read_record(tmp_path / "tracking")
+    assert record["step"].tolist() == [0, 2, 4]  # 3 steps per epoch, 2 epochs: steps 0..5, every 2nd
+    assert record["preact_sq"].shape == (3, 3)  # 3 steps x 3 linears
 
 
 def test_ctrl_c_in_reproduce_says_where_the_report_is_only_when_one_was_written(

@@ -129,15 +129,15 @@ def test_ctrl_c_while_a_completed_run_is_being_saved_completes_it(tmp_path, monk
     the run completes, a notice says so and the exit code is 0. The signal is sent by the code
     itself at that moment, so the test does not depend on timing."""
     from tinynormact import cli
-    from tinynormact.train import loop
+    from tinynormact.train import run
 
-    write_result = loop._write_result
+    write_result = run._write_result
 
     def write_then_interrupt(out: Path | None, result: object) -> None:
         _send_ctrl_c_to_this_process()
         write_result(out, result)
 
-    monkeypatch.setattr(loop, "_write_result", write_then_interrupt)
+    monkeypatch.setattr(run, "_write_result", write_then_interrupt)
     out = tmp_path / "run"
     assert cli.main(["train", *TINY, "--epochs", "2", "--out", str(out)]) == 0
     captured = capsys.readouterr()
@@ -201,12 +201,12 @@ def test_ctrl_c_at_any_moment_prints_one_line_and_a_hint_only_when_there_is_a_ch
 
 def test_ctrl_c_during_data_generation_says_nothing_was_saved(tmp_path, monkeypatch, capsys) -> None:
     from tinynormact import cli
-    from tinynormact.train import loop
+    from tinynormact.train import run
 
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(loop, "load_dataset", interrupted)
+    monkeypatch.setattr(run, "load_dataset", interrupted)
     assert cli.main(["train", *TINY, "--out", str(tmp_path / "run")]) == 130
     err = capsys.readouterr().err
     assert "nothing was saved to resume from" in err and "--resume" not in err

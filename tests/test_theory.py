@@ -1,4 +1,4 @@
-"""The variance theory (docs/THEORY.md E1-E18) against oracles that are not the code under test:
+"""The variance theory (docs/THEORY.md E1-E22) against oracles that are not the code under test:
 closed forms, SciPy's adaptive quadrature, published constants and hand-derived recursions.
 The Monte Carlo checks are in test_theory_montecarlo.py."""
 
@@ -368,11 +368,16 @@ def test_residual_profile_names_a_non_integer_or_non_numeric_size(kwargs, messag
         theory.residual_profile(**arguments)
 
 
-def test_profiles_accept_whole_numbers_given_as_floats_or_numpy_integers():
+def test_profiles_accept_numpy_integers_and_refuse_whole_floats():
+    """The one integer rule (infra.validation): NumPy integers pass, 3.0 does not."""
     reference = theory.mlp_profile("tanh", [10, 20, 5])
-    np.testing.assert_array_equal(theory.mlp_profile("tanh", np.array([10.0, 20.0, 5.0])).q, reference.q)
-    profile = theory.residual_profile("relu", 64.0, np.int64(3), 2.0)
+    np.testing.assert_array_equal(theory.mlp_profile("tanh", np.array([10, 20, 5])).q, reference.q)
+    profile = theory.residual_profile("relu", np.int64(64), np.int64(3), 2)
     assert profile.x_sq.shape == (4,) and profile.branch_q.shape == (3, 2)
+    with pytest.raises(ValueError, match=r"widths\[0\] = np.float64\(10.0\)"):
+        theory.mlp_profile("tanh", np.array([10.0, 20.0, 5.0]))
+    with pytest.raises(ValueError, match="width must be an integer >= 1, got 64.0"):
+        theory.residual_profile("relu", 64.0, 3)
 
 
 # --- fixed points -----------------------------------------------------------------------------------

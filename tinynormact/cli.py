@@ -13,18 +13,15 @@ holds the traceback), 130 after Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import math
 import os
-import signal
 import sys
 import tempfile
-import threading
 import traceback
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +53,8 @@ from tinynormact.train import (
     saved_config,
     train,
 )
-from tinynormact.train.loop import TRACKING_FOLDER
+from tinynormact.train.context import interrupts_ignored
+from tinynormact.train.run import TRACKING_FOLDER
 
 __all__ = ["EXIT_CODES", "build_parser", "main"]
 
@@ -235,7 +233,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {tinynormact.__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_reproduce(subparsers)
+    _add_sweep(subparsers)
+    _add_train(subparsers)
+    _add_theory(subparsers)
+    _add_propagate(subparsers)
+    _add_plot(subparsers)
+    _add_data(subparsers)
+    return parser
 
+
+def _add_reproduce(subparsers: Any) -> None:
+    """``reproduce``: a preset's grid, its analysis and report."""
     p = _subparser(subparsers, "reproduce", "run the paper's comparisons and write a report")
     p.add_argument("--preset", choices=list(PRESETS), default="quick", help="grid of runs (default: quick)")
     p.add_argument("--seeds", type=_positive_int, help="number of seeds (default: the preset's)")
@@ -250,11 +259,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=_reproduce)
 
+
+def _add_sweep(subparsers: Any) -> None:
+    """``sweep``: a grid file's runs and their report."""
     p = _subparser(subparsers, "sweep", "run a grid of runs from a TOML file and write a report")
     p.add_argument("grid", type=Path, help="grid file (TOML)")
     _grid_options(p)
     p.set_defaults(handler=_sweep)
 
+
+def _add_train(subparsers: Any) -> None:
+    """``train``: one configuration, with a flag per TrainConfig field."""
     p = _subparser(subparsers, "train", "train one configuration")
     p.add_argument("--config", type=_path, help="TOML or JSON file of TrainConfig fields")
     for f in dataclasses.fields(TrainConfig):
@@ -276,6 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=_train)
 
+
+def _add_theory(subparsers: Any) -> None:
+    """``theory``: the gains and stability tables."""
     p = _subparser(subparsers, "theory", "print the gains (THEORY E5-E7, E12-E14) and stability (E19-E22)")
     p.add_argument("--activations", nargs="+", metavar="NAME", help="activations, n<name> for normalized")
     p.add_argument("--q", type=_positive_float, default=1.0, help="input second moment (default: 1)")
@@ -283,6 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--center", action="store_true", help="centre n<name> activations")
     p.set_defaults(handler=_theory)
 
+
+def _add_propagate(subparsers: Any) -> None:
+    """``propagate``: signal propagation at initialization."""
     p = _subparser(subparsers, "propagate", "signal propagation at initialization, measured vs theory")
     p.add_argument("--activations", nargs="+", metavar="NAME", required=True, help="activation names")
     p.add_argument("--depth", type=_positive_int, default=20, help="hidden layers (default: 20)")
@@ -293,10 +314,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=_path, help="also draw the figure to this file (.png, .svg, .pdf)")
     p.set_defaults(handler=_propagate)
 
+
+def _add_plot(subparsers: Any) -> None:
+    """``plot``: the figures of a reproduction or a tracked run."""
     p = _subparser(subparsers, "plot", "redraw the figures of a reproduction or of a run's tracking record")
     p.add_argument("run_dir", type=_path, help="a folder of reproduce, or of train --out with --track-every")
     p.set_defaults(handler=_plot)
 
+
+def _add_data(subparsers: Any) -> None:
+    """``data download``: a dataset's archive."""
     p = subparsers.add_parser("data", help="dataset files", description="dataset files")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = actions.add_parser(
@@ -312,7 +339,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--md5", metavar="HEX", help="the MD5 to expect instead of the published one")
     p.add_argument("--timeout", type=_positive_float, default=30.0, help="seconds to wait on the server")
     p.set_defaults(handler=_data_download)
-    return parser
 
 
 # ----- the subcommands ------------------------------------------------------------------------------
@@ -359,7 +385,7 @@ def _train(args: argparse.Namespace) -> int:
             raise KeyboardInterrupt(f"{exc}; nothing was saved to resume from") from None
         hint = f"continue with: {PROG} train --out {args.out} --resume"
         raise KeyboardInterrupt(f"{exc}, saved in {exc.checkpoint}; {hint}") from None
-    with _interrupts_ignored():  # the run is complete and saved: a Ctrl-C now loses nothing
+    with interrupts_ignored():  # the run is complete and saved: a Ctrl-C now loses nothing
         columns = [result.history[key] for key in _HISTORY_COLUMNS]
         rows = [
             [_epoch_label(epoch), *(f"{v:.4f}" for v in values)]
@@ -369,19 +395,6 @@ def _train(args: argparse.Namespace) -> int:
         if config.target_loss is not None:
             print(f"epochs to train loss {config.target_loss}: {result.epochs_to_target or 'not reached'}")
     return 0
-
-
-@contextlib.contextmanager
-def _interrupts_ignored() -> Iterator[None]:
-    """Ignore Ctrl-C within the block (main thread only: elsewhere Python delivers no signals)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _epoch_label(epoch: int) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 from tinynormact.data.dataset import Dataset
 from tinynormact.engine import backend
 from tinynormact.engine.backend import np
+from tinynormact.infra.validation import check_integer
 
 __all__ = ["ImageTransform", "channel_mean_std", "crop_and_flip", "draw_crops"]
 
@@ -90,8 +91,7 @@ class ImageTransform:
             raise ValueError(
                 f"mean and std need one entry per channel and std > 0, got {self.mean}, {self.std}"
             )
-        if isinstance(self.padding, bool) or not isinstance(self.padding, int) or self.padding < 0:
-            raise ValueError(f"padding must be an integer >= 0, got {self.padding!r}")
+        check_integer("padding", self.padding, 0)
 
     @classmethod
     def fit(cls, train: Dataset, padding: int = 0, flip: bool = False) -> ImageTransform:

@@ -27,6 +27,7 @@ from tinynormact.data.dataset import DataError, Dataset, DataSplits
 from tinynormact.data.download import ARCHIVES, download_hint
 from tinynormact.data.file_reading import read_bytes
 from tinynormact.engine.backend import np
+from tinynormact.infra.validation import integer_range, is_integer
 
 __all__ = ["load_cifar10", "load_cifar100"]
 
@@ -111,9 +112,9 @@ def _first(dataset: Dataset, count: int | None, option: str) -> Dataset:
     """The first ``count`` examples of ``dataset`` (all of them for None)."""
     if count is None:
         return dataset
-    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= len(dataset):
+    if not (is_integer(count) and 1 <= count <= len(dataset)):
         raise ValueError(
-            f"dataset {dataset.name!r}: {option} must be an integer from 1 to {len(dataset)} "
+            f"dataset {dataset.name!r}: {option} must be {integer_range(1, len(dataset))} "
             f"(the examples there are), got {count!r}"
         )
     return dataset.subset(np.arange(count))  # a copy: the full arrays can be freed

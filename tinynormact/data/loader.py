@@ -9,18 +9,13 @@ from tinynormact.data.augment import ImageTransform
 from tinynormact.data.dataset import Dataset
 from tinynormact.engine import backend
 from tinynormact.engine.backend import np
+from tinynormact.infra.validation import check_integer
 
 __all__ = ["DataLoader"]
 
 # The last word of the seed of batch b's augmentation, [seed, epoch, b, 1]: NumPy's SeedSequence
 # treats trailing zeros as absent, so [seed, epoch, 0] would repeat the shuffle's [seed, epoch].
 _AUGMENT_STREAM = 1
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 class DataLoader:
@@ -56,8 +51,8 @@ class DataLoader:
     ) -> None:
         if not isinstance(dataset, Dataset):
             raise ValueError(f"dataset must be a tinynormact Dataset, got {type(dataset).__name__}")
-        self.batch_size = _check_int("batch_size", batch_size, 1)
-        self.seed = _check_int("seed", seed, 0)
+        self.batch_size = check_integer("batch_size", batch_size, 1)
+        self.seed = check_integer("seed", seed, 0)
         if drop_last and len(dataset) < self.batch_size:
             raise ValueError(
                 f"batch_size {self.batch_size} is larger than dataset {dataset.name!r} with "
@@ -80,7 +75,7 @@ class DataLoader:
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next pass over the loader epoch ``epoch``."""
-        self.epoch = _check_int("epoch", epoch, 0)
+        self.epoch = check_integer("epoch", epoch, 0)
 
     def order(self, epoch: int) -> np.ndarray:
         """The host index order in which epoch ``epoch`` visits the examples."""

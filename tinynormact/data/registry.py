@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import inspect
-import math
-import numbers
 import os
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +14,7 @@ from tinynormact.data.idx import load_fashion_mnist, load_mnist
 from tinynormact.data.mnist1d import load_mnist1d
 from tinynormact.data.synthetic import gaussian_mixture, spirals, teacher
 from tinynormact.data.transforms import flatten, standardize
+from tinynormact.infra.validation import is_finite_real, is_integer
 
 __all__ = ["DATASETS", "IMAGE_DATASETS", "load_dataset", "load_images"]
 
@@ -47,16 +46,13 @@ def _check_option(dataset: str, parameter: inspect.Parameter, value: Any) -> Non
     elif isinstance(default, bool):
         ok, valid = isinstance(value, bool), "true or false"
     elif isinstance(default, int):
-        ok, valid = isinstance(value, numbers.Integral) and not isinstance(value, bool), "an integer"
+        ok, valid = is_integer(value), "an integer"
     elif isinstance(default, float):
-        ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-        valid = "a finite number"
+        ok, valid = is_finite_real(value), "a finite number"
     elif isinstance(default, str):
         ok, valid = isinstance(value, str), "a string"
     elif isinstance(default, tuple | list):
-        ok = isinstance(value, tuple | list) and all(
-            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value
-        )
+        ok = isinstance(value, tuple | list) and all(map(is_integer, value))
         valid = "a list of integers, e.g. [64, 32]"
     else:
         return

@@ -35,6 +35,7 @@ from typing import Any
 
 from tinynormact.engine import backend, ops
 from tinynormact.engine.autograd import Tensor
+from tinynormact.infra.validation import integer_range, is_integer
 
 __all__ = [
     "avg_pool",
@@ -52,9 +53,9 @@ IntOrTuple = int | Sequence[int]
 
 def as_tuple(value: IntOrTuple, dims: int, what: str, low: int = 1) -> tuple[int, ...]:
     """``value`` (an int or one int per spatial axis) as a tuple of ``dims`` integers >= ``low``."""
-    values = (value,) * dims if isinstance(value, int) and not isinstance(value, bool) else tuple(value)
-    if len(values) != dims or any(isinstance(v, bool) or int(v) != v or v < low for v in values):
-        raise ValueError(f"{what} must be an integer >= {low} or {dims} of them, got {value!r}")
+    values = (value,) * dims if is_integer(value) else tuple(value) if isinstance(value, Sequence) else ()
+    if len(values) != dims or not all(is_integer(v) and v >= low for v in values):
+        raise ValueError(f"{what} must be {integer_range(low)} or {dims} of them, got {value!r}")
     return tuple(int(v) for v in values)
 
 
@@ -164,6 +165,18 @@ def _unpad(grad: Any, size: Sequence[int], padding: tuple[int, ...]) -> Any:
     return grad[_interior(size, padding)] if any(padding) else grad
 
 
+def _check_channels(name: str, x: Tensor, weight: Tensor, bias: Tensor | None) -> None:
+    """x's channels must be the weight's input channels, the bias one value per output channel."""
+    channels, out_channels = x.shape[1], weight.shape[0]
+    if channels != weight.shape[1]:
+        raise ValueError(
+            f"{name}: input of shape {x.shape} has {channels} channels but the weight of shape "
+            f"{weight.shape} expects {weight.shape[1]}"
+        )
+    if bias is not None and bias.shape != (out_channels,):
+        raise ValueError(f"{name}: bias must have shape ({out_channels},), got {bias.shape}")
+
+
 def conv(
     x: Tensor,
     weight: Tensor,
@@ -183,15 +196,9 @@ def conv(
     stride, padding = as_tuple(stride, dims, "stride"), as_tuple(padding, dims, "padding", low=0)
     what = f"weight of shape {weight.shape}"
     _check_input(name, x, dims, kernel, padding, what)
+    _check_channels(name, x, weight, bias)
     batch, channels, *size = x.shape
     out_channels = weight.shape[0]
-    if channels != weight.shape[1]:
-        raise ValueError(
-            f"{name}: input of shape {x.shape} has {channels} channels but the weight of shape "
-            f"{weight.shape} expects {weight.shape[1]}"
-        )
-    if bias is not None and bias.shape != (out_channels,):
-        raise ValueError(f"{name}: bias must have shape ({out_channels},), got {bias.shape}")
     out = output_shape(size, kernel, stride, padding)
     xp = backend.get_array_module(x.data)
     padded = _pad(x.data, padding)

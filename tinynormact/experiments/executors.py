@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from tinynormact.experiments.grid import RunSpec
 from tinynormact.experiments.runner import failed_record, run_one
+from tinynormact.infra.validation import check_integer
 
 __all__ = [
     "SCHEDULER_VARIABLE",
@@ -174,8 +175,7 @@ def check_scheduler_address(address: str | None) -> None:
 def open_executor(jobs: int = 1, scheduler: str | None = None) -> Iterator[Executor]:
     """The executor for ``jobs`` local workers or the cluster at ``scheduler`` (see the module
     docstring), closed (its local workers stopped) on the way out, Ctrl-C included."""
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
+    check_integer("jobs", jobs, 1)
     check_scheduler_address(scheduler)
     address = scheduler
     if address is None and jobs == 1:

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tinynormact.infra.validation import check_integer
 from tinynormact.train import ConfigError, TrainConfig
 
 if sys.version_info >= (3, 11):
@@ -159,8 +160,7 @@ class Grid:
 
     def with_seeds(self, seeds: int) -> Grid:
         """A copy with ``seeds`` seeds (0, 1, ..., seeds - 1)."""
-        if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-            raise GridError(f"seeds must be an integer >= 1, got {seeds!r}")
+        check_integer("seeds", seeds, 1, error=GridError)
         return dataclasses.replace(self, seeds=tuple(range(seeds)))
 
     def config(

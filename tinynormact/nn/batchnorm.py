@@ -16,6 +16,7 @@ from typing import Any
 from tinynormact.engine import backend, ops
 from tinynormact.engine.autograd import Tensor
 from tinynormact.engine.batch_norm import batch_norm
+from tinynormact.infra.validation import check_integer
 from tinynormact.nn.module import Module, Parameter
 
 __all__ = ["BatchNorm1d", "BatchNorm2d"]
@@ -37,8 +38,7 @@ class _BatchNorm(Module):
     ) -> None:
         super().__init__()
         layer = type(self).__name__
-        if isinstance(num_features, bool) or int(num_features) != num_features or num_features < 1:
-            raise ValueError(f"{layer}: num_features must be an integer >= 1, got {num_features!r}")
+        check_integer(f"{layer}: num_features", num_features, 1)
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"{layer}: momentum must be in [0, 1], got {momentum!r}")
         if not eps > 0:

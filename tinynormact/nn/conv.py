@@ -8,6 +8,7 @@ from typing import Any
 from tinynormact.engine import backend, convolution, ops
 from tinynormact.engine.autograd import Tensor
 from tinynormact.engine.convolution import IntOrTuple
+from tinynormact.infra.validation import check_integer
 from tinynormact.nn import init as nn_init
 from tinynormact.nn.module import Module, Parameter
 from tinynormact.theory.activations import ActivationFunction
@@ -43,8 +44,7 @@ class _ConvNd(Module):
         super().__init__()
         layer = type(self).__name__
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if isinstance(value, bool) or int(value) != value or value < 1:
-                raise ValueError(f"{layer}: {name} must be an integer >= 1, got {value!r}")
+            check_integer(f"{layer}: {name}", value, 1)
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.kernel_size = convolution.as_tuple(kernel_size, self.dims, f"{layer}: kernel_size")
         self.stride = convolution.as_tuple(stride, self.dims, f"{layer}: stride")

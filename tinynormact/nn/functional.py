@@ -48,6 +48,12 @@ def activation(x: Any, name: str | ActivationFunction, **params: Any) -> Tensor:
     return ops.activation(ops.as_tensor(x), activations.get(name, **params))
 
 
+def _given(**params: Any) -> dict[str, Any]:
+    """The parameters a caller gave; the others take their defaults from ``activations``, the
+    one place they are stated (``activations.get("elu").params``)."""
+    return {key: value for key, value in params.items() if value is not None}
+
+
 def identity(x: Any) -> Tensor:
     """x."""
     return activation(x, "identity")
@@ -58,14 +64,14 @@ def relu(x: Any) -> Tensor:
     return activation(x, "relu")
 
 
-def leaky_relu(x: Any, slope: float = 0.01) -> Tensor:
+def leaky_relu(x: Any, slope: float | None = None) -> Tensor:
     """x for x > 0, slope * x otherwise."""
-    return activation(x, "leaky_relu", slope=slope)
+    return activation(x, "leaky_relu", **_given(slope=slope))
 
 
-def elu(x: Any, alpha: float = 1.0) -> Tensor:
+def elu(x: Any, alpha: float | None = None) -> Tensor:
     """x for x > 0, alpha * (exp(x) - 1) otherwise."""
-    return activation(x, "elu", alpha=alpha)
+    return activation(x, "elu", **_given(alpha=alpha))
 
 
 def selu(x: Any) -> Tensor:
@@ -73,14 +79,14 @@ def selu(x: Any) -> Tensor:
     return activation(x, "selu")
 
 
-def gelu(x: Any, approximate: str = "none") -> Tensor:
+def gelu(x: Any, approximate: str | None = None) -> Tensor:
     """x * Phi(x) ("tanh" for the tanh approximation)."""
-    return activation(x, "gelu", approximate=approximate)
+    return activation(x, "gelu", **_given(approximate=approximate))
 
 
-def swish(x: Any, beta: float = 1.0) -> Tensor:
+def swish(x: Any, beta: float | None = None) -> Tensor:
     """x * sigmoid(beta * x)."""
-    return activation(x, "swish", beta=beta)
+    return activation(x, "swish", **_given(beta=beta))
 
 
 def silu(x: Any) -> Tensor:

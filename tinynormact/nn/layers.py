@@ -6,6 +6,7 @@ from typing import Any
 
 from tinynormact.engine import backend, ops
 from tinynormact.engine.autograd import Tensor
+from tinynormact.infra.validation import check_integer
 from tinynormact.nn import init as nn_init
 from tinynormact.nn.module import Module, Parameter
 from tinynormact.theory import activations
@@ -35,8 +36,7 @@ class Linear(Module):
     ) -> None:
         super().__init__()
         for name, value in (("in_features", in_features), ("out_features", out_features)):
-            if int(value) != value or value < 1:
-                raise ValueError(f"Linear: {name} must be an integer >= 1, got {value!r}")
+            check_integer(f"Linear: {name}", value, 1)
         self.in_features, self.out_features = int(in_features), int(out_features)
         dtype = backend.get_default_dtype() if dtype is None else dtype
         self.weight = Parameter(backend.np.zeros((self.out_features, self.in_features)), dtype=dtype)

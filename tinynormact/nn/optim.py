@@ -22,6 +22,7 @@ from typing import Any
 
 from tinynormact.engine import backend
 from tinynormact.engine.autograd import Tensor
+from tinynormact.infra.validation import check_integer
 
 __all__ = [
     "Optimizer",
@@ -255,9 +256,7 @@ class StepLR(LRSchedule):
     """lr = base_lr * gamma ** (t // step_size)."""
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1) -> None:
-        if int(step_size) != step_size or step_size < 1:
-            raise ValueError(f"step_size must be an integer >= 1, got {step_size!r}")
-        self.step_size = int(step_size)
+        self.step_size = check_integer("step_size", step_size, 1)
         self.gamma = _check("gamma", gamma, 0.0)
         super().__init__(optimizer)
 
@@ -269,9 +268,7 @@ class CosineLR(LRSchedule):
     """lr = min_lr + (base_lr - min_lr) * (1 + cos(pi * t / total_steps)) / 2, then min_lr."""
 
     def __init__(self, optimizer: Optimizer, total_steps: int, min_lr: float = 0.0) -> None:
-        if int(total_steps) != total_steps or total_steps < 1:
-            raise ValueError(f"total_steps must be an integer >= 1, got {total_steps!r}")
-        self.total_steps = int(total_steps)
+        self.total_steps = check_integer("total_steps", total_steps, 1)
         self.min_lr = _check("min_lr", min_lr, 0.0)
         super().__init__(optimizer)
 
@@ -286,8 +283,7 @@ class LinearWarmup(LRSchedule):
     optimizer; step only the warmup, which steps nothing else."""
 
     def __init__(self, optimizer: Optimizer, warmup_steps: int, after: LRSchedule | None = None) -> None:
-        if int(warmup_steps) != warmup_steps or warmup_steps < 1:
-            raise ValueError(f"warmup_steps must be an integer >= 1, got {warmup_steps!r}")
+        check_integer("warmup_steps", warmup_steps, 1)
         if after is not None and after.optimizer is not optimizer:
             raise ValueError("LinearWarmup: the wrapped schedule drives a different optimizer")
         self.warmup_steps = int(warmup_steps)

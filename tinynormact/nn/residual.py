@@ -6,17 +6,12 @@ from typing import Any
 
 from tinynormact.engine import backend, ops
 from tinynormact.engine.autograd import Tensor
+from tinynormact.infra.validation import check_integer
 from tinynormact.nn import init as nn_init
 from tinynormact.nn.layers import Linear
 from tinynormact.nn.mlp import MLP, gain_source
 from tinynormact.nn.module import Module, Parameter, Sequential
 from tinynormact.theory.activations import ActivationFunction
-
-
-def _check_count(name: str, value: int) -> int:
-    if int(value) != value or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
 
 
 class ResidualBlock(Module):
@@ -42,7 +37,7 @@ class ResidualBlock(Module):
         rng: nn_init.Rng = None,
     ) -> None:
         super().__init__()
-        width, branch_depth = _check_count("width", width), _check_count("branch_depth", branch_depth)
+        width, branch_depth = check_integer("width", width, 1), check_integer("branch_depth", branch_depth, 1)
         self.alpha = float(alpha)
         widths = [width] * (branch_depth + 2)
         self.branch = MLP(widths, activation, activation_options, bias, init, dtype, rng)
@@ -81,7 +76,7 @@ class ResidualMLP(Sequential):
         dtype: Any = None,
         rng: nn_init.Rng = None,
     ) -> None:
-        depth = _check_count("depth", depth)
+        depth = check_integer("depth", depth, 1)
         rng = nn_init.as_generator(rng)
         gain_from = gain_source(init, None)  # both see a residual stream, not an activation
         block_options = dict(

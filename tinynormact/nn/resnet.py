@@ -36,6 +36,7 @@ from typing import Any
 
 from tinynormact.engine import ops
 from tinynormact.engine.autograd import Tensor
+from tinynormact.infra.validation import check_integer
 from tinynormact.nn import init as nn_init
 from tinynormact.nn.batchnorm import BatchNorm1d, BatchNorm2d
 from tinynormact.nn.conv import Conv1d, Conv2d
@@ -186,12 +187,6 @@ def _head(parts: _Parts, channels: int, num_classes: int, source: Activation | N
     ]
 
 
-def _check_count(name: str, value: Any, low: int = 1) -> int:
-    if isinstance(value, bool) or int(value) != value or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
 def resnet_cifar(
     depth: int,
     num_classes: int = 10,
@@ -209,7 +204,7 @@ def resnet_cifar(
     """The CIFAR ResNet of depth 6n + 2 (He et al. 2016): stem, 3 stages of n basic blocks at
     width, 2 width, 4 width channels, global average pooling, Linear. Input (batch, in_channels,
     32, 32) or any size that halves twice."""
-    depth = _check_count("depth", depth, 8)
+    depth = check_integer("depth", depth, 8)
     if (depth - 2) % 6:
         raise ValueError(f"CIFAR ResNet depth must be 6n + 2 (20, 32, 44, 56, ...), got {depth}")
     n = (depth - 2) // 6
@@ -262,7 +257,7 @@ def resnet50(
     layers: list[Module] = parts.conv_act(in_channels, width, 3, 1, None)
     channels, source = width, layers[-1]
     for stage, blocks in enumerate(stages):
-        for block in range(_check_count("blocks per stage", blocks)):
+        for block in range(check_integer("blocks per stage", blocks, 1)):
             stride = 2 if stage > 0 and block == 0 else 1
             layers.append(
                 bottleneck_block(parts, channels, width << stage, stride, post_activation, alpha, source)
@@ -291,11 +286,11 @@ def resnet1d(
     ``stages[i]`` basic blocks at width * 2^i channels (stride 2 at the start of every stage but
     the first), global average pooling, Linear."""
     parts = _Parts(1, activation, activation_options, batch_norm, init, dtype, rng)
-    in_features = _check_count("in_features", in_features)
+    in_features = check_integer("in_features", in_features, 1)
     layers: list[Module] = [Unflatten(1, in_features), *parts.conv_act(1, width, 5, 1, None)]
     channels, source = width, layers[-1]
     for stage, blocks in enumerate(stages):
-        for block in range(_check_count("blocks per stage", blocks)):
+        for block in range(check_integer("blocks per stage", blocks, 1)):
             stride = 2 if stage > 0 and block == 0 else 1
             n_out = width << stage
             layers.append(

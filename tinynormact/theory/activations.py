@@ -85,6 +85,14 @@ def _step(x: Array) -> Array:
     return (x > 0).astype(x.dtype)
 
 
+def _relu(x: Array) -> Array:
+    return backend.get_array_module(x).maximum(x, 0)
+
+
+def _relu_df(x: Array) -> Array:
+    return _step(x)
+
+
 def _leaky_relu(x: Array, slope: float) -> Array:
     xp = backend.get_array_module(x)
     return xp.maximum(x, slope * x) if slope <= 1.0 else xp.minimum(x, slope * x)
@@ -183,6 +191,10 @@ def _sigmoid_df_from_output(y: Array) -> Array:
     return y * (1.0 - y)
 
 
+def _relu_df_from_output(y: Array) -> Array:
+    return _step(y)
+
+
 def _leaky_relu_df_from_output(y: Array, slope: float) -> Array:
     return slope + (1.0 - slope) * _step(y)
 
@@ -242,12 +254,7 @@ class _Entry:
 
 _REGISTRY: dict[str, _Entry] = {
     "identity": _Entry(_identity, _identity_df, df_from_output=_identity_df_from_output),
-    "relu": _Entry(
-        partial(_leaky_relu, slope=0.0),
-        partial(_leaky_relu_df, slope=0.0),
-        kinks=(0.0,),
-        df_from_output=partial(_leaky_relu_df_from_output, slope=0.0),
-    ),
+    "relu": _Entry(_relu, _relu_df, kinks=(0.0,), df_from_output=_relu_df_from_output),
     # phi(x) = slope * x is decreasing for a negative slope: y > 0 no longer means x > 0
     "leaky_relu": _Entry(_leaky_relu, _leaky_relu_df, {"slope": _with_default(_REAL, 0.01)}, (0.0,)),
     "elu": _Entry(

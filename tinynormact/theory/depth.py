@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tinynormact.engine.backend import np
+from tinynormact.infra.validation import check_integer
 from tinynormact.theory import activations
 from tinynormact.theory.moments import Act, QLike, _as_q, gaussian_moments
 
@@ -58,16 +59,21 @@ def _variance(value: float, name: str, positive: bool) -> float:
     return float(_per_layer(value, 1, name, positive)[0])
 
 
-def _count(value: Any, name: str) -> int:
-    """``value`` as an int >= 1; ValueError naming ``name`` unless it is a whole number >= 1.
-
-    Integral floats (3.0) are accepted; bools, strings, fractions (2.7) and non-finite values
-    are not.
-    """
-    is_number = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if not (is_number and math.isfinite(value) and int(value) == value and value >= 1):
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
+def _widths(widths: Any) -> list[int]:
+    """``widths`` as a list of at least two ints >= 1; ValueError naming the bad entry."""
+    valid = "[n_0, ..., n_L] with L >= 1 and every n an integer >= 1"
+    if isinstance(widths, str | bytes) or not hasattr(widths, "__iter__"):
+        raise ValueError(f"widths must be {valid}, got {widths!r}")
+    widths = list(widths)
+    if len(widths) < 2:
+        raise ValueError(f"widths must be {valid}, got {widths!r}")
+    checked = []
+    for i, n in enumerate(widths):
+        try:
+            checked.append(check_integer(f"widths[{i}]", n, 1))
+        except ValueError:
+            raise ValueError(f"widths must be {valid}, got {widths!r} (widths[{i}] = {n!r})") from None
+    return checked
 
 
 def mlp_profile(
@@ -94,19 +100,7 @@ def mlp_profile(
     gradient independence, inputs independent of weights); quantities are per example.
     """
     act = activations.get(act)
-    valid = "[n_0, ..., n_L] with L >= 1 and every n an integer >= 1"
-    if isinstance(widths, str | bytes) or not hasattr(widths, "__iter__"):
-        raise ValueError(f"widths must be {valid}, got {widths!r}")
-    widths = list(widths)
-    if len(widths) < 2:
-        raise ValueError(f"widths must be {valid}, got {widths!r}")
-    checked = []
-    for i, n in enumerate(widths):
-        try:
-            checked.append(_count(n, f"widths[{i}]"))
-        except ValueError:
-            raise ValueError(f"widths must be {valid}, got {widths!r} (widths[{i}] = {n!r})") from None
-    widths = checked
+    widths = _widths(widths)
     layers = len(widths) - 1
     s_w = _per_layer(weight_var, layers, "weight_var", positive=True)
     s_b = _per_layer(bias_var, layers, "bias_var", positive=False)
@@ -181,8 +175,8 @@ def residual_profile(
     so ``width`` enters only as a requirement of large width.
     """
     act = activations.get(act)
-    width, depth = _count(width, "width"), _count(depth, "depth")
-    branch_depth = _count(branch_depth, "branch_depth")
+    width, depth = check_integer("width", width, 1), check_integer("depth", depth, 1)
+    branch_depth = check_integer("branch_depth", branch_depth, 1)
     if not (isinstance(alpha, numbers.Real) and not isinstance(alpha, bool) and math.isfinite(alpha)):
         raise ValueError(f"alpha must be a finite number, got {alpha!r}")
     s_w = _variance(weight_var, "weight_var", positive=True)

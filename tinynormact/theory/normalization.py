@@ -55,8 +55,8 @@ def normalization(act: Act, rule: str = "balanced", q: Any = 1.0, center: bool =
     "forward" (E12) lambda = 1/sqrt(rho), with rho_c when centred, so that rho(phi_hat) = 1;
     "backward" (E13) lambda = 1/sqrt(rho'), so that rho'(phi_hat) = 1;
     "balanced" (E14) lambda^2 = (1/rho + 1/rho') / 2 (rho_c when centred), so that the mean of
-    1/rho(phi_hat) and 1/rho'(phi_hat) is 1. E14 is the reading of the paper by its only public
-    re-implementation, not a formula from the paper itself.
+    1/rho(phi_hat) and 1/rho'(phi_hat) is 1. E14 is not a formula from the paper: it is this
+    project's choice between E12 and E13 (docs/THEORY.md).
     """
     _check_rule(rule)
     q = _as_q(q)

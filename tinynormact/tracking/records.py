@@ -38,6 +38,7 @@ is changed.
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
@@ -46,16 +47,27 @@ from pathlib import Path
 from typing import Any
 
 from tinynormact.engine.backend import np
-from tinynormact.infra.files import write_atomically, write_json_atomic
+from tinynormact.infra.files import write_atomically, write_json_atomic, write_text_atomic
+from tinynormact.infra.validation import check_integer
 
-__all__ = ["FORMAT", "META_FILE", "ROWS_FILE", "TrackRecord", "read_meta", "read_record"]
+__all__ = [
+    "FORMAT",
+    "META_FILE",
+    "ROWS_FILE",
+    "TrackRecord",
+    "read_json",
+    "read_meta",
+    "read_record",
+    "write_csv",
+    "write_json",
+]
 
 ROWS_FILE = "rows.npy"
 META_FILE = "meta.json"
 FORMAT = "tinynormact-track-record"
 VERSION = 1
 CHUNK_BYTES = 1 << 18  # in-memory chunks of about 256 KiB when not streaming
-FLUSH_EVERY = 1000  # a flush costs two fsyncs (13 ms on this project's test machine)
+FLUSH_EVERY = 1000  # a flush costs two fsyncs (benchmarks/bench_records.py times a streamed record)
 
 
 def _row_dtype(statistics: Sequence[str], n_layers: int) -> np.dtype:
@@ -138,8 +150,7 @@ class TrackRecord:
             )
         if not self.layers:
             raise ValueError("TrackRecord: layers is empty; a record needs at least one layer")
-        if int(flush_every) != flush_every or flush_every < 1:
-            raise ValueError(f"TrackRecord: flush_every must be an integer >= 1, got {flush_every!r}")
+        check_integer("TrackRecord: flush_every", flush_every, 1)
         self.every, self.n_table_rows = every, len(table_rows)
         self._rows = [table_rows.index(name) for name in self.statistics]
         self.dtype = _row_dtype(self.statistics, len(self.layers))
@@ -330,4 +341,46 @@ def read_record(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"track record {rows_path} does not hold the statistics and layers of {META_FILE}")
     record: dict[str, Any] = {name: np.ascontiguousarray(rows[name]) for name in dtype.names}
     record["layers"], record["every"] = meta["layers"], meta["every"]
+    return record
+
+
+# ----- export: JSON and CSV documents of a record -------------------------------------------------
+
+
+def write_json(path: str | Path, record: dict[str, Any], layers: Sequence[str], every: int | None) -> None:
+    """Write ``record`` ({"step": (S,), statistic: (S, L)}) as a JSON document (NaN as null),
+    atomically; ``read_json`` reads it back."""
+    record = dict(record)
+    document = {
+        "every": every,
+        "layers": list(layers),
+        "step": record.pop("step").tolist(),
+        "statistics": {name: values for name, values in record.items()},
+    }
+    write_json_atomic(path, document, indent=None)
+
+
+def write_csv(
+    path: str | Path, record: dict[str, Any], layers: Sequence[str], statistics: Sequence[str]
+) -> None:
+    """Write ``record`` in long format, one line per (step, layer): step, layer (index), name,
+    then one column per statistic (NaN as "nan"), atomically."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["step", "layer", "name", *statistics])
+    for s, step in enumerate(record["step"]):
+        for l, name in enumerate(layers):
+            writer.writerow([int(step), l, name, *(repr(float(record[k][s, l])) for k in statistics)])
+    write_text_atomic(path, text.getvalue())
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    """A record written by ``write_json`` (``VarianceTracker.to_json``): the arrays of
+    ``to_dict`` plus "layers" (the layer names) and "every"."""
+    document = json.loads(Path(path).read_text())
+    record: dict[str, Any] = {"step": np.array(document["step"], dtype=np.int64)}
+    layers = len(document["layers"])
+    for name, values in document["statistics"].items():
+        record[name] = np.array(values, dtype=float).reshape(-1, layers)  # null -> nan
+    record["layers"], record["every"] = document["layers"], document["every"]
     return record

@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 
 from tinynormact.engine.backend import np
-from tinynormact.infra.memory import mlp_bytes
+from tinynormact.infra.memory import mlp_bytes, require_memory
 from tinynormact.nn import MLP, Module, ResidualMLP, optim, resnet1d, resnet50, resnet_cifar
+from tinynormact.tracking.costs import step_memory_estimate
 from tinynormact.train.config import IMAGE_ARCHITECTURES, TrainConfig
 
-__all__ = ["build_model", "build_optimizer", "model_bytes"]
+__all__ = ["build_model", "build_model_in_memory", "build_optimizer", "model_bytes"]
 
 _STATE_COPIES = {"sgd": 3, "adam": 4, "adamw": 4}  # parameter, gradient, optimizer state
 
@@ -70,3 +71,18 @@ def build_optimizer(
         optimizer = optim.AdamW(params, config.lr, weight_decay=config.weight_decay)
     schedule = optim.CosineLR(optimizer, total_steps) if config.schedule == "cosine" else None
     return optimizer, schedule
+
+
+def build_model_in_memory(config: TrainConfig, example_shape: tuple[int, ...], n_classes: int) -> Module:
+    """``build_model``, once a training step is known to fit in the memory available: checked
+    before building for the MLPs (a mistyped width would not fit at all), after building for
+    the image ResNets, whose size their name fixes (``costs.step_memory_estimate``)."""
+    if config.architecture in IMAGE_ARCHITECTURES:
+        model = build_model(config, example_shape, n_classes)
+        slots = 1 if config.optimizer == "sgd" else 2  # momentum; Adam's two moments
+        estimate = step_memory_estimate(model, example_shape, config.batch_size, slots)
+        require_memory(estimate.total, f"a {config.architecture} training step at batch {config.batch_size}")
+        return model
+    what = f"the {config.architecture} of depth {config.depth} and width {config.width}"
+    require_memory(model_bytes(config, math.prod(example_shape), n_classes), what)
+    return build_model(config, example_shape, n_classes)

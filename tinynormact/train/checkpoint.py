@@ -20,16 +20,30 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tinynormact.engine import backend
-from tinynormact.infra.files import jsonable, remove_stale_temporaries, save_npz_atomic
+from tinynormact.infra.files import RunNotice, jsonable, remove_stale_temporaries, save_npz_atomic
+from tinynormact.infra.validation import check_integer
 from tinynormact.nn import Module, optim
+from tinynormact.train.config import ConfigError, TrainConfig, resume_conflicts
+from tinynormact.train.health import all_finite, first_nonfinite_parameter
+from tinynormact.train.result import HISTORY_KEYS
 
-__all__ = ["CheckpointError", "load_checkpoint", "previous_path", "remove_stale_files", "save_checkpoint"]
+__all__ = [
+    "PROGRESS_KEYS",
+    "CheckpointError",
+    "load_checkpoint",
+    "previous_path",
+    "read_for_resume",
+    "remove_stale_files",
+    "resume_from",
+    "save_checkpoint",
+]
 
 
 class CheckpointError(ValueError):
@@ -162,3 +176,156 @@ def load_checkpoint(
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"checkpoint {path} does not fit the run ({exc})") from exc
     return progress, (groups["tracker"] or None)
+
+
+# ----- reading a checkpoint to resume a run: every field checked ---------------------------------
+
+
+def resume_from(
+    path: Path, read: Callable[[Path], tuple[dict[str, Any], dict[str, Any] | None]]
+) -> tuple[Path, dict[str, Any], dict[str, Any] | None]:
+    """(the file used, progress, tracker record): ``read(path)``, or, with a RunNotice, ``read`` of
+    the previous generation when ``path`` cannot be loaded (the damaged file is kept aside as
+    ``<name>.damaged``). CheckpointError, saying how to start over, when neither can be loaded."""
+    problems = []
+    for candidate in (path, previous_path(path)):
+        if not candidate.exists():
+            problems.append(f"{candidate} does not exist")
+            continue
+        try:
+            progress, record = read(candidate)
+        except CheckpointError as exc:
+            problems.append(str(exc))
+            continue
+        if problems:
+            warnings.warn(
+                f"{problems[0]}; continuing from the previous checkpoint {candidate} "
+                f"(epoch {progress['epoch']}, step {progress['step']})",
+                RunNotice,
+                stacklevel=3,
+            )
+            damaged = path.with_name(path.name + ".damaged")
+            if path.exists():  # keep it for inspection, out of the way of the next save
+                path.replace(damaged)
+        return candidate, progress, record
+    raise CheckpointError(
+        f"cannot resume from {path.parent}: {'; '.join(problems)}. To start over, delete the "
+        "folder or choose another one, and run without --resume"
+    )
+
+
+def read_for_resume(
+    path: Path,
+    model: Module,
+    optimizer: optim.Optimizer,
+    schedule: optim.LRSchedule | None,
+    config: TrainConfig,
+    n_batches: int,
+    fresh_hyperparameters: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Load ``path`` into the model, optimizer and schedule of a run of ``config`` and return
+    (progress, tracker record), once every field is checked: the saved configuration may differ
+    from ``config`` only in RESUMABLE_FIELDS, the progress fields agree with each other, the
+    optimizer's hyperparameters are those the configuration gives and its state is finite."""
+
+    def check(progress: dict[str, Any]) -> None:
+        missing = [key for key in PROGRESS_KEYS if key not in progress]
+        if missing:
+            raise CheckpointError(f"checkpoint {path}: its progress lacks {', '.join(missing)}")
+        try:
+            saved = TrainConfig.from_dict(progress["config"], source=f"checkpoint {path}")
+        except (ConfigError, TypeError) as exc:
+            raise CheckpointError(f"checkpoint {path} holds an invalid configuration: {exc}") from exc
+        conflicts = resume_conflicts(saved, config)
+        if conflicts:
+            raise ConfigError(
+                f"the run in {path.parent} has a different configuration ({'; '.join(conflicts)}); "
+                "only epochs, checkpoint_every and target_loss may change on resume"
+            )
+        _check_progress(path, progress, saved, n_batches)
+        if progress["epoch"] > config.epochs:
+            raise ConfigError(
+                f"the run in {path.parent} has completed {progress['epoch']} epochs; "
+                f"epochs={config.epochs} cannot shorten it"
+            )
+
+    progress, record = load_checkpoint(path, model, optimizer, check)
+    expected = dict(fresh_hyperparameters)
+    if schedule is not None:
+        schedule.last_step = progress["schedule_step"]
+        expected["lr"] = schedule.get_lr()
+    _check_hyperparameters(path, optimizer, expected)
+    _check_optimizer_state(path, optimizer, progress["step"])
+    name = first_nonfinite_parameter(model)
+    if name is not None:
+        raise CheckpointError(f"checkpoint {path} is corrupt: parameter {name!r} is not finite")
+    return progress, record
+
+
+PROGRESS_KEYS = ("config", "epoch", "batch", "step", "history", "step_losses", "schedule_step")
+
+
+def _check_progress(path: Path, progress: dict[str, Any], config: TrainConfig, n_batches: int) -> None:
+    """Check every progress field of a checkpoint with the integer rule (``check_integer``) and
+    against each other (step = epoch * batches per epoch + batch); CheckpointError naming it."""
+    try:
+        epoch = check_integer("epoch", progress["epoch"], 0, config.epochs)
+        batch = check_integer("batch", progress["batch"], 0, n_batches - 1 if epoch < config.epochs else 0)
+        step = check_integer("step", progress["step"], 0)
+    except ValueError as exc:
+        raise CheckpointError(f"checkpoint {path} is corrupt: {exc}") from exc
+    if step != epoch * n_batches + batch:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt: step {step} does not match epoch {epoch} and batch {batch} "
+            f"({n_batches} batches per epoch give step {epoch * n_batches + batch})"
+        )
+    history, losses = progress["history"], progress["step_losses"]
+    if not isinstance(history, dict) or sorted(history) != sorted(HISTORY_KEYS):
+        raise CheckpointError(f"checkpoint {path} is corrupt: history must hold {', '.join(HISTORY_KEYS)}")
+    for key, values in [*history.items(), ("step_losses", losses)]:
+        length = step if key == "step_losses" else epoch + 1
+        if not (isinstance(values, list) and len(values) == length and all(map(_is_number_or_null, values))):
+            raise CheckpointError(
+                f"checkpoint {path} is corrupt: {key} must be a list of {length} numbers, got {values!r:.80}"
+            )
+    if history["epoch"] != list(range(epoch + 1)):
+        raise CheckpointError(f"checkpoint {path} is corrupt: history epochs {history['epoch']!r:.80}")
+    expected_schedule = None if config.schedule == "constant" else step
+    if progress["schedule_step"] != expected_schedule:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt: schedule_step is {progress['schedule_step']!r}, "
+            f"expected {expected_schedule!r}"
+        )
+
+
+def _is_number_or_null(value: Any) -> bool:
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+def _check_hyperparameters(path: Path, optimizer: Any, expected: dict[str, Any]) -> None:
+    """The optimizer hyperparameters read from a checkpoint must be those its configuration
+    gives (the learning rate: the schedule's at the saved step)."""
+    loaded = jsonable(optimizer.state_dict()["hyperparameters"])
+    for name, value in expected.items():
+        if loaded.get(name) != value:
+            raise CheckpointError(
+                f"checkpoint {path} is corrupt: optimizer {name} is {loaded.get(name)!r} but the "
+                f"configuration gives {value!r}"
+            )
+
+
+def _check_optimizer_state(path: Path, optimizer: Any, step: int) -> None:
+    """Per-parameter optimizer state from a checkpoint: step counts in [0, step], finite arrays."""
+    for i, state in enumerate(optimizer.state):
+        for key, value in state.items():
+            if hasattr(value, "shape"):
+                if not all_finite(value):
+                    raise CheckpointError(
+                        f"checkpoint {path} is corrupt: optimizer state {key!r} of "
+                        f"parameter {i} is not finite"
+                    )
+                continue
+            try:
+                check_integer(f"optimizer state {key!r} of parameter {i}", value, 0, step)
+            except ValueError as exc:
+                raise CheckpointError(f"checkpoint {path} is corrupt: {exc}") from exc

@@ -4,8 +4,9 @@ Every field has a default, so ``TrainConfig(activation="nswish")`` is a complete
 raises ``ConfigError`` (a ValueError) naming the field, the value and what would be valid;
 ``TrainConfig.from_file`` also rejects unknown keys by name.
 
-The field rules (``check_integer``, ``check_number``) are the one schema of the package's run
-files: checkpoints validate the numbers they read (epoch, step, batch, learning rate) with them.
+The field rules are ``infra.validation``'s (``check_integer``, ``check_real``, ``check_positive``,
+``check_choice``), the one schema of the package's run files: checkpoints validate the numbers
+they read (epoch, step, batch) with the same functions.
 ``resume_conflicts`` says which fields of a saved run may not change when it is resumed.
 """
 
@@ -20,7 +21,13 @@ from typing import Any
 
 from tinynormact.data import DATASETS, IMAGE_DATASETS
 from tinynormact.engine import backend
-from tinynormact.infra.validation import is_finite_real
+from tinynormact.infra.validation import (
+    check_choice,
+    check_integer,
+    check_positive,
+    check_real,
+    is_finite_real,
+)
 from tinynormact.nn import Parameter
 from tinynormact.nn import init as nn_init
 from tinynormact.nn.factory import check_activation, normalized_base
@@ -40,8 +47,6 @@ __all__ = [
     "SCHEDULES",
     "ConfigError",
     "TrainConfig",
-    "check_integer",
-    "check_number",
     "resume_conflicts",
 ]
 
@@ -121,32 +126,32 @@ class TrainConfig:
     # ----- validation ----------------------------------------------------------------------------
     def validate(self) -> None:
         """Raise ConfigError on the first invalid field."""
-        _choice("dataset", self.dataset, tuple(DATASETS))
-        _choice("architecture", self.architecture, ARCHITECTURES)
+        check_choice("dataset", self.dataset, tuple(DATASETS), ConfigError)
+        check_choice("architecture", self.architecture, ARCHITECTURES, ConfigError)
         if self.architecture in IMAGE_ARCHITECTURES and self.dataset not in IMAGE_DATASETS:
             raise ConfigError(
                 f"architecture {self.architecture!r} needs an image dataset "
                 f"({', '.join(IMAGE_DATASETS)}), got dataset {self.dataset!r}"
             )
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("schedule", self.schedule, SCHEDULES)
-        _choice("device", self.device, backend.devices())
-        _choice("dtype", self.dtype, DTYPES)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS, ConfigError)
+        check_choice("schedule", self.schedule, SCHEDULES, ConfigError)
+        check_choice("device", self.device, backend.devices(), ConfigError)
+        check_choice("dtype", self.dtype, DTYPES, ConfigError)
         for name in ("dataset_options", "activation_options"):
             if not isinstance(getattr(self, name), dict):
                 raise ConfigError(f"{name} must be a table of options, got {getattr(self, name)!r}")
         for name, low in (("depth", 1), ("width", 1), ("branch_depth", 1), ("epochs", 1), ("batch_size", 1)):
-            check_integer(name, getattr(self, name), low)
+            check_integer(name, getattr(self, name), low, error=ConfigError)
         for name in ("seed", "track_every", "checkpoint_every"):
-            check_integer(name, getattr(self, name), 0)
-        check_number("lr", self.lr, positive=True)
-        check_number("alpha", self.alpha, positive=False)
+            check_integer(name, getattr(self, name), 0, error=ConfigError)
+        check_positive("lr", self.lr, ConfigError)
+        check_real("alpha", self.alpha, 0, error=ConfigError)
         for name in ("weight_decay", "grad_clip"):
-            check_number(name, getattr(self, name), positive=False)
+            check_real(name, getattr(self, name), 0, error=ConfigError)
         if not (is_finite_real(self.momentum) and 0.0 <= self.momentum < 1.0):
             raise ConfigError(f"momentum must be a number in [0, 1), got {self.momentum!r}")
         if self.target_loss is not None:
-            check_number("target_loss", self.target_loss, positive=True)
+            check_positive("target_loss", self.target_loss, ConfigError)
         self._check_activation()
         self._check_init()
 
@@ -236,31 +241,6 @@ def _check_activation_options(name: str, options: dict[str, Any]) -> None:
         )
         names = ", ".join(map(repr, unknown))
         raise ConfigError(f"activation {name!r} has no option {names}; valid options: {'; '.join(kinds)}")
-
-
-def _choice(name: str, value: Any, valid: tuple[str, ...]) -> None:
-    if value not in valid:
-        raise ConfigError(f"{name} {value!r} is unknown; valid: {', '.join(valid)}")
-
-
-def check_integer(name: str, value: Any, low: int, high: int | None = None) -> int:
-    """``value`` if it is an integer (not a bool) in [low, high]; ConfigError naming it otherwise."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int)
-        or value < low
-        or (high is not None and value > high)
-    ):
-        valid = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ConfigError(f"{name} must be an integer {valid}, got {value!r}")
-    return value
-
-
-def check_number(name: str, value: Any, positive: bool) -> float:
-    """``value`` if it is a finite number > 0 (``positive``) or >= 0; ConfigError otherwise."""
-    if not (is_finite_real(value) and (value > 0 if positive else value >= 0)):
-        raise ConfigError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
-    return value
 
 
 def resume_conflicts(saved: TrainConfig, given: TrainConfig) -> list[str]:
