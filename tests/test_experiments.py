@@ -269,6 +269,10 @@ def test_reproduce_writes_the_sweep_folder(tmp_path) -> None:
         rows = list(csv.DictReader(file))
     assert len(rows) == 24 and {r["form"] for r in rows} == {"vanilla", "static", "adaptive"}
     assert {r["width"] for r in rows} == {"8"} and {r["depth"] for r in rows} == {"1", "2"}
+    # each run's outcome and its untrained loss, so that a reader can recount the failed runs
+    assert [r["outcome"] for r in rows] == [analysis.outcome(run) for run in saved["runs"]]
+    initial = [run["history"]["train_loss"][0] for run in saved["runs"]]
+    assert [float(r["initial_train_loss"]) for r in rows] == initial
 
     report = (out / "report.md").read_text()
     for name in figures:

@@ -50,12 +50,18 @@ PHI = {
 }
 
 
-def assert_agrees(samples, predicted, allowance: float = 0.0, power: bool = True, what: str = "") -> None:
+def assert_agrees(
+    samples, predicted, allowance: float = 0.0, power: bool = True, what: str = "", predicted_error=0.0
+) -> None:
     """The mean of independent ``samples`` (axis 0) agrees with ``predicted`` within 5 SE plus a
-    relative ``allowance``; with ``power``, a prediction 10% larger would be rejected."""
+    relative ``allowance``; with ``power``, a prediction 10% larger would be rejected. A prediction
+    that is itself an average over samples has a relative standard error ``predicted_error``,
+    combined with the measured SE in quadrature."""
     samples, predicted = np.asarray(samples, dtype=float), np.asarray(predicted, dtype=float)
     mean = samples.mean(axis=0)
-    tolerance = SIGMAS * samples.std(axis=0, ddof=1) / math.sqrt(len(samples)) + allowance * np.abs(predicted)
+    measured_se = samples.std(axis=0, ddof=1) / math.sqrt(len(samples))
+    standard_error = np.hypot(measured_se, np.asarray(predicted_error) * np.abs(predicted))
+    tolerance = SIGMAS * standard_error + allowance * np.abs(predicted)
     assert np.all(np.abs(mean - predicted) <= tolerance), (
         f"{what}: measured {mean}, predicted {predicted}, tolerance {tolerance}"
     )

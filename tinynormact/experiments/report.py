@@ -27,6 +27,7 @@ _CSV_RUN_COLUMNS = (
     "lr",
     "status",
     "outcome",
+    "initial_train_loss",
     "final_train_loss",
     "final_test_loss",
     "final_test_acc",
@@ -381,13 +382,17 @@ left out of every mean and paired difference.
 
 
 def runs_csv(results: dict[str, Any]) -> str:
-    """results.csv: one line per run with its final numbers and the property measures."""
+    """results.csv: one line per run with its final numbers, its outcome (``analysis.outcome``:
+    the untrained network's train loss, epoch 0, is the column initial_train_loss) and the
+    property measures."""
     theory = {r["activation"]: r for r in results["theory"]}
     columns = [*_CSV_RUN_COLUMNS, *MEASURES]
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(columns)
     for run in results["runs"]:
-        measures = theory[run["activation"]][run["form"]]
-        writer.writerow([run.get(c, measures.get(c)) for c in columns])
+        losses = run.get("history", {}).get("train_loss") or [None]  # none for a run that raised
+        derived = {"outcome": outcome(run), "initial_train_loss": losses[0]}
+        values = derived | theory[run["activation"]][run["form"]]
+        writer.writerow([run.get(c, values.get(c)) for c in columns])
     return text.getvalue()
