@@ -32,6 +32,16 @@ __all__ = [
 
 DPI = 120
 FORM_COLORS = {"vanilla": "tab:gray", "static": "tab:blue", "adaptive": "tab:orange"}
+_READING_COLORS = ("tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
+
+
+def form_color(form: str, forms: Sequence[str] = ()) -> str:
+    """The color of a form: FORM_COLORS for the three forms, then one per further reading in
+    the order of ``forms``."""
+    if form in FORM_COLORS:
+        return FORM_COLORS[form]
+    readings = [f for f in forms if f not in FORM_COLORS]
+    return _READING_COLORS[readings.index(form) % len(_READING_COLORS)] if form in readings else "black"
 ARCH_TITLES = {"mlp": "MLP", "resmlp": "residual MLP", "resnet1d": "1-D ResNet"}
 ARCH_TITLES |= {f"resnet{depth}": f"ResNet-{depth}" for depth in (20, 32, 56, 50)}
 
@@ -64,10 +74,9 @@ def loss_curves_figure(results: dict[str, Any], architecture: str) -> Figure:
             curves_arr = np.asarray(curves, dtype=float)
             epochs = np.arange(curves_arr.shape[1])
             label = form if form == "vanilla" else f"{form} n{act}"
-            ax.plot(epochs, curves_arr.mean(axis=0), color=FORM_COLORS[form], label=label)
-            ax.fill_between(
-                epochs, curves_arr.min(axis=0), curves_arr.max(axis=0), color=FORM_COLORS[form], alpha=0.2
-            )
+            color = form_color(form, preset["forms"])
+            ax.plot(epochs, curves_arr.mean(axis=0), color=color, label=label)
+            ax.fill_between(epochs, curves_arr.min(axis=0), curves_arr.max(axis=0), color=color, alpha=0.2)
         ax.axhline(preset["target_loss"], color="black", linewidth=0.6, linestyle=":")
         ax.set_yscale("log")
         ax.set_title(act)
@@ -105,7 +114,8 @@ def _bar_panels(
             means = [100.0 * row[value] if row else math.nan for row in found]
             spans = np.array([errors(row) if row else (math.nan, math.nan) for row in found]).T
             offset = (k - (len(forms) - 1) / 2) * width
-            ax.bar(x + offset, means, width, yerr=spans, capsize=2, color=FORM_COLORS[form], label=form)
+            color = form_color(form, preset["forms"])
+            ax.bar(x + offset, means, width, yerr=spans, capsize=2, color=color, label=form)
         ax.set_xticks(x, preset["activations"])
         ax.set_title(ARCH_TITLES.get(arch, arch))
         ax.set_ylabel(ylabel)
@@ -192,7 +202,8 @@ def convergence_figure(results: dict[str, Any]) -> Figure:
     figure, axes = _grid(len(entries), len(results["preset"]["architectures"]), (4.5, 3.5))
     for ax, entry in zip(axes, entries, strict=True):
         for point in entry["points"]:
-            style = {"color": FORM_COLORS[point["form"]], "marker": marker[point["activation"]]}
+            color = form_color(point["form"], results["preset"]["forms"])
+            style = {"color": color, "marker": marker[point["activation"]]}
             ax.scatter(point["x"], point["y"], s=30, alpha=0.85, **style)
         statistic, p = entry["statistic"], entry["p_holm"]
         title = ARCH_TITLES.get(entry["architecture"], entry["architecture"])
@@ -205,7 +216,8 @@ def convergence_figure(results: dict[str, Any]) -> Figure:
         ax.set_ylabel("mean train loss over epochs")
         ax.set_xscale("symlog", linthresh=0.01)
         ax.set_yscale("log")
-    handles = [Line2D([], [], color=c, marker="o", linestyle="", label=f) for f, c in FORM_COLORS.items()]
+    forms = results["preset"]["forms"]
+    handles = [Line2D([], [], color=form_color(f, forms), marker="o", linestyle="", label=f) for f in forms]
     handles += [Line2D([], [], color="black", marker=marker[a], linestyle="", label=a) for a in activations]
     figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 9), fontsize="small")
     figure.suptitle("Convergence speed against the property measure (lower loss: faster)")
@@ -218,7 +230,7 @@ def _unstable_note(records: dict[str, Any]) -> str:
     notes = []
     for form, record in records.items():
         stability = record.get("stability", {})
-        if form != "adaptive" and stability.get("unstable"):
+        if form in ("vanilla", "static") and stability.get("unstable"):
             near = ", ".join(f"{q:.2f}" for q in stability["unstable_fixed_points"])
             notes.append(f"{form}: E8 unstable" + (f" (q* = {near})" if near else ""))
     return "; ".join(notes)
@@ -227,7 +239,8 @@ def _unstable_note(records: dict[str, Any]) -> str:
 def propagation_figure(results: dict[str, Any]) -> Figure:
     """Per-layer forward E[h^2] (top row) and backward E[delta^2] (bottom row) at initialization:
     measured (dots) and THEORY E8-E9 (lines), one column per activation. The adaptive form has
-    no line: its lambda comes from the batch, so only the static one has a closed form. A form
+    no line (nor has any adaptive reading): its lambda comes from the batch, so only the static
+    one has a closed form. A form
     whose E8 map is unstable at the start (E19, E22) gets a dashed line and a note in the title:
     finite-width deviations grow there, so the measured batch means leave the line at depth."""
     data = results["propagation"]
@@ -241,10 +254,11 @@ def propagation_figure(results: dict[str, Any]) -> Figure:
             for form, record in data[act].items():
                 measured = np.asarray(record["measured"][statistic], dtype=float)
                 layers = np.arange(1, len(measured) + 1)
-                if form != "adaptive":
+                color = form_color(form, list(data[act]))
+                if form in ("vanilla", "static"):
                     style = "--" if record.get("stability", {}).get("unstable") else "-"
-                    ax.plot(layers, record["theory"][statistic], style, color=FORM_COLORS[form], linewidth=1)
-                ax.plot(layers, measured, "o", color=FORM_COLORS[form], markersize=2.5)
+                    ax.plot(layers, record["theory"][statistic], style, color=color, linewidth=1)
+                ax.plot(layers, measured, "o", color=color, markersize=2.5)
             ax.set_yscale("log")
             ax.set_xlabel("layer")
             if column == 0:
@@ -252,9 +266,10 @@ def propagation_figure(results: dict[str, Any]) -> Figure:
             if row == 0:
                 note = _unstable_note(data[act])
                 ax.set_title(act + (f"\n{note}" if note else ""), fontsize="medium")
+    forms = list(data[activations[0]])
     handles = [
-        Line2D([], [], color=c, marker="o", markersize=4, linestyle="", label=f)
-        for f, c in FORM_COLORS.items()
+        Line2D([], [], color=form_color(f, forms), marker="o", markersize=4, linestyle="", label=f)
+        for f in forms
     ]
     handles.append(Line2D([], [], color="black", linewidth=1, label="theory E8-E9 (vanilla, static)"))
     handles.append(

@@ -49,6 +49,7 @@ from tinynormact.losses import softmax_cross_entropy
 from tinynormact.memory import require_memory
 from tinynormact.nn import Module
 from tinynormact.optim import clip_grad_norm
+from tinynormact.train.adaptive_health import AdaptiveHealth
 from tinynormact.train.build import build_model, build_optimizer, model_bytes
 from tinynormact.train.checkpoint import (
     CheckpointError,
@@ -143,6 +144,7 @@ class TrainResult:
     epochs_to_target: int | None
     tracker: dict[str, Any] | None = None
     message: str = ""
+    flags: list[dict[str, Any]] = field(default_factory=list)  # adaptive_health's, THEORY E27-E29
 
     @property
     def final(self) -> dict[str, float]:
@@ -158,6 +160,7 @@ class TrainResult:
             "epochs_to_target": self.epochs_to_target,
             "history": self.history,
             "step_losses": self.step_losses,
+            "flags": self.flags,
         }
 
 
@@ -196,6 +199,7 @@ class Trainer:
         self.model = self._build_model()
         self.optimizer, self.schedule = build_optimizer(cfg, self.model, cfg.epochs * len(self.loader))
         self.tracker = _make_tracker(self.model, cfg.track_every)
+        self.health = AdaptiveHealth.watch(self.model, len(self.loader))
         self.previous_record: dict[str, Any] | None = None  # tracker record before a resume
 
     def describe(self) -> str:
@@ -434,8 +438,9 @@ class Trainer:
 
     def result(self, status: str, message: str = "") -> TrainResult:
         record = self.tracker_record()
+        flags = self.health.flags() if self.health is not None else []
         return TrainResult(
-            self.config, status, self.history, self.step_losses, self.epochs_to_target, record, message
+            self.config, status, self.history, self.step_losses, self.epochs_to_target, record, message, flags
         )
 
 
