@@ -1,5 +1,5 @@
 """The reproduction's grids by name: ``quick`` (the default), ``cnn-quick``, ``cifar10-quick``,
-``cifar100-resnet`` and ``full``.
+``cifar100-resnet``, ``full`` and ``anact-study``.
 
 Each preset is a ``Grid``, the same kind of object as a grid file read by ``tinynormact sweep``
 (``load_grid``): ``tinynormact reproduce --preset quick`` and ``tinynormact sweep quick.toml``
@@ -7,7 +7,8 @@ with the same keys run the same runs. ``quick`` finishes in about a minute on tw
 ``full`` runs more seeds, epochs, depth, width and activations, for many workers or a GPU.
 ``cifar10-quick`` trains a ResNet-20 on a CIFAR-10 subset (CPU, minutes) and ``cifar100-resnet``
 ResNet-20 and ResNet-50 on CIFAR-100 (GPUs), from the downloaded archives
-(``tinynormact data download``).
+(``tinynormact data download``). ``anact-study`` compares the readings of the adaptive form
+(THEORY E23-E29) in the full preset's deep networks.
 """
 
 from __future__ import annotations
@@ -113,5 +114,33 @@ PRESETS: dict[str, Grid] = {
         propagation_depth=50,
         propagation_width=512,
         propagation_batch=512,
+    ),
+    # The readings of E16 (THEORY E23-E29) against vanilla and static in the full preset's deep
+    # networks and recipe. Cut to what 2 shared CPU cores ran in about 45 minutes: 2 activations
+    # of the issue's 4 (swish, tanh: the two whose adaptive runs the full preset lost first), 2
+    # seeds of 5, 15 epochs of 60; depth and width as in the full preset.
+    "anact-study": Grid(
+        name="anact-study",
+        description="MNIST-1D (8000 train / 2000 test), MLP of 20 hidden layers and residual MLP "
+        "of 8 blocks, width 128, Adam 1e-3, 15 epochs, 2 seeds, swish and tanh; vanilla, static "
+        "and three readings of the adaptive form (THEORY E23-E29): the raw batch gains (the old "
+        "default), the Gaussian gains at the batch's q, and the gains that fix the output's second "
+        "moment: 40 runs",
+        activations=("swish", "tanh"),
+        forms=("vanilla", "static", "adaptive-batch", "adaptive-gaussian", "adaptive-output"),
+        readings={
+            "adaptive-batch": {"estimate": "batch"},
+            "adaptive-gaussian": {"estimate": "gaussian"},
+            "adaptive-output": {"estimate": "output"},
+        },
+        dataset_options={"num_samples": 10000},
+        depths={"mlp": (20,), "resmlp": (8,)},
+        widths=(128,),
+        epochs=15,
+        seeds=(0, 1),
+        target_loss=0.5,
+        propagation_depth=20,
+        propagation_width=128,
+        propagation_batch=256,
     ),
 }
