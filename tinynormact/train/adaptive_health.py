@@ -78,26 +78,36 @@ class AdaptiveHealth:
 
         return hook
 
-    def flags(self) -> list[dict[str, Any]]:
-        """The flags of the recorded steps (one host transfer)."""
+    def record(self) -> dict[str, Any]:
+        """{"step": (S,), "lambda", "q", "active": (S, layers)} of the recorded steps, on the
+        host (one transfer); empty arrays before the first recorded step."""
         rows = [(step, values) for step, values in self.rows if all(v is not None for v in values)]
+        np = backend.np
         if not rows:
-            return []
+            empty = np.zeros((0, len(self.layers)))
+            return {"step": np.zeros(0, dtype=int), "lambda": empty, "q": empty, "active": empty}
         xp = backend.get_array_module(rows[0][1][0])
         table = backend.to_numpy(xp.stack([xp.stack(values) for _, values in rows]))  # (S, L, 3)
-        steps = [step for step, _ in rows]
+        steps = np.array([step for step, _ in rows])
+        return {"step": steps, "lambda": table[:, :, 0], "q": table[:, :, 1], "active": table[:, :, 2]}
+
+    def flags(self) -> list[dict[str, Any]]:
+        """The flags of the recorded steps (one host transfer)."""
+        record = self.record()
         found = []
         for index, (name, module) in enumerate(self.layers):
-            for column, what in _layer_problems(module, table[:, index, :]):
-                step = steps[column]
+            columns = (record["lambda"][:, index], record["q"][:, index], record["active"][:, index])
+            for row, what in _layer_problems(module, *columns):
+                step = int(record["step"][row])
                 epoch = (step - 1) // self.steps_per_epoch + 1
                 found.append({"layer": index + 1, "name": name, "step": step, "epoch": epoch, "what": what})
         return sorted(found, key=lambda flag: (flag["step"], flag["layer"]))
 
 
-def _layer_problems(module: NormalizedActivation, values: Any) -> list[tuple[int, str]]:
-    """(first recorded row, description) of each problem one layer shows in ``values`` (S, 3)."""
-    lam, q, active = values[:, 0], values[:, 1], values[:, 2]
+def _layer_problems(module: NormalizedActivation, lam: Any, q: Any, active: Any) -> list[tuple[int, str]]:
+    """(first recorded row, description) of each problem one layer shows over the recorded steps."""
+    if not len(q):
+        return []
     ceiling = 1.0 / math.sqrt(module.eps)
     floor = 0.0
     if module.lambda_bound:
