@@ -10,6 +10,7 @@ import pytest
 
 import tinynormact as tn
 from tinynormact import nn
+from tinynormact.train import TrainConfig, TrainResult, train
 from tinynormact.train.adaptive_health import AdaptiveHealth
 
 
@@ -55,7 +56,7 @@ def test_q_growth_of_100x_is_flagged_at_the_first_step_that_reaches_it() -> None
 def test_lambda_held_at_its_bound_is_flagged() -> None:
     """With lambda_bound = 1.5, a batch at q = 100 (ntanh balanced wants 2.6 lambda_static) sits
     at the ceiling 1.5 lambda_static; the monitor reads that ceiling, not 1/sqrt(eps)."""
-    model, health = watched("tanh", lambda_bound=1.5)
+    model, health = watched("tanh", lambda_bound=1.5, estimate="batch")
     feed(model, [gaussian(1.0, 0), gaussian(10.0, 1)])
     layer = model[0]
     (flag,) = [f for f in health.flags() if "ceiling" in f["what"]]
@@ -90,3 +91,26 @@ def test_the_q_flag_reports_the_growth_measured(scale: float) -> None:
     feed(model, [gaussian(1.0, 0), gaussian(scale, 1)])
     (flag,) = health.flags()
     assert math.isclose(float(flag["what"].split("grew ")[1].split("x")[0]), scale**2, rel_tol=0.2)
+
+
+def test_the_old_readings_collapse_is_flagged_and_the_default_trains() -> None:
+    """Issue 21's regression: a 20-layer ntanh MLP of width 32 on the spirals (1000 examples,
+    Adam 3e-3, 10 epochs; about a CPU-second per run). With the old reading (raw batch gains,
+    ``estimate="batch"``) q grows 100x within two epochs and the run ends near chance (measured:
+    35% test accuracy, 18 flags); the default (``estimate="output"``, E25) trains (measured 80%,
+    no flag; vanilla tanh 93%)."""
+
+    def run(options: dict) -> TrainResult:
+        config = TrainConfig(
+            dataset="spirals", dataset_options={"n_train": 1000, "n_test": 500}, activation="ntanh",
+            activation_options={"mode": "adaptive", **options}, depth=20, width=32, epochs=10,
+            optimizer="adam", lr=3e-3, batch_size=64, seed=0,
+        )  # fmt: skip
+        return train(config)
+
+    old, default = run({"estimate": "batch"}), run({})
+    growth = [f for f in old.flags if f["what"].startswith("q = E[h^2] grew")]
+    assert growth and min(f["epoch"] for f in growth) <= 3
+    assert old.history["test_acc"][-1] < 0.5
+    assert default.flags == []
+    assert default.history["test_acc"][-1] > 0.7

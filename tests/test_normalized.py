@@ -102,7 +102,9 @@ def test_adaptive_train_uses_batch_statistics_and_eval_the_running_ones(rule: st
     starting values at q = 1 (centred relu)."""
     tn.set_default_dtype("float64")
     momentum = 0.8
-    layer = nn.NormalizedActivation("relu", mode="adaptive", rule=rule, center=True, momentum=momentum)
+    layer = nn.NormalizedActivation(
+        "relu", mode="adaptive", rule=rule, center=True, momentum=momentum, estimate="batch"
+    )
     running = {"rho": RELU_RHO_C, "rho_prime": 0.5, "mu": RELU_M1}
     for step in range(3):
         h = batch((16, 8), seed=step, scale=1.5) + 0.3
@@ -131,7 +133,7 @@ def test_adaptive_train_statistics_running_applies_the_updated_running_values() 
     tn.set_default_dtype("float64")
     momentum = 0.7
     layer = nn.NormalizedActivation(
-        "relu", mode="adaptive", center=True, momentum=momentum, train_statistics="running"
+        "relu", mode="adaptive", center=True, momentum=momentum, train_statistics="running", estimate="batch"
     )
     running = {"rho": RELU_RHO_C, "rho_prime": 0.5, "mu": RELU_M1}
     for step in range(3):
@@ -165,7 +167,7 @@ def test_running_statistics_converge_to_the_population_values() -> None:
     """
     tn.set_default_dtype("float64")
     q, momentum, n_values = 2.0, 0.9, 256 * 32
-    layer = nn.NormalizedActivation("erf", mode="adaptive", momentum=momentum)
+    layer = nn.NormalizedActivation("erf", mode="adaptive", momentum=momentum, estimate="batch")
     for step in range(150):
         layer(tn.Tensor(batch((256, 32), seed=step, scale=math.sqrt(q))))
     rho, rho_prime = erf_gains(q)
@@ -189,7 +191,7 @@ def test_running_statistics_converge_to_the_population_values() -> None:
 def test_stop_gradient_treats_the_batch_lambda_as_a_constant() -> None:
     """Default: d out / d h = lambda_b * phi'(h) (lambda_b and mu_b constants), by hand."""
     tn.set_default_dtype("float64")
-    layer = nn.NormalizedActivation("swish", mode="adaptive", rule="balanced", center=True)
+    layer = nn.NormalizedActivation("swish", mode="adaptive", rule="balanced", center=True, estimate="batch")
     h = batch((8, 5), seed=3)
     x = tn.Tensor(h, requires_grad=True)
     g = batch((8, 5), seed=4)
@@ -359,6 +361,6 @@ def test_output_estimate_fixes_the_output_second_moment_for_any_batch() -> None:
 def test_lambda_bound_holds_evaluation_lambda_too() -> None:
     """E28 in evaluation mode: running estimates of a saturated tanh give lambda far above the
     static one; the bound 1.5 caps the eval lambda at 1.5 lambda_static."""
-    layer = nn.NormalizedActivation("tanh", mode="adaptive", lambda_bound=1.5, momentum=0.0)
+    layer = nn.NormalizedActivation("tanh", mode="adaptive", lambda_bound=1.5, momentum=0.0, estimate="batch")
     layer(tn.Tensor(batch((16, 16), seed=5, scale=30.0)))
     assert layer.lambda_ == pytest.approx(1.5 * layer.static_lambda, rel=1e-12)

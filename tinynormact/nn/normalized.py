@@ -88,7 +88,7 @@ class NormalizedActivation(Activation):
         learnable_correction: bool = False,
         correction_scale: float = 0.3,
         eps: float = 1e-8,
-        estimate: str = "batch",
+        estimate: str = "output",
         lambda_bound: float = 0.0,
         **params: Any,
     ) -> None:
@@ -288,7 +288,7 @@ def _check_options(
     train_statistics: str,
     correction_scale: float,
     eps: float,
-    estimate: str = "batch",
+    estimate: str = "output",
     lambda_bound: float = 0.0,
 ) -> None:
     numbers = {
