@@ -19,7 +19,8 @@ import pytest
 
 import tinynormact as tn
 from tests.helpers import host
-from tinynormact import adaptive_theory, nn, theory
+from tinynormact import nn, theory
+from tinynormact.theory import adaptive as adaptive_theory
 
 pytestmark = pytest.mark.theory
 

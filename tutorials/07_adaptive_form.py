@@ -33,7 +33,8 @@ import numpy as np
 from _common import show, size
 
 import tinynormact as tn
-from tinynormact import adaptive_theory, nn, theory
+from tinynormact import nn, theory
+from tinynormact.theory import adaptive as adaptive_theory
 from tinynormact.train import TrainConfig, TrainingDiverged, train
 
 # %% [markdown]
@@ -64,10 +65,11 @@ show(fig, "07_adaptive_q_maps.png")
 
 slope = adaptive_theory.adaptive_q_map_slope
 for act in ("swish", "tanh"):
-    forward = slope(act, qs, rule="forward")
+    forward, output = slope(act, qs, rule="forward"), slope(act, qs, estimate="output")
     assert np.allclose(forward, 1.0, atol=1e-6), "the forward rule's adaptive q-map is the identity"
-    assert np.allclose(slope(act, qs, estimate="output"), 0.0, atol=1e-6), "the output estimate's is flat"
-print("balanced, batch gains: slope at q = 1:", {a: round(float(slope(a, 1.0)), 3) for a in ("swish", "tanh")})
+    assert np.allclose(output, 0.0, atol=1e-6), "the output estimate's is flat"
+balanced = {a: round(float(slope(a, 1.0)), 3) for a in ("swish", "tanh")}
+print("balanced, batch gains: slope at q = 1:", balanced)
 
 # %% [markdown]
 # ## 2. What that means once training moves the weights (E29)
@@ -91,8 +93,9 @@ for seed in range(NETWORKS):
         h = x @ (math.sqrt(W / WIDTH) * rng.standard_normal((WIDTH, WIDTH)))
         x = layer(tn.Tensor(h)).numpy()
     top.append(np.mean(h * h))
-mean, tolerance = np.mean(top), 5 * np.std(top, ddof=1) / math.sqrt(NETWORKS) + 2 * DEPTH / WIDTH * predicted[-1]
-print(f"q at layer {DEPTH}: measured {mean:.3f}, E29 {predicted[-1]:.3f} (= {W}^{DEPTH}), tolerance {tolerance:.3f}")
+mean = np.mean(top)
+tolerance = 5 * np.std(top, ddof=1) / math.sqrt(NETWORKS) + 2 * DEPTH / WIDTH * predicted[-1]
+print(f"q at layer {DEPTH}: measured {mean:.3f}, E29 {predicted[-1]:.3f} (= {W}^{DEPTH}), ±{tolerance:.3f}")
 assert abs(mean - predicted[-1]) <= tolerance
 assert abs(mean - 1.1 * predicted[-1]) > tolerance, "the check cannot fail"
 
@@ -141,7 +144,8 @@ def growth_figure(result: object, label: str, axes: object) -> None:
         values = record[statistic]
         for layer in range(0, values.shape[1] - 1, 4):  # every 4th hidden layer (the last has none)
             ax.plot(record["step"], values[:, layer], label=f"layer {layer + 1}")
-        ax.set(yscale="log", xlabel="step", title=f"{label}: {'lambda' if statistic == 'lambda' else 'E[h^2]'}")
+        name = "lambda" if statistic == "lambda" else "E[h^2]"
+        ax.set(yscale="log", xlabel="step", title=f"{label}: {name}")
 
 
 fig, axes = plt.subplots(2, 2, figsize=(10, 6.5), layout="constrained")

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tinynormact.nn.normalized import check_normalization_options
 from tinynormact.train import ConfigError, TrainConfig
 
 if sys.version_info >= (3, 11):
@@ -162,8 +163,6 @@ class Grid:
             _check_axis(f"depths.{arch}", values)
 
     def _check_readings(self) -> None:
-        from tinynormact.nn.normalized import check_normalization_options
-
         if not isinstance(self.readings, dict):
             raise GridError(f"readings must be a table of form name -> options, got {self.readings!r}")
         for name, options in self.readings.items():

@@ -53,11 +53,13 @@ from typing import Any
 
 import numpy as np
 
-from tinynormact import activations, backend, ops, theory
-from tinynormact.activations import ActivationFunction
-from tinynormact.autograd import Tensor
+from tinynormact import theory
+from tinynormact.engine import backend, ops
+from tinynormact.engine.autograd import Tensor
 from tinynormact.nn.layers import Activation
 from tinynormact.nn.module import Module, Parameter
+from tinynormact.theory import activations
+from tinynormact.theory.activations import ActivationFunction
 
 MODES = ("static", "adaptive")
 TRAIN_STATISTICS = ("batch", "running")

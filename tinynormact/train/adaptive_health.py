@@ -21,8 +21,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from tinynormact import backend
-from tinynormact.autograd import Tensor, is_grad_enabled
+from tinynormact.engine import backend
+from tinynormact.engine.autograd import Tensor, is_grad_enabled
 from tinynormact.nn import Module
 from tinynormact.nn.normalized import NormalizedActivation
 

@@ -1,4 +1,4 @@
-"""The theory of the adaptive normalized activation (docs/THEORY.md, E23-E29), on the host.
+"""The theory of the adaptive normalized activation (docs/THEORY.md, E23-E29): ``tn.theory.adaptive``.
 
 The adaptive layer (``nn.NormalizedActivation(mode="adaptive")``, E16) recomputes lambda from
 each batch. For a Gaussian batch h ~ N(0, q) its lambda is a function of q, Lambda(q), and the
@@ -16,7 +16,7 @@ for the static form; ``estimate`` is the layer's option of the same name:
   drift of q when training moves the weights.
 
 The "batch" estimate equals E23 for a Gaussian batch only; the "gaussian" estimate (E24) equals
-it for every batch with the same q_b. The assumptions are those of ``theory`` (mean field:
+it for every batch with the same q_b. The assumptions are those of the rest of ``theory`` (mean field:
 Gaussian pre-activations at large width, gradient independence in backward).
 """
 
@@ -25,8 +25,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tinynormact import theory
-from tinynormact.backend import np
+from tinynormact.engine.backend import np
+from tinynormact.theory.moments import Act, GaussianMoments, gaussian_moments
+from tinynormact.theory.normalization import lambda_from_gains, normalization
 
 __all__ = [
     "ESTIMATES",
@@ -47,12 +48,12 @@ def lambda_ceiling(eps: float = 1e-8) -> float:
     return 1.0 / np.sqrt(eps)
 
 
-def _spread(moments: theory.GaussianMoments, center: bool) -> Any:
+def _spread(moments: GaussianMoments, center: bool) -> Any:
     return moments.v if center else moments.m2
 
 
 def adaptive_lambda(
-    act: theory.Act,
+    act: Act,
     q: Any,
     rule: str = "balanced",
     center: bool = False,
@@ -65,28 +66,28 @@ def adaptive_lambda(
     if estimate not in ESTIMATES:
         raise ValueError(f"unknown estimate {estimate!r}; valid: {', '.join(ESTIMATES)}")
     q = np.asarray(q, dtype=np.float64)
-    moments = theory.gaussian_moments(act, q)
-    static = float(theory.normalization(act, rule, q_nominal, center).lambda_)
+    moments = gaussian_moments(act, q)
+    static = float(normalization(act, rule, q_nominal, center).lambda_)
     if estimate == "output":
-        nominal = float(_spread(theory.gaussian_moments(act, q_nominal), center))
+        nominal = float(_spread(gaussian_moments(act, q_nominal), center))
         lam = static * np.sqrt(nominal / _spread(moments, center))
     else:
-        lam = theory.lambda_from_gains(rule, _spread(moments, center) / q, moments.d2)
+        lam = lambda_from_gains(rule, _spread(moments, center) / q, moments.d2)
     if lambda_bound:
         lam = np.clip(lam, static / lambda_bound, static * lambda_bound)
     return lam
 
 
-def adaptive_q_map(act: theory.Act, q: Any, weight_var: float = 1.0, **options: Any) -> Any:
+def adaptive_q_map(act: Act, q: Any, weight_var: float = 1.0, **options: Any) -> Any:
     """THEORY E26: F(q) = weight_var Lambda(q)^2 s(q), the next layer's q (``options`` are
     ``adaptive_lambda``'s). "batch" forward: F(q) = weight_var q, the identity at weight_var 1;
     "output": F = weight_var lambda_static^2 s(q_nominal), a constant."""
-    moments = theory.gaussian_moments(act, q)
+    moments = gaussian_moments(act, q)
     lam = adaptive_lambda(act, q, **options)
     return weight_var * lam**2 * _spread(moments, options.get("center", False))
 
 
-def adaptive_q_map_slope(act: theory.Act, q: Any, weight_var: float = 1.0, **options: Any) -> Any:
+def adaptive_q_map_slope(act: Act, q: Any, weight_var: float = 1.0, **options: Any) -> Any:
     """THEORY E26: dF/dq, by a central difference in log q (relative step 1e-4). 1 for the
     "batch" forward rule at weight_var 1 (every q is a fixed point), 0 for "output"."""
     q = np.asarray(q, dtype=np.float64)
@@ -95,15 +96,15 @@ def adaptive_q_map_slope(act: theory.Act, q: Any, weight_var: float = 1.0, **opt
     return rise / (up - down)
 
 
-def adaptive_backward_factor(act: theory.Act, q: Any, weight_var: float = 1.0, **options: Any) -> Any:
+def adaptive_backward_factor(act: Act, q: Any, weight_var: float = 1.0, **options: Any) -> Any:
     """THEORY E27: chi(q) = weight_var Lambda(q)^2 d2(q), lambda constant in backward. For
     "batch": forward rule weight_var kappa(q), backward weight_var, balanced
     weight_var (1 + kappa(q)) / 2 (kappa_c when centred)."""
-    return weight_var * adaptive_lambda(act, q, **options) ** 2 * theory.gaussian_moments(act, q).d2
+    return weight_var * adaptive_lambda(act, q, **options) ** 2 * gaussian_moments(act, q).d2
 
 
 def adaptive_profile(
-    act: theory.Act, weight_vars: Sequence[float], q0: float = 1.0, **options: Any
+    act: Act, weight_vars: Sequence[float], q0: float = 1.0, **options: Any
 ) -> np.ndarray:
     """THEORY E29: q_l of a stack of (Linear of weight variance w_l / fan_in, adaptive layer),
     q_1 = w_1 q0, q_{l+1} = F_{w_{l+1}}(q_l). For the "batch" forward rule q_L = q0 prod w_l:
