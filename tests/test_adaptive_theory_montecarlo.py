@@ -110,7 +110,7 @@ def test_lambda_bound_clips_lambda_to_the_band_around_the_static_value() -> None
     static = theory.normalization("tanh", "balanced", 1.0).lambda_
     free = float(adaptive_theory.adaptive_lambda("tanh", q))
     assert free > 2 * static  # the bound is active at this q
-    layer = nn.NormalizedActivation("tanh", mode="adaptive", lambda_bound=bound)
+    layer = nn.NormalizedActivation("tanh", mode="adaptive", lambda_bound=bound, estimate="batch")
     layer(tn.Tensor(gaussian_batches(q, 3)[0]))
     assert float(host(tn.Tensor(layer.last_lambda))) == pytest.approx(bound * static, rel=1e-6)
     m2 = theory.gaussian_moments("tanh", q).m2
