@@ -381,7 +381,9 @@ def test_in_a_log_a_resumed_sweep_reports_each_further_tenth_of_its_runs(tmp_pat
 
 def test_diverged_runs_are_recorded_not_fatal(tmp_path) -> None:
     preset = tiny_grid(optimizer="sgd", lrs=(1e12,), seeds=(0,), activations=("relu",))
-    preset = dataclasses.replace(preset, architectures=("mlp",), depths=(2,))
+    # vanilla and static only: the default adaptive reading holds each layer's output at a fixed
+    # second moment (THEORY E25), so even this step size leaves its forward pass finite
+    preset = dataclasses.replace(preset, architectures=("mlp",), depths=(2,), forms=("vanilla", "static"))
     results = reproduce(preset, tmp_path / "run", progress=False)
     assert {r["status"] for r in results["runs"]} == {"diverged"}
     assert all("step" in r["message"] and "layer" in r["message"] for r in results["runs"])

@@ -7,7 +7,8 @@ device until it has caught up, so the training loop is allowed a fixed number pe
   ``step_losses``) and the gradients' finiteness together; adaptive normalization, gradient
   clipping and the optimizers add none;
 - an evaluation of a split: ONE transfer (summed loss and hits of all its batches);
-- adaptive normalization in evaluation mode: none.
+- adaptive normalization in evaluation mode: none;
+- a run with adaptive layers: ONE more, the health monitor's table at the end.
 
 These tests run on the strict device whatever ``--device`` says (the counts are the point), and
 count exactly: a budget raised by one fails. Measured before these budgets (same configurations):
@@ -86,15 +87,16 @@ def test_clip_grad_norm_and_optimizer_steps_stay_on_the_device() -> None:
 
 
 def test_a_whole_run_transfers_once_per_step_and_once_per_evaluated_split() -> None:
-    """2 epochs of 3 steps, evaluated before training and after each epoch on both splits, and
-    one check of the final weights (every step's check covers the weights of the update before
-    it; the last update's are checked once at the end)."""
+    """2 epochs of 3 steps, evaluated before training and after each epoch on both splits, one
+    check of the final weights (every step's check covers the weights of the update before it;
+    the last update's are checked once at the end) and, the network being adaptive, one transfer
+    of the health monitor's table (train.adaptive_health)."""
     config = TrainConfig(**SPIRALS, depth=2, width=8, epochs=2, batch_size=40, device="strict", **ADAPTIVE)
     with count_syncs() as syncs:
         result = train(config)
     steps, evaluations = len(result.step_losses), 2 * len(result.history["epoch"])
     assert (steps, evaluations) == (6, 6)
-    assert syncs == Counter({"transfer": steps + evaluations + 1})
+    assert syncs == Counter({"transfer": steps + evaluations + 1 + 1})
     reference = train(TrainConfig(**{**config.to_dict(), "device": "cpu"}))
     np.testing.assert_array_equal(result.step_losses, reference.step_losses)  # NumPy underneath
 

@@ -102,7 +102,9 @@ def test_adaptive_train_uses_batch_statistics_and_eval_the_running_ones(rule: st
     starting values at q = 1 (centred relu)."""
     tn.set_default_dtype("float64")
     momentum = 0.8
-    layer = nn.NormalizedActivation("relu", mode="adaptive", rule=rule, center=True, momentum=momentum)
+    layer = nn.NormalizedActivation(
+        "relu", mode="adaptive", rule=rule, center=True, momentum=momentum, estimate="batch"
+    )
     running = {"rho": RELU_RHO_C, "rho_prime": 0.5, "mu": RELU_M1}
     for step in range(3):
         h = batch((16, 8), seed=step, scale=1.5) + 0.3
@@ -131,7 +133,7 @@ def test_adaptive_train_statistics_running_applies_the_updated_running_values() 
     tn.set_default_dtype("float64")
     momentum = 0.7
     layer = nn.NormalizedActivation(
-        "relu", mode="adaptive", center=True, momentum=momentum, train_statistics="running"
+        "relu", mode="adaptive", center=True, momentum=momentum, train_statistics="running", estimate="batch"
     )
     running = {"rho": RELU_RHO_C, "rho_prime": 0.5, "mu": RELU_M1}
     for step in range(3):
@@ -165,7 +167,7 @@ def test_running_statistics_converge_to_the_population_values() -> None:
     """
     tn.set_default_dtype("float64")
     q, momentum, n_values = 2.0, 0.9, 256 * 32
-    layer = nn.NormalizedActivation("erf", mode="adaptive", momentum=momentum)
+    layer = nn.NormalizedActivation("erf", mode="adaptive", momentum=momentum, estimate="batch")
     for step in range(150):
         layer(tn.Tensor(batch((256, 32), seed=step, scale=math.sqrt(q))))
     rho, rho_prime = erf_gains(q)
@@ -189,7 +191,7 @@ def test_running_statistics_converge_to_the_population_values() -> None:
 def test_stop_gradient_treats_the_batch_lambda_as_a_constant() -> None:
     """Default: d out / d h = lambda_b * phi'(h) (lambda_b and mu_b constants), by hand."""
     tn.set_default_dtype("float64")
-    layer = nn.NormalizedActivation("swish", mode="adaptive", rule="balanced", center=True)
+    layer = nn.NormalizedActivation("swish", mode="adaptive", rule="balanced", center=True, estimate="batch")
     h = batch((8, 5), seed=3)
     x = tn.Tensor(h, requires_grad=True)
     g = batch((8, 5), seed=4)
@@ -210,6 +212,9 @@ MODES = [
 ] + [
     {"mode": "adaptive", "rule": "balanced", "learnable_correction": True, "differentiate_lambda": True},
     {"rule": "forward", "learnable_correction": True},
+    {"mode": "adaptive", "estimate": "output", "differentiate_lambda": True},
+    {"mode": "adaptive", "estimate": "output", "center": True, "differentiate_lambda": True},
+    {"mode": "adaptive", "estimate": "output", "lambda_bound": 1.01, "differentiate_lambda": True},
 ]  # fmt: skip
 
 
@@ -254,6 +259,12 @@ def test_learnable_correction_is_bounded_and_starts_at_zero() -> None:
         ({"mode": "adaptive", "momentum": 1.0}, r"momentum must be in \[0, 1\), got 1.0"),
         ({"differentiate_lambda": True}, "needs mode='adaptive'"),
         ({"q": -1.0}, "q must be a finite number > 0"),
+        ({"mode": "adaptive", "estimate": "raw"}, "unknown estimate 'raw'; valid: batch, gaussian, output"),
+        (
+            {"mode": "adaptive", "estimate": "gaussian", "differentiate_lambda": True},
+            "needs estimate='batch' or",
+        ),
+        ({"lambda_bound": 0.5}, r"lambda_bound must be 0 \(no bound\) or a finite number >= 1, got 0.5"),
     ],
 )
 def test_bad_options_are_named(options: dict, message: str) -> None:
@@ -318,3 +329,38 @@ def test_a_forward_without_backward_leaves_no_reference_cycle() -> None:
         assert alive() is None
     finally:
         gc.enable()
+
+
+# ----- the estimates of E24-E25 and the bound E28 ----------------------------------------------
+
+
+@pytest.mark.parametrize("center", [False, True])
+@pytest.mark.parametrize("q", [3e-4, 0.37, 2.5, 41.0])
+def test_gaussian_estimate_interpolates_the_gaussian_gains_at_the_batch_q(q: float, center: bool) -> None:
+    """E24: lambda and mu from the Gaussian moments at q_b = mean(h^2), for a batch that is not
+    Gaussian at all (two values): the table's linear interpolation in log q errs by < 1e-4."""
+    h = np.sqrt(q) * np.where(np.arange(64).reshape(8, 8) % 3 == 0, 1.6, -0.53)
+    q_b = float(np.mean(h * h))
+    layer = nn.NormalizedActivation("tanh", mode="adaptive", estimate="gaussian", center=center)
+    out = host(layer(tn.Tensor(h)))
+    lam, mu = theory.normalization("tanh", "balanced", q_b, center)
+    np.testing.assert_allclose(out, lam * (np.tanh(h) - mu), rtol=1e-4, atol=1e-6)
+
+
+def test_output_estimate_fixes_the_output_second_moment_for_any_batch() -> None:
+    """E25: lambda_b^2 mean(phi^2) = lambda_static^2 m2(q_n) exactly, here for a skewed batch at
+    q_b = 9 and a layer whose q_n = 0.5."""
+    h = 3.0 * np.abs(batch((32, 16), seed=4)) - 1.0
+    layer = nn.NormalizedActivation("swish", mode="adaptive", estimate="output", q=0.5)
+    y = host(layer(tn.Tensor(h)))
+    lam = theory.normalization("swish", "balanced", 0.5).lambda_
+    target = lam**2 * theory.gaussian_moments("swish", 0.5).m2
+    assert np.mean(y * y) == pytest.approx(target, rel=1e-12)
+
+
+def test_lambda_bound_holds_evaluation_lambda_too() -> None:
+    """E28 in evaluation mode: running estimates of a saturated tanh give lambda far above the
+    static one; the bound 1.5 caps the eval lambda at 1.5 lambda_static."""
+    layer = nn.NormalizedActivation("tanh", mode="adaptive", lambda_bound=1.5, momentum=0.0, estimate="batch")
+    layer(tn.Tensor(batch((16, 16), seed=5, scale=30.0)))
+    assert layer.lambda_ == pytest.approx(1.5 * layer.static_lambda, rel=1e-12)

@@ -141,20 +141,21 @@ def _paired_t(diffs: Sequence[float]) -> tuple[float, float, float]:
     return mean - half, mean + half, p_value
 
 
-def paired_differences(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Final test accuracy of each normalized form minus vanilla, paired by seed, over the seeds
-    where both runs trained; with a 95% t interval, the paired t-test's p-value and its Holm
-    correction across every row (``holm``)."""
+def paired_differences(runs: Sequence[dict[str, Any]], baseline: str = "vanilla") -> list[dict[str, Any]]:
+    """Final test accuracy of each normalized form minus the ``baseline`` form ("vanilla", or
+    "static" to compare the adaptive readings with it), paired by seed, over the seeds where both
+    runs trained; with a 95% t interval, the paired t-test's p-value and its Holm correction
+    across every row (``holm``)."""
     by_key = {(r["architecture"], r["activation"], r["form"], r["seed"]): r for r in runs}
     rows = []
     for arch, act, form in _groups(runs):
-        if form == "vanilla":
+        if form in ("vanilla", baseline):
             continue
         diffs = [
             r["final_test_acc"] - base["final_test_acc"]
             for (a, b, f, seed), r in by_key.items()
             if (a, b, f) == (arch, act, form)
-            and (base := by_key.get((arch, act, "vanilla", seed)))
+            and (base := by_key.get((arch, act, baseline, seed)))
             and outcome(r) == outcome(base) == "trained"
         ]
         mean, std, n = mean_std(diffs)
@@ -188,14 +189,16 @@ def _gains_as_used(row: dict[str, Any], form: str, rule: str, center: bool) -> t
     return lam**2 * (row["rho_c"] if center else row["rho"]), lam**2 * row["rho_prime"]
 
 
-def theory_table(activations: Sequence[str], rule: str, center: bool) -> list[dict[str, Any]]:
+def theory_table(
+    activations: Sequence[str], rule: str, center: bool, forms: Sequence[str] = FORMS
+) -> list[dict[str, Any]]:
     """``theory.gains_table`` at q = 1 for ``activations``, with the gains of each form as used
     and the two property measures (deviation of rho and rho' from 1, |log kappa|)."""
     rows = []
     for row in theory.gains_table(activations, q=1.0):
         entry = {key: row[key] for key in ("activation", "rho", "rho_c", "rho_prime", "kappa")}
         entry.update({f"lambda_{r}": row[f"lambda_{r}"] for r in theory.RULES})
-        for form in FORMS:
+        for form in forms:
             rho, rho_prime = _gains_as_used(row, form, rule, center)
             entry[form] = {
                 "rho": rho,

@@ -32,6 +32,16 @@ __all__ = [
 
 DPI = 120
 FORM_COLORS = {"vanilla": "tab:gray", "static": "tab:blue", "adaptive": "tab:orange"}
+_READING_COLORS = ("tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
+
+
+def form_color(form: str, forms: Sequence[str] = ()) -> str:
+    """The color of a form: FORM_COLORS for the three forms, then one per further reading in
+    the order of ``forms``."""
+    if form in FORM_COLORS:
+        return FORM_COLORS[form]
+    readings = [f for f in forms if f not in FORM_COLORS]
+    return _READING_COLORS[readings.index(form) % len(_READING_COLORS)] if form in readings else "black"
 ARCH_TITLES = {"mlp": "MLP", "resmlp": "residual MLP", "resnet1d": "1-D ResNet"}
 ARCH_TITLES |= {f"resnet{depth}": f"ResNet-{depth}" for depth in (20, 32, 56, 50)}
 
@@ -64,10 +74,9 @@ def loss_curves_figure(results: dict[str, Any], architecture: str) -> Figure:
             curves_arr = np.asarray(curves, dtype=float)
             epochs = np.arange(curves_arr.shape[1])
             label = form if form == "vanilla" else f"{form} n{act}"
-            ax.plot(epochs, curves_arr.mean(axis=0), color=FORM_COLORS[form], label=label)
-            ax.fill_between(
-                epochs, curves_arr.min(axis=0), curves_arr.max(axis=0), color=FORM_COLORS[form], alpha=0.2
-            )
+            color = form_color(form, preset["forms"])
+            ax.plot(epochs, curves_arr.mean(axis=0), color=color, label=label)
+            ax.fill_between(epochs, curves_arr.min(axis=0), curves_arr.max(axis=0), color=color, alpha=0.2)
         ax.axhline(preset["target_loss"], color="black", linewidth=0.6, linestyle=":")
         ax.set_yscale("log")
         ax.set_title(act)
@@ -105,7 +114,8 @@ def _bar_panels(
             means = [100.0 * row[value] if row else math.nan for row in found]
             spans = np.array([errors(row) if row else (math.nan, math.nan) for row in found]).T
             offset = (k - (len(forms) - 1) / 2) * width
-            ax.bar(x + offset, means, width, yerr=spans, capsize=2, color=FORM_COLORS[form], label=form)
+            color = form_color(form, preset["forms"])
+            ax.bar(x + offset, means, width, yerr=spans, capsize=2, color=color, label=form)
         ax.set_xticks(x, preset["activations"])
         ax.set_title(ARCH_TITLES.get(arch, arch))
         ax.set_ylabel(ylabel)
@@ -181,6 +191,26 @@ MARKERS = "osD^vPXh*<>p"
 # how a form fills the marker of its activation in the convergence figure
 FORM_FILLS = {"vanilla": "none", "static": "full", "adaptive": "bottom"}
 FORM_MARKERS = {"vanilla": "o", "static": "s", "adaptive": "^"}
+_READING_FILLS = ("left", "right", "top")
+_READING_MARKERS = "vD<>ph"
+
+
+def _reading_style(form: str, forms: Sequence[str], table: dict[str, str], further: Sequence[str]) -> str:
+    """``table``'s entry for the three forms, else one of ``further`` per reading in ``forms``' order."""
+    if form in table:
+        return table[form]
+    readings = [f for f in forms if f not in table]
+    return further[readings.index(form) % len(further)] if form in readings else further[0]
+
+
+def form_fill(form: str, forms: Sequence[str] = ()) -> str:
+    """The marker fill of a form in the convergence figure (hollow vanilla, filled static, ...)."""
+    return _reading_style(form, forms, FORM_FILLS, _READING_FILLS)
+
+
+def form_marker(form: str, forms: Sequence[str] = ()) -> str:
+    """The marker of a form in the propagation figure."""
+    return _reading_style(form, forms, FORM_MARKERS, _READING_MARKERS)
 
 
 def convergence_figure(results: dict[str, Any]) -> Figure:
@@ -194,11 +224,13 @@ def convergence_figure(results: dict[str, Any]) -> Figure:
     activations = results["preset"]["activations"]
     marker = {act: MARKERS[i % len(MARKERS)] for i, act in enumerate(activations)}
     colour = {act: f"C{i % 10}" for i, act in enumerate(activations)}
+    forms = results["preset"].get("forms", tuple(FORM_FILLS))
     figure, axes = _grid(len(entries), len(results["preset"]["architectures"]), (4.5, 3.5))
     for ax, entry in zip(axes, entries, strict=True):
         for point in entry["points"]:
             act = point["activation"]
-            style = {"color": colour[act], "marker": marker[act], "fillstyle": FORM_FILLS[point["form"]]}
+            fill = form_fill(point["form"], forms)
+            style = {"color": colour[act], "marker": marker[act], "fillstyle": fill}
             ax.plot(
                 [point["x"]], [point["y"]], linestyle="", markersize=6, markerfacecoloralt="white", **style
             )
@@ -219,12 +251,12 @@ def convergence_figure(results: dict[str, Any]) -> Figure:
             [],
             color="black",
             marker="o",
-            fillstyle=fill,
+            fillstyle=form_fill(f, forms),
             markerfacecoloralt="white",
             linestyle="",
             label=f,
         )
-        for f, fill in FORM_FILLS.items()
+        for f in forms
     ]
     figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 9), fontsize="small")
     figure.suptitle("Convergence speed against the property measure (lower loss: faster)")
@@ -238,7 +270,7 @@ def _unstable_note(records: dict[str, Any]) -> str:
     notes = []
     for form, record in records.items():
         stability = record.get("stability", {})
-        if form != "adaptive" and stability.get("unstable"):
+        if form in ("vanilla", "static") and stability.get("unstable"):
             near = ", ".join(f"{q:.2f}" for q in stability["unstable_fixed_points"])
             where = f"\nq* = {near} (E19, E22)" if near else " (E19, E22)"
             notes.append(f"{form}: unstable at the start{where}")
@@ -247,8 +279,9 @@ def _unstable_note(records: dict[str, Any]) -> str:
 
 def propagation_figure(results: dict[str, Any]) -> Figure:
     """Per-layer forward E[h^2] (top row) and backward E[delta^2] (bottom row) at initialization:
-    measured (a marker per form) and THEORY E8-E9 (lines), one column per activation. The adaptive form has
-    no line: its lambda comes from the batch, so only the static one has a closed form. A form
+    measured (a marker per form) and THEORY E8-E9 (lines), one column per activation. The adaptive
+    form has no line (nor has any adaptive reading): its lambda comes from the batch, so only the
+    static one has a closed form. A form
     whose E8 map is unstable at the start (E19, E22) gets a dashed line and a note in the title:
     finite-width deviations grow there, so the measured batch means leave the line at depth."""
     data = results["propagation"]
@@ -262,10 +295,11 @@ def propagation_figure(results: dict[str, Any]) -> Figure:
             for form, record in data[act].items():
                 measured = np.asarray(record["measured"][statistic], dtype=float)
                 layers = np.arange(1, len(measured) + 1)
-                if form != "adaptive":
+                color = form_color(form, list(data[act]))
+                if form in ("vanilla", "static"):
                     style = "--" if record.get("stability", {}).get("unstable") else "-"
-                    ax.plot(layers, record["theory"][statistic], style, color=FORM_COLORS[form], linewidth=1)
-                ax.plot(layers, measured, FORM_MARKERS[form], color=FORM_COLORS[form], markersize=2.5)
+                    ax.plot(layers, record["theory"][statistic], style, color=color, linewidth=1)
+                ax.plot(layers, measured, form_marker(form, list(data[act])), color=color, markersize=2.5)
             plots.plain_log_yaxis(ax)
             ax.set_xlabel("layer")
             if column == 0:
@@ -273,9 +307,13 @@ def propagation_figure(results: dict[str, Any]) -> Figure:
             if row == 0:
                 note = _unstable_note(data[act])
                 ax.set_title(act + (f"\n{note}" if note else ""), fontsize="medium")
+    forms = list(data[activations[0]])
     handles = [
-        Line2D([], [], color=c, marker=FORM_MARKERS[f], markersize=4, linestyle="", label=f"{f}, measured")
-        for f, c in FORM_COLORS.items()
+        Line2D(
+            [], [], color=form_color(f, forms), marker=form_marker(f, forms), markersize=4, linestyle="",
+            label=f"{f}, measured",
+        )
+        for f in forms
     ]
     handles.append(Line2D([], [], color="black", linewidth=1, label="theory, vanilla and static (E8-E9)"))
     handles.append(

@@ -3,7 +3,9 @@
 A ``Grid`` expands into one ``RunSpec`` per point of its axes, in a fixed order:
 architecture x activation x form x width x depth x learning rate x seed. The form of an
 activation is "vanilla" (phi), "static" (n<phi> with lambda from the Gaussian moments, THEORY
-E15) or "adaptive" (n<phi> with lambda from batch statistics, E16). ``depths`` is either one list
+E15) or "adaptive" (n<phi> with lambda from batch statistics, E16); a grid's ``readings`` add
+adaptive forms of its own, each a name and the options of ``NormalizedActivation`` it sets
+(``readings = { adaptive-output = { estimate = "output" } }``). ``depths`` is either one list
 for every architecture or a table ``{architecture = [depths]}`` (hidden layers for "mlp",
 residual blocks for "resmlp"), so architectures of different kinds sit in one grid.
 
@@ -41,6 +43,7 @@ from typing import Any
 
 from tinynormact import theory
 from tinynormact.infra.validation import check_integer
+from tinynormact.nn.normalized import check_normalization_options
 from tinynormact.train import ConfigError, TrainConfig
 
 if sys.version_info >= (3, 11):
@@ -106,6 +109,8 @@ class Grid:
     name fixes the network). Shared settings: the dataset, ``epochs``, ``batch_size``,
     ``optimizer``, ``momentum`` (SGD), ``weight_decay``, ``schedule``, ``init``; ``rule``
     and ``center`` are the normalization options of the static and adaptive forms;
+    ``readings`` name further adaptive forms (a form name -> the layer options it adds to
+    mode="adaptive", THEORY E23-E29);
     ``target_loss`` is the train loss whose first crossing counts as "converged";
     ``propagation_*`` size the signal-propagation measurement at initialization."""
 
@@ -131,6 +136,7 @@ class Grid:
     init: str = "lecun_normal"
     rule: str = "balanced"
     center: bool = False
+    readings: dict[str, dict[str, Any]] = field(default_factory=dict)
     target_loss: float = 1.0
     propagation_depth: int = 20
     propagation_width: int = 256
@@ -148,9 +154,11 @@ class Grid:
                 values = tuple(values)
                 object.__setattr__(self, axis, values)
             _check_axis(axis, values)
-        bad_forms = [f for f in self.forms if f not in FORMS]
+        self._check_readings()
+        valid = (*FORMS, *self.readings)
+        bad_forms = [f for f in self.forms if f not in valid]
         if bad_forms:
-            raise GridError(f"forms: unknown form(s) {bad_forms}; valid forms: {', '.join(FORMS)}")
+            raise GridError(f"forms: unknown form(s) {bad_forms}; valid forms: {', '.join(valid)}")
         _check_name(self.name)
         self._check_settings()
 
@@ -181,6 +189,29 @@ class Grid:
         for arch, values in table.items():
             _check_axis(f"depths.{arch}", values)
 
+    def _check_readings(self) -> None:
+        if not isinstance(self.readings, dict):
+            raise GridError(f"readings must be a table of form name -> options, got {self.readings!r}")
+        for name, options in self.readings.items():
+            if name in FORMS or not isinstance(options, dict) or "mode" in options:
+                raise GridError(
+                    f"readings: {name!r} must be a new form name (not {', '.join(FORMS)}) whose value "
+                    f"is a table of adaptive options without 'mode', got {options!r}"
+                )
+            try:
+                check_normalization_options(mode="adaptive", **options)
+            except (TypeError, ValueError) as exc:
+                raise GridError(f"readings.{name}: {exc}") from None
+
+    def form_options(self, form: str) -> dict[str, Any]:
+        """The ``NormalizedActivation`` options of a form ({} for "vanilla")."""
+        if form == "vanilla":
+            return {}
+        shared = {"rule": self.rule, "center": self.center}
+        if form in self.readings:
+            return {"mode": "adaptive", **shared, **self.readings[form]}
+        return {"mode": form, **shared}
+
     def depths_of(self, architecture: str) -> tuple[int, ...]:
         return tuple(self.depths[architecture] if isinstance(self.depths, dict) else self.depths)
 
@@ -201,13 +232,12 @@ class Grid:
         device: str = "cpu",
     ) -> TrainConfig:
         """The training configuration of one point of the grid."""
-        options = {} if form == "vanilla" else {"mode": form, "rule": self.rule, "center": self.center}
         return TrainConfig(
             dataset=self.dataset,
             dataset_options=dict(self.dataset_options),
             architecture=architecture,
             activation=activation if form == "vanilla" else "n" + activation,
-            activation_options=options,
+            activation_options=self.form_options(form),
             depth=depth,
             width=width,
             epochs=self.epochs,

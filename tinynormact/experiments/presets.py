@@ -1,5 +1,5 @@
 """The reproduction's grids by name: ``quick`` (the default), ``cnn-quick``, ``cifar10-quick``,
-``cifar100-resnet`` and ``full``.
+``cifar100-resnet``, ``full`` and ``anact-study``.
 
 Each preset is a ``Grid``, the same kind of object as a grid file read by ``tinynormact sweep``
 (``load_grid``): ``tinynormact reproduce --preset quick`` and ``tinynormact sweep quick.toml``
@@ -7,7 +7,9 @@ with the same keys run the same runs. ``quick`` is sized for two CPU cores; ``fu
 seeds, epochs, depth, width and activations, for many workers or a GPU. ``cifar10-quick`` trains
 a ResNet-20 on a CIFAR-10 subset (CPU) and ``cifar100-resnet``
 ResNet-20 and ResNet-50 on CIFAR-100 (GPUs), from the downloaded archives
-(``tinynormact data download``). Their measured and estimated times are in docs/timings.md.
+(``tinynormact data download``). ``anact-study`` compares the readings of the adaptive form
+(THEORY E23-E29) in the full preset's deep networks. Their measured and estimated times are in
+docs/timings.md.
 """
 
 from __future__ import annotations
@@ -108,5 +110,35 @@ PRESETS: dict[str, Grid] = {
         propagation_depth=50,
         propagation_width=512,
         propagation_batch=512,
+    ),
+    # The readings of E16 (THEORY E23-E29) against vanilla and static in the full preset's deep
+    # networks and recipe. Cut to what 2 CPU cores shared by eight jobs could run in about an hour:
+    # 2 activations of the issue's 4 (swish, tanh: the two the full preset's adaptive runs were
+    # probed with), 2 seeds of 5, 15 epochs of 60; the old reading (raw batch gains, whose
+    # collapse the full preset and docs/reports/anact-study/probe.txt measured) left out; depth
+    # and width as in the full preset.
+    "anact-study": Grid(
+        name="anact-study",
+        description="MNIST-1D (8000 train / 2000 test), MLP of 20 hidden layers and residual MLP "
+        "of 8 blocks, width 128, Adam 1e-3, 15 epochs, 2 seeds, swish and tanh; vanilla, static "
+        "and two readings of the adaptive form (THEORY E23-E29): the Gaussian gains at the batch's "
+        "q, and the gains that fix the output's second moment (a third, the raw batch gains of the "
+        "old default, is a named reading for grids that want it): 32 runs",
+        activations=("swish", "tanh"),
+        forms=("vanilla", "static", "adaptive-gaussian", "adaptive-output"),
+        readings={
+            "adaptive-batch": {"estimate": "batch"},
+            "adaptive-gaussian": {"estimate": "gaussian"},
+            "adaptive-output": {"estimate": "output"},
+        },
+        dataset_options={"num_samples": 10000},
+        depths={"mlp": (20,), "resmlp": (8,)},
+        widths=(128,),
+        epochs=15,
+        seeds=(0, 1),
+        target_loss=0.5,
+        propagation_depth=20,
+        propagation_width=128,
+        propagation_batch=256,
     ),
 }

@@ -52,19 +52,17 @@ def stability_at_start(act: Any, q0: float) -> dict[str, Any]:
 
 def signal_propagation(
     activations: tuple[str, ...],
-    forms: tuple[str, ...],
+    form_options: dict[str, dict[str, Any]],
     depth: int,
     width: int,
     batch: int,
-    rule: str = "balanced",
-    center: bool = False,
 ) -> dict[str, dict[str, Any]]:
-    """{activation: {form: measure_network(...)}} for every activation and form."""
+    """{activation: {form: measure_network(...)}} for every activation and form, with
+    ``form_options`` {form: its NormalizedActivation options, {} for "vanilla"} (``Grid.form_options``)."""
     result: dict[str, dict[str, Any]] = {}
     for act in activations:
         result[act] = {}
-        for form in forms:
+        for form, options in form_options.items():
             name = act if form == "vanilla" else "n" + act
-            options = {} if form == "vanilla" else {"mode": form, "rule": rule, "center": center}
             result[act][form] = measure_network(name, options, depth, width, batch)
     return result

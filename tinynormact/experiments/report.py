@@ -35,6 +35,7 @@ _CSV_RUN_COLUMNS = (
     "epochs_to_target",
     "seconds",
     "config_hash",
+    "flags",
 )
 
 
@@ -153,7 +154,7 @@ def summary_text(results: dict[str, Any]) -> str:
     return title + "\n" + format_table(header, rows) + "\n" + _significance_note(results)
 
 
-def _paired_table(results: dict[str, Any]) -> str:
+def _paired_table(results: dict[str, Any], key: str = "paired") -> str:
     header = ["arch", "activation", "form", "pairs", "mean (points)", "95% interval", "p", "p (Holm)"]
     rows = [
         [
@@ -166,9 +167,22 @@ def _paired_table(results: dict[str, Any]) -> str:
             _number(r["p_value"], 4),
             _number(r["p_holm"], 4),
         ]
-        for r in results["paired"]
+        for r in results[key]
     ]
     return format_table(header, rows, markdown=True)
+
+
+def _static_section(results: dict[str, Any]) -> str:
+    """The adaptive readings against the static form, when the grid has several readings."""
+    if "paired_static" not in results:
+        return ""
+    return f"""### The adaptive readings against the static form
+
+Final test accuracy minus the static form's, seed by seed (points), 95% t interval; Holm's
+correction across the rows of this table.
+
+{_paired_table(results, "paired_static")}
+"""
 
 
 def _convergence_table(results: dict[str, Any]) -> str:
@@ -267,6 +281,23 @@ def _not_trained_list(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def flag_text(flags: Sequence[dict[str, Any]]) -> str:
+    """'layer 19 (layers.37) step 820 (epoch 13): lambda at its ceiling ...; ...' ('' for none)."""
+    return "; ".join(
+        f"layer {f['layer']} ({f['name']}) step {f['step']} (epoch {f['epoch']}): {f['what']}" for f in flags
+    )
+
+
+def _flagged_list(results: dict[str, Any]) -> str:
+    """One line per run with adaptive-layer flags (``train.adaptive_health``)."""
+    lines = [
+        f"- {r['architecture']} {r['activation']} {r['form']} seed {r['seed']}: {flag_text(r['flags'])}"
+        for r in results["runs"]
+        if r.get("flags")
+    ]
+    return "\n".join(lines) if lines else "No adaptive layer was flagged."
+
+
 def _settings(results: dict[str, Any]) -> str:
     preset, settings = results["preset"], results["settings"]
     lines = [f"- preset `{preset['name']}`: {preset['description']}"]
@@ -311,6 +342,7 @@ as not established, not as absent.
 
 {_paired_table(results)}
 
+{_static_section(results)}
 {figure.get("accuracy.png", "")}
 
 {figure.get("paired_difference.png", "")}
@@ -375,6 +407,14 @@ left out of every mean and paired difference.
 
 {_not_trained_list(results)}
 
+## Flagged adaptive layers
+
+A run's adaptive layer is flagged (docs/THEORY.md E27-E29) at the first step, of those checked
+every 10, where its lambda reached its ceiling or floor, fewer than 1% of its units were active
+(|phi'| >= 0.1: dead or saturated), or its q = E[h^2] grew 100x from the first step.
+
+{_flagged_list(results)}
+
 ## Settings and software
 
 {_settings(results)}
@@ -392,7 +432,8 @@ def runs_csv(results: dict[str, Any]) -> str:
     writer.writerow(columns)
     for run in results["runs"]:
         losses = run.get("history", {}).get("train_loss") or [None]  # none for a run that raised
-        derived = {"outcome": outcome(run), "initial_train_loss": losses[0]}
-        values = derived | theory[run["activation"]][run["form"]]
-        writer.writerow([run.get(c, values.get(c)) for c in columns])
+        flags = flag_text(run.get("flags", []))
+        derived = {"outcome": outcome(run), "initial_train_loss": losses[0], "flags": flags}
+        measures = theory[run["activation"]][run["form"]]
+        writer.writerow([derived[c] if c in derived else run.get(c, measures.get(c)) for c in columns])
     return text.getvalue()

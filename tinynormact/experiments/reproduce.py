@@ -57,6 +57,9 @@ def analyse(results: dict[str, Any]) -> None:
     """Fill in the aggregates, paired differences and correlations from ``results["runs"]``."""
     results["aggregates"] = aggregate(results["runs"])
     results["paired"] = paired_differences(results["runs"])
+    forms = results["preset"]["forms"]
+    if "static" in forms and len(set(forms) - {"vanilla", "static"}) > 1:  # several adaptive readings
+        results["paired_static"] = paired_differences(results["runs"], baseline="static")
     results["correlation"] = convergence_vs_property(results["aggregates"], results["theory"])
 
 
@@ -123,12 +126,10 @@ def _reproduce(
         splits = load_data(grid.runs(device)[0].config)  # image datasets as images
         propagation = signal_propagation(
             grid.activations,
-            grid.forms,
+            {form: grid.form_options(form) for form in grid.forms},
             grid.propagation_depth,
             grid.propagation_width,
             grid.propagation_batch,
-            grid.rule,
-            grid.center,
         )
     runs = outcome.runs
     preset = grid.to_dict()
@@ -150,7 +151,7 @@ def _reproduce(
             "classes": splits.train.n_classes,
         },
         "versions": software_versions(device),
-        "theory": theory_table(grid.activations, grid.rule, grid.center),
+        "theory": theory_table(grid.activations, grid.rule, grid.center, grid.forms),
         "propagation": propagation,
         "runs": runs,
     }

@@ -57,6 +57,7 @@ def _summary(spec: RunSpec, result: TrainResult, seconds: float) -> dict[str, An
         # area under the train-loss curve per epoch: lower means faster convergence
         "mean_train_loss": sum(trained_losses) / len(trained_losses) if completed else math.nan,
         "epochs_to_target": result.epochs_to_target,
+        "flags": result.flags,
         "seconds": seconds,
         "history": {key: values for key, values in history.items() if key != "seconds"},
     }
@@ -85,6 +86,7 @@ def failed_record(spec: RunSpec, reason: str) -> dict[str, Any]:
         "final_test_acc": nan,
         "mean_train_loss": nan,
         "epochs_to_target": None,
+        "flags": [],
         "seconds": nan,
         "history": {},
     }

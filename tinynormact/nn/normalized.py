@@ -29,6 +29,20 @@ Adaptive (E16, the paper's v3 "ANAct"). Over all elements of a batch h (one lamb
   of phi', and is 0 at kinks.
 - ``learnable_correction=True`` (either mode) adds a bounded learnable term:
   lambda_eff = lambda + correction_scale * tanh(alpha), with the Parameter alpha starting at 0.
+
+Which batch gains E16 reads (``estimate``; THEORY E23-E29 derive what each does to q):
+
+- ``"batch"``: the raw batch moments above. The layer passes its input's scale through (the
+  forward rule's q-map is the identity, E23), so nothing pulls q back when training moves the
+  weights, and a layer whose units leave the Gaussian shape (dead or saturated) drives rho'_b to
+  its floor and lambda to the ceiling 1/sqrt(eps) (E27).
+- ``"gaussian"``: the Gaussian gains at the batch's q_b = mean(h^2) (E24): lambda is a smooth
+  function of q_b alone, so no batch shape can send it to the ceiling; the q-map is E23's.
+- ``"output"``: the gains that bring the output's second moment to the static form's at q
+  (E25): lambda_b^2 mean(phi^2) = lambda_static^2 m2(q). The next layer's q no longer depends on
+  this layer's input scale (slope 0, E26): a restoring force like batch normalization's.
+
+``lambda_bound = c`` (0: none) keeps lambda within [lambda_static / c, c lambda_static] (E28).
 """
 
 from __future__ import annotations
@@ -37,25 +51,30 @@ import inspect
 import math
 from typing import Any
 
+import numpy as np
+
 from tinynormact import theory
 from tinynormact.engine import backend, ops
 from tinynormact.engine.autograd import Tensor
 from tinynormact.nn.layers import Activation
-from tinynormact.nn.module import Parameter
+from tinynormact.nn.module import Module, Parameter
 from tinynormact.theory import activations
 from tinynormact.theory.activations import ActivationFunction
 
 MODES = ("static", "adaptive")
 TRAIN_STATISTICS = ("batch", "running")
+ESTIMATES = ("batch", "gaussian", "output")
 _TANH = activations.get("tanh")
+_TABLE_Q = np.logspace(-6.0, 6.0, 24 * 12 + 1)  # the Gaussian reading's q grid, 24 per decade
 
 
 class NormalizedActivation(Activation):
     """phi_hat(h) = lambda * (phi(h) - mu) with lambda from a normalization rule (THEORY E12-E16).
 
     ``base`` is an activation name ("swish") or an ActivationFunction; ``params`` are the base
-    activation's parameters (e.g. beta=2.0). See the module docstring for the modes.
-    ``lambda_`` and ``mu`` are the values evaluation mode uses.
+    activation's parameters (e.g. beta=2.0). See the module docstring for the modes and for
+    ``estimate`` and ``lambda_bound``. ``lambda_`` and ``mu`` are the values evaluation mode uses;
+    ``last_lambda`` is what the last forward multiplied by (the tracker records it).
     """
 
     def __init__(
@@ -71,29 +90,43 @@ class NormalizedActivation(Activation):
         learnable_correction: bool = False,
         correction_scale: float = 0.3,
         eps: float = 1e-8,
+        estimate: str = "output",
+        lambda_bound: float = 0.0,
         **params: Any,
     ) -> None:
-        super().__init__(base, **params)
+        Module.__init__(self)
         _check_flags(center=center, learnable_correction=learnable_correction)
-        _check_options(mode, rule, q, momentum, differentiate_lambda, train_statistics, correction_scale, eps)
-        self.train_statistics = train_statistics
-        self.base = self.function
+        _check_options(
+            mode,
+            rule,
+            q,
+            momentum,
+            differentiate_lambda,
+            train_statistics,
+            correction_scale,
+            eps,
+            estimate,
+            lambda_bound,
+        )
+        self.base = activations.get(base, **params)
         self.mode, self.rule, self.center = mode, rule, bool(center)
         self.q, self.momentum, self.eps = float(q), float(momentum), float(eps)
-        self.differentiate_lambda = bool(differentiate_lambda)
+        self.differentiate_lambda, self.train_statistics = bool(differentiate_lambda), train_statistics
+        self.estimate, self.lambda_bound = estimate, float(lambda_bound)
         self.correction_scale = float(correction_scale)
         lam, mu = theory.normalization(self.base, rule, q, center)
         self.static_lambda, self.static_mu = float(lam), float(mu)
-        self.function = activations.affine(self.base, lam, mu)
+        self.function = activations.affine(self.base, lam, mu)  # the form at q (init gains use it)
         if mode == "adaptive":
             moments = theory.gaussian_moments(self.base, q)
+            self._gaussian_spread = float(moments.v if center else moments.m2)  # s(q) of E25
+            self._gaussian_d2 = float(moments.d2)
             # float64 whatever the network's dtype: three scalars, averaged over many steps
-            self.register_buffer(
-                "running_rho", Tensor((moments.v if center else moments.m2) / q, dtype="float64")
-            )
+            self.register_buffer("running_rho", Tensor(self._gaussian_spread / q, dtype="float64"))
             self.register_buffer("running_rho_prime", Tensor(moments.d2, dtype="float64"))
             if center:
                 self.register_buffer("running_mu", Tensor(moments.m1, dtype="float64"))
+            self._table = _gaussian_table(self.base, center) if estimate == "gaussian" else None
         self.correction = Parameter(0.0) if learnable_correction else None
         self.last_lambda: Any = None  # what the last forward multiplied by: float, 0-d array or Tensor
 
@@ -103,17 +136,24 @@ class NormalizedActivation(Activation):
         estimates (0-d arrays on the buffers' device, in ``dtype`` if given: no host sync)."""
         if self.mode == "static":
             return self.static_lambda, self.static_mu
-        lam = floored_lambda(self.rule, self.running_rho.data, self.running_rho_prime.data, self.eps)
+        lam = self._lambda(self.running_rho.data, self.running_rho_prime.data)
         mu = self.running_mu.data if self.center else 0.0
         if dtype is not None:
             lam, mu = lam.astype(dtype), (mu.astype(dtype) if self.center else mu)
         return lam, mu
 
+    def _lambda(self, rho: Any, rho_prime: Any) -> Any:
+        """The rule (E12-E14) on the floored gains, held within ``lambda_bound`` of the static
+        lambda (E28) when a bound is set."""
+        lam = floored_lambda(self.rule, rho, rho_prime, self.eps)
+        if not self.lambda_bound:
+            return lam
+        return lam.clip(self.static_lambda / self.lambda_bound, self.static_lambda * self.lambda_bound)
+
     @property
     def lambda_(self) -> float:
         """The lambda of evaluation mode, the learnable correction included (a host sync)."""
-        lam, _ = self._eval_lambda_and_mu()
-        lam = float(lam)
+        lam = float(self._eval_lambda_and_mu()[0])
         if self.correction is not None:
             lam += self.correction_scale * math.tanh(float(self.correction.data))
         return lam
@@ -126,33 +166,39 @@ class NormalizedActivation(Activation):
     # ----- forward ----------------------------------------------------------------------------
     def forward(self, x: Any) -> Tensor:
         x = ops.as_tensor(x)
+        if self.mode == "static" and self.correction is None:  # one fused node, lambda inside phi'
+            self.last_lambda = self.static_lambda
+            return ops.activation(x, self.function)
+        phi = ops.activation(x, self.base)
         if self.mode == "adaptive" and self.training:
-            phi = ops.activation(x, self.base)
-            lam, mu = self._batch_lambda_and_mu(x, phi)
-            if self.train_statistics == "running":
-                lam, mu = self._eval_lambda_and_mu(x.dtype)
+            lam, mu = self._training_lambda_and_mu(x, phi)
         else:
             lam, mu = self._eval_lambda_and_mu(x.dtype)
-            if self.mode == "static" and self.correction is None:  # one fused node, lambda inside phi'
-                self.last_lambda = lam
-                return ops.activation(x, self.function)
-            phi = ops.activation(x, self.base)
         if self.correction is not None:
             lam = lam + self.correction_scale * ops.activation(self.correction, _TANH)
         self.last_lambda = lam
         return (phi - mu if self.center else phi) * lam
 
-    def _batch_lambda_and_mu(self, x: Tensor, phi: Tensor) -> tuple[Any, Any]:
-        """lambda_b and mu_b of E16 (Tensors in the graph, or constant arrays), and the running
-        update."""
-        if self.differentiate_lambda:
-            dphi = ops.activation(x, _derivative(self.base))
-            rho, rho_prime, mu = batch_gains(x, phi, dphi, self.center, self.eps)
-        else:
-            rho, rho_prime, mu = batch_gains(x.data, phi.data, self.base.df(x.data), self.center, self.eps)
+    def _training_lambda_and_mu(self, x: Tensor, phi: Tensor) -> tuple[Any, Any]:
+        """E16 in training: the batch's gains (by ``estimate``) update the running estimates;
+        lambda and mu then come from the batch's gains or from the running ones."""
+        rho, rho_prime, mu = self._batch_gains(x, phi)
         self._update_running(rho, rho_prime, mu)
-        lam = floored_lambda(self.rule, rho, rho_prime, self.eps)
-        return lam, (mu if self.center else 0.0)
+        if self.train_statistics == "running":
+            return self._eval_lambda_and_mu(x.dtype)
+        return self._lambda(rho, rho_prime), (mu if self.center else 0.0)
+
+    def _batch_gains(self, x: Tensor, phi: Tensor) -> tuple[Any, Any, Any]:
+        """(rho, rho', mu) of the batch (THEORY E16, E24, E25), Tensors in the graph with
+        ``differentiate_lambda``, else constant arrays."""
+        if self.estimate == "gaussian":
+            return gaussian_gains(self._table, x.data, self.eps)
+        differentiable = self.differentiate_lambda
+        h, value = (x, phi) if differentiable else (x.data, phi.data)
+        if self.estimate == "output":
+            return output_gains(value, self.center, self.q, self._gaussian_spread, self._gaussian_d2)
+        slope = ops.activation(x, _derivative(self.base)) if differentiable else self.base.df(x.data)
+        return batch_gains(h, value, slope, self.center, self.eps)
 
     def _update_running(self, rho: Any, rho_prime: Any, mu: Any) -> None:
         pairs = [(self.running_rho, rho), (self.running_rho_prime, rho_prime)]
@@ -180,6 +226,40 @@ def batch_gains(h: Any, phi: Any, dphi: Any, center: bool, eps: float) -> tuple[
     spread = phi.var() if center else (phi * phi).mean()
     rho = spread / (h * h).mean().clip(eps)
     return rho, (dphi * dphi).mean(), phi.mean()
+
+
+def output_gains(phi: Any, center: bool, q: float, spread: float, d2: float) -> tuple[Any, Any, Any]:
+    """THEORY E25, the gains that bring the output to the static form's second moment: the
+    Gaussian gains at the layer's q, (s(q)/q, d2(q)), scaled by the batch's s_b / s(q), where
+    s_b = mean(phi^2) (centred: var(phi)) and s(q) its Gaussian value. Every rule's lambda
+    scales as the inverse square root of a common factor of the gains, so lambda_b^2 s_b equals
+    the static lambda^2 s(q): the output's second moment is held whatever q_b is."""
+    spread_b = phi.var() if center else (phi * phi).mean()
+    return spread_b / q, spread_b * (d2 / spread), phi.mean()
+
+
+def gaussian_gains(table: tuple[Any, ...], h: Any, eps: float) -> tuple[Any, Any, Any]:
+    """THEORY E24: the Gaussian gains (rho(q_b) (centred rho_c), rho'(q_b), m1(q_b)) at the
+    batch's q_b = mean(h^2), interpolated linearly in log q on ``_gaussian_table``'s grid
+    (relative error below 1e-4; q_b is held within 1e-6 to 1e6)."""
+    xp = backend.get_array_module(h)
+    log_q = xp.log(xp.maximum((h * h).mean(), eps))
+    grid, log_rho, log_rho_prime, m1 = (xp.asarray(column) for column in table)
+    rho, rho_prime = (xp.exp(xp.interp(log_q, grid, column)) for column in (log_rho, log_rho_prime))
+    return rho, rho_prime, xp.interp(log_q, grid, m1)
+
+
+def _gaussian_table(act: ActivationFunction, center: bool) -> tuple[np.ndarray, ...]:
+    """(log q, log rho (centred rho_c), log rho', m1) on ``_TABLE_Q`` (E1-E6)."""
+    moments = theory.gaussian_moments(act, _TABLE_Q)
+    spread = moments.v if center else moments.m2
+    tiny = np.finfo(np.float64).tiny
+    return (
+        np.log(_TABLE_Q),
+        np.log(np.maximum(spread / _TABLE_Q, tiny)),
+        np.log(np.maximum(moments.d2, tiny)),
+        moments.m1,
+    )
 
 
 def floored_lambda(rule: str, rho: Any, rho_prime: Any, eps: float) -> Any:
@@ -211,8 +291,16 @@ def _check_options(
     train_statistics: str,
     correction_scale: float,
     eps: float,
+    estimate: str = "output",
+    lambda_bound: float = 0.0,
 ) -> None:
-    numbers = {"q": q, "momentum": momentum, "correction_scale": correction_scale, "eps": eps}
+    numbers = {
+        "q": q,
+        "momentum": momentum,
+        "correction_scale": correction_scale,
+        "eps": eps,
+        "lambda_bound": lambda_bound,
+    }
     for name, value in numbers.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{name} must be a real number, got {value!r}")
@@ -234,6 +322,15 @@ def _check_options(
     if train_statistics not in TRAIN_STATISTICS:
         valid = ", ".join(TRAIN_STATISTICS)
         raise ValueError(f"unknown train_statistics {train_statistics!r}; valid: {valid}")
+    if estimate not in ESTIMATES:
+        raise ValueError(f"unknown estimate {estimate!r}; valid: {', '.join(ESTIMATES)}")
+    if differentiate_lambda and estimate == "gaussian":
+        raise ValueError(
+            "differentiate_lambda=True needs estimate='batch' or 'output' (the Gaussian reading "
+            "interpolates a table, which has no gradient)"
+        )
+    if not (math.isfinite(lambda_bound) and (lambda_bound == 0 or lambda_bound >= 1)):
+        raise ValueError(f"lambda_bound must be 0 (no bound) or a finite number >= 1, got {lambda_bound!r}")
     if differentiate_lambda and train_statistics == "running":
         raise ValueError(
             "differentiate_lambda=True needs train_statistics='batch' (running values are constants)"

@@ -9,6 +9,7 @@ and of the second moment q of the pre-activations; nothing here touches autograd
 - ``depth``: E8-E11 ``mlp_profile``, E17-E18 ``residual_profile``; ``solve_selu``,
   ``forward_fixed_point``, ``critical_weight_var``
 - ``stability``: E19-E22 ``q_map_slope``, ``backward_factor``, ``depth_scale``, ``fixed_points``
+- ``adaptive``: E23-E29, the adaptive layer's lambda, q-map, backward factor and drift
 - ``convolution``: the per-position theory of convolutional layers (``tn.theory.convolution``)
 - ``tables``: ``gains_table``, ``stability_table`` and their text formatters
 
@@ -24,7 +25,7 @@ gradient is the per-example value divided by B (E10). Per-example values are wha
 returns; divide by B to compare with ``.grad`` of a mean-loss batch.
 """
 
-from tinynormact.theory import activations, convolution
+from tinynormact.theory import activations, adaptive, convolution
 from tinynormact.theory.depth import (
     MLPProfile,
     ResidualProfile,
@@ -62,6 +63,7 @@ from tinynormact.theory.tables import (
 
 __all__ = [
     "activations",
+    "adaptive",
     "convolution",
     "RULES",
     "GaussianMoments",

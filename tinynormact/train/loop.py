@@ -27,6 +27,7 @@ from tinynormact.engine import autograd, backend
 from tinynormact.infra.files import RunNotice, jsonable
 from tinynormact.nn.losses import softmax_cross_entropy
 from tinynormact.nn.optim import clip_grad_norm
+from tinynormact.train.adaptive_health import AdaptiveHealth
 from tinynormact.train.build import build_model_in_memory, build_optimizer
 from tinynormact.train.checkpoint import read_for_resume, resume_from, save_checkpoint
 from tinynormact.train.config import IMAGE_ARCHITECTURES, TrainConfig
@@ -125,6 +126,8 @@ class Trainer:
         self.model = build_model_in_memory(cfg, train_set.example_shape, train_set.n_classes)
         self.optimizer, self.schedule = build_optimizer(cfg, self.model, cfg.epochs * len(self.loader))
         self.tracker = _make_tracker(self.model, cfg.track_every)
+        self.health = AdaptiveHealth.watch(self.model, len(self.loader))
+        self.health = AdaptiveHealth.watch(self.model, len(self.loader))
         self.previous_record: dict[str, Any] | None = None  # tracker record before a resume
 
     def train_step(self, x: Any, y: Any) -> float:
@@ -309,8 +312,9 @@ class Trainer:
 
     def result(self, status: str, message: str = "") -> TrainResult:
         record = self.tracker_record()
+        flags = self.health.flags() if self.health is not None else []
         return TrainResult(
-            self.config, status, self.history, self.step_losses, self.epochs_to_target, record, message
+            self.config, status, self.history, self.step_losses, self.epochs_to_target, record, message, flags
         )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ class TrainResult:
     epochs_to_target: int | None
     tracker: dict[str, Any] | None = None
     message: str = ""
+    flags: list[dict[str, Any]] = field(default_factory=list)  # adaptive_health's, THEORY E27-E29
 
     @property
     def final(self) -> dict[str, float]:
@@ -64,4 +65,5 @@ class TrainResult:
             "epochs_to_target": self.epochs_to_target,
             "history": self.history,
             "step_losses": self.step_losses,
+            "flags": self.flags,
         }
