@@ -172,8 +172,8 @@ except RuntimeError as error:
 # it: `h.register_hook(fn)` calls `fn(grad)` with the full gradient of $h$ (the same names and
 # signature as PyTorch). It returns a handle; `handle.remove()` unregisters the hook. Modules
 # have the other two hooks of the same API (`register_forward_hook`,
-# `register_full_backward_hook`), which tutorial 3 uses, and on which the variance tracker of
-# tutorial 5 is built. Here the hook sees $\bar{h}$, which we computed by hand above.
+# `register_full_backward_hook`), which tutorial 4 uses, and on which the variance tracker of
+# tutorial 6 is built. Here the hook sees $\bar{h}$, which we computed by hand above.
 
 # %%
 h = x @ W + b
@@ -333,7 +333,7 @@ print("with the correct derivative 3 x^2, gradcheck passes")
 # - Central differences have an error that is smallest near $\epsilon = u^{1/3}$; in float64
 #   they can check a backward to about 1e-10, which is what `tn.gradcheck` does.
 #
-# Next, tutorial 2 leaves the engine and looks at what an activation function does to the
+# Next, tutorial 3 leaves the engine and looks at what an activation function does to the
 # *size* of the signals and gradients that flow through it.
 #
 # ## Exercises

@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # Tutorial 6: The paper's comparison at small scale, and how to run it bigger
+# # Tutorial 8: The paper's comparison at small scale, and how to run it bigger
 #
 # The abstract of arXiv 2208.13315 makes two empirical claims:
 #
@@ -113,7 +113,7 @@ if FAST:
     )
 else:
     preset = quick
-out = OUT / "06_run"
+out = OUT / "08_run"
 results = reproduce(preset, out, jobs=1 if FAST else os.cpu_count() or 1, force=True, progress=False)
 print(f"{len(results['runs'])} runs in {results['wall_time_s']:.1f} s, written to {out}")
 
@@ -244,7 +244,7 @@ if not FAST:
 #
 # The `full` preset has 10 activations, deeper and wider networks (20 hidden layers, 8
 # residual blocks, width 128), 60 epochs and 5 seeds on 10,000 MNIST-1D examples: several
-# hours on a CPU, much less on a GPU (tutorial 7). From Python, `dataclasses.replace` makes any
+# hours on a CPU, much less on a GPU (tutorial 10). From Python, `dataclasses.replace` makes any
 # variant of a preset, as in section 2. Examples:
 #
 # - more seeds, for tighter paired differences: `dataclasses.replace(quick, seeds=tuple(range(10)))`
@@ -270,7 +270,7 @@ if not FAST:
 # ## Exercises
 #
 # 1. Rerun the quick preset with `rule="forward"` and then with `center=True`. Which activation
-#    benefits most from centring, and is that what tutorial 4's $\kappa_c$ predicts?
+#    benefits most from centring, and is that what tutorial 5's $\kappa_c$ predicts?
 # 2. Load `results.json` and plot, for the MLP, the paired difference (adaptive minus vanilla)
 #    against $|\log\kappa|$ of the vanilla activation. Is there a trend?
 # 3. How many seeds would you need to detect a true difference of 1 accuracy point, if the

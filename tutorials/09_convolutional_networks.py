@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # Tutorial 8: Convolutional networks (im2col, signal propagation, MNIST-1D)
+# # Tutorial 9: Convolutional networks (im2col, signal propagation, MNIST-1D)
 #
 # The paper makes its claims on convolutional residual networks. This tutorial builds the
 # convolution of `tinynormact.convolution` from scratch, checks how a signal propagates through
@@ -79,7 +79,7 @@ axes[1].set_xlabel("(channel, kernel offset)")
 axes[1].set_ylabel("output position")
 axes[1].set_title("the columns matrix:\none window per row", fontsize=10)
 fig.colorbar(image, ax=axes[1])
-show(fig, "08_im2col.png")
+show(fig, "09_im2col.png")
 
 # %% [markdown]
 # Backward is two more products: $\partial L / \partial W$ = $g^\top$ columns, and
@@ -136,7 +136,7 @@ ax.set_xlabel("position")
 ax.set_ylabel("$q_l(p) = E[h^2]$")
 ax.set_title("deep tanh CNN: per-position E8 (zero padding lowers q at the border)")
 ax.legend(fontsize=7, ncol=3)
-show(fig, "08_cnn_propagation.png")
+show(fig, "09_cnn_propagation.png")
 
 # %% [markdown]
 # How close must they be? Each network's per-position mean square fluctuates around the theory
@@ -201,7 +201,7 @@ axes[1].set_ylabel("test accuracy")
 for ax in axes:
     ax.set_xlabel("epoch")
     ax.legend()
-show(fig, "08_mnist1d_swish.png")
+show(fig, "09_mnist1d_swish.png")
 for history in histories.values():
     assert history["train_loss"][-1] < history["train_loss"][0], "training should lower the loss"
 

@@ -11,9 +11,9 @@
 # ---
 
 # %% [markdown]
-# # Tutorial 5: Tracking gradient variance during training, and reading the plots
+# # Tutorial 6: Tracking gradient variance during training, and reading the plots
 #
-# Tutorials 3 and 4 predicted, at initialization, how the second moments of signals and
+# Tutorials 4 and 5 predicted, at initialization, how the second moments of signals and
 # gradients change from layer to layer. Training changes the weights, so the predictions stop
 # applying after a few steps; from then on we can only *measure*. `tinynormact.tracking`
 # measures, per layer and per step, everything the theory talks about:
@@ -25,7 +25,7 @@
 #   $E[g_W^2]$ (`weight_grad_sq`, E10) together with its variance across the examples of the
 #   batch (`weight_grad_var`).
 #
-# It works through the public hooks of tutorial 3 and nothing else: a forward hook
+# It works through the public hooks of tutorial 4 and nothing else: a forward hook
 # (`register_forward_hook`) on every `Linear` and on the activation after it, and tensor hooks
 # (`Tensor.register_hook`) on their outputs and on the weights. So it tracks any model built
 # from `Linear` and activation layers, one you write yourself included. A model without a
@@ -59,7 +59,7 @@ from tinynormact.data import DataLoader, load_dataset
 #
 # We measure a tanh MLP and its statically normalized version (`"ntanh"`, balanced rule) with
 # standard normal inputs, averaging $R$ independently drawn networks, and accept with the
-# tolerance derived in tutorial 3: 5 standard errors over the networks plus the finite-width
+# tolerance derived in tutorial 4: 5 standard errors over the networks plus the finite-width
 # allowance $2L/n$ for $L$ nonlinear layers of width $n$.
 
 # %%
@@ -100,16 +100,16 @@ fig = plots.plot_signal_propagation(
     {label: {s: values[k] for k, s in enumerate(STATS)} for label, values in predicted.items()},
     title=f"tanh vs ntanh at initialization: width {WIDTH}, mean of {NETWORKS} networks",
 )
-show(fig, "05_signal_propagation.png")
+show(fig, "06_signal_propagation.png")
 
 # %% [markdown]
 # The command line does the same measurement:
 # `tinynormact propagate --activations tanh ntanh --depth 12 --width 512 --out propagation.png`.
 #
 # Reading it: vanilla tanh's $q_l$ decays towards 0 with LeCun initialization (its fixed point
-# is $q^* = 0$ for $\sigma_w^2 = 1$, tutorial 3), and its gradient shrinks towards the input.
+# is $q^* = 0$ for $\sigma_w^2 = 1$, tutorial 4), and its gradient shrinks towards the input.
 # The normalized tanh keeps $q_l$ near 1, and its gradient grows mildly towards the input (the
-# $\kappa > 1$ of tanh, which normalization cannot remove, tutorial 4).
+# $\kappa > 1$ of tanh, which normalization cannot remove, tutorial 5).
 
 # %% [markdown]
 # ## 2. Tracking a training run
@@ -174,10 +174,10 @@ print("layers:", tracker.layer_names)
 print("recorded steps:", record["step"][:6], "...", record["step"][-1])
 print("weight_grad_sq has shape (steps, layers) =", record["weight_grad_sq"].shape)
 
-tracker.to_json(OUT / "05_tracker_sigmoid.json")
-saved = tracking.read_json(OUT / "05_tracker_sigmoid.json")
+tracker.to_json(OUT / "06_tracker_sigmoid.json")
+saved = tracking.read_json(OUT / "06_tracker_sigmoid.json")
 np.testing.assert_array_equal(saved["weight_grad_sq"], record["weight_grad_sq"])  # NaNs compare equal
-print("saved to", OUT / "05_tracker_sigmoid.json", "and read back unchanged")
+print("saved to", OUT / "06_tracker_sigmoid.json", "and read back unchanged")
 
 # %% [markdown]
 # ## 3. Reading the gradient heatmap
@@ -197,7 +197,7 @@ for name in ("sigmoid", "nsigmoid static"):
     fig = plots.plot_gradient_heatmap(
         results[name][0].to_dict(), "weight_grad_sq", title=f"{name}: E[(dloss/dW)^2] per example"
     )
-    show(fig, f"05_heatmap_{name.replace(' ', '_')}.png")
+    show(fig, f"06_heatmap_{name.replace(' ', '_')}.png")
 
 # %% [markdown]
 # The vanilla sigmoid network's first layer receives weight gradients about eleven orders of
@@ -265,7 +265,7 @@ for name in ("nsigmoid static", "nsigmoid adaptive"):
 for name in ("nsigmoid static", "nsigmoid adaptive"):
     title = f"{name}: measured gains per layer"
     fig = plots.plot_gains_over_training(results[name][0].to_dict(), title=title)
-    show(fig, f"05_gains_{name.replace(' ', '_')}.png")
+    show(fig, f"06_gains_{name.replace(' ', '_')}.png")
 
 
 def balance(record):

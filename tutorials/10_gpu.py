@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # Tutorial 7: The same code on a GPU
+# # Tutorial 10: The same code on a GPU
 #
 # Everything in tinynormact runs on an NVIDIA GPU through [CuPy](https://cupy.dev), a library
 # with NumPy's interface whose arrays live in GPU memory. Because CuPy mirrors NumPy, the
@@ -213,7 +213,7 @@ ax.set_xlabel("width")
 ax.set_ylabel("ms per training step")
 ax.set_title("One SGD step of a 4-layer MLP, batch 256, float32")
 ax.legend()
-show(fig, "07_step_time.png")
+show(fig, "10_step_time.png")
 
 # %% [markdown]
 # On the CPU the time grows roughly like width$^2$ once the matrix products dominate. On a GPU
@@ -237,7 +237,7 @@ show(fig, "07_step_time.png")
 #   of them first (`t.to(...)`, `model.to(...)`, or a `DataLoader` on the right device).
 # - **Copy only what you need to the host.** `loss.item()` and `t.numpy()` wait for the GPU and
 #   copy; calling them every step for every layer is what makes a GPU run slow. The variance
-#   tracker of tutorial 5 reduces each statistic to one number on the device before copying it,
+#   tracker of tutorial 6 reduces each statistic to one number on the device before copying it,
 #   and with `every=k` does so only every k-th step.
 
 # %%

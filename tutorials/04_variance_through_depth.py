@@ -11,9 +11,9 @@
 # ---
 
 # %% [markdown]
-# # Tutorial 3: Variance through depth (THEORY E8-E11)
+# # Tutorial 4: Variance through depth (THEORY E8-E11)
 #
-# Tutorial 2 measured what one activation does to the second moment of a signal. Now we chain
+# Tutorial 3 measured what one activation does to the second moment of a signal. Now we chain
 # layers. Layer $l$ of a fully-connected network computes
 #
 # $$h_l = W_l x_{l-1} + b_l, \qquad x_l = \phi(h_l),$$
@@ -68,7 +68,7 @@ from tinynormact import nn, theory
 # %% [markdown]
 # ## 1. He initialization: relu with $\sigma_w^2 = 2$
 #
-# Relu has $\rho = \rho' = 1/2$ at every $q$ (tutorial 2). E8 with $\sigma_w^2 = 2$ and no bias
+# Relu has $\rho = \rho' = 1/2$ at every $q$ (tutorial 3). E8 with $\sigma_w^2 = 2$ and no bias
 # gives $q_{l+1} = 2 \cdot q_l / 2 = q_l$: the forward signal keeps its size *exactly*, at any
 # depth. E9 gives a backward factor $2 \cdot 1/2 = 1$ with equal widths, and $\kappa = 1$, so
 # every quantity is flat. With LeCun's $\sigma_w^2 = 1$ instead, each relu layer halves both.
@@ -147,7 +147,7 @@ for column, (act, weight_vars) in enumerate((("relu", (1.0, 2.0, 2.2)), ("tanh",
     axes[1, column].set_title(f"{act}: backward $E[\\delta_l^2]$ (E9)")
     axes[1, column].set_xlabel("layer l")
     axes[0, column].legend(fontsize=8)
-show(fig, "03_theory_profiles.png")
+show(fig, "04_theory_profiles.png")
 
 for s in (1.5, 2.0):
     q_star = theory.forward_fixed_point("tanh", s)
@@ -253,7 +253,7 @@ predicted = np.array([profile.q, profile.delta_sq, profile.weight_grad_sq])
 # the mean over $R$ networks has standard error $\mathrm{SE} = \mathrm{std} / \sqrt{R}$
 # (measured from the $R$ values). Within one network the measurement is itself an average over
 # many units and examples; its relative spread is of the order of $\sqrt{2 / (\text{number of
-# values averaged})}$, the formula of tutorial 2, and the spread over networks captures it.
+# values averaged})}$, the formula of tutorial 3, and the spread over networks captures it.
 #
 # There is also a *bias*: the theory is exact only at infinite width. A finite layer's mean
 # square $\hat q$ fluctuates around $q$ with relative variance of order $2/n$, and a curved
@@ -300,7 +300,7 @@ for k, (ax, name) in enumerate(zip(axes, titles, strict=True)):
     ax.set_xlabel("layer l")
 axes[0].legend()
 fig.suptitle(f"tanh MLP, width {WIDTH}, $\\sigma_w^2$ = {WEIGHT_VAR}, mean of {NETWORKS} networks")
-show(fig, "03_measured_vs_theory.png")
+show(fig, "04_measured_vs_theory.png")
 
 # %% [markdown]
 # Reading the profiles (of the full-size run, 12 layers): $q_l$ falls towards the fixed point
@@ -317,7 +317,7 @@ show(fig, "03_measured_vs_theory.png")
 # - He initialization is E8 and E9 with relu's $\rho = \rho' = 1/2$; Xavier's is the average of
 #   the forward and backward requirements for unequal widths.
 # - E11: the ratio of neighbouring weight-gradient second moments is $\kappa(q)$, which no
-#   choice of $\sigma_w^2$ can change. Tutorial 4 asks what *can* change it.
+#   choice of $\sigma_w^2$ can change. Tutorial 5 asks what *can* change it.
 # - A real network measured with hooks agrees with E8-E10 within a tolerance derived from the
 #   number of networks, the width and the depth.
 #

@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # Tutorial 2: Gaussian moments and the two gains (THEORY E1-E7)
+# # Tutorial 3: Gaussian moments and the two gains (THEORY E1-E7)
 #
 # At initialization, a unit of a wide layer computes $h_i = \sum_j W_{ij} x_j$, a sum of many
 # independent zero-mean terms. By the central limit theorem $h_i$ is close to Gaussian, with
@@ -32,7 +32,7 @@
 #   second moment of the signal going forward;
 # - backward gain $\rho'(q) = d_2(q)$: the factor by which it multiplies the second moment of
 #   a gradient going backward (the gradient is multiplied elementwise by $\phi'(h)$);
-# - the ratio $\kappa(q) = \rho'(q) / \rho(q)$, which tutorial 3 shows is what decides whether
+# - the ratio $\kappa(q) = \rho'(q) / \rho(q)$, which tutorial 4 shows is what decides whether
 #   weight gradients have the same size in every layer.
 #
 # **What is standard and what is reconstruction.** The moments E1-E4 and their use in the
@@ -79,13 +79,13 @@ for ax in (ax_f, ax_df):
     ax.set_xlabel("x")
 ax_f.set_ylim(-2, 4)
 ax_f.legend(fontsize=8)
-show(fig, "02_activations.png")
+show(fig, "03_activations.png")
 
 # %% [markdown]
 # ## 2. The gains table (E5-E7)
 #
 # `theory.gains_table()` computes E1-E7 for every activation at $q = 1$ (it also holds the
-# normalizing factors of tutorial 4; we print only the gains here). Things to look for:
+# normalizing factors of tutorial 5; we print only the gains here). Things to look for:
 #
 # - **relu**: $\rho = \rho' = 1/2$ and $\kappa = 1$. Half the Gaussian is cut off, which halves
 #   both the signal and the gradient; He initialization's factor 2 undoes exactly that.
@@ -153,7 +153,7 @@ ax.set_xlabel("Gauss-Hermite nodes n")
 ax.set_ylabel("absolute error")
 ax.set_title("Plain Gauss-Hermite: slow across a kink")
 ax.legend()
-show(fig, "02_gauss_hermite.png")
+show(fig, "03_gauss_hermite.png")
 
 # %% [markdown]
 # The relu error falls only like $1/n$: 256 nodes still leave an error of about
@@ -280,7 +280,7 @@ ax.set_ylabel("relative error of mean($\\phi^2$)")
 ax.set_ylim(1e-5, 1)
 ax.legend(fontsize=8)
 ax.set_title("Monte Carlo error shrinks like $1/\\sqrt{N}$")
-show(fig, "02_monte_carlo.png")
+show(fig, "03_monte_carlo.png")
 
 # %% [markdown]
 # Most points lie below their dashed one-SE line and some a little above it (about a third
@@ -315,7 +315,7 @@ for ax, title in zip(axes, titles, strict=True):
     ax.set_xlabel("q")
     ax.axhline(1, color="gray", lw=0.5)
 axes[0].legend(fontsize=8)
-show(fig, "02_gains_vs_q.png")
+show(fig, "03_gains_vs_q.png")
 
 # %% [markdown]
 # We assert the two limits stated above: relu's $\kappa$ is 1 at every $q$, and tanh's tends
@@ -339,7 +339,7 @@ print("relu: kappa = 1 at every q; tanh: kappa(1e-3) - 1 =", f"{theory.kappa('ta
 #   to $10^{-9}$, and with Monte Carlo within 5 standard errors, where the standard error is
 #   derived from $N$ ($\sqrt{2/N}$ relative for the square of a Gaussian).
 #
-# Tutorial 3 puts these gains into a deep network.
+# Tutorial 4 puts these gains into a deep network.
 #
 # ## Exercises
 #

@@ -11,9 +11,9 @@
 # ---
 
 # %% [markdown]
-# # Tutorial 4: Normalized activations (THEORY E12-E16)
+# # Tutorial 5: Normalized activations (THEORY E12-E16)
 #
-# Tutorial 3 showed that a layer multiplies the forward second moment by $\sigma_w^2 \rho(q)$
+# Tutorial 4 showed that a layer multiplies the forward second moment by $\sigma_w^2 \rho(q)$
 # and the backward one by $\sigma_w^2 \rho'(q)$ (equal widths). With LeCun's $\sigma_w^2 = 1$, a
 # signal keeps its size when $\rho = 1$ and a gradient keeps its size when $\rho' = 1$. Most
 # activations have neither (relu: 1/2 and 1/2; sigmoid: 0.29 and 0.045). The idea of arXiv
@@ -164,7 +164,7 @@ ax.set_xlim(0.02, 10)
 ax.set_ylim(0.02, 10)
 ax.set_title("Scaling slides along a diagonal; centring leaves it")
 ax.legend(fontsize=8, loc="upper left")
-show(fig, "04_gain_plane.png")
+show(fig, "05_gain_plane.png")
 
 # %% [markdown]
 # ## 4. Normalized activations in a deep network
@@ -199,7 +199,7 @@ for column, name in enumerate(("tanh", "sigmoid")):
     axes[1, column].set_title(f"{name}: backward $E[\\delta_l^2]$")
     axes[1, column].set_xlabel("layer l")
 axes[0, 0].legend(fontsize=8)
-show(fig, "04_normalized_profiles.png")
+show(fig, "05_normalized_profiles.png")
 
 for name in ("tanh", "sigmoid", "swish"):
     forward = theory.mlp_profile(theory.normalized(name, "forward"), widths)
@@ -329,7 +329,7 @@ ax.set_xlabel("training step")
 ax.set_ylabel(r"$\lambda$")
 ax.set_title("Adaptive normalization of tanh, pre-activations with q = 4")
 ax.legend(fontsize=8)
-show(fig, "04_adaptive_lambda.png")
+show(fig, "05_adaptive_lambda.png")
 
 # %% [markdown]
 # The batch values scatter narrowly around the $q = 4$ value; the running value starts at the
@@ -346,7 +346,7 @@ show(fig, "04_adaptive_lambda.png")
 # - A static $\lambda$ (E15) is exact at one $q$; an adaptive one (E16) follows the batch
 #   statistics in training and uses running estimates in evaluation.
 #
-# Tutorial 5 follows these quantities during training.
+# Tutorial 6 follows these quantities during training.
 #
 # ## Exercises
 #
