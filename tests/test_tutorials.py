@@ -5,13 +5,16 @@ Running a tutorial runs its assertions (hand-derived gradients, closed forms, Mo
 checks with derived tolerances, the run folder of the reproduction, ...), so a passing script is
 a passing set of checks. Fast mode (TINYNORMACT_TUTORIAL_FAST=1) shrinks the sizes; figures and
 run folders go to a temporary folder (TINYNORMACT_TUTORIAL_OUT), generated data to a temporary
-cache (TINYNORMACT_CACHE). Tutorials run on the device under test (TINYNORMACT_DEVICE): with
+cache (TINYNORMACT_CACHE). 08_paper_comparison.py runs its sweep on two Dask worker processes
+in fast mode too, which import the script again as they start (the path that crashed before it
+had its ``__main__`` guards). Tutorials run on the device under test (TINYNORMACT_DEVICE): with
 ``--device strict`` through a launcher that first registers the strict test device, which lives
 with the tests; 10_gpu.py also runs its GPU cells where CuPy and a GPU are present.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -80,6 +83,9 @@ def test_tutorial_runs_in_fast_mode(path: Path, tmp_path: Path, data_cache: Path
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"{path.name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
     assert list(tmp_path.glob("*.png")) or path.name.startswith("08"), f"{path.name} saved no figure"
+    if path.name.startswith("08"):  # the learner's path: a script whose runs go to worker processes
+        results = json.loads((tmp_path / "08_run" / "results.json").read_text())
+        assert results["executor"] == "a local Dask cluster of 2 worker processes", results["executor"]
 
 
 @pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])

@@ -90,8 +90,9 @@ show(fig, "03_activations.png")
 # - **relu**: $\rho = \rho' = 1/2$ and $\kappa = 1$. Half the Gaussian is cut off, which halves
 #   both the signal and the gradient; He initialization's factor 2 undoes exactly that.
 # - **tanh**: $\rho' > \rho$, so $\kappa > 1$: it shrinks gradients less than signals.
-# - **sigmoid**: $\rho'$ is tiny (0.045): every sigmoid layer divides the gradient's second
-#   moment by about 22. Its $\rho$ (0.29) is much larger than its $\rho_c$ (0.043, the centred
+# - **sigmoid**: $\rho'$ is tiny (0.045): a sigmoid layer whose pre-activations have $q = 1$
+#   divides the gradient's second moment by about 22 (at other $q$ by other factors: section 4
+#   and tutorial 5). Its $\rho$ (0.29) is much larger than its $\rho_c$ (0.043, the centred
 #   gain $v/q$): most of sigmoid's output second moment is its mean of 1/2.
 # - **selu**: $\rho = 1$ exactly, by the construction of its constants.
 
@@ -119,6 +120,7 @@ for name, (rho, rho_c, rho_prime, kappa) in reference.items():
     np.testing.assert_allclose(computed, [rho, rho_c, rho_prime], atol=5e-7)
     np.testing.assert_allclose(row["kappa"], kappa, atol=5e-5)
 print("the five reference rows agree to every printed digit")
+assert 21.5 < 1 / by_name["sigmoid"]["rho_prime"] < 23  # "divides by about 22" at q = 1
 
 # %% [markdown]
 # ## 3. How the moments are computed, and three independent checks
@@ -266,6 +268,7 @@ for name in ["identity", *ACTS]:
 # %%
 ns = np.unique(np.logspace(2, math.log10(N), 12).astype(int))
 fig, ax = plt.subplots(figsize=(6, 3.8))
+above = []  # per point: is its error above one SE?
 for name, color in (("identity", "C0"), ("tanh", "C1")):
     act = activations.get(name)
     predicted = theory.gaussian_moments(act, 1.0).m2
@@ -275,16 +278,25 @@ for name, color in (("identity", "C0"), ("tanh", "C1")):
     relative_sd = math.sqrt(2) if name == "identity" else y.std() / predicted
     label = r"identity: 1 SE $= \sqrt{2/N}$" if name == "identity" else f"{name}: 1 SE (measured)"
     ax.loglog(ns, relative_sd / np.sqrt(ns), "--", color=color, label=label)
+    above.extend(np.array(errors) > relative_sd / np.sqrt(ns))
+    assert np.all(np.array(errors) < 5 * relative_sd / np.sqrt(ns))  # the 5-SE acceptance, every N
 ax.set_xlabel("samples N")
 ax.set_ylabel("relative error of mean($\\phi^2$)")
 ax.set_ylim(1e-5, 1)
 ax.legend(fontsize=8)
 ax.set_title("Monte Carlo error shrinks like $1/\\sqrt{N}$")
 show(fig, "03_monte_carlo.png")
+print(f"{sum(above)} of {len(above)} points lie above their one-SE line")
+assert (sum(above), len(above)) == (1, 24)  # what the text says of this sample (seed 2)
 
 # %% [markdown]
-# Most points lie below their dashed one-SE line and some a little above it (about a third
-# should: a Gaussian exceeds one standard deviation in absolute value with probability 0.32).
+# The points lie around or below their dashed one-SE line, and far below five SE. Do not count
+# them like independent draws (for which about a third would lie above the line: a Gaussian
+# exceeds one standard deviation in absolute value with probability 0.32): each point is the
+# mean of a *prefix* of the same sample, and every prefix contains the one before it, so the
+# errors of neighbouring points are strongly correlated. Here only 1 of the 24 points lies
+# above its line; a new sample would give a different count. What does hold for every point,
+# and we assert it, is the 5-SE acceptance of section 3.
 # tanh's line is lower than the identity's: $\tanh^2$ is bounded by 1, so it fluctuates less,
 # relative to its mean, than $x^2$ does.
 #

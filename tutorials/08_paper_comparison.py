@@ -62,16 +62,17 @@ from tinynormact.experiments.report import summary_rows
 # (`tinynormact sweep GRID.toml`). Here is the quick preset and one of its runs.
 
 # %%
-quick = PRESETS["quick"]
-print(quick.description)
-runs = quick.runs()
-print(
-    f"{len(runs)} runs = {len(quick.architectures)} architectures x {len(quick.activations)} activations"
-    f" x {len(quick.forms)} forms x {len(quick.seeds)} seeds"
-)
-example = next(r for r in runs if r.form == "adaptive")
-print("\none run:", example.key)
-print(json.dumps(example.config.to_dict(), indent=1))
+if __name__ == "__main__":
+    quick = PRESETS["quick"]
+    print(quick.description)
+    runs = quick.runs()
+    print(
+        f"{len(runs)} runs = {len(quick.architectures)} architectures x {len(quick.activations)} activations"
+        f" x {len(quick.forms)} forms x {len(quick.seeds)} seeds"
+    )
+    example = next(r for r in runs if r.form == "adaptive")
+    print("\none run:", example.key)
+    print(json.dumps(example.config.to_dict(), indent=1))
 
 # %% [markdown]
 # ## 2. Run it
@@ -91,31 +92,43 @@ print(json.dumps(example.config.to_dict(), indent=1))
 # Running the same call on the same folder runs only the runs it lacks (after Ctrl-C or a
 # crash); `force=True` starts again.
 #
-# Running the full quick preset takes about three minutes on two CPU cores. In fast mode (the
-# test suite) we run a shrunken copy instead, made with `dataclasses.replace`: two activations,
-# one seed, two epochs on a smaller MNIST-1D. Its numbers mean nothing; it exercises the same
-# code.
+# **Worker processes and `if __name__ == "__main__":`.** With `jobs > 1` the runs execute in
+# separate Dask worker processes. Python starts each of them fresh (the *spawn* method) and,
+# before it runs anything, imports the script that started it again, under the module name
+# `__mp_main__` instead of `__main__`. A script that starts workers must therefore keep its work
+# under `if __name__ == "__main__":`; otherwise every worker would start a sweep of its own on
+# the same folder (it finds the folder locked by the first one and dies, and the cluster fails
+# to start). That is why every code cell after the imports begins with that line. In a notebook the
+# kernel's `__name__` is `"__main__"` too, so the cells run the same way there.
+#
+# In fast mode (the test suite) we run a shrunken copy of the preset, made with
+# `dataclasses.replace`: two activations, one seed, two epochs on a smaller MNIST-1D, still on
+# two worker processes, so that the suite runs this tutorial the way you do. Its numbers mean
+# nothing; it exercises the same code. The full quick preset's run time is in the tutorials
+# README.
 
 # %%
-if FAST:
-    preset = dataclasses.replace(
-        quick,
-        name="tutorial-fast",
-        activations=("relu", "sigmoid"),
-        dataset_options={"num_samples": 1000},
-        depths={"mlp": (4,), "resmlp": (2,)},
-        widths=(16,),
-        epochs=2,
-        seeds=(0,),
-        propagation_depth=6,
-        propagation_width=64,
-        propagation_batch=64,
-    )
-else:
-    preset = quick
-out = OUT / "08_run"
-results = reproduce(preset, out, jobs=1 if FAST else os.cpu_count() or 1, force=True, progress=False)
-print(f"{len(results['runs'])} runs in {results['wall_time_s']:.1f} s, written to {out}")
+if __name__ == "__main__":
+    if FAST:
+        preset = dataclasses.replace(
+            quick,
+            name="tutorial-fast",
+            activations=("relu", "sigmoid"),
+            dataset_options={"num_samples": 1000},
+            depths={"mlp": (4,), "resmlp": (2,)},
+            widths=(16,),
+            epochs=2,
+            seeds=(0,),
+            propagation_depth=6,
+            propagation_width=64,
+            propagation_batch=64,
+        )
+    else:
+        preset = quick
+    out = OUT / "08_run"
+    jobs = 2 if FAST else os.cpu_count() or 1
+    results = reproduce(preset, out, jobs=jobs, force=True, progress=False)
+    print(f"{len(results['runs'])} runs on {jobs} workers in {results['wall_time_s']:.1f} s, written to {out}")
 
 # %% [markdown]
 # We check what the run promised: the folder holds the report, both result files and every
@@ -124,24 +137,25 @@ print(f"{len(results['runs'])} runs in {results['wall_time_s']:.1f} s, written t
 # difference per normalized form.
 
 # %%
-for name in ("report.md", "results.json", "results.csv"):
-    assert (out / name).is_file(), f"missing {name}"
-figures = sorted(p.name for p in (out / "figures").glob("*.png"))
-print("figures:", ", ".join(figures))
-report = (out / "report.md").read_text()
-assert figures and all(f"figures/{name}" in report for name in figures)
+if __name__ == "__main__":
+    for name in ("report.md", "results.json", "results.csv"):
+        assert (out / name).is_file(), f"missing {name}"
+    figures = sorted(p.name for p in (out / "figures").glob("*.png"))
+    print("figures:", ", ".join(figures))
+    report = (out / "report.md").read_text()
+    assert figures and all(f"figures/{name}" in report for name in figures)
 
-csv_lines = (out / "results.csv").read_text().strip().splitlines()
-assert len(csv_lines) == 1 + len(preset.runs())
-assert json.loads((out / "results.json").read_text())["status"] == "completed"
+    csv_lines = (out / "results.csv").read_text().strip().splitlines()
+    assert len(csv_lines) == 1 + len(preset.runs())
+    assert json.loads((out / "results.json").read_text())["status"] == "completed"
 
-header, rows = summary_rows(results)
-assert len(rows) == len(preset.architectures) * len(preset.activations)
-assert len(header) == 2 + len(preset.forms) + (len(preset.forms) - 1)
-assert [(row[0], row[1]) for row in rows][: len(preset.activations)] == [
-    ("MLP", act) for act in preset.activations
-]
-print(summary_text(results))
+    header, rows = summary_rows(results)
+    assert len(rows) == len(preset.architectures) * len(preset.activations)
+    assert len(header) == 2 + len(preset.forms) + (len(preset.forms) - 1)
+    assert [(row[0], row[1]) for row in rows][: len(preset.activations)] == [
+        ("MLP", act) for act in preset.activations
+    ]
+    print(summary_text(results))
 
 # %% [markdown]
 # ## 3. Reading the results
@@ -158,16 +172,17 @@ print(summary_text(results))
 # counted, not averaged in.
 
 # %%
-for row in results["paired"]:
-    if row["pairs"] < 2:
-        verdict = f"{row['pairs']} pair: no test possible"
-    else:
-        interval = f"[{100 * row['ci_low']:+.1f}, {100 * row['ci_high']:+.1f}]"
-        verdict = f"95% interval {interval}, p = {row['p_value']:.3f}, Holm p = {row['p_holm']:.3f}"
-    print(
-        f"{row['architecture']:7s} {row['activation']:8s} {row['form']:8s} "
-        f"{100 * row['diff_mean']:+5.1f} points  ({verdict})"
-    )
+if __name__ == "__main__":
+    for row in results["paired"]:
+        if row["pairs"] < 2:
+            verdict = f"{row['pairs']} pair: no test possible"
+        else:
+            interval = f"[{100 * row['ci_low']:+.1f}, {100 * row['ci_high']:+.1f}]"
+            verdict = f"95% interval {interval}, p = {row['p_value']:.3f}, Holm p = {row['p_holm']:.3f}"
+        print(
+            f"{row['architecture']:7s} {row['activation']:8s} {row['form']:8s} "
+            f"{100 * row['diff_mean']:+5.1f} points  ({verdict})"
+        )
 
 # %% [markdown]
 # **The figures.** The loss curves show convergence: one panel per activation, one line per
@@ -180,14 +195,15 @@ for row in results["paired"]:
 # permutation p-value corrected (Holm) for the four tests.
 
 # %%
-for name in ("loss_curves_mlp.png", "convergence_vs_property.png"):
-    show_image(out / "figures" / name)
+if __name__ == "__main__":
+    for name in ("loss_curves_mlp.png", "convergence_vs_property.png"):
+        show_image(out / "figures" / name)
 
-for row in results["correlation"]:
-    print(
-        f"{row['architecture']:7s} {row['measure']:15s} within forms {row['statistic']:+.2f} "
-        f"(Holm p = {row['p_holm']:.2g}); pooled {row['pooled']:+.2f}, {len(row['points'])} points"
-    )
+    for row in results["correlation"]:
+        print(
+            f"{row['architecture']:7s} {row['measure']:15s} within forms {row['statistic']:+.2f} "
+            f"(Holm p = {row['p_holm']:.2g}); pooled {row['pooled']:+.2f}, {len(row['points'])} points"
+        )
 
 # %% [markdown]
 # **What we found.** When we ran the quick preset (2 CPU cores; the runs are seeded, so yours
@@ -214,22 +230,23 @@ for row in results["correlation"]:
 # numbers can support or question its claims at this scale, not confirm or refute them.
 
 # %%
-if not FAST:
-    aggregates = {(r["architecture"], r["activation"], r["form"]): r for r in results["aggregates"]}
-    paired = {(r["architecture"], r["activation"], r["form"]): r for r in results["paired"]}
-    for act in ("tanh", "swish", "gelu", "elu"):
-        vanilla_loss = aggregates[("mlp", act, "vanilla")]["mean_train_loss"]
-        assert aggregates[("mlp", act, "static")]["mean_train_loss"] < vanilla_loss, act
-    mlp_gain = next(
-        r for r in results["correlation"] if r["architecture"] == "mlp" and r["measure"] == "gain_deviation"
-    )
-    assert mlp_gain["pooled"] > 0.5 and all(r["p_holm"] > 0.05 for r in results["correlation"])
-    assert paired[("mlp", "sigmoid", "static")]["diff_mean"] > 0.10
-    significant = {key for key, r in paired.items() if r["p_holm"] < 0.05}
-    assert significant == {("mlp", "elu", "static"), ("resmlp", "tanh", "adaptive")}
-    assert paired[("resmlp", "tanh", "static")]["diff_mean"] < 0
-    assert paired[("resmlp", "tanh", "adaptive")]["diff_mean"] < 0
-    print("the statements above hold for this run")
+if __name__ == "__main__":
+    if not FAST:
+        aggregates = {(r["architecture"], r["activation"], r["form"]): r for r in results["aggregates"]}
+        paired = {(r["architecture"], r["activation"], r["form"]): r for r in results["paired"]}
+        for act in ("tanh", "swish", "gelu", "elu"):
+            vanilla_loss = aggregates[("mlp", act, "vanilla")]["mean_train_loss"]
+            assert aggregates[("mlp", act, "static")]["mean_train_loss"] < vanilla_loss, act
+        mlp_gain = next(
+            r for r in results["correlation"] if r["architecture"] == "mlp" and r["measure"] == "gain_deviation"
+        )
+        assert mlp_gain["pooled"] > 0.5 and all(r["p_holm"] > 0.05 for r in results["correlation"])
+        assert paired[("mlp", "sigmoid", "static")]["diff_mean"] > 0.10
+        significant = {key for key, r in paired.items() if r["p_holm"] < 0.05}
+        assert significant == {("mlp", "elu", "static"), ("resmlp", "tanh", "adaptive")}
+        assert paired[("resmlp", "tanh", "static")]["diff_mean"] < 0
+        assert paired[("resmlp", "tanh", "adaptive")]["diff_mean"] < 0
+        print("the statements above hold for this run")
 
 # %% [markdown]
 # ## 4. Running it bigger
