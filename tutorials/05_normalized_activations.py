@@ -160,7 +160,9 @@ for i, name in enumerate(["relu", "tanh", "sigmoid"]):
         for axis in (ax, zoom):
             axis.plot(*gains(theory.normalized(name, rule)), marker, color=color, ms=ms, mfc="none", mew=1.5)
     for axis in (ax, zoom):
-        axis.plot(*gains(theory.normalized(name, "balanced", center=True)), "*", color=color, ms=12, alpha=0.6)
+        axis.plot(
+            *gains(theory.normalized(name, "balanced", center=True)), "*", color=color, ms=12, alpha=0.6
+        )
 for rule, marker, _ in RULE_MARKERS:
     ax.plot([], [], marker, color="gray", mfc="none", label=f"{rule} rule")
 ax.plot([], [], "*", color="gray", label="balanced, centred")
@@ -179,8 +181,13 @@ zoom.set_xlim(*ZOOM)
 zoom.set_ylim(*ZOOM)
 zoom.set_title("The box around (1, 1), linear axes: equal points are nested rings")
 zoom.annotate("relu: all three rules", (1, 1), (1.06, 0.86), fontsize=8, arrowprops={"arrowstyle": "->"})
-zoom.annotate("tanh: balanced = centred", gains(theory.normalized("tanh")), (0.81, 1.2), fontsize=8,
-              arrowprops={"arrowstyle": "->"})
+zoom.annotate(
+    "tanh: balanced = centred",
+    gains(theory.normalized("tanh")),
+    (0.81, 1.2),
+    fontsize=8,
+    arrowprops={"arrowstyle": "->"},
+)
 show(fig, "05_gain_plane.png")
 
 # %% [markdown]
@@ -231,14 +238,18 @@ for rule in theory.RULES:
 vanilla = theory.mlp_profile("sigmoid", widths)
 per_layer = vanilla.delta_sq[:-1] / vanilla.delta_sq[1:]  # E9: layer l's factor is rho'(q_l)
 total = vanilla.delta_sq[0] / vanilla.delta_sq[-1]
-print(f"vanilla sigmoid: q settles at {vanilla.q[-1]:.3f}; gradient factor per layer there {per_layer[-1]:.4f}")
+print(
+    f"vanilla sigmoid: q settles at {vanilla.q[-1]:.3f}; gradient factor per layer there {per_layer[-1]:.4f}"
+)
 print(f"  first layer's factor {per_layer[0]:.4f}; over {depth} layers {total:.1e}")
 np.testing.assert_allclose(vanilla.q[4:], 0.2647, rtol=1e-3)  # q* within four layers
 np.testing.assert_allclose(1 / per_layer[0], 22.30, rtol=1e-3)  # the layer at q = 1
 np.testing.assert_allclose(per_layer[4:], 0.0557, rtol=1e-3)  # about 1/18 per layer
 assert 3.3e-37 < total < 3.5e-37
 for rule, settles in (("backward", 8.54), ("balanced", 4.56)):
-    np.testing.assert_allclose(theory.mlp_profile(theory.normalized("sigmoid", rule), widths).q[-1], settles, rtol=1e-3)
+    np.testing.assert_allclose(
+        theory.mlp_profile(theory.normalized("sigmoid", rule), widths).q[-1], settles, rtol=1e-3
+    )
 tanh_forward = theory.mlp_profile(theory.normalized("tanh", "forward"), widths)
 assert 110 < tanh_forward.delta_sq[0] / tanh_forward.delta_sq[-1] < 120  # kappa(1)^29
 
@@ -257,8 +268,9 @@ assert 110 < tanh_forward.delta_sq[0] / tanh_forward.delta_sq[-1] < 120  # kappa
 #
 # For tanh, normalization turns a gradient that shrinks towards the input into one that grows,
 # with the forward rule by exactly $\kappa(1) = 1.18$ per layer (a factor of about 115 over the
-# 29 steps between layer 30 and layer 1). Two lessons: a static $\lambda$ is right only at one $q$, which motivates the
-# adaptive version below; and no $\lambda$ can remove the drift that $\kappa \neq 1$ causes.
+# 29 steps between layer 30 and layer 1). Two lessons: a static $\lambda$ is right only at
+# one $q$, which motivates the adaptive version below; and no $\lambda$ can remove the drift
+# that $\kappa \neq 1$ causes.
 #
 # ## 5. Static and adaptive normalization (E15, E16)
 #
@@ -385,18 +397,19 @@ show(fig, "05_adaptive_lambda.png")
 # and updates running estimates, evaluation mode (`model.eval()`) uses the running estimates.
 #
 # Where normalized activations fix the *activation's* gains, BN fixes the *pre-activation*: at
-# initialization every feature of $h = \mathrm{BN}(u)$ has mean 0 and second moment 1, so
-# $q_l = 1$ in every layer, whatever came before; the drift of $q$ that limits a static
-# $\lambda$ (section 4) cannot happen. And because BN removes any scale and any constant from its
-# input, $\lambda$ and $\mu$ of the activation before it stop mattering: the network computes
-# the same $h$ in every layer, and, by the chain rule, the same gradients with respect to every
-# $h$, up to one overall factor $\lambda^2$ in their second moment, from the last activation
-# (no BN follows it, so its $\lambda$ scales the output). What is left of the activation is its centred $\kappa_c = \rho'/\rho_c$ (section 3): per
-# layer, BN divides the gradient by the standard deviation of $u$, which is set by the
-# activation's variance $v$, not its second moment, so the gradient changes by $\kappa_c(1)$ per
-# layer (THEORY, "Convolutional networks": a derivation for this architecture, not a claim of
-# the paper). We check all three on the same weights, for swish (whose $\kappa_c(1) = 1.21$)
-# and for two statically normalized swishes with different $(\lambda, \mu)$.
+# initialization every feature of $h = \mathrm{BN}(u)$ has mean 0 and second moment 1, so $q_l =
+# 1$ in every layer, whatever came before; the drift of $q$ that limits a static $\lambda$
+# (section 4) cannot happen. And because BN removes any scale and any constant from its input,
+# $\lambda$ and $\mu$ of the activation before it stop mattering: the network computes the same
+# $h$ in every layer, and, by the chain rule, the same gradients with respect to every $h$, up
+# to one overall factor $\lambda^2$ in their second moment, from the last activation (no BN
+# follows it, so its $\lambda$ scales the output). What is left of the activation is its centred
+# $\kappa_c = \rho'/\rho_c$ (section 3): per layer, BN divides the gradient by the standard
+# deviation of $u$, which is set by the activation's variance $v$, not its second moment, so the
+# gradient changes by $\kappa_c(1)$ per layer (THEORY, "Convolutional networks": a derivation
+# for this architecture, not a claim of the paper). We check all three on the same weights, for
+# swish (whose $\kappa_c(1) = 1.21$) and for two statically normalized swishes with different
+# $(\lambda, \mu)$.
 
 # %%
 BN_WIDTH, BN_DEPTH, BN_BATCH = size((512, 6, 512), (256, 5, 256))
@@ -406,7 +419,11 @@ def bn_network(act, seed):
     """BN_DEPTH blocks of Linear (no bias), BatchNorm1d and ``act``, then a Linear."""
     layers, rng_w = [], np.random.default_rng(seed)
     for _ in range(BN_DEPTH):
-        layers += [nn.Linear(BN_WIDTH, BN_WIDTH, bias=False, rng=rng_w), nn.BatchNorm1d(BN_WIDTH), nn.activation(act)]
+        layers += [
+            nn.Linear(BN_WIDTH, BN_WIDTH, bias=False, rng=rng_w),
+            nn.BatchNorm1d(BN_WIDTH),
+            nn.activation(act),
+        ]
     return nn.Sequential(*layers, nn.Linear(BN_WIDTH, BN_WIDTH, bias=False, rng=rng_w))
 
 
@@ -416,7 +433,9 @@ def bn_profile(act, seed):
     seen_h, grads = [], []
     for layer in model:
         if isinstance(layer, nn.BatchNorm1d):
-            layer.register_forward_hook(lambda module, inputs, out: (seen_h.append(out), out.register_hook(grads.append)))
+            layer.register_forward_hook(
+                lambda module, inputs, out: (seen_h.append(out), out.register_hook(grads.append))
+            )
     x = tn.Tensor(np.random.default_rng(1000 + seed).standard_normal((BN_BATCH, BN_WIDTH)))
     out = model(x)
     out.backward(np.random.default_rng(2000 + seed).standard_normal(out.shape))  # E[g^2] = 1 at the output
@@ -428,8 +447,10 @@ def bn_profile(act, seed):
 swish_variants = {  # label: (activation, its lambda)
     "swish": ("swish", 1.0),
     "nswish balanced": ("nswish", theory.normalization("swish").lambda_),
-    "nswish forward, centred": (theory.normalized("swish", "forward", center=True),
-                                theory.normalization("swish", "forward", center=True).lambda_),
+    "nswish forward, centred": (
+        theory.normalized("swish", "forward", center=True),
+        theory.normalization("swish", "forward", center=True).lambda_,
+    ),
 }
 profiles = {label: [bn_profile(act, seed) for seed in range(4)] for label, (act, _) in swish_variants.items()}
 for label, runs in profiles.items():
@@ -444,7 +465,10 @@ factors = np.array([d[:-1] / d[1:] for _, d in profiles["swish"]])  # per layer,
 mean_factor = factors.mean()
 standard_error = factors.mean(axis=1).std(ddof=1) / math.sqrt(len(factors))
 tolerance = 5 * standard_error + 2 / BN_WIDTH * BN_DEPTH * kappa_c  # noise + finite width
-print(f"gradient factor per layer: measured {mean_factor:.3f}, kappa_c(1) = {kappa_c:.3f} (tolerance {tolerance:.3f})")
+print(
+    f"gradient factor per layer: measured {mean_factor:.3f}, kappa_c(1) = {kappa_c:.3f}",
+    f"(tolerance {tolerance:.3f})",
+)
 assert abs(mean_factor - kappa_c) <= tolerance
 assert abs(mean_factor - 1.1 * kappa_c) > tolerance  # a 10% error would be caught
 assert abs(mean_factor - theory.kappa("swish")) > tolerance  # and so would the uncentred kappa

@@ -128,7 +128,9 @@ if __name__ == "__main__":
     out = OUT / "08_run"
     jobs = 2 if FAST else os.cpu_count() or 1
     results = reproduce(preset, out, jobs=jobs, force=True, progress=False)
-    print(f"{len(results['runs'])} runs on {jobs} workers in {results['wall_time_s']:.1f} s, written to {out}")
+    print(
+        f"{len(results['runs'])} runs on {jobs} workers in {results['wall_time_s']:.1f} s, written to {out}"
+    )
 
 # %% [markdown]
 # We check what the run promised: the folder holds the report, both result files and every
@@ -238,7 +240,9 @@ if __name__ == "__main__":
             vanilla_loss = aggregates[("mlp", act, "vanilla")]["mean_train_loss"]
             assert aggregates[("mlp", act, "static")]["mean_train_loss"] < vanilla_loss, act
         mlp_gain = next(
-            r for r in results["correlation"] if r["architecture"] == "mlp" and r["measure"] == "gain_deviation"
+            r
+            for r in results["correlation"]
+            if r["architecture"] == "mlp" and r["measure"] == "gain_deviation"
         )
         assert mlp_gain["pooled"] > 0.5 and all(r["p_holm"] > 0.05 for r in results["correlation"])
         assert paired[("mlp", "sigmoid", "static")]["diff_mean"] > 0.10

@@ -6,6 +6,9 @@
 - ``show(fig, name)`` saves a figure there and shows it; ``show_image(path)`` shows a PNG that
   something else wrote. In a notebook both display inline; as a script figures are only saved
   (Agg backend, no windows) and their paths printed.
+- ``strict_device()`` registers the strict test device of tests/strict_device.py (NumPy with
+  CuPy's rules, counting host synchronisations) and returns its module: tutorial 10 uses it to
+  show on a CPU what a GPU would enforce.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ if not IN_NOTEBOOK and "MPLBACKEND" not in os.environ:
 
 import matplotlib.pyplot as plt  # noqa: E402 (after choosing the backend)
 
+REPOSITORY = Path(__file__).resolve().parent.parent
 FAST = os.environ.get("TINYNORMACT_TUTORIAL_FAST") == "1"
 OUT = Path(os.environ.get("TINYNORMACT_TUTORIAL_OUT") or Path(__file__).resolve().parent / "_output")
 OUT.mkdir(parents=True, exist_ok=True)
@@ -48,3 +52,13 @@ def show_image(path: Path) -> None:
         display(Image(filename=str(path)))
     else:
         print(f"figure: {path}")
+
+
+def strict_device():
+    """The module tests/strict_device.py of this checkout, its device registered as "strict"."""
+    if str(REPOSITORY) not in sys.path:
+        sys.path.insert(0, str(REPOSITORY))
+    from tests import strict_device as module
+
+    module.register()
+    return module
