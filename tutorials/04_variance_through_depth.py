@@ -132,6 +132,14 @@ np.testing.assert_allclose(f + b, 2.0, rtol=1e-12)
 # $\sigma_w^2 \rho'(q^*) = \kappa(q^*)$: in the deep layers, $\kappa$ *is* the per-layer growth
 # of the gradient. Since tanh has $\kappa > 1$, gradients grow towards the input: this is the
 # "chaotic" phase of the mean-field papers, and $\sigma_w^2 = 1$ is its edge.
+#
+# A fixed point can be **stable** or **unstable**. Near $q^*$ the map multiplies a small
+# deviation $q_l - q^*$ by its slope there, $\chi_q = \sigma_w^2\, dm_2/dq$ at $q^*$ (E19): when
+# $\chi_q < 1$ deviations shrink layer by layer and $q_l$ settles at $q^*$, as below; when
+# $\chi_q > 1$ any deviation, even the random one of a finite-width network, grows with depth and
+# carries $q_l$ away (E21-E22 list every fixed point and its depth scale). The run folders of
+# tutorial 8 draw the theory of such a case dashed: "theory, unstable: deviations grow with
+# depth".
 
 # %%
 deep = 60
@@ -170,6 +178,9 @@ late = deep - 10  # far past the transient (it shrinks by about 0.7 per layer), 
 np.testing.assert_allclose(tanh_profile.q[late], q_star, rtol=1e-6)
 ratio = tanh_profile.delta_sq[late - 1] / tanh_profile.delta_sq[late]
 np.testing.assert_allclose(ratio, theory.kappa("tanh", q_star), rtol=1e-6)
+slope = theory.q_map_slope("tanh", q_star, weight_var=1.5)  # E19 at the fixed point
+print(f"slope of the q-map at q* = {q_star:.4f}: {slope:.3f} (below 1: stable)")
+assert 0 < slope < 1
 
 # %% [markdown]
 # And E11 exactly: with equal widths and no bias, the ratio of the weight-gradient second
@@ -310,6 +321,75 @@ show(fig, "04_measured_vs_theory.png")
 # weight gradients grow towards the input all the way, since their ratio is $\kappa(q_l)$ (E11)
 # and tanh has $\kappa(q) > 1$ at every $q$.
 #
+# ## 5. Residual networks (E17-E18)
+#
+# Tutorials 8 and 9 also train *residual* networks, whose layers are blocks
+# $x_{l+1} = x_l + \alpha F_l(x_l)$: the block adds a *branch* $F_l$ (here Linear, activation,
+# Linear) to its input instead of replacing it (`nn.ResidualBlock(width, act, alpha=...)`;
+# `nn.ResidualMLP` stacks them between an input and an output `Linear`). The same two
+# recursions hold with one change each:
+#
+# - **forward (E17)**: the branch's last weights have mean zero and are independent of $x_l$, so
+#   the cross term vanishes and second moments *add*:
+#   $E[x_{l+1}^2] = E[x_l^2] + \alpha^2 E[F_l^2]$, where $E[F_l^2]$ comes from E8 through the
+#   branch. The signal grows with depth (linearly when $E[F_l^2]$ stays put) instead of being
+#   multiplied by a gain;
+# - **backward (E18)**: the gradient reaches $x_l$ both directly and through the branch, so
+#   $E[g_l^2] = E[g_{l+1}^2]\,(1 + \alpha^2 \chi_l)$ with $\chi_l$ the product of E9's backward
+#   factors through the branch. The factor is at least 1: a residual network cannot make its
+#   gradient vanish the way a deep sigmoid MLP does, whatever the activation's gains.
+#
+# We measure a stack of tanh blocks as in section 4, with forward hooks on the blocks and the
+# input's own `.grad`, against `theory.residual_profile`, with the same tolerance (the
+# allowance counts one nonlinear layer per block).
+
+# %%
+ALPHA, BLOCKS = 0.7, size(8, 4)
+
+
+def measure_residual(seed):
+    """E[x_l^2] and E[g_l^2] (per example) for l = 0..BLOCKS of one random stack of blocks."""
+    rng_w = np.random.default_rng(seed)
+    blocks = [nn.ResidualBlock(WIDTH, "tanh", alpha=ALPHA, dtype="float64", rng=rng_w) for _ in range(BLOCKS)]
+    model = nn.Sequential(*blocks)
+    streams = []
+    for block in blocks:
+        block.register_forward_hook(lambda module, args, out: (streams.append(out), out.retain_grad()))
+    rng = np.random.default_rng(20_000 + seed)
+    x0 = tn.Tensor(rng.standard_normal((BATCH, WIDTH)), requires_grad=True)
+    out = model(x0)
+    out.backward(rng.standard_normal(out.shape))
+    stream = [x0, *streams]
+    return np.array(
+        [
+            [np.mean(x.numpy() ** 2) for x in stream],
+            [np.mean(tn.backend.to_numpy(x.grad) ** 2) for x in stream],
+        ]
+    )
+
+
+residual = np.array([measure_residual(seed) for seed in range(NETWORKS)])
+theory_residual = theory.residual_profile("tanh", WIDTH, BLOCKS, alpha=ALPHA)
+predicted_residual = np.array([theory_residual.x_sq, theory_residual.grad_sq])
+mean_residual = residual.mean(axis=0)
+se_residual = residual.std(axis=0, ddof=1) / math.sqrt(NETWORKS)
+tolerance_residual = 5 * se_residual + 2 * BLOCKS / WIDTH * np.abs(predicted_residual)
+print("E[x_l^2] measured / theory:", np.round(mean_residual[0] / predicted_residual[0], 4))
+print("E[g_l^2] measured / theory:", np.round(mean_residual[1] / predicted_residual[1], 4))
+assert np.all(np.abs(mean_residual - predicted_residual) <= tolerance_residual), "disagrees with E17-E18"
+assert not np.all(np.abs(mean_residual - 1.1 * predicted_residual) <= tolerance_residual)
+assert np.all(np.diff(theory_residual.x_sq) > 0) and np.all(np.diff(theory_residual.grad_sq) < 0)
+print(
+    f"signal grows from 1 to {theory_residual.x_sq[-1]:.2f}; gradient grows towards the input to "
+    f"{theory_residual.grad_sq[0]:.2f}"
+)
+
+# %% [markdown]
+# Both profiles are monotone, as E17 and E18 say they must be: the signal's second moment grows
+# block by block, and the gradient's grows towards the input, by $1 + \alpha^2 \chi_l > 1$ per
+# block. Try changing `ALPHA`: with $\alpha = 1$ both grow faster; with small $\alpha$ the
+# network is close to the identity and both profiles flatten.
+#
 # ## Summary
 #
 # - E8 and E9 multiply the forward and backward second moments by $\sigma_w^2 \rho(q)$ and by
@@ -320,6 +400,8 @@ show(fig, "04_measured_vs_theory.png")
 #   choice of $\sigma_w^2$ can change. Tutorial 5 asks what *can* change it.
 # - A real network measured with hooks agrees with E8-E10 within a tolerance derived from the
 #   number of networks, the width and the depth.
+# - Residual blocks add second moments forward (E17) and multiply the gradient by at least 1 per
+#   block backward (E18).
 #
 # ## Exercises
 #

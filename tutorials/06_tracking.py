@@ -138,10 +138,10 @@ variants = {
 }
 
 
-def train(activation, options):
-    """Train a 10-hidden-layer MLP with a tracker; return the record, epoch losses and model."""
+def train(activation, options, optimizer=lambda parameters: optim.Adam(parameters, lr=1e-3)):
+    """Train a 10-hidden-layer MLP with a tracker; return the tracker, epoch losses and model."""
     model = nn.MLP([40] + [64] * 10 + [10], activation, options, rng=0)
-    optimizer = optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = optimizer(model.parameters())
     loader = DataLoader(splits.train, batch_size=128, seed=0)
     epoch_losses = []
     with tracking.VarianceTracker(model, every=EVERY) as tracker:
@@ -165,12 +165,15 @@ for name, (_, epoch_losses, _) in results.items():
 # `tracker.to_dict()` holds `"step"` (the recorded step numbers) and one array of shape
 # (steps, layers) per statistic; `to_json` and `to_csv` save it (atomically) and
 # `tracking.read_json` reads it back. Layer $l$ is the $l$-th `Linear` with the activation
-# after it; the last `Linear` has none, so its activation statistics are NaN.
+# after it; the last `Linear` has none, so its activation statistics are NaN. The tracker names
+# each layer by the position of its `Linear` in the `Sequential` (`"0"`, `"2"`, ...: the
+# activations sit in between); the plots number them 1 to 11.
 
 # %%
 tracker = results["sigmoid"][0]
 record = tracker.to_dict()
-print("layers:", tracker.layer_names)
+names = tracker.layer_names
+print(f"layers 1 to {len(names)}: the Linear modules at positions {', '.join(names)} of the MLP")
 print("recorded steps:", record["step"][:6], "...", record["step"][-1])
 print("weight_grad_sq has shape (steps, layers) =", record["weight_grad_sq"].shape)
 
@@ -201,24 +204,38 @@ for name in ("sigmoid", "nsigmoid static"):
 
 # %% [markdown]
 # The vanilla sigmoid network's first layer receives weight gradients about eleven orders of
-# magnitude smaller than its last hidden layer: exactly the collapse that sigmoid's
-# $\kappa = 0.15$ predicts, since by E11 the ratio between neighbouring layers is $\kappa(q_l)$.
+# magnitude smaller than its last hidden layer. By E11 the ratio between neighbouring layers is
+# $\kappa(q_l)$ at the $q_l$ each layer sees, and that is not $\kappa(1) = 0.15$ nine times
+# ($0.15^9 \approx 4.5 \times 10^{-8}$, a thousand times too large): only the first layer sees
+# $q = 1$; after it $q_l$ falls to sigmoid's fixed point $q^* \approx 0.265$ (tutorial 5,
+# section 4), where $\kappa(q^*) \approx 0.056$. The product of the nine $\kappa(q_l)$ is the
+# $1.6 \times 10^{-11}$ that `mlp_profile` predicts, and the network shows $1.3 \times 10^{-11}$.
+#
 # For the first epochs its loss sits at $\ln 10 \approx 2.30$, the loss of guessing uniformly
-# among 10 classes. (Adam rescales each parameter's step by the size of its own gradient, so in
-# a long run it eventually moves even the first layers and the network starts to learn, late;
-# plain SGD would not.) With the normalized sigmoid the spread at initialization is about
-# $10^{-4.5}$: still large (normalization cannot change $\kappa$), but small enough for Adam to
-# train every layer from the start; and during training the spread shrinks by more than a
-# factor of 10.
+# among 10 classes. Adam rescales each parameter's step by the size of its own gradient, so in
+# the full 15-epoch run it eventually moves even the first layers and the network starts to
+# learn, late (after about 7 epochs). Plain SGD does not rescale: trained the same way with
+# `optim.SGD(lr=0.1)`, the network stays at $\ln 10$ for every epoch (we train it below). With
+# the normalized sigmoid the spread at initialization is about $3 \times 10^{-5}$: still large
+# (normalization cannot change $\kappa$), but small enough for Adam to train every layer from
+# the start; and during training the spread shrinks by more than a factor of 10.
+#
+# The adaptive network's first epoch is different: its mean loss, about 4.5, is far *above*
+# $\ln 10$: in its first steps the batch $\lambda$ and the $q$ it measures feed on each other
+# before training settles. [Tutorial 7](07_adaptive_form.py) follows this failure of the
+# adaptive form, layer by layer, to the point where whole runs collapse, and shows what trains
+# instead.
 #
 # We assert these statements: for the vanilla and the static network, the spread between the
 # first and the last hidden layer at step 0 agrees with E11's prediction (the ratio of
-# `mlp_profile`'s weight-gradient second moments) within a factor of 2, which covers the
-# finite-width allowance $2L/n \approx 28\%$ on each of the two numbers of one network of width
-# 64; that the vanilla network is still near $\ln 10$ after 3 epochs while both normalized ones
-# are at least 0.1 lower; and that they also end at least 0.1 lower. (The adaptive network is
-# not covered by the static theory: already at step 0 it uses each layer's batch $\lambda_b$,
-# computed at the $q_l$ the layer actually sees, and its spread is smaller.)
+# `mlp_profile`'s weight-gradient second moments, equal to the product of the $\kappa(q_l)$)
+# within a factor of 2, which covers the finite-width allowance $2L/n \approx 28\%$ on each of
+# the two numbers of one network of width 64; that the vanilla network is still near $\ln 10$
+# after 3 epochs while both normalized ones are at least 0.1 lower; that they also end at least
+# 0.1 lower; that plain SGD leaves the vanilla network at $\ln 10$; and, in the full run, that
+# Adam's vanilla network does learn in the end. (The adaptive network is not covered by the
+# static theory: already at step 0 it uses each layer's batch $\lambda_b$, computed at the
+# $q_l$ the layer actually sees, and its spread is smaller.)
 
 # %%
 widths_trained = [40] + [64] * 10 + [10]
@@ -229,6 +246,12 @@ for name, act in (("sigmoid", "sigmoid"), ("nsigmoid static", theory.normalized(
     expected = profile.weight_grad_sq[0] / profile.weight_grad_sq[-2]
     print(f"{name:18s} spread at step 0: measured {spread:.2e}, E11 predicts {expected:.2e}")
     assert 0.5 < spread / expected < 2.0
+    np.testing.assert_allclose(expected, np.prod(theory.kappa(act, profile.q[:-2])), rtol=1e-9)  # E11
+    if name == "sigmoid":
+        assert spread < theory.kappa("sigmoid", 1.0) ** 9 / 1000  # not kappa(1) nine times
+        np.testing.assert_allclose(theory.kappa("sigmoid", profile.q[-2]), 0.0557, rtol=2e-3)  # at q*
+    else:
+        assert 1e-5 < spread < 1e-4  # about 3e-5
 
 static_w = results["nsigmoid static"][0].to_dict()["weight_grad_sq"]
 assert static_w[-1, 0] / static_w[-1, -2] > 10 * static_w[0, 0] / static_w[0, -2]  # the spread shrinks
@@ -238,6 +261,14 @@ assert history["sigmoid"][2] > 2.2  # after 3 epochs: still near ln 10
 for name in ("nsigmoid static", "nsigmoid adaptive"):
     assert history[name][2] < history["sigmoid"][2] - 0.1
     assert history[name][-1] < history["sigmoid"][-1] - 0.1
+assert history["nsigmoid adaptive"][0] > math.log(10) + 1  # the adaptive form's bad first epoch
+if EPOCHS >= 15:
+    assert history["sigmoid"][-1] < 2.1  # Adam moves the vanilla network in the end
+
+
+_, sgd_losses, _ = train("sigmoid", {}, optimizer=lambda parameters: optim.SGD(parameters, lr=0.1))
+print("vanilla sigmoid, plain SGD, train loss per epoch:", np.round(sgd_losses, 3))
+assert all(abs(value - math.log(10)) < 0.03 for value in sgd_losses[1:])  # stuck at ln 10
 
 # %% [markdown]
 # ## 4. Reading the gains over training

@@ -258,7 +258,7 @@ def propagation_figure(results: dict[str, Any]) -> Figure:
     ]
     handles.append(Line2D([], [], color="black", linewidth=1, label="theory E8-E9 (vanilla, static)"))
     handles.append(
-        Line2D([], [], color="black", linewidth=1, linestyle="--", label="E8 unstable at start (E19, E22)")
+        Line2D([], [], color="black", linewidth=1, linestyle="--", label="theory, unstable: deviations grow with depth")
     )
     figure.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize="small")
     figure.suptitle("Signal propagation at initialization: measured (dots) vs theory (lines)")
