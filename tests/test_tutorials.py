@@ -41,17 +41,25 @@ def cells(path: Path) -> list[tuple[str, list[str]]]:
     return result
 
 
+COURSE = [
+    "01_autograd.py",
+    "02_training.py",
+    "03_gaussian_moments.py",
+    "04_variance_through_depth.py",
+    "05_normalized_activations.py",
+    "06_tracking.py",
+    "07_adaptive_form.py",
+    "08_paper_comparison.py",
+    "09_convolutional_networks.py",
+    "10_gpu.py",
+]
+# Written on the ANAct branch (issue 28, item 4); until it is merged this branch lacks it.
+WRITTEN_ELSEWHERE = "07_adaptive_form.py"
+
+
 def test_all_tutorials_are_found() -> None:
-    assert [p.name for p in TUTORIALS] == [
-        "01_autograd.py",
-        "03_gaussian_moments.py",
-        "04_variance_through_depth.py",
-        "05_normalized_activations.py",
-        "06_tracking.py",
-        "08_paper_comparison.py",
-        "09_convolutional_networks.py",
-        "10_gpu.py",
-    ]
+    found = [p.name for p in TUTORIALS]
+    assert found in (COURSE, [name for name in COURSE if name != WRITTEN_ELSEWHERE])
 
 
 @pytest.fixture(scope="module")
@@ -117,4 +125,4 @@ def test_jupytext_reads_the_same_cells() -> None:
 def test_readme_lists_every_tutorial_in_order() -> None:
     readme = (TUTORIALS_DIR / "README.md").read_text()
     listed = re.findall(r"\b(\d\d_\w+\.py)\b", readme)
-    assert list(dict.fromkeys(listed)) == [p.name for p in TUTORIALS]
+    assert list(dict.fromkeys(listed)) == COURSE

@@ -357,8 +357,8 @@ print("with the correct derivative 3 x^2, gradcheck passes")
 # - Central differences have an error that is smallest near $\epsilon = u^{1/3}$; in float64
 #   they can check a backward to about 1e-10, which is what `tn.gradcheck` does.
 #
-# Next, tutorial 3 leaves the engine and looks at what an activation function does to the
-# *size* of the signals and gradients that flow through it.
+# Next, tutorial 2 uses these gradients to train a network: a hand-written SGD step on this
+# engine, then the library's optimizers, loss and data loader.
 #
 # ## Exercises
 #
