@@ -408,16 +408,13 @@ print(
 # 1. Give the tanh network of section 4 a bias: `mlp_profile(..., bias_var=0.1)`, and in the
 #    network, initialise the biases with variance 0.1 (set `layer.bias.data` after building).
 #    Does the agreement survive? Which fixed point does $q_l$ approach now?
-# 2. Repeat section 4 for relu with He initialization (`init="kaiming_normal"`). The tests
-#    avoid deep relu networks by Monte Carlo (docs/THEORY.md explains why: the examples of a
-#    batch become correlated). Measure how much the per-network values scatter, compared with
-#    tanh's.
-# 3. Make the widths uneven, e.g. alternating 256 and 1024. Which quantities does E9's width
+# 2. Make the widths uneven, e.g. alternating 256 and 1024. Which quantities does E9's width
 #    ratio change, and does the measured network follow?
-# 4. Find, with `theory.critical_weight_var("tanh", bias_var=0.05)`, the $\sigma_w^2$ at the edge
+# 3. Find, with `theory.critical_weight_var("tanh", bias_var=0.05)`, the $\sigma_w^2$ at the edge
 #    of chaos for a small bias, and plot $E[\delta_l^2]$ over 100 layers just below, at and above
 #    it.
-# 5. Measure the weight gradients of section 4 from `layer.weight.grad` instead of the
+# 4. Measure the weight gradients of section 4 from `layer.weight.grad` instead of the
 #    per-example formula: with `out.backward(u)`, `.grad` is the *sum* over the batch of the
-#    per-example gradients. What second moment do you expect, and why does it differ from $B$
-#    times the per-example value? (Hint: THEORY.md, statistics convention.)
+#    per-example gradients. What second moment do you expect, given that the $u_b$ are
+#    independent with mean zero? When would it differ from $B$ times the per-example value?
+#    (Hint: THEORY.md, statistics convention.)

@@ -496,9 +496,10 @@ assert abs(mean_factor - theory.kappa("swish")) > tolerance  # and so would the 
 #    And which one does centring hurt the most?
 # 2. Repeat section 4 with the centred rules (`theory.normalized(name, rule, center=True)`).
 #    Does centring help sigmoid's deep profile as much as its $\kappa_c$ suggests?
-# 3. Compute the static $\lambda$ at the $q$ that the network actually sees: run
-#    `theory.forward_fixed_point` for `theory.normalized("tanh", "backward", q=...)` and look for
-#    a $q$ that is its own fixed point. (Hint: solve for $q$ with `scipy.optimize.brentq`.)
+# 3. Compute the static $\lambda$ at the $q$ that the network actually sees: is there a $q$
+#    that is its own fixed point, i.e. where `theory.normalized("tanh", "backward", q=q)` keeps
+#    $q_l = q$ (with $\sigma_w^2 = 1$)? Write the condition with $m_2$ and $d_2$ first; it
+#    says something about $\kappa(q)$.
 # 4. Build `nn.NormalizedActivation("tanh", mode="adaptive", differentiate_lambda=True)` and
 #    compare the gradient with respect to $h$ with the default stop-gradient version. Check both
 #    with `tn.gradcheck`: which one is the true derivative of the layer's output?

@@ -355,15 +355,12 @@ print("noise fraction Var / E[g^2] per layer:", np.round(noise_fraction, 3))
 #
 # ## Exercises
 #
-# 1. Track the same three networks with `"tanh"` instead of sigmoid. Which of the plots change
-#    most, and does normalization still help?
+# 1. Track the same networks with `"tanh"` and `"ntanh"` instead of sigmoid. Does E11 still
+#    predict the spread at step 0, and does normalization still help?
 # 2. Use `every=1` and time an epoch with and without the tracker (`time.perf_counter`). Then
-#    detach the tracker and check that the cost disappears.
-# 3. Plot `preact_sq` over training for the static and adaptive networks with
-#    `plot_gradient_heatmap(record, "preact_sq")`. Where does the static network's $q_l$ drift
-#    away from 1?
-# 4. Train with SGD (`optim.SGD(..., lr=0.05, momentum=0.9)`) instead of Adam. Which networks
-#    still train? Relate the answer to the heatmaps: SGD, unlike Adam, does not rescale small
-#    gradients.
-# 5. Read a saved record back with `tracking.read_json` and plot the noise fraction
+#    leave the `with` block (or call `tracker.detach()`) and check that no hook is left.
+# 3. Train with SGD with momentum (`optim.SGD(..., lr=0.05, momentum=0.9)`) instead of Adam.
+#    Which networks still train? Relate the answer to the heatmaps: SGD, unlike Adam, does not
+#    rescale small gradients.
+# 4. Read a saved record back with `tracking.read_json` and plot the noise fraction
 #    `weight_grad_var / weight_grad_sq` of every layer over training.

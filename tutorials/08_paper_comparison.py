@@ -224,7 +224,9 @@ if __name__ == "__main__":
 #   points) and adaptive tanh in the residual MLP (-12 points). Faster training is not better
 #   generalization on 4000 examples: normalized tanh *loses* accuracy while fitting the
 #   training set better. Two of three adaptive sigmoid MLPs fail to train (their loss ends far
-#   above where it started; see the loss curve).
+#   above where it started; see the loss curve): the adaptive form's batch $\lambda$ and the
+#   $q$ it measures feed on each other in a deep network. [Tutorial 7](07_adaptive_form.py)
+#   tracks such a run layer by layer and shows what trains instead.
 #
 # The cell below asserts these statements for the quick preset (they are skipped in fast mode,
 # whose numbers mean nothing). A few seeds on MNIST-1D with MLPs is a long way from the paper's
@@ -250,6 +252,8 @@ if __name__ == "__main__":
         assert significant == {("mlp", "elu", "static"), ("resmlp", "tanh", "adaptive")}
         assert paired[("resmlp", "tanh", "static")]["diff_mean"] < 0
         assert paired[("resmlp", "tanh", "adaptive")]["diff_mean"] < 0
+        adaptive_sigmoid = aggregates[("mlp", "sigmoid", "adaptive")]
+        assert (adaptive_sigmoid["failed"], adaptive_sigmoid["seeds"]) == (2, 3)  # two of three fail
         print("the statements above hold for this run")
 
 # %% [markdown]
@@ -290,14 +294,13 @@ if __name__ == "__main__":
 #
 # ## Exercises
 #
-# 1. Rerun the quick preset with `rule="forward"` and then with `center=True`. Which activation
-#    benefits most from centring, and is that what tutorial 5's $\kappa_c$ predicts?
+# 1. Which of the quick preset's activations should benefit most from centring
+#    (`center=True`), according to tutorial 5's $\kappa_c$? Then run the preset with
+#    `dataclasses.replace(quick, center=True)` and see whether the run agrees.
 # 2. Load `results.json` and plot, for the MLP, the paired difference (adaptive minus vanilla)
 #    against $|\log\kappa|$ of the vanilla activation. Is there a trend?
 # 3. How many seeds would you need to detect a true difference of 1 accuracy point, if the
-#    paired differences have a standard deviation of 2 points? (Use the $t$ rule above.)
-# 4. Make a grid with `architectures=("mlp",)` and `depths=(20,)`. Which activations' vanilla
-#    forms stop training altogether, and do their normalized forms still train?
-# 5. Read `tinynormact/experiments/analysis.py` and change the convergence measure from the
-#    mean training loss to the epochs needed to reach the target loss. Does the correlation
-#    with the property measure change?
+#    paired differences have a standard deviation of 2 points? (Use the $t$ rule above: the
+#    95% interval's half-width must drop below 1 point.)
+# 4. Try changing `seeds=(0,)` in the fast preset of section 2 to `(0, 1, 2)`: which columns of
+#    the summary table appear, and why does one seed allow no test?
