@@ -25,6 +25,7 @@ import pytest
 
 TUTORIALS_DIR = Path(__file__).resolve().parent.parent / "tutorials"
 TUTORIALS = sorted(TUTORIALS_DIR.glob("[0-9][0-9]_*.py"))
+SOLUTIONS = sorted((TUTORIALS_DIR / "solutions").glob("[0-9][0-9]_*.py"))
 CELL_MARKER = re.compile(r"^# %%(?P<markdown> \[markdown\])?\s*$")
 
 
@@ -75,8 +76,8 @@ ON_STRICT_DEVICE = (
 )
 
 
-@pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
-def test_tutorial_runs_in_fast_mode(path: Path, tmp_path: Path, data_cache: Path, device: str) -> None:
+def run_in_fast_mode(path: Path, tmp_path: Path, data_cache: Path, device: str) -> None:
+    """Run the script ``path`` as a learner does, in fast mode, with its output in ``tmp_path``."""
     env = {
         **os.environ,
         "TINYNORMACT_TUTORIAL_FAST": "1",
@@ -90,10 +91,32 @@ def test_tutorial_runs_in_fast_mode(path: Path, tmp_path: Path, data_cache: Path
     command = [sys.executable, *launch, str(path)]
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"{path.name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+
+
+@pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
+def test_tutorial_runs_in_fast_mode(path: Path, tmp_path: Path, data_cache: Path, device: str) -> None:
+    run_in_fast_mode(path, tmp_path, data_cache, device)
     assert list(tmp_path.glob("*.png")) or path.name.startswith("08"), f"{path.name} saved no figure"
     if path.name.startswith("08"):  # the learner's path: a script whose runs go to worker processes
         results = json.loads((tmp_path / "08_run" / "results.json").read_text())
         assert results["executor"] == "a local Dask cluster of 2 worker processes", results["executor"]
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=[p.stem for p in SOLUTIONS])
+def test_solution_runs_in_fast_mode(path: Path, tmp_path: Path, data_cache: Path) -> None:
+    """Each solution checks its answers; they run on the CPU device (like a learner's first try)."""
+    run_in_fast_mode(path, tmp_path, data_cache, "cpu")
+
+
+@pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
+def test_every_exercise_has_a_solution(path: Path) -> None:
+    solution = TUTORIALS_DIR / "solutions" / path.name
+    if path.name == WRITTEN_ELSEWHERE and not solution.exists():
+        pytest.skip(f"{path.name} is written on another branch; its solutions come with it")
+    exercises = cells(path)[-1][1]
+    numbers = [int(m[1]) for line in exercises if (m := re.match(r"^# (\d+)\. ", line))]
+    solved = [int(n) for n in re.findall(r"^ *# Exercise (\d+):", solution.read_text(), re.MULTILINE)]
+    assert solved == numbers, f"{solution.name} solves {solved}, the tutorial asks {numbers}"
 
 
 @pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])

@@ -229,6 +229,3 @@ for history in histories.values():
 #    border and inside? (docs/THEORY.md: batch normalization pins $q = 1$ per channel.)
 # 3. Replace tanh by relu with He weights ($\sigma_w^2 = 2$) in section 2 and compare with
 #    `conv_profile("relu", ..., weight_var=2.0)`. Is the interior flat, and the border?
-# 4. Train `nn.resnet1d` with `batch_norm=True` (build the model yourself and use the
-#    `Trainer` of `tinynormact.train`), vanilla against normalized Swish: does normalization
-#    still matter once BN is there? Relate your answer to kappa (THEORY, E11).

@@ -342,13 +342,13 @@ print("after moving:", (cpu_tensor.to("strict") + strict_tensor).numpy())
 #
 # ## Exercises
 #
-# 1. Run the whole test suite on the GPU with `pytest --device cuda` and the reproduction with
-#    `tinynormact reproduce --device cuda`. Which parts get faster?
-# 2. Extend the timing of section 4 to float64. How much slower is float64 on your GPU than
-#    float32? (Consumer GPUs are often 30 times slower in float64; data-centre GPUs are not.)
-# 3. In `compare`, print the largest relative difference of the updated weights in float32.
-#    Where does it come from: the forward pass, the backward pass, or the update?
-# 4. Train the model of section 3 for 100 steps on each device in float32 and plot the two
-#    loss curves. Do they stay together? Why might they slowly drift apart?
-# 5. Read `backend.scatter_add` and `backend.erf`: why do these two functions need a separate
-#    spelling for CuPy, when everything else does not?
+# 1. Train the model of section 3 for 100 steps in float32 and in float64 on the CPU and plot
+#    the two loss curves. Do they stay together? Why might they slowly drift apart? (On a GPU
+#    machine, do the same for CPU against GPU.)
+# 2. In `compare`, print the largest relative difference of the *updated weights* between
+#    float32 and float64. Is it larger or smaller than the gradients' difference, and why?
+# 3. On the strict device, change `strict_step` to print the loss each step, and count the
+#    synchronisations of ten steps. Then make it print only every fifth step.
+# 4. Read `backend.scatter_add` and `backend.erf`: why do these two functions need a separate
+#    spelling for CuPy, when everything else does not? Check both on the strict device against
+#    NumPy's `np.add.at` and SciPy's `scipy.special.erf`.
