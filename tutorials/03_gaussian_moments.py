@@ -17,7 +17,8 @@
 # independent zero-mean terms. By the central limit theorem $h_i$ is close to Gaussian, with
 # mean 0 and some second moment $q = E[h^2]$. So everything an activation $\phi$ does to the
 # *size* of signals at initialization is an average over a Gaussian. With $z \sim N(0, 1)$ and
-# $x = \sqrt{q}\, z$, the four averages we need are (docs/THEORY.md, E1-E4):
+# $x = \sqrt{q}\, z$, the four averages we need are (docs/THEORY.md,
+# [E1](../docs/THEORY.md#e1)-[E4](../docs/THEORY.md#e4)):
 #
 # | | definition | meaning |
 # | --- | --- | --- |
@@ -26,7 +27,8 @@
 # | E3 | $v(q) = m_2 - m_1^2$ | variance of the output |
 # | E4 | $d_2(q) = E[\phi'(x)^2]$ | what the activation does to a gradient passing backwards |
 #
-# From them, two *gains* and their ratio (E5-E7):
+# From them, two *gains* and their ratio
+# ([E5](../docs/THEORY.md#e5)-[E7](../docs/THEORY.md#e7)):
 #
 # - forward gain $\rho(q) = m_2(q) / q$: the factor by which the activation multiplies the
 #   second moment of the signal going forward;
@@ -345,8 +347,9 @@ print("relu: kappa = 1 at every q; tanh: kappa(1e-3) - 1 =", f"{theory.kappa('ta
 #
 # - At initialization, pre-activations are Gaussian, so an activation's effect on signal and
 #   gradient sizes is captured by four Gaussian averages, E1-E4.
-# - The forward gain $\rho = m_2/q$ and the backward gain $\rho' = d_2$ (E5, E6) multiply
-#   second moments layer by layer; $\kappa = \rho'/\rho$ (E7) compares them.
+# - The forward gain $\rho = m_2/q$ and the backward gain $\rho' = d_2$ (E5,
+#   [E6](../docs/THEORY.md#e6)) multiply second moments layer by layer; $\kappa = \rho'/\rho$
+#   (E7) compares them.
 # - The library's quadrature agrees with closed forms to $10^{-10}$, with adaptive quadrature
 #   to $10^{-9}$, and with Monte Carlo within 5 standard errors, where the standard error is
 #   derived from $N$ ($\sqrt{2/N}$ relative for the square of a Gaussian).

@@ -25,23 +25,24 @@
 # classic recursions of Glorot and Bengio (2010), He et al. (2015) and the mean-field papers
 # (Poole et al. 2016, Schoenholz et al. 2017); docs/THEORY.md derives each one.
 #
-# **Forward (E8).** $h_{l+1,i} = \sum_j W_{ij} x_{l,j}$ is a sum of $n_l$ independent zero-mean
-# terms, each of second moment $(\sigma_w^2 / n_l) E[x_l^2]$, so
+# **Forward ([E8](../docs/THEORY.md#e8)).** $h_{l+1,i} = \sum_j W_{ij} x_{l,j}$ is a sum of
+# $n_l$ independent zero-mean terms, each of second moment $(\sigma_w^2 / n_l) E[x_l^2]$, so
 #
 # $$q_{l+1} = \sigma_w^2\, m_2(q_l) + \sigma_b^2 = \sigma_w^2\, \rho(q_l)\, q_l + \sigma_b^2 .$$
 #
-# **Backward (E9).** The chain rule gives $\delta_l = \phi'(h_l) \odot W_{l+1}^\top
-# \delta_{l+1}$. A unit of layer $l$ collects the gradients of the $n_{l+1}$ units above it,
-# through weights of variance $\sigma_w^2 / n_l$; treating the backward weights as independent
-# of the forward ones (the *gradient independence assumption*),
+# **Backward ([E9](../docs/THEORY.md#e9)).** The chain rule gives $\delta_l = \phi'(h_l) \odot
+# W_{l+1}^\top \delta_{l+1}$. A unit of layer $l$ collects the gradients of the $n_{l+1}$ units
+# above it, through weights of variance $\sigma_w^2 / n_l$; treating the backward weights as
+# independent of the forward ones (the *gradient independence assumption*),
 #
 # $$E[\delta_l^2] = \sigma_w^2\, \frac{n_{l+1}}{n_l}\, \rho'(q_l)\, E[\delta_{l+1}^2] .$$
 #
-# **Weight gradients (E10).** For one example $\partial\,\text{loss}/\partial W_{l,ij} =
-# \delta_{l,i}\, x_{l-1,j}$, so its second moment is $E[\delta_l^2]\, E[x_{l-1}^2]$.
+# **Weight gradients ([E10](../docs/THEORY.md#e10)).** For one example
+# $\partial\,\text{loss}/\partial W_{l,ij} = \delta_{l,i}\, x_{l-1,j}$, so its second moment is
+# $E[\delta_l^2]\, E[x_{l-1}^2]$.
 #
-# **The property (E11).** With equal widths and no bias, dividing E10 for two neighbouring
-# layers and using E8 and E9 gives
+# **The property ([E11](../docs/THEORY.md#e11)).** With equal widths and no bias, dividing E10
+# for two neighbouring layers and using E8 and E9 gives
 #
 # $$\frac{E[g_{W_l}^2]}{E[g_{W_{l+1}}^2]} = \frac{\rho'(q_l)}{\rho(q_l)} = \kappa(q_l).$$
 #
@@ -134,12 +135,13 @@ np.testing.assert_allclose(f + b, 2.0, rtol=1e-12)
 # "chaotic" phase of the mean-field papers, and $\sigma_w^2 = 1$ is its edge.
 #
 # A fixed point can be **stable** or **unstable**. Near $q^*$ the map multiplies a small
-# deviation $q_l - q^*$ by its slope there, $\chi_q = \sigma_w^2\, dm_2/dq$ at $q^*$ (E19): when
-# $\chi_q < 1$ deviations shrink layer by layer and $q_l$ settles at $q^*$, as below; when
-# $\chi_q > 1$ any deviation, even the random one of a finite-width network, grows with depth and
-# carries $q_l$ away (E21-E22 list every fixed point and its depth scale). The run folders of
-# tutorial 8 draw the theory of such a case dashed: "theory, unstable: deviations grow with
-# depth".
+# deviation $q_l - q^*$ by its slope there, $\chi_q = \sigma_w^2\, dm_2/dq$ at $q^*$
+# ([E19](../docs/THEORY.md#e19)): when $\chi_q < 1$ deviations shrink layer by layer and $q_l$
+# settles at $q^*$, as below; when $\chi_q > 1$ any deviation, even the random one of a
+# finite-width network, grows with depth and carries $q_l$ away
+# ([E21](../docs/THEORY.md#e21)-[E22](../docs/THEORY.md#e22) list every fixed point and its
+# depth scale). The run folders of tutorial 8 draw the theory of such a case dashed: "theory,
+# unstable: deviations grow with depth".
 
 # %%
 deep = 60
@@ -329,15 +331,15 @@ show(fig, "04_measured_vs_theory.png")
 # `nn.ResidualMLP` stacks them between an input and an output `Linear`). The same two
 # recursions hold with one change each:
 #
-# - **forward (E17)**: the branch's last weights have mean zero and are independent of $x_l$, so
-#   the cross term vanishes and second moments *add*:
-#   $E[x_{l+1}^2] = E[x_l^2] + \alpha^2 E[F_l^2]$, where $E[F_l^2]$ comes from E8 through the
-#   branch. The signal grows with depth (linearly when $E[F_l^2]$ stays put) instead of being
-#   multiplied by a gain;
-# - **backward (E18)**: the gradient reaches $x_l$ both directly and through the branch, so
-#   $E[g_l^2] = E[g_{l+1}^2]\,(1 + \alpha^2 \chi_l)$ with $\chi_l$ the product of E9's backward
-#   factors through the branch. The factor is at least 1: a residual network cannot make its
-#   gradient vanish the way a deep sigmoid MLP does, whatever the activation's gains.
+# - **forward ([E17](../docs/THEORY.md#e17))**: the branch's last weights have mean zero and are
+#   independent of $x_l$, so the cross term vanishes and second moments *add*: $E[x_{l+1}^2] =
+#   E[x_l^2] + \alpha^2 E[F_l^2]$, where $E[F_l^2]$ comes from E8 through the branch. The signal
+#   grows with depth (linearly when $E[F_l^2]$ stays put) instead of being multiplied by a gain;
+# - **backward ([E18](../docs/THEORY.md#e18))**: the gradient reaches $x_l$ both directly and
+#   through the branch, so $E[g_l^2] = E[g_{l+1}^2]\,(1 + \alpha^2 \chi_l)$ with $\chi_l$ the
+#   product of E9's backward factors through the branch. The factor is at least 1: a residual
+#   network cannot make its gradient vanish the way a deep sigmoid MLP does, whatever the
+#   activation's gains.
 #
 # We measure a stack of tanh blocks as in section 4, with forward hooks on the blocks and the
 # input's own `.grad`, against `theory.residual_profile`, with the same tolerance (the

@@ -31,11 +31,13 @@
 # mini-batch statistics during training. The concrete rules below are *our reconstruction* in
 # the standard variance framework (docs/THEORY.md):
 #
-# - (E12) forward rule $\lambda = 1/\sqrt{\rho}$, so that $\hat\rho = 1$;
-# - (E13) backward rule $\lambda = 1/\sqrt{\rho'}$, so that $\hat\rho' = 1$;
-# - (E14) balanced rule $\lambda^2 = (1/\rho + 1/\rho')/2$: *the reading of the paper by its only
-#   public re-implementation*, not a formula we can attribute to the paper; it is the library's
-#   default and is labelled as such everywhere;
+# - ([E12](../docs/THEORY.md#e12)) forward rule $\lambda = 1/\sqrt{\rho}$, so that $\hat\rho =
+#   1$;
+# - ([E13](../docs/THEORY.md#e13)) backward rule $\lambda = 1/\sqrt{\rho'}$, so that $\hat\rho'
+#   = 1$;
+# - ([E14](../docs/THEORY.md#e14)) balanced rule $\lambda^2 = (1/\rho + 1/\rho')/2$: *the
+#   reading of the paper by its only public re-implementation*, not a formula we can attribute
+#   to the paper; it is the library's default and is labelled as such everywhere;
 # - centring ($\mu = m_1(q)$ or 0), the $q$ at which a static $\lambda$ is computed, and whether
 #   gradients flow through an adaptive $\lambda$ are options you pick, none claimed to be the
 #   paper's.
@@ -84,9 +86,9 @@ print("scaling by c multiplies rho and rho' by c^2 and leaves kappa unchanged, f
 # ## 2. The three rules
 #
 # `theory.normalization(act, rule, q, center)` returns $(\lambda, \mu)$, and
-# `theory.normalized(...)` the normalized activation itself (the static normalization, E15).
-# For each rule we compute the gains of $\hat\phi$ at $q = 1$ and assert what the rule
-# promises: $\hat\rho = 1$ (forward), $\hat\rho' = 1$ (backward), and
+# `theory.normalized(...)` the normalized activation itself (the static normalization,
+# [E15](../docs/THEORY.md#e15)). For each rule we compute the gains of $\hat\phi$ at $q = 1$ and
+# assert what the rule promises: $\hat\rho = 1$ (forward), $\hat\rho' = 1$ (backward), and
 # $(1/\hat\rho + 1/\hat\rho')/2 = 1$ (balanced: the mean of the forward and backward
 # $\lambda^2$, so the mean of the inverse gains is 1).
 
@@ -197,10 +199,11 @@ show(fig, "05_gain_plane.png")
 # it the statically normalized ones (computed at $q = 1$). Two facts are exact and we assert
 # them:
 #
-# - **forward rule**: $\hat\rho(1) = 1$ makes $q = 1$ a fixed point of E8, so with an input of
-#   $E[x_0^2] = 1$ every $q_l$ is exactly 1. The backward factor per layer is then
-#   $\hat\rho'(1) = \kappa(1)$: the forward signal is perfect, and the gradient still drifts by
-#   $\kappa$ per layer, as E11 predicts.
+# - **forward rule**: $\hat\rho(1) = 1$ makes $q = 1$ a fixed point of
+#   [E8](../docs/THEORY.md#e8), so with an input of $E[x_0^2] = 1$ every $q_l$ is exactly 1. The
+#   backward factor per layer is then $\hat\rho'(1) = \kappa(1)$: the forward signal is perfect,
+#   and the gradient still drifts by $\kappa$ per layer, as [E11](../docs/THEORY.md#e11)
+#   predicts.
 # - **relu, any rule**: $\lambda = \sqrt 2$ turns LeCun into He initialization, and every profile
 #   is flat.
 #
@@ -280,11 +283,11 @@ assert 110 < tanh_forward.delta_sq[0] / tanh_forward.delta_sq[-1] < 120  # kappa
 # - **static** (E15, the default): $\lambda$ and $\mu$ are computed once from the Gaussian
 #   moments at $q$ (default 1). Cheap, and exact only while the pre-activations really have
 #   second moment $q$;
-# - **adaptive** (E16, our reading of the paper's v3 "ANAct"): in training mode, every batch
-#   $h$ gives its own statistics over all its elements,
-#   $\rho_b = \mathrm{mean}(\phi(h)^2)/\mathrm{mean}(h^2)$, $\rho'_b = \mathrm{mean}(\phi'(h)^2)$
-#   (and $\mu_b = \mathrm{mean}(\phi(h))$ when centring), the rule turns them into $\lambda_b$,
-#   and the layer outputs $\lambda_b \phi(h)$, like batch normalization. It also updates running
+# - **adaptive** ([E16](../docs/THEORY.md#e16), our reading of the paper's v3 "ANAct"): in
+#   training mode, every batch $h$ gives its own statistics over all its elements, $\rho_b =
+#   \mathrm{mean}(\phi(h)^2)/\mathrm{mean}(h^2)$, $\rho'_b = \mathrm{mean}(\phi'(h)^2)$ (and
+#   $\mu_b = \mathrm{mean}(\phi(h))$ when centring), the rule turns them into $\lambda_b$, and
+#   the layer outputs $\lambda_b \phi(h)$, like batch normalization. It also updates running
 #   estimates, `running = momentum * running + (1 - momentum) * batch` with momentum 0.9. In
 #   evaluation mode it uses $\lambda$ from the running estimates and updates nothing. The
 #   running estimates start at the Gaussian values at $q$, so an untrained adaptive layer in

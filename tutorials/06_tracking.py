@@ -18,12 +18,13 @@
 # applying after a few steps; from then on we can only *measure*. `tinynormact.tracking`
 # measures, per layer and per step, everything the theory talks about:
 #
-# - forward: $q_l = E[h_l^2]$ (`preact_sq`, E8), $E[\phi(h_l)^2]$ (`act_sq`), and the batch
-#   gains $\rho_b = E[\phi(h)^2]/E[h^2]$ (`rho`, E5) and $\rho'_b = E[\phi'(h)^2]$ (`rho_prime`,
-#   E6), with the $\lambda$ a normalized activation applied (`lambda`);
-# - backward: $E[\delta_l^2]$ (`delta_sq`, E9) and the weight gradient's second moment
-#   $E[g_W^2]$ (`weight_grad_sq`, E10) together with its variance across the examples of the
-#   batch (`weight_grad_var`).
+# - forward: $q_l = E[h_l^2]$ (`preact_sq`, [E8](../docs/THEORY.md#e8)), $E[\phi(h_l)^2]$
+#   (`act_sq`), and the batch gains $\rho_b = E[\phi(h)^2]/E[h^2]$ (`rho`,
+#   [E5](../docs/THEORY.md#e5)) and $\rho'_b = E[\phi'(h)^2]$ (`rho_prime`,
+#   [E6](../docs/THEORY.md#e6)), with the $\lambda$ a normalized activation applied (`lambda`);
+# - backward: $E[\delta_l^2]$ (`delta_sq`, [E9](../docs/THEORY.md#e9)) and the weight gradient's
+#   second moment $E[g_W^2]$ (`weight_grad_sq`, [E10](../docs/THEORY.md#e10)) together with its
+#   variance across the examples of the batch (`weight_grad_var`).
 #
 # It works through the public hooks of tutorial 4 and nothing else: a forward hook
 # (`register_forward_hook`) on every `Linear` and on the activation after it, and tensor hooks
@@ -204,12 +205,13 @@ for name in ("sigmoid", "nsigmoid static"):
 
 # %% [markdown]
 # The vanilla sigmoid network's first layer receives weight gradients about eleven orders of
-# magnitude smaller than its last hidden layer. By E11 the ratio between neighbouring layers is
-# $\kappa(q_l)$ at the $q_l$ each layer sees, and that is not $\kappa(1) = 0.15$ nine times
-# ($0.15^9 \approx 4.5 \times 10^{-8}$, a thousand times too large): only the first layer sees
-# $q = 1$; after it $q_l$ falls to sigmoid's fixed point $q^* \approx 0.265$ (tutorial 5,
-# section 4), where $\kappa(q^*) \approx 0.056$. The product of the nine $\kappa(q_l)$ is the
-# $1.6 \times 10^{-11}$ that `mlp_profile` predicts, and the network shows $1.3 \times 10^{-11}$.
+# magnitude smaller than its last hidden layer. By [E11](../docs/THEORY.md#e11) the ratio
+# between neighbouring layers is $\kappa(q_l)$ at the $q_l$ each layer sees, and that is not
+# $\kappa(1) = 0.15$ nine times ($0.15^9 \approx 4.5 \times 10^{-8}$, a thousand times too
+# large): only the first layer sees $q = 1$; after it $q_l$ falls to sigmoid's fixed point $q^*
+# \approx 0.265$ (tutorial 5, section 4), where $\kappa(q^*) \approx 0.056$. The product of the
+# nine $\kappa(q_l)$ is the $1.6 \times 10^{-11}$ that `mlp_profile` predicts, and the network
+# shows $1.3 \times 10^{-11}$.
 #
 # For the first epochs its loss sits at $\ln 10 \approx 2.30$, the loss of guessing uniformly
 # among 10 classes. Adam rescales each parameter's step by the size of its own gradient, so in

@@ -29,8 +29,9 @@
 # - data: MNIST-1D (4000 training and 1000 test examples of 40 features, 10 classes);
 # - networks: a deep MLP (10 hidden layers) and a residual MLP (4 blocks), width 64;
 # - activations relu, tanh, sigmoid, swish, gelu and elu, each in three **forms**: vanilla
-#   $\phi$, **static** $\hat\phi$ (E15, $\lambda$ from the Gaussian moments at $q = 1$) and
-#   **adaptive** $\hat\phi$ (E16, $\lambda$ from batch statistics), with the balanced rule E14;
+#   $\phi$, **static** $\hat\phi$ ([E15](../docs/THEORY.md#e15), $\lambda$ from the Gaussian
+#   moments at $q = 1$) and **adaptive** $\hat\phi$ ([E16](../docs/THEORY.md#e16), $\lambda$
+#   from batch statistics), with the balanced rule [E14](../docs/THEORY.md#e14);
 # - several seeds per configuration. A seed fixes the data order and the initial weights, so
 #   vanilla and normalized runs with the same seed differ *only* in the activation, and we can
 #   compare them seed by seed (a *paired* difference, which cancels much of the seed-to-seed

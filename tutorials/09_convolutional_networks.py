@@ -98,12 +98,13 @@ print("gradcheck passed")
 # %% [markdown]
 # ## 2. Signal propagation in a deep CNN, against theory
 #
-# Every term of the window sum has its own independent weight, so the forward recursion E8
-# holds *per position*: $q_l(p) = \sigma_w^2\, \text{window\_mean}(m_2(q_{l-1}))(p)$, the mean
-# over the inputs that $p$ reads. Away from the border this is the MLP's E8. At the border, zero
-# padding contributes zeros, so $q$ is smaller there, and the deficit spreads inwards by one
-# position per layer. Backward (E9), the gradient of an input position collects the
-# positions that read it (`window_spread`). `conv_theory.conv_profile` computes both maps.
+# Every term of the window sum has its own independent weight, so the forward recursion
+# [E8](../docs/THEORY.md#e8) holds *per position*: $q_l(p) = \sigma_w^2\,
+# \text{window\_mean}(m_2(q_{l-1}))(p)$, the mean over the inputs that $p$ reads. Away from the
+# border this is the MLP's E8. At the border, zero padding contributes zeros, so $q$ is smaller
+# there, and the deficit spreads inwards by one position per layer. Backward
+# ([E9](../docs/THEORY.md#e9)), the gradient of an input position collects the positions that
+# read it (`window_spread`). `conv_theory.conv_profile` computes both maps.
 #
 # We build a deep 1-D CNN of tanh layers with `nn.Conv1d` (LeCun weights, $\sigma_w^2 = 1$,
 # scaled to 1.5 here), feed it standard normal inputs, and compare $q_l(p)$ with the theory,
