@@ -262,7 +262,9 @@ for name in ["identity", *ACTS]:
             assert not agrees(values, 1.1 * predicted)  # the check has the power to fail
 
 # %% [markdown]
-# Every ratio is 1 to within a few parts in a thousand, as the standard error predicts. To see
+# Every ratio is 1 to within a few parts in a thousand, as the standard error predicts. Try
+# changing `N` to 2_000: for the identity 5 SE becomes $5\sqrt{2/2000} = 16\%$, and the
+# assertion that a 10% error is rejected fails, as it should. To see
 # the $1/\sqrt{N}$ law itself, here is the relative error of the Monte Carlo estimate of $m_2$
 # as $N$ grows, for the identity (with its exact standard error $\sqrt{2/N}$) and for tanh
 # (with its measured standard error).

@@ -381,7 +381,8 @@ ax.legend(fontsize=8)
 show(fig, "05_adaptive_lambda.png")
 
 # %% [markdown]
-# The batch values scatter narrowly around the $q = 4$ value; the running value starts at the
+# The batch values scatter narrowly around the $q = 4$ value; try changing `Q` to 0.25 or 16 and
+# watch both $\lambda$ lines move, the batch values with them; the running value starts at the
 # static one and reaches it after a few tens of steps, with the $1/(1-m) = 10$-step memory of
 # the moving average.
 #

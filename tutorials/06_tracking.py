@@ -163,7 +163,8 @@ for name, (_, epoch_losses, _) in results.items():
     print(f"{name:18s} train loss per epoch:", np.round(epoch_losses, 3))
 
 # %% [markdown]
-# `tracker.to_dict()` holds `"step"` (the recorded step numbers) and one array of shape
+# `tracker.to_dict()` holds `"step"` (the recorded step numbers) (try changing `EVERY` to 1: five
+# times the records, and a finer heatmap) and one array of shape
 # (steps, layers) per statistic; `to_json` and `to_csv` save it (atomically) and
 # `tracking.read_json` reads it back. Layer $l$ is the $l$-th `Linear` with the activation
 # after it; the last `Linear` has none, so its activation statistics are NaN. The tracker names

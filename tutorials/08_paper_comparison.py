@@ -269,9 +269,9 @@ if __name__ == "__main__":
 #     tinynormact plot runs/quick                                        # redraw its figures
 #
 # The `full` preset has 10 activations, deeper and wider networks (20 hidden layers, 8
-# residual blocks, width 128), 60 epochs and 5 seeds on 10,000 MNIST-1D examples: several
-# hours on a CPU, much less on a GPU (tutorial 10). From Python, `dataclasses.replace` makes any
-# variant of a preset, as in section 2. Examples:
+# residual blocks, width 128), 60 epochs and 5 seeds on 10,000 MNIST-1D examples: its one real
+# run, with the time it took and on what, is reported in `docs/reports/full`. From Python,
+# `dataclasses.replace` makes any variant of a preset, as in section 2. Examples:
 #
 # - more seeds, for tighter paired differences: `dataclasses.replace(quick, seeds=tuple(range(10)))`
 #   or `quick.with_seeds(10)`;

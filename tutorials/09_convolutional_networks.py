@@ -156,6 +156,10 @@ assert np.any(np.abs(mean - border_free) > tolerance), "the border should be vis
 print(f"per-position agreement within 5 SE + 2L/n at all {depth * length} (layer, position) pairs")
 
 # %% [markdown]
+# Try changing `weight_var` to 1.0: the interior $q$ then decays with depth (tanh's fixed point
+# at $\sigma_w^2 = 1$ is 0, tutorial 4), and the border deficit with it.
+
+# %% [markdown]
 # ## 3. Vanilla against normalized Swish in the 1-D ResNet on MNIST-1D
 #
 # MNIST-1D examples are 40-sample signals; `nn.resnet1d` reads each as one channel of length
