@@ -27,15 +27,16 @@
 #   chance.
 
 # %%
+import inspect
 import math
 
 import numpy as np
-from _common import plt, show, size
+from _common import fit, plt, show, size
 
 import tinynormact as tn
 import tinynormact.functional as F
 from tinynormact import losses, nn, optim
-from tinynormact.data import DataLoader, load_dataset
+from tinynormact.data import load_dataset
 
 # %% [markdown]
 # ## 1. The data
@@ -236,7 +237,9 @@ print("one optim.SGD step = one hand-written step, to rounding")
 # examples share its batch. `model.train()` switches back. (Our tanh MLP has no such layer;
 # the loop below is the one every later tutorial uses.)
 #
-# We train with **Adam**, which scales each parameter's step by a running estimate of the size
+# The loop is `fit` in `tutorials/_common.py`, so that the later tutorials share it; it is
+# printed below: the loop of section 3, with a `DataLoader` for the batches and `optim` for the
+# step. We train with **Adam**, which scales each parameter's step by a running estimate of the size
 # of its own gradients (tutorial 6 shows when that matters), and assert that the test accuracy
 # is far above chance: with 1000 test examples, an accuracy measured at chance level (0.1) has
 # a standard error of $\sqrt{0.1 \cdot 0.9 / 1000} \approx 0.0095$, so 0.3 is more than 20
@@ -253,25 +256,12 @@ def accuracy(model, dataset):
     return float(np.mean(predictions == dataset.y))
 
 
-def fit(model, optimizer, epochs):
-    """Train ``model``; the mean train loss of each epoch."""
-    loader = DataLoader(train_set, batch_size=BATCH, seed=0)
-    history = []
-    for _ in range(epochs):
-        total = 0.0
-        for x, y in loader:
-            loss = losses.softmax_cross_entropy(model(x), y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += loss.item()
-        history.append(total / len(loader))
-    return history
+print(inspect.getsource(fit))  # the loop every later tutorial uses, from _common.py
 
 
 model = nn.MLP([40, 128, 128, 10], "tanh", rng=0)
 print(f"test accuracy before training: {accuracy(model, test_set):.3f}")
-history = fit(model, optim.Adam(model.parameters(), lr=3e-3), EPOCHS)
+history = fit(model, optim.Adam(model.parameters(), lr=3e-3), train_set, EPOCHS)
 test_accuracy = accuracy(model, test_set)
 print("Adam, mean train loss per epoch:", np.round(history, 3))
 print(f"test accuracy after {EPOCHS} epochs: {test_accuracy:.3f} (train: {accuracy(model, train_set):.3f})")
@@ -295,7 +285,7 @@ assert test_accuracy > 0.3
 bn_model = nn.Sequential(
     nn.Linear(40, 32, rng=0), nn.BatchNorm1d(32), nn.activation("tanh"), nn.Linear(32, 10, rng=1)
 )
-fit(bn_model, optim.Adam(bn_model.parameters(), lr=3e-3), 1)  # fills the running estimates
+fit(bn_model, optim.Adam(bn_model.parameters(), lr=3e-3), train_set, 1)  # fills the running estimates
 few, many = tn.Tensor(test_set.x[:16]), tn.Tensor(test_set.x[:128])
 with tn.no_grad():
     bn_model.train()

@@ -43,7 +43,7 @@
 import math
 
 import numpy as np
-from _common import OUT, show, size
+from _common import OUT, fit, show, size
 
 import tinynormact as tn
 from tinynormact import losses, nn, optim, plots, theory, tracking
@@ -120,8 +120,9 @@ show(fig, "06_signal_propagation.png")
 # package: `pip install -e ".[data]"`). We train three MLPs with 10 hidden sigmoid layers:
 # vanilla sigmoid, statically normalized sigmoid, and adaptively normalized sigmoid, with Adam.
 #
-# Wrapping the loop in `with tracking.VarianceTracker(model, every=k):` is all it takes. A step
-# starts with every training forward (evaluation under `tn.no_grad()` is not counted), and
+# Wrapping the training loop (`fit`, tutorial 2) in `with tracking.VarianceTracker(model,
+# every=k):` is all it takes. A step starts with every training forward (evaluation under
+# `tn.no_grad()` is not counted), and
 # `every=k` records steps 0, k, 2k, ...: the other steps pay one early return per hook. (From
 # the command line, `tinynormact train ... --track-every 5 --out runs/mine` does the same and
 # keeps the record in the run's checkpoint.)
@@ -142,19 +143,8 @@ variants = {
 def train(activation, options, optimizer=lambda parameters: optim.Adam(parameters, lr=1e-3)):
     """Train a 10-hidden-layer MLP with a tracker; return the tracker, epoch losses and model."""
     model = nn.MLP([40] + [64] * 10 + [10], activation, options, rng=0)
-    optimizer = optimizer(model.parameters())
-    loader = DataLoader(splits.train, batch_size=128, seed=0)
-    epoch_losses = []
     with tracking.VarianceTracker(model, every=EVERY) as tracker:
-        for _ in range(EPOCHS):
-            total = 0.0
-            for x, y in loader:
-                loss = losses.softmax_cross_entropy(model(x), y)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                total += loss.item()
-            epoch_losses.append(total / len(loader))
+        epoch_losses = fit(model, optimizer(model.parameters()), splits.train, EPOCHS)
     return tracker, epoch_losses, model
 
 

@@ -11,12 +11,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tutorials fo
 import math  # noqa: E402 (after the path)
 
 import numpy as np  # noqa: E402
-from _common import size  # noqa: E402
+from _common import fit, size  # noqa: E402
 
 import tinynormact as tn  # noqa: E402
 import tinynormact.functional as F  # noqa: E402
 from tinynormact import losses, nn, optim  # noqa: E402
-from tinynormact.data import DataLoader, load_dataset  # noqa: E402
+from tinynormact.data import load_dataset  # noqa: E402
 
 splits = load_dataset("mnist1d")
 x_train, y_train = tn.Tensor(splits.train.x), splits.train.y
@@ -46,19 +46,9 @@ print("1. hand-written momentum = optim.SGD(momentum=0.9) after three steps")
 
 
 # Exercise 2: learning rates 0.01, 0.1 and 1 for plain SGD on the tutorial's two-layer network.
-def final_loss(lr, activation="tanh", widths=(40, 64, 10), epochs=EPOCHS):
-    model = nn.MLP(list(widths), activation, rng=1)
-    opt = optim.SGD(model.parameters(), lr=lr)
-    for _ in range(epochs):
-        total = 0.0
-        loader = DataLoader(splits.train, batch_size=128, seed=0)
-        for x, y in loader:
-            loss = losses.softmax_cross_entropy(model(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += loss.item()
-    return total / len(loader)
+def final_loss(lr):
+    model = nn.MLP([40, 64, 10], "tanh", rng=1)
+    return fit(model, optim.SGD(model.parameters(), lr=lr), splits.train, EPOCHS)[-1]
 
 
 by_rate = {lr: final_loss(lr) for lr in (0.01, 0.1, 1.0)}
@@ -68,15 +58,9 @@ assert by_rate[0.01] > by_rate[0.1] and by_rate[0.01] > math.log(10) - 0.3
 
 
 # Exercise 3: relu against tanh in the tutorial's Adam network.
-def test_accuracy(activation, epochs=EPOCHS):
+def test_accuracy(activation):
     model = nn.MLP([40, 128, 128, 10], activation, rng=0)
-    opt = optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(epochs):
-        for x, y in DataLoader(splits.train, batch_size=128, seed=0):
-            loss = losses.softmax_cross_entropy(model(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    fit(model, optim.Adam(model.parameters(), lr=3e-3), splits.train, EPOCHS)
     model.eval()
     with tn.no_grad():
         return float(np.mean(model(tn.Tensor(splits.test.x)).numpy().argmax(axis=1) == splits.test.y))

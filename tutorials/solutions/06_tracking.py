@@ -12,10 +12,10 @@ import math  # noqa: E402 (after the path)
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
-from _common import OUT, plt, show, size  # noqa: E402
+from _common import OUT, fit, plt, show, size  # noqa: E402
 
-from tinynormact import losses, nn, optim, theory, tracking  # noqa: E402
-from tinynormact.data import DataLoader, load_dataset  # noqa: E402
+from tinynormact import nn, optim, theory, tracking  # noqa: E402
+from tinynormact.data import load_dataset  # noqa: E402
 
 splits = load_dataset("mnist1d")
 EPOCHS = size(6, 2)
@@ -25,19 +25,9 @@ WIDTHS = [40] + [64] * 10 + [10]
 def train(activation, optimizer, every=5, epochs=EPOCHS):
     """Tutorial 6's network and loop; the tracker, the epoch losses and the seconds per epoch."""
     model = nn.MLP(WIDTHS, activation, rng=0)
-    opt = optimizer(model.parameters())
-    loader = DataLoader(splits.train, batch_size=128, seed=0)
-    history, started = [], time.perf_counter()
+    started = time.perf_counter()
     with tracking.VarianceTracker(model, every=every) as tracker:
-        for _ in range(epochs):
-            total = 0.0
-            for x, y in loader:
-                loss = losses.softmax_cross_entropy(model(x), y)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                total += loss.item()
-            history.append(total / len(loader))
+        history = fit(model, optimizer(model.parameters()), splits.train, epochs)
     return tracker, history, (time.perf_counter() - started) / epochs, model
 
 
@@ -63,12 +53,8 @@ for name, act in (("tanh", "tanh"), ("ntanh", theory.normalized("tanh"))):
 # machine and its load; only the hooks are asserted.)
 tracked = train("tanh", adam, every=1, epochs=1)
 untracked_model = nn.MLP(WIDTHS, "tanh", rng=0)
-opt, started = adam(untracked_model.parameters()), time.perf_counter()
-for x, y in DataLoader(splits.train, batch_size=128, seed=0):
-    loss = losses.softmax_cross_entropy(untracked_model(x), y)
-    opt.zero_grad()
-    loss.backward()
-    opt.step()
+started = time.perf_counter()
+fit(untracked_model, adam(untracked_model.parameters()), splits.train, 1)
 print(
     f"2. one epoch: {tracked[2]:.2f} s tracked at every step, {time.perf_counter() - started:.2f} s untracked"
 )
