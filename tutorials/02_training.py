@@ -34,7 +34,7 @@ import numpy as np
 from _common import fit, plt, show, size
 
 import tinynormact as tn
-import tinynormact.functional as F
+from tinynormact import functional as F
 from tinynormact import losses, nn, optim
 from tinynormact.data import load_dataset
 

@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tutorials fo
 import numpy as np  # noqa: E402 (after the path)
 
 import tinynormact as tn  # noqa: E402
-import tinynormact.functional as F  # noqa: E402
+from tinynormact import functional as F  # noqa: E402
 
 rng = np.random.default_rng(0)
 

@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 from _common import fit, size  # noqa: E402
 
 import tinynormact as tn  # noqa: E402
-import tinynormact.functional as F  # noqa: E402
+from tinynormact import functional as F  # noqa: E402
 from tinynormact import losses, nn, optim  # noqa: E402
 from tinynormact.data import load_dataset  # noqa: E402
 

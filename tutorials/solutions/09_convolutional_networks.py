@@ -14,7 +14,9 @@ import numpy as np  # noqa: E402
 from _common import size  # noqa: E402
 
 import tinynormact as tn  # noqa: E402
-from tinynormact import conv_theory, convolution, nn  # noqa: E402
+from tinynormact import nn  # noqa: E402
+from tinynormact.engine import convolution  # noqa: E402
+from tinynormact.theory import convolution as conv_theory  # noqa: E402
 
 # Exercise 1: the columns matrix has one row per output position, (L + 2 pad - k) // s + 1 of
 # them, and in * k columns. A window reads only padding when it starts at or beyond the last
