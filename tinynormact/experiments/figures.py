@@ -197,8 +197,7 @@ def convergence_figure(results: dict[str, Any]) -> Figure:
         statistic, p = entry["statistic"], entry["p_holm"]
         title = ARCH_TITLES.get(entry["architecture"], entry["architecture"])
         ax.set_title(
-            f"{title}: within-form Spearman {_fmt(statistic, 2)}\n"
-            f"(Holm p = {_fmt(p, 3)})",
+            f"{title}: within-form Spearman {_fmt(statistic, 2)}\n(Holm p = {_fmt(p, 3)})",
             fontsize="medium",
         )
         ax.set_xlabel(MEASURES[entry["measure"]] + " of the activation as used")
@@ -258,7 +257,14 @@ def propagation_figure(results: dict[str, Any]) -> Figure:
     ]
     handles.append(Line2D([], [], color="black", linewidth=1, label="theory E8-E9 (vanilla, static)"))
     handles.append(
-        Line2D([], [], color="black", linewidth=1, linestyle="--", label="theory, unstable: deviations grow with depth")
+        Line2D(
+            [],
+            [],
+            color="black",
+            linewidth=1,
+            linestyle="--",
+            label="theory, unstable: deviations grow with depth",
+        )
     )
     figure.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize="small")
     figure.suptitle("Signal propagation at initialization: measured (dots) vs theory (lines)")
