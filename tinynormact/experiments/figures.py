@@ -197,7 +197,8 @@ def convergence_figure(results: dict[str, Any]) -> Figure:
         statistic, p = entry["statistic"], entry["p_holm"]
         title = ARCH_TITLES.get(entry["architecture"], entry["architecture"])
         ax.set_title(
-            f"{title}: within-form Spearman {_fmt(statistic, 2)}\n(Holm p = {_fmt(p, 3)})",
+            f"{title}: within-form Spearman {_fmt(statistic, 2)}\n"
+            f"(Holm p = {_fmt(p, 3)})",
             fontsize="medium",
         )
         ax.set_xlabel(MEASURES[entry["measure"]] + " of the activation as used")
