@@ -99,7 +99,8 @@ def test_tutorial_runs_in_fast_mode(path: Path, tmp_path: Path, data_cache: Path
     assert list(tmp_path.glob("*.png")) or path.name.startswith("08"), f"{path.name} saved no figure"
     if path.name.startswith("08"):  # the learner's path: a script whose runs go to worker processes
         results = json.loads((tmp_path / "08_run" / "results.json").read_text())
-        assert results["executor"] == "a local Dask cluster of 2 worker processes", results["executor"]
+        executor = results["settings"]["executor"]
+        assert executor == "a local Dask cluster of 2 worker processes", executor
 
 
 @pytest.mark.parametrize("path", SOLUTIONS, ids=[p.stem for p in SOLUTIONS])
