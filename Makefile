@@ -46,10 +46,10 @@ lint: $(VENV)/.test-installed
 
 # Executed notebooks (with outputs and figures) in tutorials/notebooks/.
 tutorials: $(VENV)/.docs-installed
-	$(BIN)/python -m jupytext --to "notebooks//ipynb" --execute --run-path tutorials tutorials/0*.py
+	$(BIN)/python -m jupytext --to "notebooks//ipynb" --execute --run-path tutorials tutorials/[0-9][0-9]_*.py
 
 # On a machine with an NVIDIA GPU and CuPy, in the Python environment already there (no .venv, no
-# downloads): the suite on CuPy, the GPU benchmarks, the quick reproduction and tutorial 07, one
+# downloads): the suite on CuPy, the GPU benchmarks, the quick reproduction and tutorial 10 (GPU), one
 # report in runs/gpu-check/report.md, under 8 minutes. Run `make gpu-wheels` first on a machine
 # with a package index if the GPU machine lacks mnist1d, requests, pytest or hypothesis.
 gpu-check:

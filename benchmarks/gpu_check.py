@@ -7,7 +7,7 @@ Runs, each as a subprocess with its own time limit inside a total of TOTAL_BUDGE
    1024, 4096; batches 128, 1024; PyTorch CPU/CUDA as the reference when installed), and the
    convolution step benchmark when the project has one (benchmarks/bench_conv_step.py);
 3. ``tinynormact reproduce --preset quick --device cuda``;
-4. tutorial 07 (the GPU tutorial) in full.
+4. tutorial 10 (the GPU tutorial) in full.
 
 It writes one Markdown report (default runs/gpu-check/report.md) with the machine, every
 figure and each part's outcome, and exits 0 only if every part passed. Without CuPy or a GPU it
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
                 "--force",
             ],
         ),  # fmt: skip
-        Part("tutorial", [py, str(ROOT / "tutorials" / "07_gpu.py")]),
+        Part("tutorial", [py, str(ROOT / "tutorials" / "10_gpu.py")]),
     ]
     tutorial_env = {**env, "TINYNORMACT_TUTORIAL_OUT": str(args.out / "tutorial"), "MPLBACKEND": "Agg"}
     args.out.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,16 @@ def test_numpy_arrays_and_numbers_join_the_tensors_device() -> None:
     np.testing.assert_array_equal(out.numpy(), [[6.0], [6.0]])  # 1 + 2 + 3
 
 
+@pytest.mark.parametrize(("current", "target"), [("cpu", "strict"), ("strict", "cpu")])
+def test_to_moves_a_tensor_to_the_device_asked_for_not_the_current_one(current: str, target: str) -> None:
+    with using_device(current):
+        x = tn.Tensor([1.0, 2.0], device=current, requires_grad=True)
+        moved = x.to(target)
+    assert moved.device == target and backend.device_of(moved.data) == target
+    assert moved.requires_grad
+    np.testing.assert_array_equal(moved.numpy(), [1.0, 2.0])
+
+
 @pytest.mark.parametrize("first", ["cpu", "strict"])
 def test_tensors_of_two_devices_in_one_operation_raise_naming_both(first: str) -> None:
     second = "strict" if first == "cpu" else "cpu"

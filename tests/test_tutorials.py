@@ -5,13 +5,16 @@ Running a tutorial runs its assertions (hand-derived gradients, closed forms, Mo
 checks with derived tolerances, the run folder of the reproduction, ...), so a passing script is
 a passing set of checks. Fast mode (TINYNORMACT_TUTORIAL_FAST=1) shrinks the sizes; figures and
 run folders go to a temporary folder (TINYNORMACT_TUTORIAL_OUT), generated data to a temporary
-cache (TINYNORMACT_CACHE). Tutorials run on the device under test (TINYNORMACT_DEVICE): with
+cache (TINYNORMACT_CACHE). 08_paper_comparison.py runs its sweep on two Dask worker processes
+in fast mode too, which import the script again as they start (the path that crashed before it
+had its ``__main__`` guards). Tutorials run on the device under test (TINYNORMACT_DEVICE): with
 ``--device strict`` through a launcher that first registers the strict test device, which lives
-with the tests; 07_gpu.py also runs its GPU cells where CuPy and a GPU are present.
+with the tests; 10_gpu.py also runs its GPU cells where CuPy and a GPU are present.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -22,6 +25,7 @@ import pytest
 
 TUTORIALS_DIR = Path(__file__).resolve().parent.parent / "tutorials"
 TUTORIALS = sorted(TUTORIALS_DIR.glob("[0-9][0-9]_*.py"))
+SOLUTIONS = sorted((TUTORIALS_DIR / "solutions").glob("[0-9][0-9]_*.py"))
 CELL_MARKER = re.compile(r"^# %%(?P<markdown> \[markdown\])?\s*$")
 
 
@@ -38,8 +42,22 @@ def cells(path: Path) -> list[tuple[str, list[str]]]:
     return result
 
 
-def test_all_eight_tutorials_are_found() -> None:
-    assert [p.name[:2] for p in TUTORIALS] == ["01", "02", "03", "04", "05", "06", "07", "08"]
+COURSE = [
+    "01_autograd.py",
+    "02_training.py",
+    "03_gaussian_moments.py",
+    "04_variance_through_depth.py",
+    "05_normalized_activations.py",
+    "06_tracking.py",
+    "07_adaptive_form.py",
+    "08_paper_comparison.py",
+    "09_convolutional_networks.py",
+    "10_gpu.py",
+]
+
+
+def test_all_tutorials_are_found() -> None:
+    assert [p.name for p in TUTORIALS] == COURSE
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +73,8 @@ ON_STRICT_DEVICE = (
 )
 
 
-@pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
-def test_tutorial_runs_in_fast_mode(path: Path, tmp_path: Path, data_cache: Path, device: str) -> None:
+def run_in_fast_mode(path: Path, tmp_path: Path, data_cache: Path, device: str) -> None:
+    """Run the script ``path`` as a learner does, in fast mode, with its output in ``tmp_path``."""
     env = {
         **os.environ,
         "TINYNORMACT_TUTORIAL_FAST": "1",
@@ -70,7 +88,31 @@ def test_tutorial_runs_in_fast_mode(path: Path, tmp_path: Path, data_cache: Path
     command = [sys.executable, *launch, str(path)]
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"{path.name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
-    assert list(tmp_path.glob("*.png")) or path.name.startswith("06"), f"{path.name} saved no figure"
+
+
+@pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
+def test_tutorial_runs_in_fast_mode(path: Path, tmp_path: Path, data_cache: Path, device: str) -> None:
+    run_in_fast_mode(path, tmp_path, data_cache, device)
+    assert list(tmp_path.glob("*.png")) or path.name.startswith("08"), f"{path.name} saved no figure"
+    if path.name.startswith("08"):  # the learner's path: a script whose runs go to worker processes
+        results = json.loads((tmp_path / "08_run" / "results.json").read_text())
+        executor = results["settings"]["executor"]
+        assert executor == "a local Dask cluster of 2 worker processes", executor
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=[p.stem for p in SOLUTIONS])
+def test_solution_runs_in_fast_mode(path: Path, tmp_path: Path, data_cache: Path) -> None:
+    """Each solution checks its answers; they run on the CPU device (like a learner's first try)."""
+    run_in_fast_mode(path, tmp_path, data_cache, "cpu")
+
+
+@pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
+def test_every_exercise_has_a_solution(path: Path) -> None:
+    solution = TUTORIALS_DIR / "solutions" / path.name
+    exercises = cells(path)[-1][1]
+    numbers = [int(m[1]) for line in exercises if (m := re.match(r"^# (\d+)\. ", line))]
+    solved = [int(n) for n in re.findall(r"^ *# Exercise (\d+):", solution.read_text(), re.MULTILINE)]
+    assert solved == numbers, f"{solution.name} solves {solved}, the tutorial asks {numbers}"
 
 
 @pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
@@ -102,4 +144,4 @@ def test_jupytext_reads_the_same_cells() -> None:
 def test_readme_lists_every_tutorial_in_order() -> None:
     readme = (TUTORIALS_DIR / "README.md").read_text()
     listed = re.findall(r"\b(\d\d_\w+\.py)\b", readme)
-    assert list(dict.fromkeys(listed)) == [p.name for p in TUTORIALS]
+    assert list(dict.fromkeys(listed)) == COURSE

@@ -172,8 +172,8 @@ except RuntimeError as error:
 # it: `h.register_hook(fn)` calls `fn(grad)` with the full gradient of $h$ (the same names and
 # signature as PyTorch). It returns a handle; `handle.remove()` unregisters the hook. Modules
 # have the other two hooks of the same API (`register_forward_hook`,
-# `register_full_backward_hook`), which tutorial 3 uses, and on which the variance tracker of
-# tutorial 5 is built. Here the hook sees $\bar{h}$, which we computed by hand above.
+# `register_full_backward_hook`), which tutorial 4 uses, and on which the variance tracker of
+# tutorial 6 is built. Here the hook sees $\bar{h}$, which we computed by hand above.
 
 # %%
 h = x @ W + b
@@ -231,7 +231,7 @@ np.testing.assert_allclose(ops.unbroadcast(u * M.numpy(), (4, 1)), expected, rto
 #
 # is smallest near $\epsilon \approx u^{1/3}$: about 5e-6 in float64, where the error is of
 # order $u^{2/3} \approx 2\times 10^{-11}$ (times the size of $s$ and its derivatives); in float32
-# the best one can hope for is of order 1e-6 to 1e-5. That is why
+# $u^{2/3}$ is about $1.5 \times 10^{-5}$, nearly a million times worse. That is why
 # `tn.gradcheck` runs in float64 with $\epsilon = 10^{-6}$. Let us measure the curve for the
 # derivative of our loss with respect to one weight, $W_{00}$, against the engine's gradient.
 
@@ -274,18 +274,42 @@ show(fig, "01_finite_difference_error.png")
 # %% [markdown]
 # What to look for: on the right both curves fall like $\epsilon^2$ as the step shrinks
 # (truncation); further left they rise like $1/\epsilon$ (rounding). The float64 valley is deep
-# and sits near $10^{-5}$; the float32 valley is shallow and sits near $10^{-2}$. The flat
-# float32 plateau on the left is rounding at its most extreme: below about $10^{-7} |W_{00}|$
-# the float32 number nearest to $W_{00} \pm \epsilon$ is $W_{00}$ itself, the difference is
-# zero, and the error is the whole gradient. We assert the shape of the float64 curve: its best
-# error is below 1e-9 and both ends are at least a hundred times worse; and that float32 cannot
-# get anywhere near it.
+# and sits near $10^{-5}$; the float32 valley is shallow and sits near $10^{-2}$. Its best
+# error, about $6 \times 10^{-7}$, looks small only because this derivative is small
+# ($|s'| \approx 0.006$): relative to it, float32 gets about 1e-4, float64 about 1e-10.
+#
+# The flat float32 plateau on the left is rounding at its most extreme: the two float32 losses
+# $s(W_{00} \pm \epsilon)$ come out *equal*, the difference is zero, and the error is the whole
+# gradient. It has two causes. Below half the float32 spacing of $W_{00}$ (about $1.2 \times
+# 10^{-7}$ here) the float32 number nearest to $W_{00} \pm \epsilon$ is $W_{00}$ itself. Above
+# that the weight does change, but the loss changes by only about $\epsilon |s'|$, and while
+# that is below the float32 rounding of the loss itself, $u|s| \approx 3.4 \times 10^{-8}$,
+# the rounded losses stay equal: up to $\epsilon \approx u|s|/|s'| \approx 5 \times 10^{-6}$.
+# The plateau indeed runs to about $2 \times 10^{-6}$, more than ten times past the first cause.
+#
+# We assert the shape of the float64 curve: its best error is below 1e-9 and both ends are at
+# least a hundred times worse; that float32 cannot get anywhere near it (its best error between
+# 4e-7 and 8e-7); and the plateau: the float32 losses are equal for every step up to 1e-6,
+# including steps that do change the float32 weight, and differ for every step above
+# $10\,u|s|/|s'|$.
 
 # %%
 assert errors["float64"].min() < 1e-9
 assert errors["float64"][0] > 100 * errors["float64"].min()  # eps = 1e-13: rounding dominates
 assert errors["float64"][-1] > 100 * errors["float64"].min()  # eps = 1e-1: truncation dominates
 assert errors["float32"].min() > 100 * errors["float64"].min()
+assert 4e-7 < errors["float32"].min() < 8e-7
+
+s_value = loss_at(w00, "float64")
+plateau_edge = 2.0**-24 * abs(s_value) / abs(exact)  # u |s| / |s'|, float32's u = 2^-24
+float32_equal = np.array([loss_at(w00 + e, "float32") == loss_at(w00 - e, "float32") for e in epsilons])
+weight_changes = np.float32(w00 + epsilons) != np.float32(w00)
+print(f"float32 losses equal up to eps = {epsilons[float32_equal].max():.1e}; u|s|/|s'| = {plateau_edge:.1e}")
+assert float32_equal[epsilons <= 1e-6].all()  # the plateau
+assert (float32_equal & weight_changes).any()  # ... also where the float32 weight does change
+assert epsilons[float32_equal].max() > 10 * abs(np.spacing(np.float32(w00))) / 2  # ten times past it
+assert not float32_equal[epsilons > 10 * plateau_edge].any()
+np.testing.assert_allclose(errors["float32"][float32_equal], abs(exact))  # the error is the whole gradient
 
 # %% [markdown]
 # `tn.gradcheck(fn, *inputs)` does this for every element of every input (or, for large inputs,
@@ -333,8 +357,8 @@ print("with the correct derivative 3 x^2, gradcheck passes")
 # - Central differences have an error that is smallest near $\epsilon = u^{1/3}$; in float64
 #   they can check a backward to about 1e-10, which is what `tn.gradcheck` does.
 #
-# Next, tutorial 2 leaves the engine and looks at what an activation function does to the
-# *size* of the signals and gradients that flow through it.
+# Next, tutorial 2 uses these gradients to train a network: a hand-written SGD step on this
+# engine, then the library's optimizers, loss and data loader.
 #
 # ## Exercises
 #

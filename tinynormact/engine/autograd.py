@@ -213,7 +213,7 @@ class Tensor:
         """This tensor on ``device``: itself when already there, else a new leaf copy."""
         if backend.device_of(self.data) == device:
             return self
-        return Tensor(backend.to_device(self.data, device), requires_grad=self.requires_grad)
+        return Tensor(backend.to_device(self.data, device), requires_grad=self.requires_grad, device=device)
 
     # ----- gradients -----------------------------------------------------------------------
     def zero_grad(self) -> None:

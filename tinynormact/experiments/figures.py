@@ -323,7 +323,7 @@ def propagation_figure(results: dict[str, Any]) -> Figure:
             color="black",
             linewidth=1,
             linestyle="--",
-            label="theory, unstable at the start (E19, E22)",
+            label="theory, unstable: deviations grow with depth",
         )
     )
     figure.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize="small")

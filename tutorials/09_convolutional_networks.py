@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # Tutorial 8: Convolutional networks (im2col, signal propagation, MNIST-1D)
+# # Tutorial 9: Convolutional networks (im2col, signal propagation, MNIST-1D)
 #
 # The paper makes its claims on convolutional residual networks. This tutorial builds the
 # convolution of `tinynormact.engine.convolution` from scratch, checks how a signal propagates through
@@ -81,7 +81,7 @@ axes[1].set_xlabel("(channel, kernel offset)")
 axes[1].set_ylabel("output position")
 axes[1].set_title("the columns matrix:\none window per row", fontsize=10)
 fig.colorbar(image, ax=axes[1])
-show(fig, "08_im2col.png")
+show(fig, "09_im2col.png")
 
 # %% [markdown]
 # Backward is two more products: $\partial L / \partial W$ = $g^\top$ columns, and
@@ -100,12 +100,13 @@ print("gradcheck passed")
 # %% [markdown]
 # ## 2. Signal propagation in a deep CNN, against theory
 #
-# Every term of the window sum has its own independent weight, so the forward recursion E8
-# holds *per position*: $q_l(p) = \sigma_w^2\, \text{window\_mean}(m_2(q_{l-1}))(p)$, the mean
-# over the inputs that $p$ reads. Away from the border this is the MLP's E8. At the border, zero
-# padding contributes zeros, so $q$ is smaller there, and the deficit spreads inwards by one
-# position per layer. Backward (E9), the gradient of an input position collects the
-# positions that read it (`window_spread`). `theory.convolution.conv_profile` computes both maps.
+# Every term of the window sum has its own independent weight, so the forward recursion
+# [E8](../docs/THEORY.md#e8) holds *per position*: $q_l(p) = \sigma_w^2\,
+# \text{window\_mean}(m_2(q_{l-1}))(p)$, the mean over the inputs that $p$ reads. Away from the
+# border this is the MLP's E8. At the border, zero padding contributes zeros, so $q$ is smaller
+# there, and the deficit spreads inwards by one position per layer. Backward
+# ([E9](../docs/THEORY.md#e9)), the gradient of an input position collects the positions that
+# read it (`window_spread`). `theory.convolution.conv_profile` computes both maps.
 #
 # We build a deep 1-D CNN of tanh layers with `nn.Conv1d` (LeCun weights, $\sigma_w^2 = 1$,
 # scaled to 1.5 here), feed it standard normal inputs, and compare $q_l(p)$ with the theory,
@@ -138,7 +139,7 @@ ax.set_xlabel("position")
 ax.set_ylabel("$q_l(p) = E[h^2]$")
 ax.set_title("deep tanh CNN: per-position E8 (zero padding lowers q at the border)")
 ax.legend(fontsize=7, ncol=3)
-show(fig, "08_cnn_propagation.png")
+show(fig, "09_cnn_propagation.png")
 
 # %% [markdown]
 # How close must they be? Each network's per-position mean square fluctuates around the theory
@@ -155,6 +156,10 @@ assert np.all(np.abs(mean - np.array(predicted.q)) <= tolerance)
 border_free = np.array([np.full(length, q[length // 2]) for q in predicted.q])
 assert np.any(np.abs(mean - border_free) > tolerance), "the border should be visible"
 print(f"per-position agreement within 5 SE + 2L/n at all {depth * length} (layer, position) pairs")
+
+# %% [markdown]
+# Try changing `weight_var` to 1.0: the interior $q$ then decays with depth (tanh's fixed point
+# at $\sigma_w^2 = 1$ is 0, tutorial 4), and the border deficit with it.
 
 # %% [markdown]
 # ## 3. Vanilla against normalized Swish in the 1-D ResNet on MNIST-1D
@@ -203,7 +208,7 @@ axes[1].set_ylabel("test accuracy")
 for ax in axes:
     ax.set_xlabel("epoch")
     ax.legend()
-show(fig, "08_mnist1d_swish.png")
+show(fig, "09_mnist1d_swish.png")
 for history in histories.values():
     assert history["train_loss"][-1] < history["train_loss"][0], "training should lower the loss"
 
@@ -231,6 +236,3 @@ for history in histories.values():
 #    border and inside? (docs/THEORY.md: batch normalization pins $q = 1$ per channel.)
 # 3. Replace tanh by relu with He weights ($\sigma_w^2 = 2$) in section 2 and compare with
 #    `conv_profile("relu", ..., weight_var=2.0)`. Is the interior flat, and the border?
-# 4. Train `nn.resnet1d` with `batch_norm=True` (build the model yourself and use the
-#    `Trainer` of `tinynormact.train`), vanilla against normalized Swish: does normalization
-#    still matter once BN is there? Relate your answer to kappa (THEORY, E11).

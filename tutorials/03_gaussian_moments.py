@@ -11,13 +11,14 @@
 # ---
 
 # %% [markdown]
-# # Tutorial 2: Gaussian moments and the two gains (THEORY E1-E7)
+# # Tutorial 3: Gaussian moments and the two gains (THEORY E1-E7)
 #
 # At initialization, a unit of a wide layer computes $h_i = \sum_j W_{ij} x_j$, a sum of many
 # independent zero-mean terms. By the central limit theorem $h_i$ is close to Gaussian, with
 # mean 0 and some second moment $q = E[h^2]$. So everything an activation $\phi$ does to the
 # *size* of signals at initialization is an average over a Gaussian. With $z \sim N(0, 1)$ and
-# $x = \sqrt{q}\, z$, the four averages we need are (docs/THEORY.md, E1-E4):
+# $x = \sqrt{q}\, z$, the four averages we need are (docs/THEORY.md,
+# [E1](../docs/THEORY.md#e1)-[E4](../docs/THEORY.md#e4)):
 #
 # | | definition | meaning |
 # | --- | --- | --- |
@@ -26,13 +27,14 @@
 # | E3 | $v(q) = m_2 - m_1^2$ | variance of the output |
 # | E4 | $d_2(q) = E[\phi'(x)^2]$ | what the activation does to a gradient passing backwards |
 #
-# From them, two *gains* and their ratio (E5-E7):
+# From them, two *gains* and their ratio
+# ([E5](../docs/THEORY.md#e5)-[E7](../docs/THEORY.md#e7)):
 #
 # - forward gain $\rho(q) = m_2(q) / q$: the factor by which the activation multiplies the
 #   second moment of the signal going forward;
 # - backward gain $\rho'(q) = d_2(q)$: the factor by which it multiplies the second moment of
 #   a gradient going backward (the gradient is multiplied elementwise by $\phi'(h)$);
-# - the ratio $\kappa(q) = \rho'(q) / \rho(q)$, which tutorial 3 shows is what decides whether
+# - the ratio $\kappa(q) = \rho'(q) / \rho(q)$, which tutorial 4 shows is what decides whether
 #   weight gradients have the same size in every layer.
 #
 # **What is standard and what is reconstruction.** The moments E1-E4 and their use in the
@@ -79,19 +81,20 @@ for ax in (ax_f, ax_df):
     ax.set_xlabel("x")
 ax_f.set_ylim(-2, 4)
 ax_f.legend(fontsize=8)
-show(fig, "02_activations.png")
+show(fig, "03_activations.png")
 
 # %% [markdown]
 # ## 2. The gains table (E5-E7)
 #
 # `theory.gains_table()` computes E1-E7 for every activation at $q = 1$ (it also holds the
-# normalizing factors of tutorial 4; we print only the gains here). Things to look for:
+# normalizing factors of tutorial 5; we print only the gains here). Things to look for:
 #
 # - **relu**: $\rho = \rho' = 1/2$ and $\kappa = 1$. Half the Gaussian is cut off, which halves
 #   both the signal and the gradient; He initialization's factor 2 undoes exactly that.
 # - **tanh**: $\rho' > \rho$, so $\kappa > 1$: it shrinks gradients less than signals.
-# - **sigmoid**: $\rho'$ is tiny (0.045): every sigmoid layer divides the gradient's second
-#   moment by about 22. Its $\rho$ (0.29) is much larger than its $\rho_c$ (0.043, the centred
+# - **sigmoid**: $\rho'$ is tiny (0.045): a sigmoid layer whose pre-activations have $q = 1$
+#   divides the gradient's second moment by about 22 (at other $q$ by other factors: section 4
+#   and tutorial 5). Its $\rho$ (0.29) is much larger than its $\rho_c$ (0.043, the centred
 #   gain $v/q$): most of sigmoid's output second moment is its mean of 1/2.
 # - **selu**: $\rho = 1$ exactly, by the construction of its constants.
 
@@ -119,6 +122,7 @@ for name, (rho, rho_c, rho_prime, kappa) in reference.items():
     np.testing.assert_allclose(computed, [rho, rho_c, rho_prime], atol=5e-7)
     np.testing.assert_allclose(row["kappa"], kappa, atol=5e-5)
 print("the five reference rows agree to every printed digit")
+assert 21.5 < 1 / by_name["sigmoid"]["rho_prime"] < 23  # "divides by about 22" at q = 1
 
 # %% [markdown]
 # ## 3. How the moments are computed, and three independent checks
@@ -153,7 +157,7 @@ ax.set_xlabel("Gauss-Hermite nodes n")
 ax.set_ylabel("absolute error")
 ax.set_title("Plain Gauss-Hermite: slow across a kink")
 ax.legend()
-show(fig, "02_gauss_hermite.png")
+show(fig, "03_gauss_hermite.png")
 
 # %% [markdown]
 # The relu error falls only like $1/n$: 256 nodes still leave an error of about
@@ -258,7 +262,9 @@ for name in ["identity", *ACTS]:
             assert not agrees(values, 1.1 * predicted)  # the check has the power to fail
 
 # %% [markdown]
-# Every ratio is 1 to within a few parts in a thousand, as the standard error predicts. To see
+# Every ratio is 1 to within a few parts in a thousand, as the standard error predicts. Try
+# changing `N` to 2_000: for the identity 5 SE becomes $5\sqrt{2/2000} = 16\%$, and the
+# assertion that a 10% error is rejected fails, as it should. To see
 # the $1/\sqrt{N}$ law itself, here is the relative error of the Monte Carlo estimate of $m_2$
 # as $N$ grows, for the identity (with its exact standard error $\sqrt{2/N}$) and for tanh
 # (with its measured standard error).
@@ -266,6 +272,7 @@ for name in ["identity", *ACTS]:
 # %%
 ns = np.unique(np.logspace(2, math.log10(N), 12).astype(int))
 fig, ax = plt.subplots(figsize=(6, 3.8))
+above = []  # per point: is its error above one SE?
 for name, color in (("identity", "C0"), ("tanh", "C1")):
     act = activations.get(name)
     predicted = theory.gaussian_moments(act, 1.0).m2
@@ -275,16 +282,25 @@ for name, color in (("identity", "C0"), ("tanh", "C1")):
     relative_sd = math.sqrt(2) if name == "identity" else y.std() / predicted
     label = r"identity: 1 SE $= \sqrt{2/N}$" if name == "identity" else f"{name}: 1 SE (measured)"
     ax.loglog(ns, relative_sd / np.sqrt(ns), "--", color=color, label=label)
+    above.extend(np.array(errors) > relative_sd / np.sqrt(ns))
+    assert np.all(np.array(errors) < 5 * relative_sd / np.sqrt(ns))  # the 5-SE acceptance, every N
 ax.set_xlabel("samples N")
 ax.set_ylabel("relative error of mean($\\phi^2$)")
 ax.set_ylim(1e-5, 1)
 ax.legend(fontsize=8)
 ax.set_title("Monte Carlo error shrinks like $1/\\sqrt{N}$")
-show(fig, "02_monte_carlo.png")
+show(fig, "03_monte_carlo.png")
+print(f"{sum(above)} of {len(above)} points lie above their one-SE line")
+assert (sum(above), len(above)) == (1, 24)  # what the text says of this sample (seed 2)
 
 # %% [markdown]
-# Most points lie below their dashed one-SE line and some a little above it (about a third
-# should: a Gaussian exceeds one standard deviation in absolute value with probability 0.32).
+# The points lie around or below their dashed one-SE line, and far below five SE. Do not count
+# them like independent draws (for which about a third would lie above the line: a Gaussian
+# exceeds one standard deviation in absolute value with probability 0.32): each point is the
+# mean of a *prefix* of the same sample, and every prefix contains the one before it, so the
+# errors of neighbouring points are strongly correlated. Here only 1 of the 24 points lies
+# above its line; a new sample would give a different count. What does hold for every point,
+# and we assert it, is the 5-SE acceptance of section 3.
 # tanh's line is lower than the identity's: $\tanh^2$ is bounded by 1, so it fluctuates less,
 # relative to its mean, than $x^2$ does.
 #
@@ -315,7 +331,7 @@ for ax, title in zip(axes, titles, strict=True):
     ax.set_xlabel("q")
     ax.axhline(1, color="gray", lw=0.5)
 axes[0].legend(fontsize=8)
-show(fig, "02_gains_vs_q.png")
+show(fig, "03_gains_vs_q.png")
 
 # %% [markdown]
 # We assert the two limits stated above: relu's $\kappa$ is 1 at every $q$, and tanh's tends
@@ -333,13 +349,14 @@ print("relu: kappa = 1 at every q; tanh: kappa(1e-3) - 1 =", f"{theory.kappa('ta
 #
 # - At initialization, pre-activations are Gaussian, so an activation's effect on signal and
 #   gradient sizes is captured by four Gaussian averages, E1-E4.
-# - The forward gain $\rho = m_2/q$ and the backward gain $\rho' = d_2$ (E5, E6) multiply
-#   second moments layer by layer; $\kappa = \rho'/\rho$ (E7) compares them.
+# - The forward gain $\rho = m_2/q$ and the backward gain $\rho' = d_2$ (E5,
+#   [E6](../docs/THEORY.md#e6)) multiply second moments layer by layer; $\kappa = \rho'/\rho$
+#   (E7) compares them.
 # - The library's quadrature agrees with closed forms to $10^{-10}$, with adaptive quadrature
 #   to $10^{-9}$, and with Monte Carlo within 5 standard errors, where the standard error is
 #   derived from $N$ ($\sqrt{2/N}$ relative for the square of a Gaussian).
 #
-# Tutorial 3 puts these gains into a deep network.
+# Tutorial 4 puts these gains into a deep network.
 #
 # ## Exercises
 #

@@ -11,9 +11,9 @@
 # ---
 
 # %% [markdown]
-# # Tutorial 3: Variance through depth (THEORY E8-E11)
+# # Tutorial 4: Variance through depth (THEORY E8-E11)
 #
-# Tutorial 2 measured what one activation does to the second moment of a signal. Now we chain
+# Tutorial 3 measured what one activation does to the second moment of a signal. Now we chain
 # layers. Layer $l$ of a fully-connected network computes
 #
 # $$h_l = W_l x_{l-1} + b_l, \qquad x_l = \phi(h_l),$$
@@ -25,23 +25,24 @@
 # classic recursions of Glorot and Bengio (2010), He et al. (2015) and the mean-field papers
 # (Poole et al. 2016, Schoenholz et al. 2017); docs/THEORY.md derives each one.
 #
-# **Forward (E8).** $h_{l+1,i} = \sum_j W_{ij} x_{l,j}$ is a sum of $n_l$ independent zero-mean
-# terms, each of second moment $(\sigma_w^2 / n_l) E[x_l^2]$, so
+# **Forward ([E8](../docs/THEORY.md#e8)).** $h_{l+1,i} = \sum_j W_{ij} x_{l,j}$ is a sum of
+# $n_l$ independent zero-mean terms, each of second moment $(\sigma_w^2 / n_l) E[x_l^2]$, so
 #
 # $$q_{l+1} = \sigma_w^2\, m_2(q_l) + \sigma_b^2 = \sigma_w^2\, \rho(q_l)\, q_l + \sigma_b^2 .$$
 #
-# **Backward (E9).** The chain rule gives $\delta_l = \phi'(h_l) \odot W_{l+1}^\top
-# \delta_{l+1}$. A unit of layer $l$ collects the gradients of the $n_{l+1}$ units above it,
-# through weights of variance $\sigma_w^2 / n_l$; treating the backward weights as independent
-# of the forward ones (the *gradient independence assumption*),
+# **Backward ([E9](../docs/THEORY.md#e9)).** The chain rule gives $\delta_l = \phi'(h_l) \odot
+# W_{l+1}^\top \delta_{l+1}$. A unit of layer $l$ collects the gradients of the $n_{l+1}$ units
+# above it, through weights of variance $\sigma_w^2 / n_l$; treating the backward weights as
+# independent of the forward ones (the *gradient independence assumption*),
 #
 # $$E[\delta_l^2] = \sigma_w^2\, \frac{n_{l+1}}{n_l}\, \rho'(q_l)\, E[\delta_{l+1}^2] .$$
 #
-# **Weight gradients (E10).** For one example $\partial\,\text{loss}/\partial W_{l,ij} =
-# \delta_{l,i}\, x_{l-1,j}$, so its second moment is $E[\delta_l^2]\, E[x_{l-1}^2]$.
+# **Weight gradients ([E10](../docs/THEORY.md#e10)).** For one example
+# $\partial\,\text{loss}/\partial W_{l,ij} = \delta_{l,i}\, x_{l-1,j}$, so its second moment is
+# $E[\delta_l^2]\, E[x_{l-1}^2]$.
 #
-# **The property (E11).** With equal widths and no bias, dividing E10 for two neighbouring
-# layers and using E8 and E9 gives
+# **The property ([E11](../docs/THEORY.md#e11)).** With equal widths and no bias, dividing E10
+# for two neighbouring layers and using E8 and E9 gives
 #
 # $$\frac{E[g_{W_l}^2]}{E[g_{W_{l+1}}^2]} = \frac{\rho'(q_l)}{\rho(q_l)} = \kappa(q_l).$$
 #
@@ -68,7 +69,7 @@ from tinynormact import nn, theory
 # %% [markdown]
 # ## 1. He initialization: relu with $\sigma_w^2 = 2$
 #
-# Relu has $\rho = \rho' = 1/2$ at every $q$ (tutorial 2). E8 with $\sigma_w^2 = 2$ and no bias
+# Relu has $\rho = \rho' = 1/2$ at every $q$ (tutorial 3). E8 with $\sigma_w^2 = 2$ and no bias
 # gives $q_{l+1} = 2 \cdot q_l / 2 = q_l$: the forward signal keeps its size *exactly*, at any
 # depth. E9 gives a backward factor $2 \cdot 1/2 = 1$ with equal widths, and $\kappa = 1$, so
 # every quantity is flat. With LeCun's $\sigma_w^2 = 1$ instead, each relu layer halves both.
@@ -132,6 +133,15 @@ np.testing.assert_allclose(f + b, 2.0, rtol=1e-12)
 # $\sigma_w^2 \rho'(q^*) = \kappa(q^*)$: in the deep layers, $\kappa$ *is* the per-layer growth
 # of the gradient. Since tanh has $\kappa > 1$, gradients grow towards the input: this is the
 # "chaotic" phase of the mean-field papers, and $\sigma_w^2 = 1$ is its edge.
+#
+# A fixed point can be **stable** or **unstable**. Near $q^*$ the map multiplies a small
+# deviation $q_l - q^*$ by its slope there, $\chi_q = \sigma_w^2\, dm_2/dq$ at $q^*$
+# ([E19](../docs/THEORY.md#e19)): when $\chi_q < 1$ deviations shrink layer by layer and $q_l$
+# settles at $q^*$, as below; when $\chi_q > 1$ any deviation, even the random one of a
+# finite-width network, grows with depth and carries $q_l$ away
+# ([E21](../docs/THEORY.md#e21)-[E22](../docs/THEORY.md#e22) list every fixed point and its
+# depth scale). The run folders of tutorial 8 draw the theory of such a case dashed: "theory,
+# unstable: deviations grow with depth".
 
 # %%
 deep = 60
@@ -147,7 +157,7 @@ for column, (act, weight_vars) in enumerate((("relu", (1.0, 2.0, 2.2)), ("tanh",
     axes[1, column].set_title(f"{act}: backward $E[\\delta_l^2]$ (E9)")
     axes[1, column].set_xlabel("layer l")
     axes[0, column].legend(fontsize=8)
-show(fig, "03_theory_profiles.png")
+show(fig, "04_theory_profiles.png")
 
 for s in (1.5, 2.0):
     q_star = theory.forward_fixed_point("tanh", s)
@@ -170,6 +180,9 @@ late = deep - 10  # far past the transient (it shrinks by about 0.7 per layer), 
 np.testing.assert_allclose(tanh_profile.q[late], q_star, rtol=1e-6)
 ratio = tanh_profile.delta_sq[late - 1] / tanh_profile.delta_sq[late]
 np.testing.assert_allclose(ratio, theory.kappa("tanh", q_star), rtol=1e-6)
+slope = theory.q_map_slope("tanh", q_star, weight_var=1.5)  # E19 at the fixed point
+print(f"slope of the q-map at q* = {q_star:.4f}: {slope:.3f} (below 1: stable)")
+assert 0 < slope < 1
 
 # %% [markdown]
 # And E11 exactly: with equal widths and no bias, the ratio of the weight-gradient second
@@ -253,7 +266,7 @@ predicted = np.array([profile.q, profile.delta_sq, profile.weight_grad_sq])
 # the mean over $R$ networks has standard error $\mathrm{SE} = \mathrm{std} / \sqrt{R}$
 # (measured from the $R$ values). Within one network the measurement is itself an average over
 # many units and examples; its relative spread is of the order of $\sqrt{2 / (\text{number of
-# values averaged})}$, the formula of tutorial 2, and the spread over networks captures it.
+# values averaged})}$, the formula of tutorial 3, and the spread over networks captures it.
 #
 # There is also a *bias*: the theory is exact only at infinite width. A finite layer's mean
 # square $\hat q$ fluctuates around $q$ with relative variance of order $2/n$, and a curved
@@ -300,7 +313,7 @@ for k, (ax, name) in enumerate(zip(axes, titles, strict=True)):
     ax.set_xlabel("layer l")
 axes[0].legend()
 fig.suptitle(f"tanh MLP, width {WIDTH}, $\\sigma_w^2$ = {WEIGHT_VAR}, mean of {NETWORKS} networks")
-show(fig, "03_measured_vs_theory.png")
+show(fig, "04_measured_vs_theory.png")
 
 # %% [markdown]
 # Reading the profiles (of the full-size run, 12 layers): $q_l$ falls towards the fixed point
@@ -310,6 +323,75 @@ show(fig, "03_measured_vs_theory.png")
 # weight gradients grow towards the input all the way, since their ratio is $\kappa(q_l)$ (E11)
 # and tanh has $\kappa(q) > 1$ at every $q$.
 #
+# ## 5. Residual networks (E17-E18)
+#
+# Tutorials 8 and 9 also train *residual* networks, whose layers are blocks
+# $x_{l+1} = x_l + \alpha F_l(x_l)$: the block adds a *branch* $F_l$ (here Linear, activation,
+# Linear) to its input instead of replacing it (`nn.ResidualBlock(width, act, alpha=...)`;
+# `nn.ResidualMLP` stacks them between an input and an output `Linear`). The same two
+# recursions hold with one change each:
+#
+# - **forward ([E17](../docs/THEORY.md#e17))**: the branch's last weights have mean zero and are
+#   independent of $x_l$, so the cross term vanishes and second moments *add*: $E[x_{l+1}^2] =
+#   E[x_l^2] + \alpha^2 E[F_l^2]$, where $E[F_l^2]$ comes from E8 through the branch. The signal
+#   grows with depth (linearly when $E[F_l^2]$ stays put) instead of being multiplied by a gain;
+# - **backward ([E18](../docs/THEORY.md#e18))**: the gradient reaches $x_l$ both directly and
+#   through the branch, so $E[g_l^2] = E[g_{l+1}^2]\,(1 + \alpha^2 \chi_l)$ with $\chi_l$ the
+#   product of E9's backward factors through the branch. The factor is at least 1: a residual
+#   network cannot make its gradient vanish the way a deep sigmoid MLP does, whatever the
+#   activation's gains.
+#
+# We measure a stack of tanh blocks as in section 4, with forward hooks on the blocks and the
+# input's own `.grad`, against `theory.residual_profile`, with the same tolerance (the
+# allowance counts one nonlinear layer per block).
+
+# %%
+ALPHA, BLOCKS = 0.7, size(8, 4)
+
+
+def measure_residual(seed):
+    """E[x_l^2] and E[g_l^2] (per example) for l = 0..BLOCKS of one random stack of blocks."""
+    rng_w = np.random.default_rng(seed)
+    blocks = [nn.ResidualBlock(WIDTH, "tanh", alpha=ALPHA, dtype="float64", rng=rng_w) for _ in range(BLOCKS)]
+    model = nn.Sequential(*blocks)
+    streams = []
+    for block in blocks:
+        block.register_forward_hook(lambda module, args, out: (streams.append(out), out.retain_grad()))
+    rng = np.random.default_rng(20_000 + seed)
+    x0 = tn.Tensor(rng.standard_normal((BATCH, WIDTH)), requires_grad=True)
+    out = model(x0)
+    out.backward(rng.standard_normal(out.shape))
+    stream = [x0, *streams]
+    return np.array(
+        [
+            [np.mean(x.numpy() ** 2) for x in stream],
+            [np.mean(tn.backend.to_numpy(x.grad) ** 2) for x in stream],
+        ]
+    )
+
+
+residual = np.array([measure_residual(seed) for seed in range(NETWORKS)])
+theory_residual = theory.residual_profile("tanh", WIDTH, BLOCKS, alpha=ALPHA)
+predicted_residual = np.array([theory_residual.x_sq, theory_residual.grad_sq])
+mean_residual = residual.mean(axis=0)
+se_residual = residual.std(axis=0, ddof=1) / math.sqrt(NETWORKS)
+tolerance_residual = 5 * se_residual + 2 * BLOCKS / WIDTH * np.abs(predicted_residual)
+print("E[x_l^2] measured / theory:", np.round(mean_residual[0] / predicted_residual[0], 4))
+print("E[g_l^2] measured / theory:", np.round(mean_residual[1] / predicted_residual[1], 4))
+assert np.all(np.abs(mean_residual - predicted_residual) <= tolerance_residual), "disagrees with E17-E18"
+assert not np.all(np.abs(mean_residual - 1.1 * predicted_residual) <= tolerance_residual)
+assert np.all(np.diff(theory_residual.x_sq) > 0) and np.all(np.diff(theory_residual.grad_sq) < 0)
+print(
+    f"signal grows from 1 to {theory_residual.x_sq[-1]:.2f}; gradient grows towards the input to "
+    f"{theory_residual.grad_sq[0]:.2f}"
+)
+
+# %% [markdown]
+# Both profiles are monotone, as E17 and E18 say they must be: the signal's second moment grows
+# block by block, and the gradient's grows towards the input, by $1 + \alpha^2 \chi_l > 1$ per
+# block. Try changing `ALPHA`: with $\alpha = 1$ both grow faster; with small $\alpha$ the
+# network is close to the identity and both profiles flatten.
+#
 # ## Summary
 #
 # - E8 and E9 multiply the forward and backward second moments by $\sigma_w^2 \rho(q)$ and by
@@ -317,25 +399,24 @@ show(fig, "03_measured_vs_theory.png")
 # - He initialization is E8 and E9 with relu's $\rho = \rho' = 1/2$; Xavier's is the average of
 #   the forward and backward requirements for unequal widths.
 # - E11: the ratio of neighbouring weight-gradient second moments is $\kappa(q)$, which no
-#   choice of $\sigma_w^2$ can change. Tutorial 4 asks what *can* change it.
+#   choice of $\sigma_w^2$ can change. Tutorial 5 asks what *can* change it.
 # - A real network measured with hooks agrees with E8-E10 within a tolerance derived from the
 #   number of networks, the width and the depth.
+# - Residual blocks add second moments forward (E17) and multiply the gradient by at least 1 per
+#   block backward (E18).
 #
 # ## Exercises
 #
 # 1. Give the tanh network of section 4 a bias: `mlp_profile(..., bias_var=0.1)`, and in the
 #    network, initialise the biases with variance 0.1 (set `layer.bias.data` after building).
 #    Does the agreement survive? Which fixed point does $q_l$ approach now?
-# 2. Repeat section 4 for relu with He initialization (`init="kaiming_normal"`). The tests
-#    avoid deep relu networks by Monte Carlo (docs/THEORY.md explains why: the examples of a
-#    batch become correlated). Measure how much the per-network values scatter, compared with
-#    tanh's.
-# 3. Make the widths uneven, e.g. alternating 256 and 1024. Which quantities does E9's width
+# 2. Make the widths uneven, e.g. alternating 256 and 1024. Which quantities does E9's width
 #    ratio change, and does the measured network follow?
-# 4. Find, with `theory.critical_weight_var("tanh", bias_var=0.05)`, the $\sigma_w^2$ at the edge
+# 3. Find, with `theory.critical_weight_var("tanh", bias_var=0.05)`, the $\sigma_w^2$ at the edge
 #    of chaos for a small bias, and plot $E[\delta_l^2]$ over 100 layers just below, at and above
 #    it.
-# 5. Measure the weight gradients of section 4 from `layer.weight.grad` instead of the
+# 4. Measure the weight gradients of section 4 from `layer.weight.grad` instead of the
 #    per-example formula: with `out.backward(u)`, `.grad` is the *sum* over the batch of the
-#    per-example gradients. What second moment do you expect, and why does it differ from $B$
-#    times the per-example value? (Hint: THEORY.md, statistics convention.)
+#    per-example gradients. What second moment do you expect, given that the $u_b$ are
+#    independent with mean zero? When would it differ from $B$ times the per-example value?
+#    (Hint: THEORY.md, statistics convention.)

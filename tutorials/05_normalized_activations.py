@@ -11,9 +11,9 @@
 # ---
 
 # %% [markdown]
-# # Tutorial 4: Normalized activations (THEORY E12-E16)
+# # Tutorial 5: Normalized activations (THEORY E12-E16)
 #
-# Tutorial 3 showed that a layer multiplies the forward second moment by $\sigma_w^2 \rho(q)$
+# Tutorial 4 showed that a layer multiplies the forward second moment by $\sigma_w^2 \rho(q)$
 # and the backward one by $\sigma_w^2 \rho'(q)$ (equal widths). With LeCun's $\sigma_w^2 = 1$, a
 # signal keeps its size when $\rho = 1$ and a gradient keeps its size when $\rho' = 1$. Most
 # activations have neither (relu: 1/2 and 1/2; sigmoid: 0.29 and 0.045). The idea of arXiv
@@ -31,11 +31,13 @@
 # mini-batch statistics during training. The concrete rules below are *our reconstruction* in
 # the standard variance framework (docs/THEORY.md):
 #
-# - (E12) forward rule $\lambda = 1/\sqrt{\rho}$, so that $\hat\rho = 1$;
-# - (E13) backward rule $\lambda = 1/\sqrt{\rho'}$, so that $\hat\rho' = 1$;
-# - (E14) balanced rule $\lambda^2 = (1/\rho + 1/\rho')/2$: *the reading of the paper by its only
-#   public re-implementation*, not a formula we can attribute to the paper; it is the library's
-#   default and is labelled as such everywhere;
+# - ([E12](../docs/THEORY.md#e12)) forward rule $\lambda = 1/\sqrt{\rho}$, so that $\hat\rho =
+#   1$;
+# - ([E13](../docs/THEORY.md#e13)) backward rule $\lambda = 1/\sqrt{\rho'}$, so that $\hat\rho'
+#   = 1$;
+# - ([E14](../docs/THEORY.md#e14)) balanced rule $\lambda^2 = (1/\rho + 1/\rho')/2$: *the
+#   reading of the paper by its only public re-implementation*, not a formula we can attribute
+#   to the paper; it is the library's default and is labelled as such everywhere;
 # - centring ($\mu = m_1(q)$ or 0), the $q$ at which a static $\lambda$ is computed, and whether
 #   gradients flow through an adaptive $\lambda$ are options you pick, none claimed to be the
 #   paper's.
@@ -84,9 +86,9 @@ print("scaling by c multiplies rho and rho' by c^2 and leaves kappa unchanged, f
 # ## 2. The three rules
 #
 # `theory.normalization(act, rule, q, center)` returns $(\lambda, \mu)$, and
-# `theory.normalized(...)` the normalized activation itself (the static normalization, E15).
-# For each rule we compute the gains of $\hat\phi$ at $q = 1$ and assert what the rule
-# promises: $\hat\rho = 1$ (forward), $\hat\rho' = 1$ (backward), and
+# `theory.normalized(...)` the normalized activation itself (the static normalization,
+# [E15](../docs/THEORY.md#e15)). For each rule we compute the gains of $\hat\phi$ at $q = 1$ and
+# assert what the rule promises: $\hat\rho = 1$ (forward), $\hat\rho' = 1$ (backward), and
 # $(1/\hat\rho + 1/\hat\rho')/2 = 1$ (balanced: the mean of the forward and backward
 # $\lambda^2$, so the mean of the inverse gains is 1).
 
@@ -139,32 +141,56 @@ for name in ACTS:
 # $(1, 1)$ lies on the diagonal $\kappa = 1$. The forward rule slides the point along its
 # diagonal to $\rho = 1$, the backward rule to $\rho' = 1$, the balanced rule somewhere in
 # between. Only centring moves a point *off* its diagonal: sigmoid's centred point (the star)
-# lands close to $(1, 1)$, relu's moves away from the $\kappa = 1$ diagonal it started on.
+# lands close to $(1, 1)$, relu's moves away from the $\kappa = 1$ diagonal it started on. Eight
+# markers crowd around $(1, 1)$, so the right panel zooms into the box drawn on the left: relu's
+# three rules all land exactly on $(1, 1)$, and tanh's balanced and centred points coincide
+# (tanh is odd, so centring does nothing).
 
 # %%
-fig, ax = plt.subplots(figsize=(6.5, 6))
+fig, (ax, zoom) = plt.subplots(1, 2, figsize=(12, 5.6), gridspec_kw={"width_ratios": [1.1, 1]})
 line = np.array([1e-2, 1e2])
 ax.loglog(line, line, "k--", lw=0.8, label=r"$\kappa = 1$")
+zoom.plot(line, line, "k--", lw=0.8)
+RULE_MARKERS = (("forward", ">", 13), ("backward", "^", 9), ("balanced", "D", 5))  # nested when equal
 for i, name in enumerate(["relu", "tanh", "sigmoid"]):
     color = f"C{i}"
     rho, rho_prime = gains(name)
     ax.loglog(line, line * rho_prime / rho, ":", color=color, lw=1)  # the line of constant kappa
+    zoom.plot(line, line * rho_prime / rho, ":", color=color, lw=1)
     ax.loglog(rho, rho_prime, "o", color=color, ms=8, label=f"{name}")
-    for rule, marker in (("forward", ">"), ("backward", "^"), ("balanced", "D")):
-        ax.loglog(*gains(theory.normalized(name, rule)), marker, color=color, ms=6)
-    ax.loglog(*gains(theory.normalized(name, "balanced", center=True)), "*", color=color, ms=12)
-markers = (("forward rule", ">"), ("backward rule", "^"), ("balanced rule", "D"), ("balanced, centred", "*"))
-for rule, marker in markers:
-    ax.plot([], [], marker, color="gray", label=rule)
-ax.axvline(1, color="gray", lw=0.5)
-ax.axhline(1, color="gray", lw=0.5)
-ax.set_xlabel(r"forward gain $\rho$")
+    for rule, marker, ms in RULE_MARKERS:
+        for axis in (ax, zoom):
+            axis.plot(*gains(theory.normalized(name, rule)), marker, color=color, ms=ms, mfc="none", mew=1.5)
+    for axis in (ax, zoom):
+        axis.plot(
+            *gains(theory.normalized(name, "balanced", center=True)), "*", color=color, ms=12, alpha=0.6
+        )
+for rule, marker, _ in RULE_MARKERS:
+    ax.plot([], [], marker, color="gray", mfc="none", label=f"{rule} rule")
+ax.plot([], [], "*", color="gray", label="balanced, centred")
+for axis in (ax, zoom):
+    axis.axvline(1, color="gray", lw=0.5)
+    axis.axhline(1, color="gray", lw=0.5)
+    axis.set_xlabel(r"forward gain $\rho$")
 ax.set_ylabel(r"backward gain $\rho'$")
 ax.set_xlim(0.02, 10)
 ax.set_ylim(0.02, 10)
 ax.set_title("Scaling slides along a diagonal; centring leaves it")
 ax.legend(fontsize=8, loc="upper left")
-show(fig, "04_gain_plane.png")
+ZOOM = (0.8, 1.3)
+ax.add_patch(plt.Rectangle((ZOOM[0], ZOOM[0]), ZOOM[1] - ZOOM[0], ZOOM[1] - ZOOM[0], fill=False, lw=0.8))
+zoom.set_xlim(*ZOOM)
+zoom.set_ylim(*ZOOM)
+zoom.set_title("The box around (1, 1), linear axes: equal points are nested rings")
+zoom.annotate("relu: all three rules", (1, 1), (1.06, 0.86), fontsize=8, arrowprops={"arrowstyle": "->"})
+zoom.annotate(
+    "tanh: balanced = centred",
+    gains(theory.normalized("tanh")),
+    (0.81, 1.2),
+    fontsize=8,
+    arrowprops={"arrowstyle": "->"},
+)
+show(fig, "05_gain_plane.png")
 
 # %% [markdown]
 # ## 4. Normalized activations in a deep network
@@ -173,10 +199,11 @@ show(fig, "04_gain_plane.png")
 # it the statically normalized ones (computed at $q = 1$). Two facts are exact and we assert
 # them:
 #
-# - **forward rule**: $\hat\rho(1) = 1$ makes $q = 1$ a fixed point of E8, so with an input of
-#   $E[x_0^2] = 1$ every $q_l$ is exactly 1. The backward factor per layer is then
-#   $\hat\rho'(1) = \kappa(1)$: the forward signal is perfect, and the gradient still drifts by
-#   $\kappa$ per layer, as E11 predicts.
+# - **forward rule**: $\hat\rho(1) = 1$ makes $q = 1$ a fixed point of
+#   [E8](../docs/THEORY.md#e8), so with an input of $E[x_0^2] = 1$ every $q_l$ is exactly 1. The
+#   backward factor per layer is then $\hat\rho'(1) = \kappa(1)$: the forward signal is perfect,
+#   and the gradient still drifts by $\kappa$ per layer, as [E11](../docs/THEORY.md#e11)
+#   predicts.
 # - **relu, any rule**: $\lambda = \sqrt 2$ turns LeCun into He initialization, and every profile
 #   is flat.
 #
@@ -199,7 +226,7 @@ for column, name in enumerate(("tanh", "sigmoid")):
     axes[1, column].set_title(f"{name}: backward $E[\\delta_l^2]$")
     axes[1, column].set_xlabel("layer l")
 axes[0, 0].legend(fontsize=8)
-show(fig, "04_normalized_profiles.png")
+show(fig, "05_normalized_profiles.png")
 
 for name in ("tanh", "sigmoid", "swish"):
     forward = theory.mlp_profile(theory.normalized(name, "forward"), widths)
@@ -211,20 +238,42 @@ for rule in theory.RULES:
     relu_profile = theory.mlp_profile(theory.normalized("relu", rule), widths)
     np.testing.assert_allclose(relu_profile.delta_sq, 1.0, rtol=1e-10)
 
+vanilla = theory.mlp_profile("sigmoid", widths)
+per_layer = vanilla.delta_sq[:-1] / vanilla.delta_sq[1:]  # E9: layer l's factor is rho'(q_l)
+total = vanilla.delta_sq[0] / vanilla.delta_sq[-1]
+print(
+    f"vanilla sigmoid: q settles at {vanilla.q[-1]:.3f}; gradient factor per layer there {per_layer[-1]:.4f}"
+)
+print(f"  first layer's factor {per_layer[0]:.4f}; over {depth} layers {total:.1e}")
+np.testing.assert_allclose(vanilla.q[4:], 0.2647, rtol=1e-3)  # q* within four layers
+np.testing.assert_allclose(1 / per_layer[0], 22.30, rtol=1e-3)  # the layer at q = 1
+np.testing.assert_allclose(per_layer[4:], 0.0557, rtol=1e-3)  # about 1/18 per layer
+assert 3.3e-37 < total < 3.5e-37
+for rule, settles in (("backward", 8.54), ("balanced", 4.56)):
+    np.testing.assert_allclose(
+        theory.mlp_profile(theory.normalized("sigmoid", rule), widths).q[-1], settles, rtol=1e-3
+    )
+tanh_forward = theory.mlp_profile(theory.normalized("tanh", "forward"), widths)
+assert 110 < tanh_forward.delta_sq[0] / tanh_forward.delta_sq[-1] < 120  # kappa(1)^29
+
 # %% [markdown]
-# Reading the plot. Vanilla sigmoid's gradient collapses by a factor of about 22 per layer,
-# by $10^{35}$ over 30 layers. The normalized versions collapse far less, but none is flat:
+# Reading the plot. Vanilla sigmoid's gradient collapses: by $1/\rho'(1) \approx 22$ in the
+# layer that sees $q = 1$, then, once $q_l$ has settled at sigmoid's fixed point
+# $q^* \approx 0.265$ (within four layers), by $1/\rho'(q^*) \approx 1/0.0557 \approx 18$ per
+# layer: by a factor of $3.4 \times 10^{-37}$ over the 30 layers (asserted below). The
+# normalized versions collapse far less, but none is flat:
 #
 # - with the forward rule, $q$ stays at 1, and the gradient shrinks by exactly
 #   $\kappa(1) = 0.15$ per layer;
-# - with the backward or balanced rule, $\hat\rho(1) > 1$ drives $q$ up to about 8 or 5 within a
+# - with the backward or balanced rule, $\hat\rho(1) > 1$ drives $q$ up to about 8.5 or 4.6 within a
 #   few layers, and there sigmoid's $\rho'$ is much smaller than at the $q = 1$ for which
 #   $\lambda$ was computed.
 #
 # For tanh, normalization turns a gradient that shrinks towards the input into one that grows,
-# with the forward rule by exactly $\kappa(1) = 1.18$ per layer (a factor of 100 over 30
-# layers). Two lessons: a static $\lambda$ is right only at one $q$, which motivates the
-# adaptive version below; and no $\lambda$ can remove the drift that $\kappa \neq 1$ causes.
+# with the forward rule by exactly $\kappa(1) = 1.18$ per layer (a factor of about 115 over the
+# 29 steps between layer 30 and layer 1). Two lessons: a static $\lambda$ is right only at
+# one $q$, which motivates the adaptive version below; and no $\lambda$ can remove the drift
+# that $\kappa \neq 1$ causes.
 #
 # ## 5. Static and adaptive normalization (E15, E16)
 #
@@ -234,11 +283,11 @@ for rule in theory.RULES:
 # - **static** (E15, the default): $\lambda$ and $\mu$ are computed once from the Gaussian
 #   moments at $q$ (default 1). Cheap, and exact only while the pre-activations really have
 #   second moment $q$;
-# - **adaptive** (E16, our reading of the paper's v3 "ANAct"): in training mode, every batch
-#   $h$ gives its own statistics over all its elements,
-#   $\rho_b = \mathrm{mean}(\phi(h)^2)/\mathrm{mean}(h^2)$, $\rho'_b = \mathrm{mean}(\phi'(h)^2)$
-#   (and $\mu_b = \mathrm{mean}(\phi(h))$ when centring), the rule turns them into $\lambda_b$,
-#   and the layer outputs $\lambda_b \phi(h)$, like batch normalization. It also updates running
+# - **adaptive** ([E16](../docs/THEORY.md#e16), our reading of the paper's v3 "ANAct"): in
+#   training mode, every batch $h$ gives its own statistics over all its elements, $\rho_b =
+#   \mathrm{mean}(\phi(h)^2)/\mathrm{mean}(h^2)$, $\rho'_b = \mathrm{mean}(\phi'(h)^2)$ (and
+#   $\mu_b = \mathrm{mean}(\phi(h))$ when centring), the rule turns them into $\lambda_b$, and
+#   the layer outputs $\lambda_b \phi(h)$, like batch normalization. It also updates running
 #   estimates, `running = momentum * running + (1 - momentum) * batch` with momentum 0.9. In
 #   evaluation mode it uses $\lambda$ from the running estimates and updates nothing. The
 #   running estimates start at the Gaussian values at $q$, so an untrained adaptive layer in
@@ -329,12 +378,109 @@ ax.set_xlabel("training step")
 ax.set_ylabel(r"$\lambda$")
 ax.set_title("Adaptive normalization of tanh, pre-activations with q = 4")
 ax.legend(fontsize=8)
-show(fig, "04_adaptive_lambda.png")
+show(fig, "05_adaptive_lambda.png")
 
 # %% [markdown]
-# The batch values scatter narrowly around the $q = 4$ value; the running value starts at the
+# The batch values scatter narrowly around the $q = 4$ value; try changing `Q` to 0.25 or 16 and
+# watch both $\lambda$ lines move, the batch values with them; the running value starts at the
 # static one and reaches it after a few tens of steps, with the $1/(1-m) = 10$-step memory of
 # the moving average.
+#
+# Here $q$ was held at 4 from outside. Inside a deep network the adaptive $\lambda$ also
+# *changes* the $q$ of the next layer, which changes the next $\lambda$: the form can feed on
+# itself and collapse during training. [Tutorial 7](07_adaptive_form.py) tracks such a failure
+# and shows what trains instead.
+#
+# ## 6. Batch normalization: normalizing the pre-activation instead
+#
+# The convolutional networks of tutorials 8 and 9 put **batch normalization** (BN) before each
+# activation: `nn.BatchNorm1d(features)` takes each feature (column) of its input $u = W x$,
+# subtracts its mean over the batch and divides by its standard deviation over the batch (plus
+# a small `eps`), then applies a learnable per-feature scale and shift that start at 1 and 0.
+# Like the adaptive activation it has two modes: training mode uses the batch's own statistics
+# and updates running estimates, evaluation mode (`model.eval()`) uses the running estimates.
+#
+# Where normalized activations fix the *activation's* gains, BN fixes the *pre-activation*: at
+# initialization every feature of $h = \mathrm{BN}(u)$ has mean 0 and second moment 1, so $q_l =
+# 1$ in every layer, whatever came before; the drift of $q$ that limits a static $\lambda$
+# (section 4) cannot happen. And because BN removes any scale and any constant from its input,
+# $\lambda$ and $\mu$ of the activation before it stop mattering: the network computes the same
+# $h$ in every layer, and, by the chain rule, the same gradients with respect to every $h$, up
+# to one overall factor $\lambda^2$ in their second moment, from the last activation (no BN
+# follows it, so its $\lambda$ scales the output). What is left of the activation is its centred
+# $\kappa_c = \rho'/\rho_c$ (section 3): per layer, BN divides the gradient by the standard
+# deviation of $u$, which is set by the activation's variance $v$, not its second moment, so the
+# gradient changes by $\kappa_c(1)$ per layer (THEORY, "Convolutional networks": a derivation
+# for this architecture, not a claim of the paper). We check all three on the same weights, for
+# swish (whose $\kappa_c(1) = 1.21$) and for two statically normalized swishes with different
+# $(\lambda, \mu)$.
+
+# %%
+BN_WIDTH, BN_DEPTH, BN_BATCH = size((512, 6, 512), (256, 5, 256))
+
+
+def bn_network(act, seed):
+    """BN_DEPTH blocks of Linear (no bias), BatchNorm1d and ``act``, then a Linear."""
+    layers, rng_w = [], np.random.default_rng(seed)
+    for _ in range(BN_DEPTH):
+        layers += [
+            nn.Linear(BN_WIDTH, BN_WIDTH, bias=False, rng=rng_w),
+            nn.BatchNorm1d(BN_WIDTH),
+            nn.activation(act),
+        ]
+    return nn.Sequential(*layers, nn.Linear(BN_WIDTH, BN_WIDTH, bias=False, rng=rng_w))
+
+
+def bn_profile(act, seed):
+    """(E[h_l^2], E[(dL/dh_l)^2] per example) at every BN output, one random network."""
+    model = bn_network(act, seed)
+    seen_h, grads = [], []
+    for layer in model:
+        if isinstance(layer, nn.BatchNorm1d):
+            layer.register_forward_hook(
+                lambda module, inputs, out: (seen_h.append(out), out.register_hook(grads.append))
+            )
+    x = tn.Tensor(np.random.default_rng(1000 + seed).standard_normal((BN_BATCH, BN_WIDTH)))
+    out = model(x)
+    out.backward(np.random.default_rng(2000 + seed).standard_normal(out.shape))  # E[g^2] = 1 at the output
+    q = np.array([np.mean(h.numpy() ** 2) for h in seen_h])
+    delta_sq = np.array([np.mean(tn.backend.to_numpy(g) ** 2) for g in reversed(grads)])
+    return q, delta_sq
+
+
+swish_variants = {  # label: (activation, its lambda)
+    "swish": ("swish", 1.0),
+    "nswish balanced": ("nswish", theory.normalization("swish").lambda_),
+    "nswish forward, centred": (
+        theory.normalized("swish", "forward", center=True),
+        theory.normalization("swish", "forward", center=True).lambda_,
+    ),
+}
+profiles = {label: [bn_profile(act, seed) for seed in range(4)] for label, (act, _) in swish_variants.items()}
+for label, runs in profiles.items():
+    np.testing.assert_allclose([q for q, _ in runs], 1.0, atol=1e-4)  # q_l = 1 in every layer
+    lam = swish_variants[label][1]
+    for (_, delta_sq), (_, reference) in zip(runs, profiles["swish"], strict=True):
+        np.testing.assert_allclose(delta_sq, lam**2 * reference, rtol=1e-3)  # only the last lambda shows
+print(f"q_l = 1 in all {BN_DEPTH} layers, and the same gradients up to lambda^2, for", ", ".join(profiles))
+
+kappa_c = theory.rho_prime("swish") / theory.rho_c("swish")
+factors = np.array([d[:-1] / d[1:] for _, d in profiles["swish"]])  # per layer, per network
+mean_factor = factors.mean()
+standard_error = factors.mean(axis=1).std(ddof=1) / math.sqrt(len(factors))
+tolerance = 5 * standard_error + 2 / BN_WIDTH * BN_DEPTH * kappa_c  # noise + finite width
+print(
+    f"gradient factor per layer: measured {mean_factor:.3f}, kappa_c(1) = {kappa_c:.3f}",
+    f"(tolerance {tolerance:.3f})",
+)
+assert abs(mean_factor - kappa_c) <= tolerance
+assert abs(mean_factor - 1.1 * kappa_c) > tolerance  # a 10% error would be caught
+assert abs(mean_factor - theory.kappa("swish")) > tolerance  # and so would the uncentred kappa
+
+# %% [markdown]
+# So BN makes the forward pass exact and leaves a gradient drift of $\kappa_c(1)$ per layer
+# that no $\lambda$ can touch: with BN in front, a normalized activation can matter only
+# through training, not through signal propagation at initialization.
 #
 # ## Summary
 #
@@ -346,7 +492,7 @@ show(fig, "04_adaptive_lambda.png")
 # - A static $\lambda$ (E15) is exact at one $q$; an adaptive one (E16) follows the batch
 #   statistics in training and uses running estimates in evaluation.
 #
-# Tutorial 5 follows these quantities during training.
+# Tutorial 6 follows these quantities during training.
 #
 # ## Exercises
 #
@@ -354,9 +500,10 @@ show(fig, "04_adaptive_lambda.png")
 #    And which one does centring hurt the most?
 # 2. Repeat section 4 with the centred rules (`theory.normalized(name, rule, center=True)`).
 #    Does centring help sigmoid's deep profile as much as its $\kappa_c$ suggests?
-# 3. Compute the static $\lambda$ at the $q$ that the network actually sees: run
-#    `theory.forward_fixed_point` for `theory.normalized("tanh", "backward", q=...)` and look for
-#    a $q$ that is its own fixed point. (Hint: solve for $q$ with `scipy.optimize.brentq`.)
+# 3. Compute the static $\lambda$ at the $q$ that the network actually sees: is there a $q$
+#    that is its own fixed point, i.e. where `theory.normalized("tanh", "backward", q=q)` keeps
+#    $q_l = q$ (with $\sigma_w^2 = 1$)? Write the condition with $m_2$ and $d_2$ first; it
+#    says something about $\kappa(q)$.
 # 4. Build `nn.NormalizedActivation("tanh", mode="adaptive", differentiate_lambda=True)` and
 #    compare the gradient with respect to $h$ with the default stop-gradient version. Check both
 #    with `tn.gradcheck`: which one is the true derivative of the layer's output?

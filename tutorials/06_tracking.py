@@ -11,21 +11,22 @@
 # ---
 
 # %% [markdown]
-# # Tutorial 5: Tracking gradient variance during training, and reading the plots
+# # Tutorial 6: Tracking gradient variance during training, and reading the plots
 #
-# Tutorials 3 and 4 predicted, at initialization, how the second moments of signals and
+# Tutorials 4 and 5 predicted, at initialization, how the second moments of signals and
 # gradients change from layer to layer. Training changes the weights, so the predictions stop
 # applying after a few steps; from then on we can only *measure*. `tinynormact.tracking`
 # measures, per layer and per step, everything the theory talks about:
 #
-# - forward: $q_l = E[h_l^2]$ (`preact_sq`, E8), $E[\phi(h_l)^2]$ (`act_sq`), and the batch
-#   gains $\rho_b = E[\phi(h)^2]/E[h^2]$ (`rho`, E5) and $\rho'_b = E[\phi'(h)^2]$ (`rho_prime`,
-#   E6), with the $\lambda$ a normalized activation applied (`lambda`);
-# - backward: $E[\delta_l^2]$ (`delta_sq`, E9) and the weight gradient's second moment
-#   $E[g_W^2]$ (`weight_grad_sq`, E10) together with its variance across the examples of the
-#   batch (`weight_grad_var`).
+# - forward: $q_l = E[h_l^2]$ (`preact_sq`, [E8](../docs/THEORY.md#e8)), $E[\phi(h_l)^2]$
+#   (`act_sq`), and the batch gains $\rho_b = E[\phi(h)^2]/E[h^2]$ (`rho`,
+#   [E5](../docs/THEORY.md#e5)) and $\rho'_b = E[\phi'(h)^2]$ (`rho_prime`,
+#   [E6](../docs/THEORY.md#e6)), with the $\lambda$ a normalized activation applied (`lambda`);
+# - backward: $E[\delta_l^2]$ (`delta_sq`, [E9](../docs/THEORY.md#e9)) and the weight gradient's
+#   second moment $E[g_W^2]$ (`weight_grad_sq`, [E10](../docs/THEORY.md#e10)) together with its
+#   variance across the examples of the batch (`weight_grad_var`).
 #
-# It works through the public hooks of tutorial 3 and nothing else: a forward hook
+# It works through the public hooks of tutorial 4 and nothing else: a forward hook
 # (`register_forward_hook`) on every `Linear` and on the activation after it, and tensor hooks
 # (`Tensor.register_hook`) on their outputs and on the weights. So it tracks any model built
 # from `Linear` and activation layers, one you write yourself included. A model without a
@@ -42,7 +43,7 @@
 import math
 
 import numpy as np
-from _common import OUT, show, size
+from _common import OUT, fit, show, size
 
 import tinynormact as tn
 from tinynormact import losses, nn, optim, theory, tracking
@@ -60,7 +61,7 @@ from tinynormact.tracking import plots
 #
 # We measure a tanh MLP and its statically normalized version (`"ntanh"`, balanced rule) with
 # standard normal inputs, averaging $R$ independently drawn networks, and accept with the
-# tolerance derived in tutorial 3: 5 standard errors over the networks plus the finite-width
+# tolerance derived in tutorial 4: 5 standard errors over the networks plus the finite-width
 # allowance $2L/n$ for $L$ nonlinear layers of width $n$.
 
 # %%
@@ -101,16 +102,16 @@ fig = plots.plot_signal_propagation(
     {label: {s: values[k] for k, s in enumerate(STATS)} for label, values in predicted.items()},
     title=f"tanh vs ntanh at initialization: width {WIDTH}, mean of {NETWORKS} networks",
 )
-show(fig, "05_signal_propagation.png")
+show(fig, "06_signal_propagation.png")
 
 # %% [markdown]
 # The command line does the same measurement:
 # `tinynormact propagate --activations tanh ntanh --depth 12 --width 512 --out propagation.png`.
 #
 # Reading it: vanilla tanh's $q_l$ decays towards 0 with LeCun initialization (its fixed point
-# is $q^* = 0$ for $\sigma_w^2 = 1$, tutorial 3), and its gradient shrinks towards the input.
+# is $q^* = 0$ for $\sigma_w^2 = 1$, tutorial 4), and its gradient shrinks towards the input.
 # The normalized tanh keeps $q_l$ near 1, and its gradient grows mildly towards the input (the
-# $\kappa > 1$ of tanh, which normalization cannot remove, tutorial 4).
+# $\kappa > 1$ of tanh, which normalization cannot remove, tutorial 5).
 
 # %% [markdown]
 # ## 2. Tracking a training run
@@ -120,8 +121,9 @@ show(fig, "05_signal_propagation.png")
 # package: `pip install -e ".[data]"`). We train three MLPs with 10 hidden sigmoid layers:
 # vanilla sigmoid, statically normalized sigmoid, and adaptively normalized sigmoid, with Adam.
 #
-# Wrapping the loop in `with tracking.VarianceTracker(model, every=k):` is all it takes. A step
-# starts with every training forward (evaluation under `tn.no_grad()` is not counted), and
+# Wrapping the training loop (`fit`, tutorial 2) in `with tracking.VarianceTracker(model,
+# every=k):` is all it takes. A step starts with every training forward (evaluation under
+# `tn.no_grad()` is not counted), and
 # `every=k` records steps 0, k, 2k, ...: the other steps pay one early return per hook. (From
 # the command line, `tinynormact train ... --track-every 5 --out runs/mine` does the same and
 # keeps the record in the run's checkpoint.)
@@ -139,22 +141,11 @@ variants = {
 }
 
 
-def train(activation, options):
-    """Train a 10-hidden-layer MLP with a tracker; return the record, epoch losses and model."""
+def train(activation, options, optimizer=lambda parameters: optim.Adam(parameters, lr=1e-3)):
+    """Train a 10-hidden-layer MLP with a tracker; return the tracker, epoch losses and model."""
     model = nn.MLP([40] + [64] * 10 + [10], activation, options, rng=0)
-    optimizer = optim.Adam(model.parameters(), lr=1e-3)
-    loader = DataLoader(splits.train, batch_size=128, seed=0)
-    epoch_losses = []
     with tracking.VarianceTracker(model, every=EVERY) as tracker:
-        for _ in range(EPOCHS):
-            total = 0.0
-            for x, y in loader:
-                loss = losses.softmax_cross_entropy(model(x), y)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                total += loss.item()
-            epoch_losses.append(total / len(loader))
+        epoch_losses = fit(model, optimizer(model.parameters()), splits.train, EPOCHS)
     return tracker, epoch_losses, model
 
 
@@ -163,22 +154,26 @@ for name, (_, epoch_losses, _) in results.items():
     print(f"{name:18s} train loss per epoch:", np.round(epoch_losses, 3))
 
 # %% [markdown]
-# `tracker.to_dict()` holds `"step"` (the recorded step numbers) and one array of shape
+# `tracker.to_dict()` holds `"step"` (the recorded step numbers) (try changing `EVERY` to 1: five
+# times the records, and a finer heatmap) and one array of shape
 # (steps, layers) per statistic; `to_json` and `to_csv` save it (atomically) and
 # `tracking.read_json` reads it back. Layer $l$ is the $l$-th `Linear` with the activation
-# after it; the last `Linear` has none, so its activation statistics are NaN.
+# after it; the last `Linear` has none, so its activation statistics are NaN. The tracker names
+# each layer by the position of its `Linear` in the `Sequential` (`"0"`, `"2"`, ...: the
+# activations sit in between); the plots number them 1 to 11.
 
 # %%
 tracker = results["sigmoid"][0]
 record = tracker.to_dict()
-print("layers:", tracker.layer_names)
+names = tracker.layer_names
+print(f"layers 1 to {len(names)}: the Linear modules at positions {', '.join(names)} of the MLP")
 print("recorded steps:", record["step"][:6], "...", record["step"][-1])
 print("weight_grad_sq has shape (steps, layers) =", record["weight_grad_sq"].shape)
 
-tracker.to_json(OUT / "05_tracker_sigmoid.json")
-saved = tracking.read_json(OUT / "05_tracker_sigmoid.json")
+tracker.to_json(OUT / "06_tracker_sigmoid.json")
+saved = tracking.read_json(OUT / "06_tracker_sigmoid.json")
 np.testing.assert_array_equal(saved["weight_grad_sq"], record["weight_grad_sq"])  # NaNs compare equal
-print("saved to", OUT / "05_tracker_sigmoid.json", "and read back unchanged")
+print("saved to", OUT / "06_tracker_sigmoid.json", "and read back unchanged")
 
 # %% [markdown]
 # ## 3. Reading the gradient heatmap
@@ -198,28 +193,43 @@ for name in ("sigmoid", "nsigmoid static"):
     fig = plots.plot_gradient_heatmap(
         results[name][0].to_dict(), "weight_grad_sq", title=f"{name}: E[(dloss/dW)^2] per example"
     )
-    show(fig, f"05_heatmap_{name.replace(' ', '_')}.png")
+    show(fig, f"06_heatmap_{name.replace(' ', '_')}.png")
 
 # %% [markdown]
 # The vanilla sigmoid network's first layer receives weight gradients about eleven orders of
-# magnitude smaller than its last hidden layer: exactly the collapse that sigmoid's
-# $\kappa = 0.15$ predicts, since by E11 the ratio between neighbouring layers is $\kappa(q_l)$.
+# magnitude smaller than its last hidden layer. By [E11](../docs/THEORY.md#e11) the ratio
+# between neighbouring layers is $\kappa(q_l)$ at the $q_l$ each layer sees, and that is not
+# $\kappa(1) = 0.15$ nine times ($0.15^9 \approx 4.5 \times 10^{-8}$, a thousand times too
+# large): only the first layer sees $q = 1$; after it $q_l$ falls to sigmoid's fixed point $q^*
+# \approx 0.265$ (tutorial 5, section 4), where $\kappa(q^*) \approx 0.056$. The product of the
+# nine $\kappa(q_l)$ is the $1.6 \times 10^{-11}$ that `mlp_profile` predicts, and the network
+# shows $1.3 \times 10^{-11}$.
+#
 # For the first epochs its loss sits at $\ln 10 \approx 2.30$, the loss of guessing uniformly
-# among 10 classes. (Adam rescales each parameter's step by the size of its own gradient, so in
-# a long run it eventually moves even the first layers and the network starts to learn, late;
-# plain SGD would not.) With the normalized sigmoid the spread at initialization is about
-# $10^{-4.5}$: still large (normalization cannot change $\kappa$), but small enough for Adam to
-# train every layer from the start; and during training the spread shrinks by more than a
-# factor of 10.
+# among 10 classes. Adam rescales each parameter's step by the size of its own gradient, so in
+# the full 15-epoch run it eventually moves even the first layers and the network starts to
+# learn, late (after about 7 epochs). Plain SGD does not rescale: trained the same way with
+# `optim.SGD(lr=0.1)`, the network stays at $\ln 10$ for every epoch (we train it below). With
+# the normalized sigmoid the spread at initialization is about $3 \times 10^{-5}$: still large
+# (normalization cannot change $\kappa$), but small enough for Adam to train every layer from
+# the start; and during training the spread shrinks by more than a factor of 10.
+#
+# The adaptive network's first epoch is different: its mean loss, about 4.5, is far *above*
+# $\ln 10$: in its first steps the batch $\lambda$ and the $q$ it measures feed on each other
+# before training settles. [Tutorial 7](07_adaptive_form.py) follows this failure of the
+# adaptive form, layer by layer, to the point where whole runs collapse, and shows what trains
+# instead.
 #
 # We assert these statements: for the vanilla and the static network, the spread between the
 # first and the last hidden layer at step 0 agrees with E11's prediction (the ratio of
-# `mlp_profile`'s weight-gradient second moments) within a factor of 2, which covers the
-# finite-width allowance $2L/n \approx 28\%$ on each of the two numbers of one network of width
-# 64; that the vanilla network is still near $\ln 10$ after 3 epochs while both normalized ones
-# are at least 0.1 lower; and that they also end at least 0.1 lower. (The adaptive network is
-# not covered by the static theory: already at step 0 it uses each layer's batch $\lambda_b$,
-# computed at the $q_l$ the layer actually sees, and its spread is smaller.)
+# `mlp_profile`'s weight-gradient second moments, equal to the product of the $\kappa(q_l)$)
+# within a factor of 2, which covers the finite-width allowance $2L/n \approx 28\%$ on each of
+# the two numbers of one network of width 64; that the vanilla network is still near $\ln 10$
+# after 3 epochs while both normalized ones are at least 0.1 lower; that they also end at least
+# 0.1 lower; that plain SGD leaves the vanilla network at $\ln 10$; and, in the full run, that
+# Adam's vanilla network does learn in the end. (The adaptive network is not covered by the
+# static theory: already at step 0 it uses each layer's batch $\lambda_b$, computed at the
+# $q_l$ the layer actually sees, and its spread is smaller.)
 
 # %%
 widths_trained = [40] + [64] * 10 + [10]
@@ -230,6 +240,12 @@ for name, act in (("sigmoid", "sigmoid"), ("nsigmoid static", theory.normalized(
     expected = profile.weight_grad_sq[0] / profile.weight_grad_sq[-2]
     print(f"{name:18s} spread at step 0: measured {spread:.2e}, E11 predicts {expected:.2e}")
     assert 0.5 < spread / expected < 2.0
+    np.testing.assert_allclose(expected, np.prod(theory.kappa(act, profile.q[:-2])), rtol=1e-9)  # E11
+    if name == "sigmoid":
+        assert spread < theory.kappa("sigmoid", 1.0) ** 9 / 1000  # not kappa(1) nine times
+        np.testing.assert_allclose(theory.kappa("sigmoid", profile.q[-2]), 0.0557, rtol=2e-3)  # at q*
+    else:
+        assert 1e-5 < spread < 1e-4  # about 3e-5
 
 static_w = results["nsigmoid static"][0].to_dict()["weight_grad_sq"]
 assert static_w[-1, 0] / static_w[-1, -2] > 10 * static_w[0, 0] / static_w[0, -2]  # the spread shrinks
@@ -239,6 +255,14 @@ assert history["sigmoid"][2] > 2.2  # after 3 epochs: still near ln 10
 for name in ("nsigmoid static", "nsigmoid adaptive"):
     assert history[name][2] < history["sigmoid"][2] - 0.1
     assert history[name][-1] < history["sigmoid"][-1] - 0.1
+assert history["nsigmoid adaptive"][0] > math.log(10) + 1  # the adaptive form's bad first epoch
+if EPOCHS >= 15:
+    assert history["sigmoid"][-1] < 2.1  # Adam moves the vanilla network in the end
+
+
+_, sgd_losses, _ = train("sigmoid", {}, optimizer=lambda parameters: optim.SGD(parameters, lr=0.1))
+print("vanilla sigmoid, plain SGD, train loss per epoch:", np.round(sgd_losses, 3))
+assert all(abs(value - math.log(10)) < 0.03 for value in sgd_losses[1:])  # stuck at ln 10
 
 # %% [markdown]
 # ## 4. Reading the gains over training
@@ -266,7 +290,7 @@ for name in ("nsigmoid static", "nsigmoid adaptive"):
 for name in ("nsigmoid static", "nsigmoid adaptive"):
     title = f"{name}: measured gains per layer"
     fig = plots.plot_gains_over_training(results[name][0].to_dict(), title=title)
-    show(fig, f"05_gains_{name.replace(' ', '_')}.png")
+    show(fig, f"06_gains_{name.replace(' ', '_')}.png")
 
 
 def balance(record):
@@ -325,15 +349,12 @@ print("noise fraction Var / E[g^2] per layer:", np.round(noise_fraction, 3))
 #
 # ## Exercises
 #
-# 1. Track the same three networks with `"tanh"` instead of sigmoid. Which of the plots change
-#    most, and does normalization still help?
+# 1. Track the same networks with `"tanh"` and `"ntanh"` instead of sigmoid. Does E11 still
+#    predict the spread at step 0, and does normalization still help?
 # 2. Use `every=1` and time an epoch with and without the tracker (`time.perf_counter`). Then
-#    detach the tracker and check that the cost disappears.
-# 3. Plot `preact_sq` over training for the static and adaptive networks with
-#    `plot_gradient_heatmap(record, "preact_sq")`. Where does the static network's $q_l$ drift
-#    away from 1?
-# 4. Train with SGD (`optim.SGD(..., lr=0.05, momentum=0.9)`) instead of Adam. Which networks
-#    still train? Relate the answer to the heatmaps: SGD, unlike Adam, does not rescale small
-#    gradients.
-# 5. Read a saved record back with `tracking.read_json` and plot the noise fraction
+#    leave the `with` block (or call `tracker.detach()`) and check that no hook is left.
+# 3. Train with SGD with momentum (`optim.SGD(..., lr=0.05, momentum=0.9)`) instead of Adam.
+#    Which networks still train? Relate the answer to the heatmaps: SGD, unlike Adam, does not
+#    rescale small gradients.
+# 4. Read a saved record back with `tracking.read_json` and plot the noise fraction
 #    `weight_grad_var / weight_grad_sq` of every layer over training.

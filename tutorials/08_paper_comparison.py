@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # Tutorial 6: The paper's comparison at small scale, and how to run it bigger
+# # Tutorial 8: The paper's comparison at small scale, and how to run it bigger
 #
 # The abstract of arXiv 2208.13315 makes two empirical claims:
 #
@@ -29,8 +29,9 @@
 # - data: MNIST-1D (4000 training and 1000 test examples of 40 features, 10 classes);
 # - networks: a deep MLP (10 hidden layers) and a residual MLP (4 blocks), width 64;
 # - activations relu, tanh, sigmoid, swish, gelu and elu, each in three **forms**: vanilla
-#   $\phi$, **static** $\hat\phi$ (E15, $\lambda$ from the Gaussian moments at $q = 1$) and
-#   **adaptive** $\hat\phi$ (E16, $\lambda$ from batch statistics), with the balanced rule E14;
+#   $\phi$, **static** $\hat\phi$ ([E15](../docs/THEORY.md#e15), $\lambda$ from the Gaussian
+#   moments at $q = 1$) and **adaptive** $\hat\phi$ ([E16](../docs/THEORY.md#e16), $\lambda$
+#   from batch statistics), with the balanced rule [E14](../docs/THEORY.md#e14);
 # - several seeds per configuration. A seed fixes the data order and the initial weights, so
 #   vanilla and normalized runs with the same seed differ *only* in the activation, and we can
 #   compare them seed by seed (a *paired* difference, which cancels much of the seed-to-seed
@@ -62,16 +63,17 @@ from tinynormact.experiments.report import summary_rows
 # (`tinynormact sweep GRID.toml`). Here is the quick preset and one of its runs.
 
 # %%
-quick = PRESETS["quick"]
-print(quick.description)
-runs = quick.runs()
-print(
-    f"{len(runs)} runs = {len(quick.architectures)} architectures x {len(quick.activations)} activations"
-    f" x {len(quick.forms)} forms x {len(quick.seeds)} seeds"
-)
-example = next(r for r in runs if r.form == "adaptive")
-print("\none run:", example.key)
-print(json.dumps(example.config.to_dict(), indent=1))
+if __name__ == "__main__":
+    quick = PRESETS["quick"]
+    print(quick.description)
+    runs = quick.runs()
+    print(
+        f"{len(runs)} runs = {len(quick.architectures)} architectures x {len(quick.activations)} activations"
+        f" x {len(quick.forms)} forms x {len(quick.seeds)} seeds"
+    )
+    example = next(r for r in runs if r.form == "adaptive")
+    print("\none run:", example.key)
+    print(json.dumps(example.config.to_dict(), indent=1))
 
 # %% [markdown]
 # ## 2. Run it
@@ -91,31 +93,45 @@ print(json.dumps(example.config.to_dict(), indent=1))
 # Running the same call on the same folder runs only the runs it lacks (after Ctrl-C or a
 # crash); `force=True` starts again.
 #
-# Running the full quick preset takes about three minutes on two CPU cores. In fast mode (the
-# test suite) we run a shrunken copy instead, made with `dataclasses.replace`: two activations,
-# one seed, two epochs on a smaller MNIST-1D. Its numbers mean nothing; it exercises the same
-# code.
+# **Worker processes and `if __name__ == "__main__":`.** With `jobs > 1` the runs execute in
+# separate Dask worker processes. Python starts each of them fresh (the *spawn* method) and,
+# before it runs anything, imports the script that started it again, under the module name
+# `__mp_main__` instead of `__main__`. A script that starts workers must therefore keep its work
+# under `if __name__ == "__main__":`; otherwise every worker would start a sweep of its own on
+# the same folder (it finds the folder locked by the first one and dies, and the cluster fails
+# to start). That is why every code cell after the imports begins with that line. In a notebook the
+# kernel's `__name__` is `"__main__"` too, so the cells run the same way there.
+#
+# In fast mode (the test suite) we run a shrunken copy of the preset, made with
+# `dataclasses.replace`: two activations, one seed, two epochs on a smaller MNIST-1D, still on
+# two worker processes, so that the suite runs this tutorial the way you do. Its numbers mean
+# nothing; it exercises the same code. The full quick preset's run time is in the tutorials
+# README.
 
 # %%
-if FAST:
-    preset = dataclasses.replace(
-        quick,
-        name="tutorial-fast",
-        activations=("relu", "sigmoid"),
-        dataset_options={"num_samples": 1000},
-        depths={"mlp": (4,), "resmlp": (2,)},
-        widths=(16,),
-        epochs=2,
-        seeds=(0,),
-        propagation_depth=6,
-        propagation_width=64,
-        propagation_batch=64,
+if __name__ == "__main__":
+    if FAST:
+        preset = dataclasses.replace(
+            quick,
+            name="tutorial-fast",
+            activations=("relu", "sigmoid"),
+            dataset_options={"num_samples": 1000},
+            depths={"mlp": (4,), "resmlp": (2,)},
+            widths=(16,),
+            epochs=2,
+            seeds=(0,),
+            propagation_depth=6,
+            propagation_width=64,
+            propagation_batch=64,
+        )
+    else:
+        preset = quick
+    out = OUT / "08_run"
+    jobs = 2 if FAST else os.cpu_count() or 1
+    results = reproduce(preset, out, jobs=jobs, force=True, progress=False)
+    print(
+        f"{len(results['runs'])} runs on {jobs} workers in {results['wall_time_s']:.1f} s, written to {out}"
     )
-else:
-    preset = quick
-out = OUT / "06_run"
-results = reproduce(preset, out, jobs=1 if FAST else os.cpu_count() or 1, force=True, progress=False)
-print(f"{len(results['runs'])} runs in {results['wall_time_s']:.1f} s, written to {out}")
 
 # %% [markdown]
 # We check what the run promised: the folder holds the report, both result files and every
@@ -124,24 +140,25 @@ print(f"{len(results['runs'])} runs in {results['wall_time_s']:.1f} s, written t
 # difference per normalized form.
 
 # %%
-for name in ("report.md", "results.json", "results.csv"):
-    assert (out / name).is_file(), f"missing {name}"
-figures = sorted(p.name for p in (out / "figures").glob("*.png"))
-print("figures:", ", ".join(figures))
-report = (out / "report.md").read_text()
-assert figures and all(f"figures/{name}" in report for name in figures)
+if __name__ == "__main__":
+    for name in ("report.md", "results.json", "results.csv"):
+        assert (out / name).is_file(), f"missing {name}"
+    figures = sorted(p.name for p in (out / "figures").glob("*.png"))
+    print("figures:", ", ".join(figures))
+    report = (out / "report.md").read_text()
+    assert figures and all(f"figures/{name}" in report for name in figures)
 
-csv_lines = (out / "results.csv").read_text().strip().splitlines()
-assert len(csv_lines) == 1 + len(preset.runs())
-assert json.loads((out / "results.json").read_text())["status"] == "completed"
+    csv_lines = (out / "results.csv").read_text().strip().splitlines()
+    assert len(csv_lines) == 1 + len(preset.runs())
+    assert json.loads((out / "results.json").read_text())["status"] == "completed"
 
-header, rows = summary_rows(results)
-assert len(rows) == len(preset.architectures) * len(preset.activations)
-assert len(header) == 2 + len(preset.forms) + (len(preset.forms) - 1)
-assert [(row[0], row[1]) for row in rows][: len(preset.activations)] == [
-    ("MLP", act) for act in preset.activations
-]
-print(summary_text(results))
+    header, rows = summary_rows(results)
+    assert len(rows) == len(preset.architectures) * len(preset.activations)
+    assert len(header) == 2 + len(preset.forms) + (len(preset.forms) - 1)
+    assert [(row[0], row[1]) for row in rows][: len(preset.activations)] == [
+        ("MLP", act) for act in preset.activations
+    ]
+    print(summary_text(results))
 
 # %% [markdown]
 # ## 3. Reading the results
@@ -158,16 +175,17 @@ print(summary_text(results))
 # counted, not averaged in.
 
 # %%
-for row in results["paired"]:
-    if row["pairs"] < 2:
-        verdict = f"{row['pairs']} pair: no test possible"
-    else:
-        interval = f"[{100 * row['ci_low']:+.1f}, {100 * row['ci_high']:+.1f}]"
-        verdict = f"95% interval {interval}, p = {row['p_value']:.3f}, Holm p = {row['p_holm']:.3f}"
-    print(
-        f"{row['architecture']:7s} {row['activation']:8s} {row['form']:8s} "
-        f"{100 * row['diff_mean']:+5.1f} points  ({verdict})"
-    )
+if __name__ == "__main__":
+    for row in results["paired"]:
+        if row["pairs"] < 2:
+            verdict = f"{row['pairs']} pair: no test possible"
+        else:
+            interval = f"[{100 * row['ci_low']:+.1f}, {100 * row['ci_high']:+.1f}]"
+            verdict = f"95% interval {interval}, p = {row['p_value']:.3f}, Holm p = {row['p_holm']:.3f}"
+        print(
+            f"{row['architecture']:7s} {row['activation']:8s} {row['form']:8s} "
+            f"{100 * row['diff_mean']:+5.1f} points  ({verdict})"
+        )
 
 # %% [markdown]
 # **The figures.** The loss curves show convergence: one panel per activation, one line per
@@ -180,14 +198,15 @@ for row in results["paired"]:
 # permutation p-value corrected (Holm) for the four tests.
 
 # %%
-for name in ("loss_curves_mlp.png", "convergence_vs_property.png"):
-    show_image(out / "figures" / name)
+if __name__ == "__main__":
+    for name in ("loss_curves_mlp.png", "convergence_vs_property.png"):
+        show_image(out / "figures" / name)
 
-for row in results["correlation"]:
-    print(
-        f"{row['architecture']:7s} {row['measure']:15s} within forms {row['statistic']:+.2f} "
-        f"(Holm p = {row['p_holm']:.2g}); pooled {row['pooled']:+.2f}, {len(row['points'])} points"
-    )
+    for row in results["correlation"]:
+        print(
+            f"{row['architecture']:7s} {row['measure']:15s} within forms {row['statistic']:+.2f} "
+            f"(Holm p = {row['p_holm']:.2g}); pooled {row['pooled']:+.2f}, {len(row['points'])} points"
+        )
 
 # %% [markdown]
 # **What we found.** When we ran the quick preset (2 CPU cores; the runs are seeded, so yours
@@ -206,7 +225,9 @@ for row in results["correlation"]:
 #   points) and adaptive tanh in the residual MLP (-12 points). Faster training is not better
 #   generalization on 4000 examples: normalized tanh *loses* accuracy while fitting the
 #   training set better. Two of three adaptive sigmoid MLPs fail to train (their loss ends far
-#   above where it started; see the loss curve).
+#   above where it started; see the loss curve): the adaptive form's batch $\lambda$ and the
+#   $q$ it measures feed on each other in a deep network. [Tutorial 7](07_adaptive_form.py)
+#   tracks such a run layer by layer and shows what trains instead.
 #
 # The cell below asserts these statements for the quick preset (they are skipped in fast mode,
 # whose numbers mean nothing). A few seeds on MNIST-1D with MLPs is a long way from the paper's
@@ -214,22 +235,27 @@ for row in results["correlation"]:
 # numbers can support or question its claims at this scale, not confirm or refute them.
 
 # %%
-if not FAST:
-    aggregates = {(r["architecture"], r["activation"], r["form"]): r for r in results["aggregates"]}
-    paired = {(r["architecture"], r["activation"], r["form"]): r for r in results["paired"]}
-    for act in ("tanh", "swish", "gelu", "elu"):
-        vanilla_loss = aggregates[("mlp", act, "vanilla")]["mean_train_loss"]
-        assert aggregates[("mlp", act, "static")]["mean_train_loss"] < vanilla_loss, act
-    mlp_gain = next(
-        r for r in results["correlation"] if r["architecture"] == "mlp" and r["measure"] == "gain_deviation"
-    )
-    assert mlp_gain["pooled"] > 0.5 and all(r["p_holm"] > 0.05 for r in results["correlation"])
-    assert paired[("mlp", "sigmoid", "static")]["diff_mean"] > 0.10
-    significant = {key for key, r in paired.items() if r["p_holm"] < 0.05}
-    assert significant == {("mlp", "elu", "static"), ("resmlp", "tanh", "adaptive")}
-    assert paired[("resmlp", "tanh", "static")]["diff_mean"] < 0
-    assert paired[("resmlp", "tanh", "adaptive")]["diff_mean"] < 0
-    print("the statements above hold for this run")
+if __name__ == "__main__":
+    if not FAST:
+        aggregates = {(r["architecture"], r["activation"], r["form"]): r for r in results["aggregates"]}
+        paired = {(r["architecture"], r["activation"], r["form"]): r for r in results["paired"]}
+        for act in ("tanh", "swish", "gelu", "elu"):
+            vanilla_loss = aggregates[("mlp", act, "vanilla")]["mean_train_loss"]
+            assert aggregates[("mlp", act, "static")]["mean_train_loss"] < vanilla_loss, act
+        mlp_gain = next(
+            r
+            for r in results["correlation"]
+            if r["architecture"] == "mlp" and r["measure"] == "gain_deviation"
+        )
+        assert mlp_gain["pooled"] > 0.5 and all(r["p_holm"] > 0.05 for r in results["correlation"])
+        assert paired[("mlp", "sigmoid", "static")]["diff_mean"] > 0.10
+        significant = {key for key, r in paired.items() if r["p_holm"] < 0.05}
+        assert significant == {("mlp", "elu", "static"), ("resmlp", "tanh", "adaptive")}
+        assert paired[("resmlp", "tanh", "static")]["diff_mean"] < 0
+        assert paired[("resmlp", "tanh", "adaptive")]["diff_mean"] < 0
+        adaptive_sigmoid = aggregates[("mlp", "sigmoid", "adaptive")]
+        assert (adaptive_sigmoid["failed"], adaptive_sigmoid["seeds"]) == (2, 3)  # two of three fail
+        print("the statements above hold for this run")
 
 # %% [markdown]
 # ## 4. Running it bigger
@@ -243,9 +269,9 @@ if not FAST:
 #     tinynormact plot runs/quick                                        # redraw its figures
 #
 # The `full` preset has 10 activations, deeper and wider networks (20 hidden layers, 8
-# residual blocks, width 128), 60 epochs and 5 seeds on 10,000 MNIST-1D examples: several
-# hours on a CPU, much less on a GPU (tutorial 7). From Python, `dataclasses.replace` makes any
-# variant of a preset, as in section 2. Examples:
+# residual blocks, width 128), 60 epochs and 5 seeds on 10,000 MNIST-1D examples: its one real
+# run, with the time it took and on what, is reported in `docs/reports/full`. From Python,
+# `dataclasses.replace` makes any variant of a preset, as in section 2. Examples:
 #
 # - more seeds, for tighter paired differences: `dataclasses.replace(quick, seeds=tuple(range(10)))`
 #   or `quick.with_seeds(10)`;
@@ -269,14 +295,13 @@ if not FAST:
 #
 # ## Exercises
 #
-# 1. Rerun the quick preset with `rule="forward"` and then with `center=True`. Which activation
-#    benefits most from centring, and is that what tutorial 4's $\kappa_c$ predicts?
+# 1. Which of the quick preset's activations should benefit most from centring
+#    (`center=True`), according to tutorial 5's $\kappa_c$? Then run the preset with
+#    `dataclasses.replace(quick, center=True)` and see whether the run agrees.
 # 2. Load `results.json` and plot, for the MLP, the paired difference (adaptive minus vanilla)
 #    against $|\log\kappa|$ of the vanilla activation. Is there a trend?
 # 3. How many seeds would you need to detect a true difference of 1 accuracy point, if the
-#    paired differences have a standard deviation of 2 points? (Use the $t$ rule above.)
-# 4. Make a grid with `architectures=("mlp",)` and `depths=(20,)`. Which activations' vanilla
-#    forms stop training altogether, and do their normalized forms still train?
-# 5. Read `tinynormact/experiments/analysis.py` and change the convergence measure from the
-#    mean training loss to the epochs needed to reach the target loss. Does the correlation
-#    with the property measure change?
+#    paired differences have a standard deviation of 2 points? (Use the $t$ rule above: the
+#    95% interval's half-width must drop below 1 point.)
+# 4. Try changing `seeds=(0,)` in the fast preset of section 2 to `(0, 1, 2)`: which columns of
+#    the summary table appear, and why does one seed allow no test?
