@@ -53,7 +53,7 @@ docs: $(VENV)/.docs-installed
 	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --clean
 
 docs-test: docs
-	$(BIN)/python -m pytest -q docs/_tools/test_site.py
+	$(BIN)/python -m pytest -q docs/_tools
 
 # On a machine with an NVIDIA GPU and CuPy, in the Python environment already there (no .venv, no
 # downloads): the suite on CuPy, the GPU benchmarks, the quick reproduction and tutorial 07, one

@@ -178,9 +178,24 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
     if re.fullmatch(r"tutorials/\d\d_\w+\.md", uri):
         markdown = re.sub(r"^# .*$", lambda m: f"{m.group()}\n\n{tutorial_note(uri)}", markdown, count=1,
                           flags=re.MULTILINE)
+        markdown = outside_fences(markdown, fence_outputs)
     if uri.startswith("api/"):
         return markdown
     return rewrite_links(markdown, repo_path_of(page), uri)
+
+
+OUTPUT_BLOCK = re.compile(r"\A\n*((?: {4}.*\n?|\n(?= {4}))+)")
+
+
+def fence_outputs(markdown: str) -> str:
+    """nbconvert writes a cell's printed output as an indented block right after the cell's code
+    fence; fence it as ```text so that the site styles outputs apart from code (site.css)."""
+
+    def fence(match: re.Match) -> str:
+        lines = [line[4:] for line in match.group(1).strip("\n").split("\n")]
+        return "\n```{.text .cell-output}\n" + "\n".join(lines) + "\n```\n\n"
+
+    return OUTPUT_BLOCK.sub(fence, markdown, count=1)
 
 
 def tutorial_note(uri: str) -> str:

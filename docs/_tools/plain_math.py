@@ -267,6 +267,8 @@ def _run_end(toks: list[tuple[str, str]], start: int) -> int | None:
             i = end + 1
             last_good = i
         elif _is_atom(kind, tok) or (kind == "script" and last_good == i):
+            if kind == "name" and not _applies(toks, i):
+                break
             i += 1
             last_good = i
         elif kind == "space" or (kind == "symbol" and tok != "*"):
@@ -287,6 +289,19 @@ def _lone_word_before_prose(toks: list[tuple[str, str]], start: int, end: int) -
     if word in OPERATORS:
         return True
     return len(word) == 1 and following == "open"
+
+
+def _applies(toks: list[tuple[str, str]], i: int) -> bool:
+    """False for a name that prose uses as a word: an operator name without its argument right
+    after it ("the mean (m1 = 1/2)"), or a letter before a bracket that is not mathematics
+    ("E[sigmoid'^2]", "O(1/width)")."""
+    tok = toks[i][1]
+    following = toks[i + 1] if i + 1 < len(toks) else ("end", "")
+    if tok in OPERATORS:
+        return following[0] in ("open", "script")
+    if len(tok) == 1 and following[0] == "open":
+        return _group_end(toks, i + 1) is not None
+    return True
 
 
 def _spaced(toks: list[tuple[str, str]], i: int) -> bool:
