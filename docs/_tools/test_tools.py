@@ -68,11 +68,12 @@ def test_equation_numbers_link_to_their_anchor_outside_code_and_links() -> None:
 
 
 def test_links_between_repository_files_become_links_between_pages() -> None:
-    markdown = ("[theory](docs/THEORY.md#e9) [tracker](tinynormact/tracking.py) [bench](benchmarks/bench_tracking.py)"
-                " ![fig](docs/figures/paired_difference.png) [web](https://arxiv.org)")
+    figure = "docs/figures/paired_difference.png"
+    markdown = ("[theory](docs/THEORY.md#e9) [tracker](tinynormact/tracking.py) "
+                f"[bench](benchmarks/bench_tracking.py) ![fig]({figure}) [web](https://arxiv.org)")
     assert hooks.rewrite_links(markdown, "README.md", "index.md") == (
         "[theory](THEORY.md#e9) [tracker](api/tinynormact.tracking.md) "
-        "bench ![fig](figures/paired_difference.png) [web](https://arxiv.org)")
+        f"bench ![fig]({figure.removeprefix('docs/')}) [web](https://arxiv.org)")
     from_tutorials = hooks.rewrite_links("[t](../docs/THEORY.md)", "tutorials/README.md", "tutorials/index.md")
     assert from_tutorials == "[t](../THEORY.md)"
 
