@@ -74,7 +74,8 @@ def test_links_between_repository_files_become_links_between_pages() -> None:
     assert hooks.rewrite_links(markdown, "README.md", "index.md") == (
         "[theory](THEORY.md#e9) [tracker](api/tinynormact.tracking.md) "
         f"bench ![fig]({figure.removeprefix('docs/')}) [web](https://arxiv.org)")
-    from_tutorials = hooks.rewrite_links("[t](../docs/THEORY.md)", "tutorials/README.md", "tutorials/index.md")
+    tutorials_page = ("tutorials/README.md", "tutorials/index.md")
+    from_tutorials = hooks.rewrite_links("[t](../docs/THEORY.md)", *tutorials_page)
     assert from_tutorials == "[t](../THEORY.md)"
 
 
