@@ -9,9 +9,9 @@ per-example pipeline does). The table reports median times and ratios to the who
 from __future__ import annotations
 
 from benchmarks.timing import median_seconds
-from tinynormact.backend import np
 from tinynormact.data import Dataset, ImageTransform
 from tinynormact.data.augment import draw_crops
+from tinynormact.engine.backend import np
 
 BATCH, PADDING, REPEATS = 128, 4, 200
 

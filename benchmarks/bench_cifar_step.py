@@ -22,8 +22,8 @@ from collections.abc import Callable
 
 import tinynormact as tn
 from benchmarks.bench_conv_step import engine_step
-from tinynormact.backend import np
-from tinynormact.costs import TRAINING_FLOPS_FACTOR, forward_flops, step_memory_estimate
+from tinynormact.engine.backend import np
+from tinynormact.tracking.costs import TRAINING_FLOPS_FACTOR, forward_flops, step_memory_estimate
 
 BATCH = 128
 NETWORKS: dict[str, tuple[Callable[[], tn.nn.Module], int]] = {

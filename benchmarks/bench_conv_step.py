@@ -21,7 +21,7 @@ from typing import Any
 
 import tinynormact as tn
 from benchmarks.timing import median_seconds, peak_bytes
-from tinynormact.backend import np
+from tinynormact.engine.backend import np
 
 LR, EPS = 0.01, 1e-5
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import tinynormact as tn
 from benchmarks.timing import median_seconds, peak_bytes
-from tinynormact.backend import np
+from tinynormact.engine.backend import np
 
 DEPTH, BATCH, LR = 10, 128, 1e-3
 WIDTHS = (32, 64, 256, 1024)

@@ -31,8 +31,8 @@ import numpy as np
 
 import tinynormact as tn
 from tinynormact import losses, nn, optim
-from tinynormact.records import TrackRecord
-from tinynormact.tracking import STATISTICS, VarianceTracker
+from tinynormact.tracking.records import TrackRecord
+from tinynormact.tracking.tracker import STATISTICS, VarianceTracker
 
 STORAGES = ("lists of floats", "TrackRecord, memory", "TrackRecord, streamed")
 WARMUP, DEFAULT_STEPS, RAW_BYTES = 500, 5000, 8 * 14 * 4

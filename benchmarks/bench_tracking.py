@@ -36,7 +36,7 @@ import numpy as np
 
 import tinynormact as tn
 from tinynormact import losses, nn, optim
-from tinynormact.tracking import (
+from tinynormact.tracking.tracker import (
     STATISTICS,
     VarianceTracker,
     _mean_square,  # the very reduction the tracker makes

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import tinynormact as tn
 from benchmarks.timing import median_seconds
 from tinynormact import backend
-from tinynormact.backend import np
+from tinynormact.engine.backend import np
 from tinynormact.train import using_device
 
 DEPTH, LR = 4, 1e-3

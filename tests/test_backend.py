@@ -19,7 +19,7 @@ PACKAGE = pathlib.Path(tn.__file__).parent
 
 
 def test_only_backend_imports_numpy_or_cupy() -> None:
-    """Array providers are reached through tinynormact.backend alone (DESIGN.md)."""
+    """Array providers are reached through tinynormact.engine.backend alone (DESIGN.md)."""
     offenders = []
     for path in PACKAGE.rglob("*.py"):
         if path.name == "backend.py":
@@ -60,7 +60,7 @@ def test_environment_variable_cuda_without_gpu_raises_one_exception_when_arrays_
     assert failed.returncode != 0
     assert failed.stderr.count("Traceback") == 1 and "During handling" not in failed.stderr
     last = failed.stderr.strip().splitlines()[-1]
-    assert last.startswith("tinynormact.backend.DeviceError: TINYNORMACT_DEVICE='cuda'")
+    assert last.startswith("tinynormact.engine.backend.DeviceError: TINYNORMACT_DEVICE='cuda'")
     assert "cupy-cuda12x" in last and "cupy-cuda13x" in last
 
 

@@ -21,10 +21,10 @@ from benchmarks.timing import peak_bytes
 from tests.cifar_files import tar_folder, write_cifar10
 from tests.strict_device import count_syncs
 from tests.test_cli import assert_one_line_error, run_main
-from tinynormact.costs import forward_flops, step_memory_estimate
 from tinynormact.data import DataError, Dataset, DataSplits, load_cifar10, load_images
 from tinynormact.data.cache import DATA_ROOT_VARIABLE
 from tinynormact.experiments import PRESETS
+from tinynormact.tracking.costs import forward_flops, step_memory_estimate
 from tinynormact.train import ConfigError, StepInfo, TrainConfig, Trainer, load_data, train
 
 

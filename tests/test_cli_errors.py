@@ -60,7 +60,7 @@ def test_reproduce_folder_held_by_another_process_is_refused(capsys, tmp_path, m
 
 
 def test_write_errors_name_the_target_not_the_temporary_file(tmp_path) -> None:
-    from tinynormact.files import write_text_atomic
+    from tinynormact.infra.files import write_text_atomic
 
     (tmp_path / "afile").write_text("")
     with pytest.raises(OSError, match=r"cannot write .*afile/out.txt") as info:

@@ -19,11 +19,12 @@ import numpy as np
 import pytest
 
 import tinynormact as tn
-import tinynormact.batch_norm
+import tinynormact.engine.batch_norm
 from tests.helpers import host
 from tests.test_theory_montecarlo import PHI, assert_agrees
-from tinynormact import conv_theory, theory
-from tinynormact.convolution import conv
+from tinynormact import theory
+from tinynormact.engine.convolution import conv
+from tinynormact.theory import convolution as conv_theory
 
 pytestmark = pytest.mark.theory
 

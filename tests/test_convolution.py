@@ -10,8 +10,8 @@ import pytest
 
 import tinynormact as tn
 from tests.helpers import host, leaf
-from tinynormact import convolution
-from tinynormact.batch_norm import batch_norm
+from tinynormact.engine import convolution
+from tinynormact.engine.batch_norm import batch_norm
 
 # (input shape, kernel, stride, padding): odd sizes, unequal axes, strides that skip elements
 CONV_CASES = [

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tinynormact.backend import np
 from tinynormact.data import Dataset, DataSplits, flatten, standardize
+from tinynormact.engine.backend import np
 
 
 def _dataset(n: int, shape: tuple[int, ...] = (3,), n_classes: int = 4, seed: int = 0) -> Dataset:

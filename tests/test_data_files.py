@@ -13,8 +13,8 @@ import pytest
 
 from tests.cifar_files import cifar_batch, tar_folder, write_cifar10
 from tests.cifar_files import pickle_batch as _pickle
-from tinynormact.backend import np
 from tinynormact.data import DataError, load_cifar10, load_cifar100, load_fashion_mnist, load_mnist, read_idx
+from tinynormact.engine.backend import np
 
 MNIST_NAMES = (
     "train-images-idx3-ubyte",

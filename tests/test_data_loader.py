@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinynormact import backend
-from tinynormact.backend import np
 from tinynormact.data import DataLoader, Dataset
+from tinynormact.engine.backend import np
 
 
 def _ids(n: int) -> Dataset:

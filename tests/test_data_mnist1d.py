@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tinynormact.backend import np
 from tinynormact.data import cache_dir, load_mnist1d, mnist1d_cache_path
+from tinynormact.engine.backend import np
 
 SMALL = 100  # examples; the default 5000 take about a second to generate
 

@@ -8,8 +8,8 @@ import struct
 
 import pytest
 
-from tinynormact.backend import np
 from tinynormact.data import DATASETS, DataError, load_dataset, spirals
+from tinynormact.engine.backend import np
 
 
 def test_all_issue_names_are_registered():

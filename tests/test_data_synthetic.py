@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tinynormact.backend import np
 from tinynormact.data import gaussian_mixture, spirals, teacher
+from tinynormact.engine.backend import np
 
 GENERATORS = [teacher, gaussian_mixture, spirals]
 

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from tinynormact.files import RunNotice
-from tinynormact.folder_lock import FolderLocked, folder_lock, lock_path
+from tinynormact.infra.files import RunNotice
+from tinynormact.infra.folder_lock import FolderLocked, folder_lock, lock_path
 
 # A process that takes the lock, says so, and holds it until its stdin closes (or it is killed).
 HOLDER = textwrap.dedent(
     """
     import sys
-    from tinynormact.folder_lock import folder_lock
+    from tinynormact.infra.folder_lock import folder_lock
     with folder_lock(sys.argv[1]):
         print("locked", flush=True)
         sys.stdin.read()

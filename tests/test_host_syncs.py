@@ -24,8 +24,9 @@ import numpy as np
 import pytest
 
 from tests.strict_device import count_syncs
-from tinynormact import autograd, backend, optim
+from tinynormact import backend, optim
 from tinynormact.data import load_dataset
+from tinynormact.engine import autograd
 from tinynormact.train import TrainConfig, Trainer, train, using_device
 
 SPIRALS = dict(dataset="spirals", dataset_options={"n_train": 120, "n_test": 60})

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import tinynormact as tn
-import tinynormact.functional as F
+import tinynormact.nn.functional as F
 from tests.helpers import host
 from tinynormact import losses, nn, optim
 

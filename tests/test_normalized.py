@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 import tinynormact as tn
-import tinynormact.functional as F
+import tinynormact.nn.functional as F
 from tests.helpers import host
 from tests.test_nn import gradcheck_model
 from tinynormact import nn, theory
-from tinynormact.tracking import VarianceTracker
+from tinynormact.tracking.tracker import VarianceTracker
 
 RULES = ("forward", "backward", "balanced")
 

@@ -8,7 +8,7 @@ import pytest
 from matplotlib.collections import QuadMesh
 from matplotlib.figure import Figure
 
-from tinynormact import plots
+from tinynormact.tracking import plots
 
 LAYERS, STEPS = 5, 4
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 
 import tinynormact as tn
-from tinynormact import losses, nn, optim, records
-from tinynormact.files import RunNotice
-from tinynormact.records import TrackRecord, read_record
-from tinynormact.tracking import STATISTICS, VarianceTracker
+from tinynormact import losses, nn, optim
+from tinynormact.infra.files import RunNotice
+from tinynormact.tracking import records
+from tinynormact.tracking.records import TrackRecord, read_record
+from tinynormact.tracking.tracker import STATISTICS, VarianceTracker
 from tinynormact.train import TrainConfig, train
 
 TABLE_ROWS = ("a", "b", "c", "d", "e")  # the rows of an appended table; records keep some

@@ -16,9 +16,9 @@ import pytest
 
 from tests.helpers import default_sigint
 from tests.test_train import _stop_at, small
-from tinynormact import files
 from tinynormact.data import load_dataset
-from tinynormact.files import RunNotice
+from tinynormact.infra import files
+from tinynormact.infra.files import RunNotice
 from tinynormact.train import CheckpointError, ConfigError, TrainConfig, Trainer, TrainingDiverged, train
 from tinynormact.train.checkpoint import previous_path
 

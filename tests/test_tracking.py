@@ -12,8 +12,9 @@ import pytest
 
 import tinynormact as tn
 from tests.helpers import host
-from tinynormact import files, losses, nn, optim, theory, tracking
-from tinynormact.tracking import STATISTICS, VarianceTracker
+from tinynormact import losses, nn, optim, theory, tracking
+from tinynormact.infra import files
+from tinynormact.tracking.tracker import STATISTICS, VarianceTracker
 
 BATCH = 7
 

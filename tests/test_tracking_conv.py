@@ -10,7 +10,7 @@ import numpy as np
 import tinynormact as tn
 from tests.helpers import host
 from tinynormact import losses, nn
-from tinynormact.tracking import VarianceTracker
+from tinynormact.tracking.tracker import VarianceTracker
 
 BATCH = 5
 

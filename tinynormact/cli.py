@@ -29,20 +29,23 @@ from pathlib import Path
 from typing import Any
 
 import tinynormact
-from tinynormact import activations, backend, nn, plots, theory
-from tinynormact.backend import np
+from tinynormact import nn, theory
 from tinynormact.data import download
 from tinynormact.data.cache import DATA_ROOT_VARIABLE
 from tinynormact.data.download import ARCHIVES
+from tinynormact.engine import backend
+from tinynormact.engine.backend import np
 from tinynormact.experiments import PRESETS, load_grid, load_results
 from tinynormact.experiments.command import run_grid_command
 from tinynormact.experiments.figures import write_figures
 from tinynormact.experiments.propagation import STATISTICS, measure_network
 from tinynormact.experiments.report import format_table
-from tinynormact.files import RunNotice
-from tinynormact.folder_lock import FolderLocked
-from tinynormact.memory import mlp_bytes, require_memory
-from tinynormact.records import read_record
+from tinynormact.infra.files import RunNotice
+from tinynormact.infra.folder_lock import FolderLocked
+from tinynormact.infra.memory import mlp_bytes, require_memory
+from tinynormact.theory import activations
+from tinynormact.tracking import plots
+from tinynormact.tracking.records import read_record
 from tinynormact.train import (
     ARCHITECTURES,
     OPTIMIZERS,

@@ -32,9 +32,9 @@
 # - see why broadcasting in the forward pass becomes a *sum* in the backward pass;
 # - learn how a gradient check works, why it is run in float64, and watch it catch a bug.
 #
-# The engine lives in `tinynormact/autograd.py` (the Tensor, the graph and `backward`: a
+# The engine lives in `tinynormact/engine/autograd.py` (the Tensor, the graph and `backward`: a
 # topological order of the graph, then one call of each node's backward closure, with the other
-# concerns in small named helpers below it) and `tinynormact/ops.py` (one forward and one
+# concerns in small named helpers below it) and `tinynormact/engine/ops.py` (one forward and one
 # backward closure per operation; at its end, the operators `+`, `*`, `@`, ... are attached to
 # Tensor, so `autograd` never imports `ops`). Both are short enough to read next to this
 # tutorial: from `loss.backward()` to the closure of `mul` is a few dozen lines.
@@ -44,7 +44,7 @@ import numpy as np
 from _common import plt, show
 
 import tinynormact as tn
-import tinynormact.functional as F
+from tinynormact import functional as F
 from tinynormact import ops
 
 rng = np.random.default_rng(0)
@@ -345,7 +345,7 @@ print("with the correct derivative 3 x^2, gradcheck passes")
 # 3. Call `h.retain_grad()` on the intermediate `h = x @ W + b` before backward, and compare
 #    `h.grad` with `grad_h` from section 2.
 # 4. Run `tn.gradcheck` on the layer with float32 inputs. It still passes: why? (Hint: read
-#    `_prepare` in `tinynormact/gradcheck.py`.) What would go wrong if it did not convert?
+#    `_prepare` in `tinynormact/engine/gradcheck.py`.) What would go wrong if it did not convert?
 # 5. Using the error model above, predict the best $\epsilon$ and the best error for a
 #    *forward* difference $(s(\theta + \epsilon) - s(\theta)) / \epsilon$, whose truncation error
 #    is proportional to $\epsilon$. Measure it and add it to the figure.

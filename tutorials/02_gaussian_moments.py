@@ -60,7 +60,7 @@ ACTS = ["relu", "tanh", "sigmoid", "swish", "gelu", "selu"]
 # %% [markdown]
 # ## 1. The activations and their derivatives
 #
-# Each activation in `tinynormact.activations` is a pair $(\phi, \phi')$ defined once, on
+# Each activation in `tinynormact.theory.activations` is a pair $(\phi, \phi')$ defined once, on
 # arrays, and used by the network, the autograd engine and the theory alike. Look at two things
 # in the plot: where $\phi$ is not centred (sigmoid's outputs are all positive, with mean 1/2),
 # and how large $\phi'$ is near 0, where most of a standard Gaussian's mass lies.

@@ -45,8 +45,9 @@ import numpy as np
 from _common import OUT, show, size
 
 import tinynormact as tn
-from tinynormact import losses, nn, optim, plots, theory, tracking
+from tinynormact import losses, nn, optim, theory, tracking
 from tinynormact.data import DataLoader, load_dataset
+from tinynormact.tracking import plots
 
 # %% [markdown]
 # ## 1. At initialization, the tracker agrees with the theory

@@ -17,7 +17,7 @@
 # with NumPy's interface whose arrays live in GPU memory. Because CuPy mirrors NumPy, the
 # library can use *one* code path for both: every operation asks for the array module of its
 # inputs (`numpy` or `cupy`) and calls the same function on it. The only module that imports
-# NumPy or CuPy as an array provider is `tinynormact/backend.py`; read it first, it is short.
+# NumPy or CuPy as an array provider is `tinynormact/engine/backend.py`; read it first, it is short.
 #
 # In this tutorial you will learn
 #

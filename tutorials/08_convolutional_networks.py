@@ -14,7 +14,7 @@
 # # Tutorial 8: Convolutional networks (im2col, signal propagation, MNIST-1D)
 #
 # The paper makes its claims on convolutional residual networks. This tutorial builds the
-# convolution of `tinynormact.convolution` from scratch, checks how a signal propagates through
+# convolution of `tinynormact.engine.convolution` from scratch, checks how a signal propagates through
 # a deep random CNN against the per-position theory of docs/THEORY.md ("Convolutional
 # networks"), and then compares vanilla and normalized Swish in the small 1-D ResNet on
 # MNIST-1D.
@@ -34,7 +34,9 @@ import numpy as np
 from _common import FAST, plt, show, size
 
 import tinynormact as tn
-from tinynormact import conv_theory, convolution, nn
+from tinynormact import nn
+from tinynormact.engine import convolution
+from tinynormact.theory import convolution as conv_theory
 
 # %% [markdown]
 # ## 1. Convolution as one matrix product (im2col)
@@ -103,7 +105,7 @@ print("gradcheck passed")
 # over the inputs that $p$ reads. Away from the border this is the MLP's E8. At the border, zero
 # padding contributes zeros, so $q$ is smaller there, and the deficit spreads inwards by one
 # position per layer. Backward (E9), the gradient of an input position collects the
-# positions that read it (`window_spread`). `conv_theory.conv_profile` computes both maps.
+# positions that read it (`window_spread`). `theory.convolution.conv_profile` computes both maps.
 #
 # We build a deep 1-D CNN of tanh layers with `nn.Conv1d` (LeCun weights, $\sigma_w^2 = 1$,
 # scaled to 1.5 here), feed it standard normal inputs, and compare $q_l(p)$ with the theory,

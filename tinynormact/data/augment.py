@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tinynormact import backend
-from tinynormact.backend import np
 from tinynormact.data.dataset import Dataset
+from tinynormact.engine import backend
+from tinynormact.engine.backend import np
 
 __all__ = ["ImageTransform", "channel_mean_std", "crop_and_flip", "draw_crops"]
 

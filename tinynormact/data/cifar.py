@@ -22,11 +22,11 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from tinynormact.backend import np
 from tinynormact.data.cache import DATA_ROOT_VARIABLE, data_root
 from tinynormact.data.dataset import DataError, Dataset, DataSplits
 from tinynormact.data.download import ARCHIVES, download_hint
 from tinynormact.data.file_reading import read_bytes
+from tinynormact.engine.backend import np
 
 __all__ = ["load_cifar10", "load_cifar100"]
 

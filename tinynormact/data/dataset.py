@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tinynormact import backend
-from tinynormact.backend import np
+from tinynormact.engine import backend
+from tinynormact.engine.backend import np
 
 __all__ = ["DataError", "Dataset", "DataSplits"]
 

@@ -26,8 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from tqdm import tqdm
-
 from tinynormact.data.cache import data_root
 
 __all__ = ["ARCHIVES", "Archive", "DownloadError", "archive_url", "download", "download_hint", "file_md5"]
@@ -283,6 +281,8 @@ class _Transfer:
     def _copy(self, response: http.client.HTTPResponse, offset: int, total: int | None) -> None:
         received = 0
         name = self.part.name.removesuffix(".part")
+        from tqdm import tqdm  # loads when a bar is shown
+
         with tqdm(
             total=total, initial=offset, desc=name, unit="B", unit_scale=True, unit_divisor=1024,
             disable=not self.progress, file=sys.stderr,

@@ -12,9 +12,9 @@ import math
 import os
 from pathlib import Path
 
-from tinynormact.backend import np
 from tinynormact.data.dataset import DataError, Dataset, DataSplits
 from tinynormact.data.file_reading import read_bytes
+from tinynormact.engine.backend import np
 
 __all__ = ["read_idx", "load_mnist", "load_fashion_mnist"]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from tinynormact import backend
-from tinynormact.backend import np
 from tinynormact.data.augment import ImageTransform
 from tinynormact.data.dataset import Dataset
+from tinynormact.engine import backend
+from tinynormact.engine.backend import np
 
 __all__ = ["DataLoader"]
 

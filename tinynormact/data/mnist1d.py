@@ -14,11 +14,11 @@ import warnings
 import zipfile
 from pathlib import Path
 
-from tinynormact.backend import np
 from tinynormact.data.cache import cache_dir
 from tinynormact.data.dataset import Dataset, DataSplits
-from tinynormact.files import save_npz_atomic
-from tinynormact.memory import require_memory
+from tinynormact.engine.backend import np
+from tinynormact.infra.files import save_npz_atomic
+from tinynormact.infra.memory import require_memory
 
 __all__ = ["load_mnist1d", "mnist1d_cache_path"]
 

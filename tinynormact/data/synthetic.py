@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tinynormact import backend
-from tinynormact.backend import np
 from tinynormact.data.dataset import Dataset, DataSplits
-from tinynormact.memory import require_memory
+from tinynormact.engine import backend
+from tinynormact.engine.backend import np
+from tinynormact.infra.memory import require_memory
 
 __all__ = ["teacher", "gaussian_mixture", "spirals"]
 

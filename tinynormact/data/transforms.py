@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from tinynormact.backend import np
 from tinynormact.data.dataset import DataSplits
+from tinynormact.engine.backend import np
 
 __all__ = ["flatten", "standardize"]
 

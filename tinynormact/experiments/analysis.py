@@ -30,7 +30,7 @@ from typing import Any
 import scipy.stats
 
 from tinynormact import theory
-from tinynormact.backend import np
+from tinynormact.engine.backend import np
 from tinynormact.experiments.grid import FORMS
 
 __all__ = [

@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from tinynormact import backend
+from tinynormact.engine import backend
 from tinynormact.experiments.executors import SCHEDULER_VARIABLE, check_scheduler_address
 from tinynormact.experiments.grid import Grid
 from tinynormact.experiments.report import summary_text

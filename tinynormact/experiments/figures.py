@@ -16,9 +16,9 @@ from typing import Any
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from tinynormact import plots
-from tinynormact.backend import np
+from tinynormact.engine.backend import np
 from tinynormact.experiments.analysis import MEASURES
+from tinynormact.tracking import plots
 
 __all__ = [
     "accuracy_figure",

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tinynormact import backend, nn, theory, tracking
-from tinynormact.backend import np
+from tinynormact import nn, theory, tracking
+from tinynormact.engine import backend
+from tinynormact.engine.backend import np
 
 __all__ = ["STATISTICS", "measure_network", "signal_propagation", "stability_at_start"]
 

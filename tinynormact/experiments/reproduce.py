@@ -33,8 +33,8 @@ from tinynormact.experiments.propagation import signal_propagation
 from tinynormact.experiments.report import markdown_report, runs_csv
 from tinynormact.experiments.sweep import run_sweep
 from tinynormact.experiments.sweep_folder import read_json
-from tinynormact.files import check_writable, write_json_atomic, write_text_atomic
-from tinynormact.folder_lock import folder_lock
+from tinynormact.infra.files import check_writable, write_json_atomic, write_text_atomic
+from tinynormact.infra.folder_lock import folder_lock
 from tinynormact.train import load_data, using_device
 
 __all__ = ["analyse", "load_results", "reproduce", "software_versions", "write_report"]

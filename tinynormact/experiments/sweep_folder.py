@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tinynormact.experiments.grid import RunSpec
-from tinynormact.files import write_json_atomic
+from tinynormact.infra.files import write_json_atomic
 
 __all__ = ["GRID_FILE", "RUNS_FOLDER", "SweepFolder", "differences", "open_sweep_folder", "read_json"]
 

@@ -8,10 +8,13 @@
 - ``Conv1d``, ``Conv2d``, ``BatchNorm1d``, ``BatchNorm2d``, pooling and shape layers, the
   convolutional ``ConvResidualBlock`` and the ResNet builders (``resnet20/32/56``, ``resnet50``,
   ``resnet1d``);
-- ``init``: weight initializers with gains from the theory.
+- ``init``: weight initializers with gains from the theory;
+- beside the modules, on tensors: ``functional`` (activations by name, softmax), ``losses``
+  (cross-entropy, MSE) and ``optim`` (SGD, Adam, schedules), reached as ``tn.functional``,
+  ``tn.losses`` and ``tn.optim``; ``nn/__init__`` does not import them.
 """
 
-from tinynormact.autograd import HookHandle
+from tinynormact.engine.autograd import HookHandle
 from tinynormact.nn import init
 from tinynormact.nn.batchnorm import BatchNorm1d, BatchNorm2d
 from tinynormact.nn.conv import Conv1d, Conv2d

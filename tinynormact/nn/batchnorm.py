@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tinynormact import backend, ops
-from tinynormact.autograd import Tensor
-from tinynormact.batch_norm import batch_norm
+from tinynormact.engine import backend, ops
+from tinynormact.engine.autograd import Tensor
+from tinynormact.engine.batch_norm import batch_norm
 from tinynormact.nn.module import Module, Parameter
 
 __all__ = ["BatchNorm1d", "BatchNorm2d"]

@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from tinynormact import backend, convolution, ops
-from tinynormact.activations import ActivationFunction
-from tinynormact.autograd import Tensor
-from tinynormact.convolution import IntOrTuple
+from tinynormact.engine import backend, convolution, ops
+from tinynormact.engine.autograd import Tensor
+from tinynormact.engine.convolution import IntOrTuple
 from tinynormact.nn import init as nn_init
 from tinynormact.nn.module import Module, Parameter
+from tinynormact.theory.activations import ActivationFunction
 
 __all__ = ["Conv1d", "Conv2d"]
 

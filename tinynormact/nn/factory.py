@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from tinynormact import activations
-from tinynormact.activations import ActivationFunction
 from tinynormact.nn.layers import Activation
 from tinynormact.nn.normalized import (
     NormalizedActivation,
     check_normalization_options,
     normalization_options,
 )
+from tinynormact.theory import activations
+from tinynormact.theory.activations import ActivationFunction
 
 
 def activation(name: str | ActivationFunction, **options: Any) -> Activation:

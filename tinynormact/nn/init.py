@@ -32,9 +32,11 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from tinynormact import activations, backend, theory
-from tinynormact.activations import ActivationFunction
+from tinynormact import theory
+from tinynormact.engine import backend
 from tinynormact.nn.module import Parameter
+from tinynormact.theory import activations
+from tinynormact.theory.activations import ActivationFunction
 
 Rng = int | Any | None  # an int seed, a NumPy Generator, or None for fresh entropy
 Initializer = Callable[..., None]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from tinynormact import activations, backend, ops
-from tinynormact.activations import ActivationFunction
-from tinynormact.autograd import Tensor
+from tinynormact.engine import backend, ops
+from tinynormact.engine.autograd import Tensor
 from tinynormact.nn import init as nn_init
 from tinynormact.nn.module import Module, Parameter
+from tinynormact.theory import activations
+from tinynormact.theory.activations import ActivationFunction
 
 
 class Linear(Module):

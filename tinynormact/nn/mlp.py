@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tinynormact.activations import ActivationFunction
 from tinynormact.nn import init as nn_init
 from tinynormact.nn.factory import activation as make_activation
 from tinynormact.nn.layers import Activation, Linear
 from tinynormact.nn.module import Sequential
+from tinynormact.theory.activations import ActivationFunction
 
 
 def gain_source(init: str | nn_init.Initializer, previous: Activation | None) -> Any:

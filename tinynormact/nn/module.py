@@ -35,8 +35,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
-from tinynormact import backend
-from tinynormact.autograd import HookHandle, Tensor, is_grad_enabled
+from tinynormact.engine import backend
+from tinynormact.engine.autograd import HookHandle, Tensor, is_grad_enabled
 
 ForwardHook = Callable[["Module", tuple[Any, ...], Any], None]
 FullBackwardHook = Callable[["Module", tuple[Any, ...], tuple[Any, ...]], None]

@@ -37,11 +37,13 @@ import inspect
 import math
 from typing import Any
 
-from tinynormact import activations, backend, ops, theory
-from tinynormact.activations import ActivationFunction
-from tinynormact.autograd import Tensor
+from tinynormact import theory
+from tinynormact.engine import backend, ops
+from tinynormact.engine.autograd import Tensor
 from tinynormact.nn.layers import Activation
 from tinynormact.nn.module import Parameter
+from tinynormact.theory import activations
+from tinynormact.theory.activations import ActivationFunction
 
 MODES = ("static", "adaptive")
 TRAIN_STATISTICS = ("batch", "running")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tinynormact import convolution, ops
-from tinynormact.autograd import Tensor
-from tinynormact.convolution import IntOrTuple
+from tinynormact.engine import convolution, ops
+from tinynormact.engine.autograd import Tensor
+from tinynormact.engine.convolution import IntOrTuple
 from tinynormact.nn.module import Module
 
 __all__ = ["AvgPool1d", "AvgPool2d", "Flatten", "GlobalAvgPool", "MaxPool1d", "MaxPool2d", "Unflatten"]

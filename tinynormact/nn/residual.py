@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from tinynormact import backend, ops
-from tinynormact.activations import ActivationFunction
-from tinynormact.autograd import Tensor
+from tinynormact.engine import backend, ops
+from tinynormact.engine.autograd import Tensor
 from tinynormact.nn import init as nn_init
 from tinynormact.nn.layers import Linear
 from tinynormact.nn.mlp import MLP, gain_source
 from tinynormact.nn.module import Module, Parameter, Sequential
+from tinynormact.theory.activations import ActivationFunction
 
 
 def _check_count(name: str, value: int) -> int:

@@ -34,9 +34,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tinynormact import ops
-from tinynormact.activations import ActivationFunction
-from tinynormact.autograd import Tensor
+from tinynormact.engine import ops
+from tinynormact.engine.autograd import Tensor
 from tinynormact.nn import init as nn_init
 from tinynormact.nn.batchnorm import BatchNorm1d, BatchNorm2d
 from tinynormact.nn.conv import Conv1d, Conv2d
@@ -45,6 +44,7 @@ from tinynormact.nn.layers import Activation, Linear
 from tinynormact.nn.mlp import gain_source
 from tinynormact.nn.module import Module, Sequential
 from tinynormact.nn.pooling import GlobalAvgPool, Unflatten
+from tinynormact.theory.activations import ActivationFunction
 
 __all__ = [
     "ConvResidualBlock",

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import math
 
-from tinynormact import optim
-from tinynormact.backend import np
-from tinynormact.memory import mlp_bytes
-from tinynormact.nn import MLP, Module, ResidualMLP, resnet1d, resnet50, resnet_cifar
+from tinynormact.engine.backend import np
+from tinynormact.infra.memory import mlp_bytes
+from tinynormact.nn import MLP, Module, ResidualMLP, optim, resnet1d, resnet50, resnet_cifar
 from tinynormact.train.config import IMAGE_ARCHITECTURES, TrainConfig
 
 __all__ = ["build_model", "build_optimizer", "model_bytes"]

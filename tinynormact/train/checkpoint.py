@@ -25,9 +25,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tinynormact import backend, optim
-from tinynormact.files import jsonable, remove_stale_temporaries, save_npz_atomic
-from tinynormact.nn import Module
+from tinynormact.engine import backend
+from tinynormact.infra.files import jsonable, remove_stale_temporaries, save_npz_atomic
+from tinynormact.nn import Module, optim
 
 __all__ = ["CheckpointError", "load_checkpoint", "previous_path", "remove_stale_files", "save_checkpoint"]
 

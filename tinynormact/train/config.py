@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tinynormact import activations, backend
 from tinynormact.data import DATASETS, IMAGE_DATASETS
+from tinynormact.engine import backend
+from tinynormact.infra.validation import is_finite_real
 from tinynormact.nn import Parameter
 from tinynormact.nn import init as nn_init
 from tinynormact.nn.factory import check_activation, normalized_base
 from tinynormact.nn.normalized import normalization_options
-from tinynormact.validation import is_finite_real
+from tinynormact.theory import activations
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from tinynormact import autograd, backend
+from tinynormact.engine import autograd, backend
 from tinynormact.nn import Module
 
 __all__ = [

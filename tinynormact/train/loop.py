@@ -38,17 +38,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
-from tinynormact import autograd, backend
-from tinynormact.costs import step_memory_estimate
 from tinynormact.data import DataLoader, DataSplits, ImageTransform, load_dataset, load_images
-from tinynormact.files import RunNotice, check_writable, jsonable, write_json_atomic
-from tinynormact.folder_lock import folder_lock
-from tinynormact.losses import softmax_cross_entropy
-from tinynormact.memory import require_memory
+from tinynormact.engine import autograd, backend
+from tinynormact.infra.files import RunNotice, check_writable, jsonable, write_json_atomic
+from tinynormact.infra.folder_lock import folder_lock
+from tinynormact.infra.memory import require_memory
 from tinynormact.nn import Module
-from tinynormact.optim import clip_grad_norm
+from tinynormact.nn.losses import softmax_cross_entropy
+from tinynormact.nn.optim import clip_grad_norm
+from tinynormact.tracking.costs import step_memory_estimate
 from tinynormact.train.build import build_model, build_optimizer, model_bytes
 from tinynormact.train.checkpoint import (
     CheckpointError,
@@ -518,7 +516,7 @@ def _make_tracker(
 ) -> Any:
     if not every:
         return None
-    from tinynormact.tracking import VarianceTracker
+    from tinynormact.tracking.tracker import VarianceTracker
 
     tracker = VarianceTracker(model, every=every, start_step=start_step, path=path, resume=resume)
     tracker.attach()
@@ -676,6 +674,8 @@ def _fit(
     if not trainer.history["epoch"]:
         trainer.record_epoch(0.0)
     total = cfg.epochs * len(trainer.loader)
+    from tqdm import tqdm  # loads when a bar is shown
+
     bar = tqdm(
         total=total,
         initial=trainer.step,

@@ -7,7 +7,7 @@ window and any backend, Agg included, works) and takes
   .svg or .pdf), and each is written atomically;
 - ``figsize`` (inches) and ``dpi``.
 
-The numbers come from ``tinynormact.tracking`` (measured) and ``tinynormact.theory``
+The numbers come from ``tinynormact.tracking.tracker`` (measured) and ``tinynormact.theory``
 (predicted), under the statistics convention of docs/THEORY.md, so measured markers and theory
 lines are directly comparable::
 
@@ -28,8 +28,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
-from tinynormact.backend import np
-from tinynormact.files import check_writable, write_atomically
+from tinynormact.engine.backend import np
+from tinynormact.infra.files import check_writable, write_atomically
 
 __all__ = [
     "FORMATS",

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from tinynormact import backend
-from tinynormact.validation import is_finite_real
+from tinynormact.engine import backend
+from tinynormact.infra.validation import is_finite_real
 
 __all__ = ["ActivationFunction", "affine", "get", "is_alias", "names"]
 

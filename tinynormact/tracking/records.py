@@ -45,8 +45,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tinynormact.backend import np
-from tinynormact.files import write_atomically, write_json_atomic
+from tinynormact.engine.backend import np
+from tinynormact.infra.files import write_atomically, write_json_atomic
 
 __all__ = ["FORMAT", "META_FILE", "ROWS_FILE", "TrackRecord", "read_meta", "read_record"]
 

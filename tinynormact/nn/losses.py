@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tinynormact import backend, ops
-from tinynormact.autograd import Tensor
+from tinynormact.engine import backend, ops
+from tinynormact.engine.autograd import Tensor
 
 REDUCTIONS = ("mean", "sum")
 

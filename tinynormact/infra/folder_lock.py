@@ -25,7 +25,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from tinynormact.files import RunNotice
+from tinynormact.infra.files import RunNotice
 
 __all__ = ["FolderLocked", "folder_lock", "lock_path"]
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tinynormact import backend
-from tinynormact.autograd import Tensor
+from tinynormact.engine import backend
+from tinynormact.engine.autograd import Tensor
 
 __all__ = ["batch_norm"]
 

@@ -33,8 +33,8 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from tinynormact import backend, ops
-from tinynormact.autograd import Tensor
+from tinynormact.engine import backend, ops
+from tinynormact.engine.autograd import Tensor
 
 __all__ = [
     "avg_pool",

@@ -20,8 +20,8 @@ import numbers
 from collections.abc import Iterable
 from typing import Any
 
-from tinynormact import backend
-from tinynormact.autograd import Tensor
+from tinynormact.engine import backend
+from tinynormact.engine.autograd import Tensor
 
 __all__ = [
     "Optimizer",

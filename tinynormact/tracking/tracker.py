@@ -110,18 +110,18 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from tinynormact import backend, convolution
-from tinynormact.autograd import HookHandle, Tensor, is_grad_enabled, raw
-from tinynormact.backend import np
-from tinynormact.files import write_json_atomic, write_text_atomic
+from tinynormact.engine import backend, convolution
+from tinynormact.engine.autograd import HookHandle, Tensor, is_grad_enabled, raw
+from tinynormact.engine.backend import np
+from tinynormact.infra.files import write_json_atomic, write_text_atomic
 from tinynormact.nn.batchnorm import BatchNorm1d, BatchNorm2d
 from tinynormact.nn.conv import Conv1d, Conv2d
 from tinynormact.nn.init import as_generator
 from tinynormact.nn.layers import Activation, Linear
 from tinynormact.nn.module import Module
 from tinynormact.nn.normalized import NormalizedActivation
-from tinynormact.records import FLUSH_EVERY, TrackRecord
 from tinynormact.theory import MLPProfile
+from tinynormact.tracking.records import FLUSH_EVERY, TrackRecord
 
 __all__ = [
     "STATISTICS",

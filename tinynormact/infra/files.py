@@ -21,7 +21,7 @@ from glob import escape as glob_escape
 from pathlib import Path
 from typing import IO, Any
 
-from tinynormact import backend
+from tinynormact.engine import backend
 
 __all__ = [
     "RunNotice",

@@ -34,10 +34,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tinynormact import activations
-from tinynormact.activations import ActivationFunction
-from tinynormact.backend import np
-from tinynormact.theory import gaussian_moments
+from tinynormact.engine.backend import np
+from tinynormact.theory import activations
+from tinynormact.theory.activations import ActivationFunction
+from tinynormact.theory.moments import gaussian_moments
 
 __all__ = [
     "ConvProfile",

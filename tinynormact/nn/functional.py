@@ -1,4 +1,4 @@
-"""Stateless functions on Tensors (``import tinynormact.functional as F``).
+"""Stateless functions on Tensors (``import tinynormact.nn.functional as F``).
 
 - ``activation(x, name, **params)`` for any activation name, and one function per name
   (``F.relu(x)``, ``F.swish(x, beta=2.0)``, ...);
@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from tinynormact import activations, ops
-from tinynormact.activations import ActivationFunction
-from tinynormact.autograd import Tensor
-from tinynormact.losses import mse_loss, softmax_cross_entropy
-from tinynormact.ops import log_softmax, softmax
+from tinynormact.engine import ops
+from tinynormact.engine.autograd import Tensor
+from tinynormact.engine.ops import log_softmax, softmax
+from tinynormact.nn.losses import mse_loss, softmax_cross_entropy
+from tinynormact.theory import activations
+from tinynormact.theory.activations import ActivationFunction
 
 __all__ = [
     "activation",

@@ -29,7 +29,6 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
-import scipy.special
 
 __all__ = [
     "ArrayDevice",
@@ -109,6 +108,12 @@ def _cupy_scatter_add(target: Any, index: Any, values: Any) -> None:
     cupyx.scatter_add(target, index, values)
 
 
+def _scipy_erf(array: Any) -> Any:
+    import scipy.special  # on first use: the engine loads NumPy only
+
+    return scipy.special.erf(array)
+
+
 def _cupy_erf(array: Any) -> Any:
     import cupyx.scipy.special
 
@@ -122,7 +127,7 @@ _REGISTRY: dict[str, ArrayDevice] = {
         owns=lambda array: True,  # whatever no other device claims: NumPy arrays, numbers, lists
         to_host=np.asarray,
         scatter_add=np.add.at,
-        erf=scipy.special.erf,
+        erf=_scipy_erf,
     ),
     "cuda": ArrayDevice(
         "cuda",

@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from tinynormact import backend
-from tinynormact.autograd import Tensor, no_grad
+from tinynormact.engine import backend
+from tinynormact.engine.autograd import Tensor, no_grad
 
 
 class GradcheckError(AssertionError):

@@ -34,7 +34,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from tinynormact import backend
+from tinynormact.engine import backend
 
 BackwardFn = Callable[[Any], tuple[Any, ...]]
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tinynormact import backend
-from tinynormact.autograd import Tensor
+from tinynormact.engine import backend
+from tinynormact.engine.autograd import Tensor
 
 # ----------------------------------------------------------------------------------------------
 # helpers

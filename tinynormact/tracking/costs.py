@@ -22,8 +22,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from tinynormact import autograd, backend
-from tinynormact.autograd import Tensor
+from tinynormact.engine import autograd, backend
+from tinynormact.engine.autograd import Tensor
 from tinynormact.nn.batchnorm import BatchNorm1d, BatchNorm2d
 from tinynormact.nn.conv import Conv1d, Conv2d
 from tinynormact.nn.layers import Activation, Linear
