@@ -52,12 +52,26 @@ def pages() -> dict[str, str]:
     """Site path -> Markdown of every API page."""
     result = {"api/index.md": index_page()}
     for module in modules():
-        result[module_uri(module)] = f"# `{module}`\n\n::: {module}\n"
+        result[module_uri(module)] = module_page_markdown(module)
     for module in test_modules():
         result[test_uri(module)] = (
             f"# `tests/{module}.py`\n\n::: {module}\n    options:\n      show_root_heading: false\n"
             "      show_source: true\n      filters: [\"^test_\", \"^Test\"]\n")
     return result
+
+
+def is_package(module: str) -> bool:
+    return (ROOT / module.replace(".", "/") / "__init__.py").exists()
+
+
+def module_page_markdown(module: str) -> str:
+    """A module's page; a package's shows its docstring and links to its modules, whose pages
+    document what it re-exports (so nothing is documented twice)."""
+    if not is_package(module):
+        return f"# `{module}`\n\n::: {module}\n"
+    children = [m for m in modules() if m.rsplit(".", 1)[0] == module]
+    listing = "\n".join(f"- [`{child}`]({child}.md)" for child in children)
+    return f"# `{module}`\n\n::: {module}\n    options:\n      members: false\n\n## Modules\n\n{listing}\n"
 
 
 def index_page() -> str:
@@ -75,8 +89,7 @@ def index_page() -> str:
 def nav() -> list:
     groups: dict[str, list] = {}
     for module in modules():
-        folder = PACKAGE.parent / module.replace(".", "/")
-        package = module if folder.is_dir() else module.rsplit(".", 1)[0]
+        package = module if is_package(module) else module.rsplit(".", 1)[0]
         groups.setdefault(package, []).append({module: module_uri(module)})
     entries: list = [{"Overview": "api/index.md"}]
     entries += [{package: items} for package, items in groups.items()]

@@ -169,15 +169,14 @@ def api_ids(site: Path) -> dict[str, str]:
     return ids
 
 
-def resolve(name: str, ids: dict[str, str], module_hint: str | None = None) -> str | None:
+def resolve(name: str, ids: dict[str, str]) -> str | None:
     """Site link (page#id) of a name as the table writes it: ``theory.rho``, ``nn.BatchNorm1d``,
     ``test_theory.py::test_moments_*`` (a pattern links to the first match)."""
     name = name.strip("`").replace(".py::", ".").replace("::", ".").split(" ")[0].split("(")[0]
-    if module_hint and name.startswith("."):
-        name = module_hint + name
-    pattern = re.escape(name).replace(r"\*", r"\w*").replace("/", ".")
-    for candidate in (rf"tinynormact\.{pattern}", rf"{pattern}", rf"tinynormact(?:\.\w+)*\.{pattern}",
-                      rf"tinynormact(?:\.\w+)*\.{pattern.split(chr(92) + '.')[-1]}"):
+    parts = [re.escape(part).replace(r"\*", r"\w*") for part in name.split(".")]
+    exact = r"\.".join(parts)
+    spread = r"(?:\.\w+)*\.".join(parts)  # theory.rho -> tinynormact.theory.moments.rho
+    for candidate in (rf"tinynormact\.{exact}", exact, rf"tinynormact(?:\.\w+)*\.{spread}"):
         for found, page in ids.items():
             if re.fullmatch(candidate, found):
                 return f"{page}#{found}"
