@@ -179,6 +179,8 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
         markdown = re.sub(r"^# .*$", lambda m: f"{m.group()}\n\n{tutorial_note(uri)}", markdown, count=1,
                           flags=re.MULTILINE)
         markdown = outside_fences(markdown, fence_outputs)
+    if uri == "tutorials/index.md":  # the table's `01_autograd.py` -> a link to its page
+        markdown = re.sub(r"`(\d\d_\w+)\.py`", r"[`\1.py`](\1.md)", markdown)
     if uri.startswith("api/"):
         return markdown
     return rewrite_links(markdown, repo_path_of(page), uri)
