@@ -48,18 +48,20 @@ def tutorial_sources() -> list[Path]:
     return sorted((ROOT / "tutorials").glob("[0-9][0-9]_*.py"))
 
 
+# The repository files that become pages under another name (the rest of docs/ keeps its path).
+RENAMED = {"README.md": "index.md", "tutorials/README.md": "tutorials/index.md"}
+TUTORIAL_SCRIPT = re.compile(r"tutorials/\d\d_\w+\.py")
+
+
 def site_path(repo_path: str) -> str | None:
     """Where a repository file is on the site, or None when it is not a page or an asset."""
-    if repo_path == "README.md":
-        return "index.md"
-    if repo_path == "tutorials/README.md":
-        return "tutorials/index.md"
-    if re.fullmatch(r"tutorials/\d\d_\w+\.py", repo_path):
+    if repo_path in RENAMED:
+        return RENAMED[repo_path]
+    if TUTORIAL_SCRIPT.fullmatch(repo_path):
         return repo_path[:-3] + ".md"
     if repo_path.startswith("docs/") and (ROOT / repo_path).exists():
         return repo_path[len("docs/"):]
-    module = api_pages.module_page(repo_path)
-    return module
+    return api_pages.module_page(repo_path)
 
 
 def relative(target: str, page: str) -> str:
@@ -160,15 +162,13 @@ def on_files(files: Files, config) -> Files:
     return files
 
 
-def repo_path_of(page) -> str:
-    uri = page.file.src_uri
-    if uri == "index.md":
-        return "README.md"
-    if uri == "tutorials/index.md":
-        return "tutorials/README.md"
-    if re.fullmatch(r"tutorials/\d\d_\w+\.md", uri):
-        return uri[:-3] + ".py"
-    return "docs/" + uri
+def repo_path_of(uri: str) -> str:
+    """The repository file a page of the site (that is not an API page) is made from."""
+    renamed = {page: repo for repo, page in RENAMED.items()}
+    script = uri[:-3] + ".py"
+    if uri in renamed:
+        return renamed[uri]
+    return script if TUTORIAL_SCRIPT.fullmatch(script) else "docs/" + uri
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:
@@ -183,7 +183,7 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
         markdown = re.sub(r"`(\d\d_\w+)\.py`", r"[`\1.py`](\1.md)", markdown)
     if uri.startswith("api/"):
         return markdown
-    return rewrite_links(markdown, repo_path_of(page), uri)
+    return rewrite_links(markdown, repo_path_of(uri), uri)
 
 
 OUTPUT_BLOCK = re.compile(r"\A\n*((?: {4}.*\n?|\n(?= {4}))+)")
