@@ -116,22 +116,27 @@ def on_config(config):
     return config
 
 
+# The guide pages in reading order; a page not named here comes after them, by name.
+GUIDE_ORDER = ["tour", "tracking", "reproduction", "sweeps", "runs", "cifar", "gpu", "benchmarks"]
+
+
 def build_nav() -> list:
-    tutorials = [{title_of_generated(p): p.stem + ".md"} for p in tutorial_sources()]
-    guide = sorted(p for p in DOCS.glob("guide/*.md"))
+    tutorials = [{title_of_generated(p): "tutorials/" + p.stem + ".md"} for p in tutorial_sources()]
+    rank = {name: i for i, name in enumerate(GUIDE_ORDER)}
+    guide = sorted(DOCS.glob("guide/*.md"), key=lambda p: (rank.get(p.stem, len(rank)), p.name))
     pages = sorted(p for p in DOCS.glob("*.md") if p.name != "THEORY.md")
     reports = []
     for folder in sorted(p for p in (DOCS / "reports").glob("*/") if p.is_dir()):
         files = sorted(folder.glob("*.md"), key=lambda p: (p.name != "report.md", p.name))
         reports += [{title_of(p): p.relative_to(DOCS).as_posix()} for p in files]
-    nav = [
+    nav: list = [
         {"Home": "index.md"},
-        {"Tutorials": [{"Overview": "tutorials/index.md"},
-                       *[{k: "tutorials/" + v} for d in tutorials for k, v in d.items()]]},
+        {"Tutorials": [{"Overview": "tutorials/index.md"}, *tutorials]},
         {"Theory": "THEORY.md"},
+        *[{title_of(p): p.relative_to(DOCS).as_posix()} for p in pages],
     ]
-    if guide or pages:
-        nav.append({"Guide": [{title_of(p): p.relative_to(DOCS).as_posix()} for p in [*guide, *pages]]})
+    if guide:
+        nav.append({"Guide": [{title_of(p): p.relative_to(DOCS).as_posix()} for p in guide]})
     if reports:
         nav.append({"Reports": reports})
     nav.append({"API reference": api_pages.nav()})
