@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: test demo bench lint tutorials clean gpu-check gpu-wheels
+.PHONY: test demo bench lint tutorials docs docs-test clean gpu-check gpu-wheels
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,17 @@ lint: $(VENV)/.test-installed
 tutorials: $(VENV)/.docs-installed
 	$(BIN)/python -m jupytext --to "notebooks//ipynb" --execute --run-path tutorials tutorials/[0-9][0-9]_*.py
 
+# The site in site/ (open site/index.html): tutorials executed in fast mode (TINYNORMACT_TUTORIAL_FAST=0
+# for full size), THEORY typeset, the API from the docstrings; KaTeX comes from the npm registry once.
+# docs-test opens every page in headless Chromium (Debian's chromium and chromium-driver).
+docs: $(VENV)/.docs-installed
+	$(BIN)/python docs/_tools/fetch_assets.py
+	$(BIN)/python docs/_tools/tutorials.py build/site-src/tutorials
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --clean
+
+docs-test: docs
+	$(BIN)/python -m pytest -q docs/_tools
+
 # On a machine with an NVIDIA GPU and CuPy, in the Python environment already there (no .venv, no
 # downloads): the suite on CuPy, the GPU benchmarks, the quick reproduction and tutorial 10 (GPU), one
 # report in runs/gpu-check/report.md, under 8 minutes. Run `make gpu-wheels` first on a machine
@@ -62,4 +73,4 @@ gpu-wheels:
 		--python-version 3.10 -d wheels requests pytest hypothesis
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build site *.egg-info .pytest_cache .ruff_cache
