@@ -35,9 +35,10 @@
 #   1$;
 # - ([E13](../docs/THEORY.md#e13)) backward rule $\lambda = 1/\sqrt{\rho'}$, so that $\hat\rho'
 #   = 1$;
-# - ([E14](../docs/THEORY.md#e14)) balanced rule $\lambda^2 = (1/\rho + 1/\rho')/2$: *the
-#   reading of the paper by its only public re-implementation*, not a formula we can attribute
-#   to the paper; it is the library's default and is labelled as such everywhere;
+# - ([E14](../docs/THEORY.md#e14)) balanced rule $\lambda^2 = (1/\rho + 1/\rho')/2$, between
+#   the two: *this reconstruction's default reading*, not a formula we can attribute to the
+#   paper (its abstract does not state it); it is the library's default and is labelled as
+#   such everywhere;
 # - centring ($\mu = m_1(q)$ or 0), the $q$ at which a static $\lambda$ is computed, and whether
 #   gradients flow through an adaptive $\lambda$ are options you pick, none claimed to be the
 #   paper's.
@@ -487,8 +488,8 @@ assert abs(mean_factor - theory.kappa("swish")) > tolerance  # and so would the 
 # - $\hat\phi = \lambda(\phi - \mu)$. Scaling multiplies both gains by $\lambda^2$ and leaves
 #   $\kappa$ unchanged; only centring (or changing $\phi$) changes $\kappa$.
 # - The forward rule (E12) makes $\hat\rho = 1$, the backward rule (E13) $\hat\rho' = 1$; both
-#   at once is possible only when $\kappa = 1$. The balanced rule (E14, the re-implementation's
-#   reading) averages the two $\lambda^2$.
+#   at once is possible only when $\kappa = 1$. The balanced rule (E14, this reconstruction's
+#   default reading, not attributed to the paper) averages the two $\lambda^2$.
 # - A static $\lambda$ (E15) is exact at one $q$; an adaptive one (E16) follows the batch
 #   statistics in training and uses running estimates in evaluation.
 #
