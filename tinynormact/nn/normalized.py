@@ -51,11 +51,10 @@ import inspect
 import math
 from typing import Any
 
-import numpy as np
-
 from tinynormact import theory
 from tinynormact.engine import backend, ops
 from tinynormact.engine.autograd import Tensor
+from tinynormact.engine.backend import np
 from tinynormact.nn.layers import Activation
 from tinynormact.nn.module import Module, Parameter
 from tinynormact.theory import activations
