@@ -276,10 +276,17 @@ assert test_accuracy > 0.3
 #
 # ### Why evaluation mode matters, shown with batch normalization
 #
-# A layer with batch statistics computes different outputs for the same example in the two
-# modes. We put an `nn.BatchNorm1d` into a small network and pass one set of 16 test examples
-# twice, once alone and once together with 112 others. In training mode their outputs change
-# with their batch companions; in evaluation mode they do not.
+# **Batch normalization** (BN, Ioffe and Szegedy 2015) is the standard layer with batch
+# statistics, and the later tutorials meet it again (tutorial 5 works out what it does to the
+# variance theory). `nn.BatchNorm1d(features)` takes each feature (column) $u$ of its input,
+# subtracts its mean over the batch and divides by its standard deviation over the batch,
+# $\hat u = (u - \mathrm{mean}_b u) / \sqrt{\mathrm{var}_b u + \epsilon}$, and then applies a
+# learnable per-feature scale and shift (starting at 1 and 0). Training mode uses the batch's
+# own mean and variance and updates running estimates of them; evaluation mode uses the running
+# estimates. So it computes different outputs for the same example in the two modes. We put
+# an `nn.BatchNorm1d` into a small network and pass one set of 16 test examples twice, once
+# alone and once together with 112 others. In training mode their outputs change with their
+# batch companions; in evaluation mode they do not.
 
 # %%
 bn_model = nn.Sequential(

@@ -261,7 +261,7 @@ assert 110 < tanh_forward.delta_sq[0] / tanh_forward.delta_sq[-1] < 120  # kappa
 # Reading the plot. Vanilla sigmoid's gradient collapses: by $1/\rho'(1) \approx 22$ in the
 # layer that sees $q = 1$, then, once $q_l$ has settled at sigmoid's fixed point
 # $q^* \approx 0.265$ (within four layers), by $1/\rho'(q^*) \approx 1/0.0557 \approx 18$ per
-# layer: by a factor of $3.4 \times 10^{-37}$ over the 30 layers (asserted below). The
+# layer: by a factor of $3.4 \times 10^{-37}$ over the 30 layers (asserted above). The
 # normalized versions collapse far less, but none is flat:
 #
 # - with the forward rule, $q$ stays at 1, and the gradient shrinks by exactly
@@ -285,15 +285,26 @@ assert 110 < tanh_forward.delta_sq[0] / tanh_forward.delta_sq[-1] < 120  # kappa
 #   moments at $q$ (default 1). Cheap, and exact only while the pre-activations really have
 #   second moment $q$;
 # - **adaptive** ([E16](../docs/THEORY.md#e16), our reading of the paper's v3 "ANAct"): in
-#   training mode, every batch $h$ gives its own statistics over all its elements, $\rho_b =
-#   \mathrm{mean}(\phi(h)^2)/\mathrm{mean}(h^2)$, $\rho'_b = \mathrm{mean}(\phi'(h)^2)$ (and
-#   $\mu_b = \mathrm{mean}(\phi(h))$ when centring), the rule turns them into $\lambda_b$, and
-#   the layer outputs $\lambda_b \phi(h)$, like batch normalization. It also updates running
+#   training mode, every batch $h$ gives its own gains, the rule turns them into $\lambda_b$,
+#   and the layer outputs $\lambda_b \phi(h)$, like batch normalization. It also updates running
 #   estimates, `running = momentum * running + (1 - momentum) * batch` with momentum 0.9. In
 #   evaluation mode it uses $\lambda$ from the running estimates and updates nothing. The
 #   running estimates start at the Gaussian values at $q$, so an untrained adaptive layer in
 #   evaluation mode *is* the static one. By default $\lambda_b$ is a constant in backward (a
 #   stop-gradient); `differentiate_lambda=True` lets gradients flow through the statistics.
+#
+# *Which* batch gains? The first reading, and the plainest, is the option `estimate="batch"`:
+# the raw statistics over all elements of the batch, $\rho_b =
+# \mathrm{mean}(\phi(h)^2)/\mathrm{mean}(h^2)$ and $\rho'_b = \mathrm{mean}(\phi'(h)^2)$ (and
+# $\mu_b = \mathrm{mean}(\phi(h))$ when centring). Tutorial 7 shows why deep networks trained
+# with it collapse, and the library's default is therefore another reading, `estimate="output"`
+# ([E25](../docs/THEORY.md#e25)): it keeps the Gaussian gains at the layer's $q$ and scales both
+# by $s_b / m_2(q)$ with $s_b = \mathrm{mean}(\phi(h)^2)$. Every rule's $\lambda$ scales as one
+# over the square root of a factor common to both gains, so $\lambda_b = \lambda_s
+# \sqrt{m_2(q)/s_b}$ with the static $\lambda_s$: the output's second moment is
+# $\lambda_b^2 s_b = \lambda_s^2 m_2(q)$, the static form's, for every batch. We use the plain
+# reading for the checks below, where the formulas are easiest to follow, and check the default
+# at the end.
 #
 # We check each of these statements on a batch whose pre-activations have $q = 4$, i.e. twice
 # the standard deviation the static $\lambda$ was computed for.
@@ -302,7 +313,7 @@ assert 110 < tanh_forward.delta_sq[0] / tanh_forward.delta_sq[-1] < 120  # kappa
 rng = np.random.default_rng(0)
 BATCH, UNITS, Q = 256, 64, 4.0
 static = nn.NormalizedActivation("tanh")  # mode="static", rule="balanced", q=1
-adaptive = nn.NormalizedActivation("tanh", mode="adaptive")
+adaptive = nn.NormalizedActivation("tanh", mode="adaptive", estimate="batch")  # the plain reading
 tanh = activations.get("tanh")
 
 
@@ -335,6 +346,17 @@ np.testing.assert_allclose(adaptive(tn.Tensor(h_eval)).numpy(), adaptive.lambda_
 assert float(adaptive.running_rho.data) == running
 print(f"eval mode: lambda from the running estimates = {adaptive.lambda_:.4f}, running values unchanged")
 
+# (d) the default reading (estimate="output", E25): lambda_b = lambda_s sqrt(m2(q) / s_b), so the
+# output's second moment is the static form's at q = 1, whatever the batch's q
+default = nn.NormalizedActivation("tanh", mode="adaptive")
+assert default.estimate == "output"
+s_b, m2_at_1 = np.mean(tanh.f(h) ** 2), theory.gaussian_moments(tanh, 1.0).m2
+lambda_output = static.lambda_ * math.sqrt(m2_at_1 / s_b)
+output = default(tn.Tensor(h)).numpy()
+np.testing.assert_allclose(output, lambda_output * tanh.f(h), rtol=1e-12)
+np.testing.assert_allclose(np.mean(output**2), static.lambda_**2 * m2_at_1, rtol=1e-12)  # at q = 4
+print(f"default reading: batch lambda = {lambda_output:.4f}, output second moment {np.mean(output**2):.4f}")
+
 # %% [markdown]
 # ### The running estimate converges, and how closely
 #
@@ -352,7 +374,7 @@ print(f"eval mode: lambda from the running estimates = {adaptive.lambda_:.4f}, r
 
 # %%
 steps = size(200, 80)
-adaptive = nn.NormalizedActivation("tanh", mode="adaptive")
+adaptive = nn.NormalizedActivation("tanh", mode="adaptive", estimate="batch")
 batch_lambdas, running_lambdas = [], []
 for _ in range(steps):
     h = batch_of_h()
@@ -394,12 +416,15 @@ show(fig, "05_adaptive_lambda.png")
 #
 # ## 6. Batch normalization: normalizing the pre-activation instead
 #
-# The convolutional networks of tutorials 8 and 9 put **batch normalization** (BN) before each
-# activation: `nn.BatchNorm1d(features)` takes each feature (column) of its input $u = W x$,
-# subtracts its mean over the batch and divides by its standard deviation over the batch (plus
-# a small `eps`), then applies a learnable per-feature scale and shift that start at 1 and 0.
-# Like the adaptive activation it has two modes: training mode uses the batch's own statistics
-# and updates running estimates, evaluation mode (`model.eval()`) uses the running estimates.
+# Standard convolutional networks, such as the library's CIFAR ResNets (`nn.resnet20`,
+# `nn.resnet50`, ...), put **batch normalization** (BN, tutorial 2) before each activation:
+# `nn.BatchNorm1d(features)` takes each feature (column) of its input $u = W x$, subtracts its
+# mean over the batch and divides by its standard deviation over the batch (plus a small
+# `eps`), then applies a learnable per-feature scale and shift that start at 1 and 0. Like the
+# adaptive activation it has two modes: training mode uses the batch's own statistics and
+# updates running estimates, evaluation mode (`model.eval()`) uses the running estimates.
+# (Tutorial 9's small 1-D ResNet leaves BN out, so that the activation's own scale is what
+# keeps the signal in range; its exercise 2 puts it back.)
 #
 # Where normalized activations fix the *activation's* gains, BN fixes the *pre-activation*: at
 # initialization every feature of $h = \mathrm{BN}(u)$ has mean 0 and second moment 1, so $q_l =
