@@ -7,9 +7,11 @@ a passing set of checks. Fast mode (TINYNORMACT_TUTORIAL_FAST=1) shrinks the siz
 run folders go to a temporary folder (TINYNORMACT_TUTORIAL_OUT), generated data to a temporary
 cache (TINYNORMACT_CACHE). 08_paper_comparison.py runs its sweep on two Dask worker processes
 in fast mode too, which import the script again as they start (the path that crashed before it
-had its ``__main__`` guards). Tutorials run on the device under test (TINYNORMACT_DEVICE): with
-``--device strict`` through a launcher that first registers the strict test device, which lives
-with the tests; 10_gpu.py also runs its GPU cells where CuPy and a GPU are present.
+had its ``__main__`` guards): the test watches the script's process tree and requires two
+spawned worker processes, not just the executor's name in results.json. Tutorials run on the
+device under test (TINYNORMACT_DEVICE): with ``--device strict`` through a launcher that first
+registers the strict test device, which lives with the tests; 10_gpu.py also runs its GPU cells
+where CuPy and a GPU are present.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -73,8 +76,9 @@ ON_STRICT_DEVICE = (
 )
 
 
-def run_in_fast_mode(path: Path, tmp_path: Path, data_cache: Path, device: str) -> None:
-    """Run the script ``path`` as a learner does, in fast mode, with its output in ``tmp_path``."""
+def run_in_fast_mode(path: Path, tmp_path: Path, data_cache: Path, device: str) -> set[int]:
+    """Run the script ``path`` as a learner does, in fast mode, with its output in ``tmp_path``;
+    the ids of the worker processes it spawned (multiprocessing's spawn, as Dask's nannies do)."""
     env = {
         **os.environ,
         "TINYNORMACT_TUTORIAL_FAST": "1",
@@ -86,18 +90,50 @@ def run_in_fast_mode(path: Path, tmp_path: Path, data_cache: Path, device: str) 
     }
     launch = ["-c", ON_STRICT_DEVICE] if device == "strict" else []
     command = [sys.executable, *launch, str(path)]
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, f"{path.name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+    log = tmp_path / "output.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=output, stderr=subprocess.STDOUT)
+        spawned = spawned_children(process)
+    text = log.read_text()
+    assert process.returncode == 0, f"{path.name} failed:\n{text[-8000:]}"
+    return spawned
+
+
+def spawned_children(process: subprocess.Popen, hang_guard_s: float = 900.0) -> set[int]:
+    """Wait for ``process``, meanwhile collecting the ids of its descendants started by
+    multiprocessing's spawn method (their command line runs ``spawn_main``); a worker lives for
+    the whole sweep, so polling every 50 ms sees each. Kills the process after ``hang_guard_s``."""
+    import psutil  # a dependency of dask.distributed (test extra)
+
+    root, seen = psutil.Process(process.pid), set()
+    deadline = time.monotonic() + hang_guard_s
+    while process.poll() is None:
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"still running after {hang_guard_s:.0f} s: {process.args}")
+        try:
+            children = root.children(recursive=True)
+        except psutil.NoSuchProcess:
+            children = []
+        for child in children:
+            try:
+                if any("spawn_main" in part for part in child.cmdline()):
+                    seen.add(child.pid)
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                pass
+        time.sleep(0.05)
+    return seen
 
 
 @pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
 def test_tutorial_runs_in_fast_mode(path: Path, tmp_path: Path, data_cache: Path, device: str) -> None:
-    run_in_fast_mode(path, tmp_path, data_cache, device)
+    spawned = run_in_fast_mode(path, tmp_path, data_cache, device)
     assert list(tmp_path.glob("*.png")) or path.name.startswith("08"), f"{path.name} saved no figure"
     if path.name.startswith("08"):  # the learner's path: a script whose runs go to worker processes
         results = json.loads((tmp_path / "08_run" / "results.json").read_text())
         executor = results["settings"]["executor"]
         assert executor == "a local Dask cluster of 2 worker processes", executor
+        assert len(spawned) >= 2, f"the sweep ran in {len(spawned)} spawned worker processes, not 2"
 
 
 @pytest.mark.parametrize("path", SOLUTIONS, ids=[p.stem for p in SOLUTIONS])

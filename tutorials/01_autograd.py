@@ -291,7 +291,7 @@ show(fig, "01_finite_difference_error.png")
 # least a hundred times worse; that float32 cannot get anywhere near it (its best error between
 # 4e-7 and 8e-7); and the plateau: the float32 losses are equal for every step up to 1e-6,
 # including steps that do change the float32 weight, and differ for every step above
-# $10\,u|s|/|s'|$.
+# $10\,u|s|/|s'|$; and the numbers quoted in this section, each to its stated precision.
 
 # %%
 assert errors["float64"].min() < 1e-9
@@ -309,6 +309,10 @@ assert float32_equal[epsilons <= 1e-6].all()  # the plateau
 assert (float32_equal & weight_changes).any()  # ... also where the float32 weight does change
 assert epsilons[float32_equal].max() > 10 * abs(np.spacing(np.float32(w00))) / 2  # ten times past it
 assert not float32_equal[epsilons > 10 * plateau_edge].any()
+assert 1.5e-6 < epsilons[float32_equal].max() < 2.5e-6 and 4.5e-6 < plateau_edge < 6e-6  # "2e-6", "5e-6"
+assert 1e-6 < epsilons[np.argmin(errors["float64"])] < 1e-4 < 1e-3 < epsilons[np.argmin(errors["float32"])]
+relative = {dtype: errors[dtype].min() / abs(exact) for dtype in errors}  # "1e-4" and "1e-10"
+assert 3e-5 < relative["float32"] < 3e-4 and 3e-11 < relative["float64"] < 3e-10
 np.testing.assert_allclose(errors["float32"][float32_equal], abs(exact))  # the error is the whole gradient
 
 # %% [markdown]

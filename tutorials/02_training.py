@@ -44,7 +44,7 @@ from tinynormact.data import load_dataset
 # MNIST-1D (Greydanus 2020) is a small 10-class benchmark built like MNIST's digits, but in one
 # dimension: each class is a template signal of 12 points, which the generator stretches,
 # shifts, adds correlated noise to, and samples at 40 positions. It is generated locally by the
-# `mnist1d` package (the `data` extra) and cached: 4000 training and 1000 test examples of 40
+# `mnist1d` package (installed with tinynormact) and cached: 4000 training and 1000 test examples of 40
 # features. Ten classes means that guessing gives an accuracy of 0.1 and, with uniform
 # probabilities, a cross-entropy of $\ln 10 \approx 2.30$.
 #

@@ -118,7 +118,7 @@ show(fig, "06_signal_propagation.png")
 #
 # Now a real task: MNIST-1D (Greydanus 2020), a small but non-trivial 10-class benchmark of 1-D
 # signals with 40 features that trains in seconds on a CPU (generated locally by the `mnist1d`
-# package: `pip install -e ".[data]"`). We train three MLPs with 10 hidden sigmoid layers:
+# package, installed with tinynormact). We train three MLPs with 10 hidden sigmoid layers:
 # vanilla sigmoid, statically normalized sigmoid, and adaptively normalized sigmoid (the
 # library's default reading of E16, `estimate="output"`, tutorial 5), with Adam; and a fourth
 # with the first, plain reading of the adaptive form (`estimate="batch"`), which section 3 and
