@@ -25,17 +25,18 @@ kernel-height shifted copies of the padded input ("shifted rows": for a 3x3 kern
 instead of 9) and leaves the offsets j along the last axis to the product: with rows[(c, i),
 (b, q, w)] = padded[b, c, q + i, w] over the whole padded width w,
 
-    products[(b, q, w), (j, o)] = sum_{c, i} rows[(c, i), (b, q, w)] * weight[o, c, i, j]
-    out[b, o, q, w] = sum_j products[(b, q, w + j), (j, o)]      (w < output width)
+    products[(j, o), (b, q, w)] = sum_{c, i} weight[o, c, i, j] * rows[(c, i), (b, q, w)]
+    out[b, o, q, w] = sum_j products[(j, o), (b, q, w + j)]      (w < output width)
 
 one matrix product with kernel-height times the input channels as its inner dimension and
-kernel-width times the output channels as its columns (a squarer product, which BLAS runs
-faster), then kernel-width shifted additions; the last kernel-width - 1 columns of each output
-row are computed and dropped. The weight gradient is one product of the rows with the output
-gradient copied kernel-width times, shifted by j. Where the products would be wider than the
-rows (few input channels, as in a network's first layer, and 1-D kernels), and for strides
-above 1, ``conv`` copies the im2col columns instead, a cache-sized chunk of examples at a time,
-transposed so that the copy runs along output rows. The input gradient of a stride-1
+kernel-width times the output channels as its rows (a squarer product, which BLAS runs
+faster), then kernel-width additions of contiguous shifted slices; the last kernel-width - 1
+columns of each output row are computed and dropped. The weight gradient is one product of
+the output gradient, copied kernel-width times and shifted by j, with the rows. Where the
+products would be wider than the rows (few input channels, as in a network's first layer, and
+1-D kernels), and for strides above 1, ``conv`` copies the im2col columns instead, a
+cache-sized chunk of examples at a time, transposed so that the copy runs along output rows.
+The input gradient of a stride-1
 convolution is a stride-1 convolution of the output gradient with the flipped kernel, so it
 takes the same two ways; a strided one is col2im. The batch goes in chunks of examples
 (``CHUNK_ELEMENTS``) so that each chunk's copies and products stay in a core's cache.
@@ -332,11 +333,11 @@ def _shifted_rows(padded: Any, kernel: tuple[int, ...], out: tuple[int, ...]) ->
 
 
 def _tap_matrix(weight: Any) -> Any:
-    """The weight as the matrix the shifted rows multiply: (in * prod(kernel[:-1]), kernel[-1] *
-    out), entry ((c, i), (j, o)) = weight[o, c, i, j], j the offset along the last axis."""
+    """The weight as the matrix that multiplies the shifted rows: (kernel[-1] * out, in *
+    prod(kernel[:-1])), entry ((j, o), (c, i)) = weight[o, c, i, j], j the tap along the last axis."""
     dims = weight.ndim - 2
-    order = (1, *range(2, 1 + dims), 1 + dims, 0)  # (c, *i, j, o)
-    return weight.transpose(order).reshape(-1, weight.shape[-1] * weight.shape[0])
+    order = (1 + dims, 0, 1, *range(2, 1 + dims))  # (j, o, c, *i)
+    return weight.transpose(order).reshape(weight.shape[-1] * weight.shape[0], -1)
 
 
 def _row_chunks(padded: Any, kernel: tuple[int, ...], out: tuple[int, ...]) -> list[slice]:
@@ -354,32 +355,31 @@ def _correlate_stride1(padded: Any, weight: Any, out: tuple[int, ...]) -> Any:
     result = xp.empty((padded.shape[0], out_channels, *out), dtype=xp.result_type(padded.dtype, weight.dtype))
     for chunk in _row_chunks(padded, kernel, out):
         rows = _shifted_rows(padded[chunk], kernel, out)
-        # products[n, j, o]: tap j's contribution, due at column n - j of the output rows
-        products = (rows.T @ matrix).reshape(rows.shape[1], taps, out_channels)
-        wide = products[:, 0].copy()
+        # products[j, o, n]: tap j's contribution, due at column n - j of the output rows
+        products = (matrix @ rows).reshape(taps, out_channels, rows.shape[1])
+        wide = products[0].copy()
         for j in range(1, taps):
-            wide[:-j] += products[j:, j]
-        wide = wide.reshape(-1, *out[:-1], out[-1] + taps - 1, out_channels)[..., : out[-1], :]
-        result[chunk] = xp.moveaxis(wide, -1, 1)  # the last taps - 1 columns held no output
+            wide[:, :-j] += products[j, :, j:]
+        wide = wide.reshape(out_channels, -1, *out[:-1], padded.shape[-1])[..., : out[-1]]
+        result[chunk] = wide.swapaxes(0, 1)  # the last taps - 1 columns held no output
     return result
 
 
 def _weight_gradient_stride1(g: Any, padded: Any, kernel: tuple[int, ...]) -> Any:
-    """The weight gradient (out, in, *kernel) of ``_correlate_stride1``: per chunk, the shifted
-    rows times the gradient of its products (g moved to column n + j for tap j)."""
+    """The weight gradient (out, in, *kernel) of ``_correlate_stride1``: per chunk, the gradient
+    of its products (g moved to column n + j for tap j) times the shifted rows."""
     xp = backend.get_array_module(g)
-    batch, out_channels, *out = g.shape
-    taps, out = kernel[-1], tuple(out)
+    taps, out_channels, out = kernel[-1], g.shape[1], g.shape[2:]
     gw = 0
     for chunk in _row_chunks(padded, kernel, out):
         rows = _shifted_rows(padded[chunk], kernel, out)
-        part = xp.ascontiguousarray(xp.moveaxis(g[chunk], 1, -1))  # (b, *q, w, o), copied once
-        shifted = xp.zeros((*part.shape[:-2], out[-1] + taps - 1, taps, out_channels), dtype=g.dtype)
+        part = g[chunk].swapaxes(0, 1)  # (o, b, *q, w)
+        shifted = xp.zeros((taps, *part.shape[:-1], padded.shape[-1]), dtype=g.dtype)
         for j in range(taps):
-            shifted[..., j : j + out[-1], j, :] = part
-        gw = gw + rows @ shifted.reshape(rows.shape[1], -1)
-    order = (len(kernel) + 1, *range(len(kernel) + 1))  # (c, *i, j, o) -> (o, c, *i, j)
-    return gw.reshape(padded.shape[1], *kernel, out_channels).transpose(order)
+            shifted[j, ..., j : j + out[-1]] = part
+        gw = gw + shifted.reshape(taps * out_channels, -1) @ rows.T
+    order = (1, 2, *range(3, 2 + len(kernel)), 0)  # (j, o, c, *i) -> (o, c, *i, j)
+    return gw.reshape(taps, out_channels, padded.shape[1], *kernel[:-1]).transpose(order)
 
 
 def _by_shifted_rows(weight_shape: tuple[int, ...], stride: tuple[int, ...]) -> bool:
