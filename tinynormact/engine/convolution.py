@@ -33,10 +33,10 @@ kernel-width times the output channels as its rows (a squarer product, which BLA
 faster), then kernel-width additions of contiguous shifted slices; the last kernel-width - 1
 columns of each output row are computed and dropped. The weight gradient is one product of
 the output gradient, copied kernel-width times and shifted by j, with the rows. Where the
-products would be wider than the rows (few input channels, as in a network's first layer, and
-1-D kernels), and for strides above 1, ``conv`` copies the im2col columns instead, a
-cache-sized chunk of examples at a time, transposed so that the copy runs along output rows.
-The input gradient of a stride-1
+products would be wider than the rows (few input channels, as in a network's first layer; for
+a 1-D kernel, fewer input channels than kernel x output channels), and for strides above 1,
+``conv`` copies the im2col columns instead, a cache-sized chunk of examples at a time,
+transposed so that the copy runs along output rows. The input gradient of a stride-1
 convolution is a stride-1 convolution of the output gradient with the flipped kernel, so it
 takes the same two ways; a strided one is col2im. The batch goes in chunks of examples
 (``CHUNK_ELEMENTS``) so that each chunk's copies and products stay in a core's cache.
@@ -385,7 +385,8 @@ def _weight_gradient_stride1(g: Any, padded: Any, kernel: tuple[int, ...]) -> An
 def _by_shifted_rows(weight_shape: tuple[int, ...], stride: tuple[int, ...]) -> bool:
     """Whether a convolution takes the shifted rows: stride 1, and the rows (in * prod(kernel[:-1])
     per column) at least as many as the products (kernel[-1] * out per column), which are the
-    extra memory traffic (few input channels, or a 1-D kernel, take im2col)."""
+    extra memory traffic: few input channels take im2col, and so does a 1-D kernel unless
+    in >= kernel x out)."""
     out_channels, in_channels, *kernel = weight_shape
     return all(s == 1 for s in stride) and in_channels * math.prod(kernel[:-1]) >= kernel[-1] * out_channels
 
