@@ -1,0 +1,84 @@
+"""docs/anact.md against the data it quotes: its two tables are recomputed here from the committed
+results.csv files (docs/reports/anact-study/ and its done-when/), with the test's own arithmetic,
+not with ``tinynormact.experiments.analysis``; issue 21's done-when ratio is checked on the data.
+``test_a_changed_cell_is_caught`` shows a wrong number on the page fails the comparison."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = ROOT / "docs" / "anact.md"
+STUDY = ROOT / "docs" / "reports" / "anact-study"
+NETWORKS = {"mlp": "MLP, 20 layers", "resmlp": "ResMLP, 8 blocks"}
+STUDY_FORMS = ("vanilla", "static", "adaptive-gaussian", "adaptive-output")
+
+
+def rows(folder: Path) -> list[dict]:
+    with open(folder / "results.csv") as file:
+        return list(csv.DictReader(file))
+
+
+def done_when_lines(data: list[dict]) -> list[str]:
+    """The page's done-when table rows: final test accuracy (%) and adaptive / vanilla by seed."""
+    acc = {(r["activation"], r["form"], r["seed"]): float(r["final_test_acc"]) for r in data}
+    lines = []
+    for act in ("swish", "tanh"):
+        for seed in ("0", "1"):
+            vanilla, adaptive = acc[(act, "vanilla", seed)], acc[(act, "adaptive", seed)]
+            lines.append(
+                f"| {act} | {seed} | {100 * vanilla:.2f} | {100 * adaptive:.2f} | {adaptive / vanilla:.3f} |"
+            )
+    return lines
+
+
+def study_lines(data: list[dict]) -> list[str]:
+    """The page's study table rows: mean +- sample std (ddof 1) of the runs that trained."""
+    lines = []
+    for arch, network in NETWORKS.items():
+        for act in ("swish", "tanh"):
+            cells = []
+            for form in STUDY_FORMS:
+                group = [
+                    r for r in data if (r["architecture"], r["activation"], r["form"]) == (arch, act, form)
+                ]
+                trained = [100 * float(r["final_test_acc"]) for r in group if r["outcome"] == "trained"]
+                if trained:
+                    cells.append(f"{np.mean(trained):.1f} +- {np.std(trained, ddof=1):.1f}")
+                else:
+                    cells.append(f"{len(group)}/{len(group)} failed to train")
+            lines.append(f"| {network} | {act} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def missing(lines: list[str], page: str) -> list[str]:
+    return [line for line in lines if line not in page.splitlines()]
+
+
+def test_the_default_adaptive_form_ends_within_0_9x_of_vanilla_in_the_committed_data() -> None:
+    """Issue 21's done-when: the full preset's 20-layer MLP, seeds 0-1, 30 epochs, no flag."""
+    data = rows(STUDY / "done-when")
+    assert {(r["activation"], r["form"], r["seed"]) for r in data} == {
+        (a, f, s) for a in ("swish", "tanh") for f in ("vanilla", "adaptive") for s in ("0", "1")
+    }
+    assert all(r["config_hash"] and r["status"] == "completed" and r["flags"] == "" for r in data)
+    assert all(float(line.split("|")[-2]) >= 0.9 for line in done_when_lines(data))
+
+
+def test_the_pages_tables_are_the_committed_data() -> None:
+    page = PAGE.read_text()
+    assert missing(done_when_lines(rows(STUDY / "done-when")), page) == []
+    assert missing(study_lines(rows(STUDY)), page) == []
+
+
+@pytest.mark.parametrize(("old", "new"), [("| 0.984 |", "| 0.948 |"), ("66.9 +- 1.3", "66.9 +- 1.4")])
+def test_a_changed_cell_is_caught(old: str, new: str) -> None:
+    page = PAGE.read_text()
+    assert old in page
+    changed = page.replace(old, new)
+    lines = done_when_lines(rows(STUDY / "done-when")) + study_lines(rows(STUDY))
+    assert len(missing(lines, changed)) == 1
