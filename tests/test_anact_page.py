@@ -6,6 +6,7 @@ not with ``tinynormact.experiments.analysis``; issue 21's done-when ratio is che
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,25 @@ def study_lines(data: list[dict]) -> list[str]:
     return lines
 
 
+def old_reading_lines(data: list[dict]) -> list[str]:
+    """The page's old-reading table rows: accuracy, final train loss and the epochs of the first
+    flag and of the first lambda at its ceiling, read from the flags column."""
+    lines = []
+    for r in data:
+        epochs = [int(e) for e in re.findall(r"\(epoch (\d+)\)", r["flags"])]
+        ceiling = [int(e) for e in re.findall(r"\(epoch (\d+)\): lambda at its ceiling", r["flags"])]
+        cells = [
+            r["activation"],
+            r["seed"],
+            f"{100 * float(r['final_test_acc']):.2f}",
+            f"{float(r['final_train_loss']):.4g}",
+            str(min(epochs)),
+            str(min(ceiling)) if ceiling else "none",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def missing(lines: list[str], page: str) -> list[str]:
     return [line for line in lines if line not in page.splitlines()]
 
@@ -67,18 +87,25 @@ def test_the_default_adaptive_form_ends_within_0_9x_of_vanilla_in_the_committed_
     }
     assert all(r["config_hash"] and r["status"] == "completed" and r["flags"] == "" for r in data)
     assert all(float(line.split("|")[-2]) >= 0.9 for line in done_when_lines(data))
+    old = rows(STUDY / "old-reading")  # the same runs with estimate="batch": at chance (10 classes)
+    assert len(old) == 4 and all(0.08 <= float(r["final_test_acc"]) <= 0.13 for r in old)
 
 
 def test_the_pages_tables_are_the_committed_data() -> None:
     page = PAGE.read_text()
     assert missing(done_when_lines(rows(STUDY / "done-when")), page) == []
     assert missing(study_lines(rows(STUDY)), page) == []
+    assert missing(old_reading_lines(rows(STUDY / "old-reading")), page) == []
 
 
-@pytest.mark.parametrize(("old", "new"), [("| 0.984 |", "| 0.948 |"), ("66.9 +- 1.3", "66.9 +- 1.4")])
+CHANGES = [("| 0.984 |", "| 0.948 |"), ("66.9 +- 1.3", "66.9 +- 1.4"), ("| 2.303 | 15 |", "| 2.303 | 16 |")]
+
+
+@pytest.mark.parametrize(("old", "new"), CHANGES)
 def test_a_changed_cell_is_caught(old: str, new: str) -> None:
     page = PAGE.read_text()
     assert old in page
     changed = page.replace(old, new)
     lines = done_when_lines(rows(STUDY / "done-when")) + study_lines(rows(STUDY))
+    lines += old_reading_lines(rows(STUDY / "old-reading"))
     assert len(missing(lines, changed)) == 1
