@@ -119,7 +119,9 @@ PRESETS: dict[str, Grid] = {
     # that with the same readings. Kept: depth and width as in the full preset. Cut: 2
     # activations of 4 (swish, tanh: the two the full preset's collapse was probed with), 2 seeds
     # of 5, 15 epochs of 60, 2 readings (the old raw batch gains, whose collapse the full preset
-    # measured, and the bound, gradients through lambda and running statistics left out).
+    # measured, and the bound, gradients through lambda and running statistics left out). The
+    # other two activations ran afterwards as a grid of their own, with the old reading added:
+    # docs/reports/anact-study/relu-gelu/grid.toml.
     "anact-study": Grid(
         name="anact-study",
         description="MNIST-1D (8000 train / 2000 test), MLP of 20 hidden layers and residual MLP "
