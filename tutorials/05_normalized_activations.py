@@ -293,6 +293,9 @@ assert 110 < tanh_forward.delta_sq[0] / tanh_forward.delta_sq[-1] < 120  # kappa
 #   running estimates start at the Gaussian values at $q$, so an untrained adaptive layer in
 #   evaluation mode *is* the static one. By default $\lambda_b$ is a constant in backward (a
 #   stop-gradient); `differentiate_lambda=True` lets gradients flow through the statistics.
+#   These raw batch gains are the option `estimate="batch"`, the first reading of E16; the
+#   library's default reading, `estimate="output"`, and why it replaced this one at depth are
+#   [tutorial 7](07_adaptive_form.py)'s subject.
 #
 # We check each of these statements on a batch whose pre-activations have $q = 4$, i.e. twice
 # the standard deviation the static $\lambda$ was computed for.
@@ -301,7 +304,7 @@ assert 110 < tanh_forward.delta_sq[0] / tanh_forward.delta_sq[-1] < 120  # kappa
 rng = np.random.default_rng(0)
 BATCH, UNITS, Q = 256, 64, 4.0
 static = nn.NormalizedActivation("tanh")  # mode="static", rule="balanced", q=1
-adaptive = nn.NormalizedActivation("tanh", mode="adaptive")
+adaptive = nn.NormalizedActivation("tanh", mode="adaptive", estimate="batch")
 tanh = activations.get("tanh")
 
 
@@ -351,7 +354,7 @@ print(f"eval mode: lambda from the running estimates = {adaptive.lambda_:.4f}, r
 
 # %%
 steps = size(200, 80)
-adaptive = nn.NormalizedActivation("tanh", mode="adaptive")
+adaptive = nn.NormalizedActivation("tanh", mode="adaptive", estimate="batch")
 batch_lambdas, running_lambdas = [], []
 for _ in range(steps):
     h = batch_of_h()
