@@ -133,8 +133,21 @@ SKIPPED_TAGS = {"a", "code", "pre", "h1", "h2", "h3", "h4", "h5", "h6", "script"
 TAG = re.compile(r"<(/?)([a-zA-Z0-9]+)[^>]*?(/?)>")
 
 
+# arithmatex's math elements: their TeX may name an equation (\mathrm{E30}: ...) but holds no tags
+MATH_ELEMENT = re.compile(r'<(span|div) class="arithmatex">.*?</\1>', re.DOTALL)
+
+
 def link_equation_numbers(html: str, theory_url: str, anchors: frozenset[int]) -> str:
-    """Every E9 in the text of ``html`` (not in links, code or headings) -> a link to #e9."""
+    """Every E9 in the text of ``html`` (not in links, code, headings or math) -> a link to #e9."""
+    out, last = [], 0
+    for math in MATH_ELEMENT.finditer(html):
+        out += [_link_outside_math(html[last:math.start()], theory_url, anchors), math.group()]
+        last = math.end()
+    out.append(_link_outside_math(html[last:], theory_url, anchors))
+    return "".join(out)
+
+
+def _link_outside_math(html: str, theory_url: str, anchors: frozenset[int]) -> str:
     out, depth, last = [], 0, 0
 
     def link(match: re.Match) -> str:

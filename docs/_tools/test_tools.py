@@ -65,10 +65,14 @@ def test_equation_numbers_link_to_their_anchor_outside_code_and_links() -> None:
     linked = equations.link_equation_numbers(html, "../THEORY.html", frozenset({9}))
     assert linked == ('<p>By <a class="eq-ref" href="../THEORY.html#e9">E9</a> (<code>E9</code>), '
                       '<a href="x">E9</a>; E99.</p>')
+    # a link inside TeX would break it: the number in a math element stays as it is
+    math = '<div class="arithmatex">\\[\n\\mathrm{E9}: q = 1\n\\]</div>'
+    linked = equations.link_equation_numbers(math + "<p>E9</p>", "", frozenset({9}))
+    assert linked == math + '<p><a class="eq-ref" href="#e9">E9</a></p>'
 
 
 def test_links_between_repository_files_become_links_between_pages() -> None:
-    figure = "docs/figures/paired_difference.png"
+    figure = "docs/reports/quick/figures/paired_difference.png"
     markdown = ("[theory](docs/THEORY.md#e9) [tracker](tinynormact/tracking.py) "
                 f"[bench](benchmarks/bench_tracking.py) ![fig]({figure}) [web](https://arxiv.org)")
     assert hooks.rewrite_links(markdown, "README.md", "index.md") == (
