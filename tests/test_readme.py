@@ -99,3 +99,17 @@ def test_the_readme_links_to_files_that_exist() -> None:
     assert len(local) > 10
     missing = [link for link in local if not (ROOT / link).exists()]
     assert not missing, f"README links to files that do not exist: {missing}"
+
+
+def test_citation_and_license_match_the_package() -> None:
+    """CITATION.cff cites the paper (both versions' authors, the arXiv number) and states the
+    license pyproject.toml declares, whose text LICENSE holds."""
+    import tomllib
+
+    citation = (ROOT / "CITATION.cff").read_text()
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["license"]["text"]
+    assert re.search(rf"^license: {declared}$", citation, flags=re.MULTILINE)
+    assert (ROOT / "LICENSE").read_text().startswith(f"{declared} License")
+    assert "2208.13315" in citation
+    for family, given in (("Yuan", "Peiwen"), ("Zhu", "Changsheng"), ("Liu", "Henan"), ("Wang", "Yuyi")):
+        assert f"family-names: {family}\n        given-names: {given}" in citation
