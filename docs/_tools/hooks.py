@@ -62,6 +62,8 @@ def site_path(repo_path: str) -> str | None:
         return RENAMED[repo_path]
     if TUTORIAL_SCRIPT.fullmatch(repo_path):
         return repo_path[:-3] + ".md"
+    if repo_path.startswith("docs/") and repo_path[len("docs/"):] in generated_report_pages():
+        return repo_path[len("docs/"):]
     if repo_path.startswith("docs/") and (ROOT / repo_path).is_dir():
         index = repo_path[len("docs/"):] + "/index.md"  # a folder: its index page, when it has one
         return index if index in generated_report_pages() or (DOCS / index).exists() else None
@@ -208,8 +210,12 @@ def reports_overview() -> str:
 
 
 def script_summary(script: Path) -> str:
-    """The module docstring of a script (what it does and how to run it)."""
-    return ast.get_docstring(ast.parse(script.read_text())) or "(no description)"
+    """The module docstring of a script (what it does and how to run it), its ``<`` and ``>``
+    outside code spans escaped (``collapse_<activation>.png`` is text, not a tag)."""
+    docstring = ast.get_docstring(ast.parse(script.read_text())) or "(no description)"
+    parts = re.split(r"(`+[^`]*`+)", docstring)
+    return "".join(part if part.startswith("`") else part.replace("<", "&lt;").replace(">", "&gt;")
+                   for part in parts)
 
 
 def title_of_generated(source: Path) -> str:

@@ -93,3 +93,17 @@ def test_a_failing_tutorial_stops_the_build(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match=r"99_broken\.py failed(.|\n)*wrong derivative"):
         tutorials.build_one(script, tmp_path / "out")
     assert not (tmp_path / "out" / "99_broken.md").exists()
+
+
+def test_report_folders_and_the_reports_folder_are_pages(tmp_path: Path) -> None:
+    """Before: a link to docs/reports/ pointed at a folder (no page there, a broken link), and a
+    study's folder without Markdown had no page at all."""
+    generated = hooks.generated_report_pages()
+    assert hooks.site_path("docs/reports") == "reports/index.md" and "reports/index.md" in generated
+    for folder in hooks.report_folders():
+        has_markdown = any(folder.glob("*.md"))
+        assert (hooks.report_index_uri(folder) in generated) != has_markdown
+        assert f"[{folder.name}]({folder.name}/" in generated["reports/index.md"]
+    script = tmp_path / "study.py"
+    script.write_text('"""Writes figures/collapse_<activation>.png; see `a<b`."""\n')
+    assert hooks.script_summary(script) == "Writes figures/collapse_&lt;activation&gt;.png; see `a<b`."
