@@ -138,13 +138,6 @@ def build_nav() -> list:
     first_last = {"findings": -1, "timings": 1}
     pages = sorted((p for p in DOCS.glob("*.md") if p.name != "THEORY.md"),
                    key=lambda p: (first_last.get(p.stem, 0), p.name))
-    reports: list = [{"Overview": "reports/index.md"}]
-    for folder in report_folders():  # a report by its folder's name: every report.md has one title
-        files = sorted(folder.glob("*.md"), key=lambda p: (p.name != "report.md", p.name))
-        reports += [{folder.name if p.name == "report.md" else title_of(p): p.relative_to(DOCS).as_posix()}
-                    for p in files]
-        if not files:
-            reports.append({folder.name: report_index_uri(folder)})
     nav: list = [
         {"Home": "index.md"},
         {"Tutorials": [{"Overview": "tutorials/index.md"}, *tutorials]},
@@ -153,7 +146,7 @@ def build_nav() -> list:
     ]
     if guide:
         nav.append({"Guide": [{title_of(p): p.relative_to(DOCS).as_posix()} for p in guide]})
-    nav.append({"Reports": reports})
+    nav.append({"Reports": [{"Overview": "reports/index.md"}, *report_entries()]})
     nav.append({"API reference": api_pages.nav()})
     return nav
 
@@ -191,21 +184,40 @@ def generated_report_pages() -> dict[str, str]:
     return pages
 
 
+def report_entries() -> list[dict[str, str]]:
+    """(name, site path) of every report: a report.md by its folder's path under docs/reports/
+    (every report.md has the same title), another page by its title, a folder without Markdown by
+    its generated page."""
+    entries = []
+    for folder in report_folders():
+        files = sorted(folder.rglob("*.md"), key=lambda p: (p.parent.relative_to(folder).parts,
+                                                              p.name != "report.md", p.name))
+        for page in files:
+            where = page.parent.relative_to(DOCS / "reports").as_posix()
+            name = where if page.name == "report.md" else title_of(page)
+            entries.append({name: page.relative_to(DOCS).as_posix()})
+        if not files:
+            entries.append({folder.name: report_index_uri(folder)})
+    return entries
+
+
 def reports_overview() -> str:
-    """One line per report folder: its page, and the lines of its report that say what ran."""
+    """One line per report: its page, and its first sentence (what ran)."""
     lines = ["# Reports", "",
              "The reports committed under `docs/reports/`, each with its figures; a preset's folder also "
              "holds its `results.csv`, one line per run. [The findings](../findings.md) quotes them, "
              "every number recomputed from that data.", "",
              "| report | what ran |", "| --- | --- |"]
-    for folder in report_folders():
-        report = folder / "report.md"
-        page = "report.md" if report.exists() else "index.md"
+    for entry in report_entries():
+        ((name, uri),) = entry.items()
+        source = DOCS / uri
         summary = "a study: its scripts, their outputs and figures"
-        if report.exists():
-            first = " ".join(report.read_text().split("\n\n")[1].split())  # "Grid `quick` on ..."
+        if source.exists():
+            blocks = source.read_text().split("\n\n")[1:]
+            paragraphs = [p for p in blocks if not p.startswith(("#", "!", "|", "<"))]
+            first = " ".join(paragraphs[0].split()) if paragraphs else ""  # "Grid `quick` on ..."
             summary = re.split(r", wall time|\. ", first)[0]  # times are stated once, in the report
-        lines.append(f"| [{folder.name}]({folder.name}/{page}) | {summary} |")
+        lines.append(f"| [{name}]({uri.removeprefix('reports/')}) | {summary} |")
     return "\n".join(lines) + "\n"
 
 
