@@ -64,8 +64,9 @@ def add_anchors(lines: list[str]) -> list[str]:
         spans = "".join(f'<span class="eq-anchor" id="e{n}"></span>' for n in placed.get(index, []))
         if not spans:
             out.append(line)
-        elif line.startswith("#"):
-            out += [spans, "", line]
+        elif line.startswith("#"):  # inside the heading: a jump to #e9 lands as one to the heading
+            hashes, _, title = line.partition(" ")
+            out.append(f"{hashes} {spans}{title}")
         else:
             item = re.match(r"(\s*(?:[-*]|\d+\.) )(.*)", line)
             out.append(item.group(1) + spans + item.group(2) if item else spans + line)

@@ -58,6 +58,8 @@ def test_an_equation_is_anchored_where_it_is_defined() -> None:
     anchored = equations.add_anchors(lines)
     item = anchored[anchored.index("### E17-E18: residual networks") + 1]
     assert item.startswith('- <span class="eq-anchor" id="e17"></span>**E17')
+    heading = "".join(f'<span class="eq-anchor" id="e{n}"></span>' for n in (1, 2, 3))
+    assert f"### {heading}E1-E3: moments" in anchored  # inside the heading, which a jump then shows
 
 
 def test_equation_numbers_link_to_their_anchor_outside_code_and_links() -> None:
