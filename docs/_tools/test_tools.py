@@ -71,6 +71,10 @@ def test_equation_numbers_link_to_their_anchor_outside_code_and_links() -> None:
     math = '<div class="arithmatex">\\[\n\\mathrm{E9}: q = 1\n\\]</div>'
     linked = equations.link_equation_numbers(math + "<p>E9</p>", "", frozenset({9}))
     assert linked == math + '<p><a class="eq-ref" href="#e9">E9</a></p>'
+    mention = "<p>(docs/THEORY.md, E9) <code>docs/THEORY.md</code></p>"  # the tutorials' way of citing it
+    assert equations.link_equation_numbers(mention, "../THEORY.html", frozenset({9})) == (
+        '<p>(<a href="../THEORY.html">docs/THEORY.md</a>, <a class="eq-ref" href="../THEORY.html#e9">E9</a>) '
+        "<code>docs/THEORY.md</code></p>")
 
 
 def test_links_between_repository_files_become_links_between_pages() -> None:
