@@ -126,7 +126,7 @@ def on_config(config):
 
 # The guide pages in reading order; a page not named here comes after them, by name.
 GUIDE_ORDER = [
-    "tour", "tracking", "reproduction", "sweeps", "runs", "cifar", "gpu", "testing", "benchmarks", "site",
+    "tour", "tracking", "reproduction", "sweeps", "runs", "cifar", "gpu", "testing", "allocator", "site",
 ]
 
 
