@@ -323,9 +323,10 @@ def test_a_run_file_with_edited_coordinates_is_named_and_run_again(tmp_path, key
      ("NO_HISTORY", "has no 'history'"), ("TEXT_LOSS", "history's train losses are not numbers")],
 )  # fmt: skip
 def test_a_malformed_run_file_is_one_notice_naming_it_not_a_traceback(tmp_path, capsys, content, words):
-    """Before: exit 3 with a traceback in a log (a KeyError, TypeError or AttributeError)."""
-    out = tmp_path / "sweep"
-    reproduce(TWO_RUNS, out, progress=False)
+    """Before: exit 3 with a traceback in a log (a KeyError, TypeError or AttributeError). Both
+    sweeps run through the command line, on the device it chooses (the suite's, under --device)."""
+    out, grid = tmp_path / "sweep", grid_file(tmp_path / "g.toml", TWO_RUNS)
+    assert cli.main(["sweep", str(grid), "--out", str(out), "--jobs", "1"]) == 0
     path = _run_files(out)["static"]
     record = json.loads(path.read_text())
     if content == "NO_HISTORY":
@@ -333,7 +334,6 @@ def test_a_malformed_run_file_is_one_notice_naming_it_not_a_traceback(tmp_path, 
     elif content == "TEXT_LOSS":
         content = json.dumps({**record, "history": {**record["history"], "train_loss": ["low"]}})
     path.write_text(content)
-    grid = grid_file(tmp_path / "g.toml", TWO_RUNS)
     capsys.readouterr()
     assert cli.main(["sweep", str(grid), "--out", str(out), "--jobs", "1"]) == 0
     err = capsys.readouterr().err
