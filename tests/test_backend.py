@@ -19,7 +19,7 @@ PACKAGE = pathlib.Path(tn.__file__).parent
 
 
 def test_only_backend_imports_numpy_or_cupy() -> None:
-    """Array providers are reached through tinynormact.engine.backend alone (DESIGN.md)."""
+    """Array providers are reached through tinynormact.engine.backend alone (its ``np`` is host NumPy)."""
     offenders = []
     for path in PACKAGE.rglob("*.py"):
         if path.name == "backend.py":

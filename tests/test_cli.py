@@ -16,6 +16,7 @@ import pytest
 
 from tests.test_experiments import tiny_grid
 from tinynormact import backend, cli
+from tinynormact.cli import handlers
 from tinynormact.experiments import PRESETS
 
 TINY_TRAIN = "--dataset spirals --dataset-option n_train=120 --dataset-option n_test=60 --depth 2 --width 8 "
@@ -293,7 +294,7 @@ def test_every_help_example_parses_and_names_options_its_dataset_has() -> None:
         if not getattr(args, "dataset_options", None):
             continue
         if args.command == "reproduce":
-            dataset = cli._reproduction_grid(args).dataset
+            dataset = handlers.reproduction_grid(args).dataset
         else:
             dataset = args.dataset or TrainConfig().dataset
         taken = inspect.signature(DATASETS[dataset]).parameters

@@ -15,6 +15,7 @@ import tinynormact
 from tests.test_cli import TINY_TRAIN, assert_one_line_error, run_main
 from tests.test_experiments import tiny_grid
 from tinynormact import cli
+from tinynormact.cli import handlers
 from tinynormact.experiments import PRESETS
 from tinynormact.experiments.runner import run_one
 from tinynormact.tracking.records import read_record
@@ -144,7 +145,7 @@ def test_unexpected_error_gets_its_own_code_and_a_log_with_the_traceback(capsys,
     def broken(args: object) -> int:
         raise RuntimeError("a bug in a handler")
 
-    monkeypatch.setattr(cli, "_theory", broken)
+    monkeypatch.setattr(handlers, "theory_command", broken)
     code, _, err = run_main(capsys, "theory")
     assert code == cli.EXIT_CODES["unexpected"] == 3
     assert_one_line_error(err, "unexpected RuntimeError: a bug in a handler", "traceback is in")
@@ -158,7 +159,7 @@ def test_memory_error_is_reported_as_out_of_memory(capsys, monkeypatch) -> None:
     def exhausted(args: object) -> int:
         raise MemoryError
 
-    monkeypatch.setattr(cli, "_theory", exhausted)
+    monkeypatch.setattr(handlers, "theory_command", exhausted)
     code, _, err = run_main(capsys, "theory")
     assert code == 3
     assert_one_line_error(err, "out of memory", "traceback is in")

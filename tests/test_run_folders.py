@@ -128,14 +128,15 @@ def test_ctrl_c_while_a_command_loads_what_it_needs_prints_one_line(tmp_path, mo
     imports: a Ctrl-C there (sent here by the code, as the train options are built) ends with
     one line and 130, not a traceback, and nothing is written."""
     from tinynormact import cli
+    from tinynormact.cli import options
 
-    help_text, build_train_options = cli._COMMANDS["train"]
+    help_text, build_train_options = options.COMMANDS["train"]
 
     def interrupt_then_build(parser: object) -> None:
         _send_ctrl_c_to_this_process()
         build_train_options(parser)
 
-    monkeypatch.setitem(cli._COMMANDS, "train", (help_text, interrupt_then_build))
+    monkeypatch.setitem(options.COMMANDS, "train", (help_text, interrupt_then_build))
     assert cli.main(["train", *TINY, "--out", str(tmp_path / "run")]) == 130
     assert capsys.readouterr().err == "tinynormact: error: interrupted while starting; nothing was done\n"
     assert not (tmp_path / "run").exists()

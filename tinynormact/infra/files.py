@@ -29,6 +29,7 @@ __all__ = [
     "jsonable",
     "remove_stale_temporaries",
     "save_npz_atomic",
+    "set_aside",
     "write_atomically",
     "write_json_atomic",
     "write_text_atomic",
@@ -147,3 +148,16 @@ def write_json_atomic(path: str | Path, value: Any, indent: int | None = 1) -> N
 def save_npz_atomic(path: str | Path, **arrays: Any) -> None:
     """Write host arrays to ``path`` as an uncompressed ``.npz``, atomically."""
     write_atomically(path, lambda file: backend.np.savez(file, **arrays))
+
+
+def set_aside(folder: Path) -> Path | None:
+    """Rename ``folder`` (a damaged record) to the first free ``<folder>.damaged[-N]`` beside it and
+    return the new path; None when it does not exist. Nothing is deleted."""
+    if not folder.exists():
+        return None
+    aside, n = folder.with_name(f"{folder.name}.damaged"), 0
+    while aside.exists():
+        n += 1
+        aside = folder.with_name(f"{folder.name}.damaged-{n}")
+    folder.rename(aside)
+    return aside

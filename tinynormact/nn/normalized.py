@@ -51,13 +51,12 @@ import inspect
 import math
 from typing import Any
 
-import numpy as np
-
 from tinynormact import theory
 from tinynormact.engine import backend, ops
 from tinynormact.engine.autograd import Tensor
+from tinynormact.engine.backend import np
 from tinynormact.nn.layers import Activation
-from tinynormact.nn.module import Module, Parameter
+from tinynormact.nn.module import Parameter
 from tinynormact.theory import activations
 from tinynormact.theory.activations import ActivationFunction
 
@@ -94,7 +93,6 @@ class NormalizedActivation(Activation):
         lambda_bound: float = 0.0,
         **params: Any,
     ) -> None:
-        Module.__init__(self)
         _check_flags(center=center, learnable_correction=learnable_correction)
         _check_options(
             mode,
@@ -108,15 +106,16 @@ class NormalizedActivation(Activation):
             estimate,
             lambda_bound,
         )
-        self.base = activations.get(base, **params)
+        base_function = activations.get(base, **params)
+        lam, mu = theory.normalization(base_function, rule, q, center)
+        super().__init__(activations.affine(base_function, lam, mu))  # the form at q (init gains use it)
+        self.base = base_function
         self.mode, self.rule, self.center = mode, rule, bool(center)
         self.q, self.momentum, self.eps = float(q), float(momentum), float(eps)
         self.differentiate_lambda, self.train_statistics = bool(differentiate_lambda), train_statistics
         self.estimate, self.lambda_bound = estimate, float(lambda_bound)
         self.correction_scale = float(correction_scale)
-        lam, mu = theory.normalization(self.base, rule, q, center)
         self.static_lambda, self.static_mu = float(lam), float(mu)
-        self.function = activations.affine(self.base, lam, mu)  # the form at q (init gains use it)
         if mode == "adaptive":
             moments = theory.gaussian_moments(self.base, q)
             self._gaussian_spread = float(moments.v if center else moments.m2)  # s(q) of E25

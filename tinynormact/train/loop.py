@@ -24,7 +24,7 @@ from typing import Any
 
 from tinynormact.data import DataLoader, DataSplits, ImageTransform
 from tinynormact.engine import autograd, backend
-from tinynormact.infra.files import RunNotice, jsonable
+from tinynormact.infra.files import RunNotice, jsonable, set_aside
 from tinynormact.nn.losses import softmax_cross_entropy
 from tinynormact.nn.optim import clip_grad_norm
 from tinynormact.train.adaptive_health import AdaptiveHealth
@@ -301,7 +301,7 @@ class Trainer:
         except ValueError as exc:
             if not resume:
                 raise
-            kept = _set_aside(folder)
+            kept = set_aside(folder)
             where = f"the old one is kept in {kept}" if kept else "there was none"
             warnings.warn(
                 f"{exc}; the tracking record starts anew at step {self.step} ({where})",
@@ -321,18 +321,6 @@ class Trainer:
 def _number(value: Any) -> float:
     """A history entry read back from JSON (where NaN was stored as null)."""
     return math.nan if value is None else value
-
-
-def _set_aside(folder: Path) -> Path | None:
-    """Rename ``folder`` to the first free ``<folder>.damaged[-N]``; None when it does not exist."""
-    if not folder.exists():
-        return None
-    aside, n = folder.with_name(f"{folder.name}.damaged"), 0
-    while aside.exists():
-        n += 1
-        aside = folder.with_name(f"{folder.name}.damaged-{n}")
-    folder.rename(aside)
-    return aside
 
 
 def _make_tracker(
