@@ -38,8 +38,10 @@ demo: $(VENV)/.demo-installed
 	@echo "make demo: runs in runs/quick are kept and resumed; to start over: rm -rf runs/quick, or make demo DEMO_FLAGS=--force"
 	$(BIN)/tinynormact reproduce --preset quick --out runs/quick $(DEMO_FLAGS)
 
+# One BLAS thread, as the targets are stated (docs/benchmarks.md); bench_conv_step sets 1 and 2
+# threads itself in a child process each.
 bench: $(VENV)/.test-installed
-	$(BIN)/python -m benchmarks
+	$(ONE_THREAD) $(BIN)/python -m benchmarks
 
 lint: $(VENV)/.test-installed
 	$(BIN)/python -m ruff check .

@@ -89,11 +89,13 @@ def translate(module: tn.nn.Module) -> torch.nn.Module:
     raise TypeError(f"no PyTorch version of {module!r}")
 
 
-def torch_step(model: tn.nn.Module, lr: float, x: Any, labels: Any) -> tuple[Callable[[], float], float]:
+def torch_step(
+    model: tn.nn.Module, lr: float, momentum: float, x: Any, labels: Any
+) -> tuple[Callable[[], float], float]:
     """(step, first loss): one SGD step of ``model``'s PyTorch copy (softmax cross-entropy, batch
-    mean, plain SGD at ``lr``) as a function, and the loss of a first such step."""
+    mean, SGD at ``lr`` with ``momentum``) as a function, and the loss of a first such step."""
     net = translate(model)
-    optimizer = torch.optim.SGD(net.parameters(), lr=lr)
+    optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum)
     tx = torch.from_numpy(np.ascontiguousarray(x))
     ty = torch.from_numpy(np.asarray(labels, dtype=np.int64))
 

@@ -27,9 +27,19 @@ CONV_CASES = [
     ((2, 1, 4, 4), (3, 1, 1, 1), 2, 0),
     ((2, 2, 7, 6), (3, 2, 5, 5), 1, 2),
     ((1, 2, 9, 8), (2, 2, 5, 3), 2, (2, 1)),
+    # more input than output channels: the fast path takes its shifted rows (``_by_shifted_rows``)
+    ((2, 5, 6, 7), (2, 5, 3, 2), 1, 1),
+    ((3, 4, 5, 6), (1, 4, 2, 3), 1, (0, 2)),
+    ((2, 7, 6), (2, 7, 3), 1, 1),
+    ((2, 4, 4, 5), (1, 4, 1, 3), 1, (1, 3)),
 ]
-# the fast path (chunks of examples) and the teaching path (one im2col matrix)
+# the fast path and the teaching path (one im2col matrix)
 CONVOLUTIONS = [convolution.conv, convolution.conv_im2col]
+# the fast path's two ways for stride 1, each forced on every case: shifted rows, im2col by chunks
+FAST_WAYS = {
+    "shifted rows": lambda weight_shape, stride: all(s == 1 for s in stride),
+    "im2col chunks": lambda weight_shape, stride: False,
+}
 
 
 def naive_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride, padding) -> np.ndarray:
@@ -69,24 +79,66 @@ def test_conv_forward_matches_loops_and_backward_matches_finite_differences(
     assert tn.gradcheck(lambda *t: conv(*t, stride=stride, padding=padding), *inputs)
 
 
+@pytest.mark.parametrize("way", FAST_WAYS)
 @pytest.mark.parametrize("case", CONV_CASES, ids=str)
-def test_fast_conv_equals_im2col_across_chunks(case, monkeypatch: pytest.MonkeyPatch) -> None:
-    """With chunks of 2 examples (7 examples: 3 full chunks and a remainder of 1) the fast path
-    gives the one-matrix im2col's output and all three gradients, to float64 rounding."""
+def test_both_ways_of_the_fast_conv_match_loops_and_finite_differences(
+    way: str, case, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shifted rows and im2col by chunks, each forced wherever it applies (stride 1; the input
+    gradient too, a stride-1 correlation), against the loops and float64 finite differences."""
+    monkeypatch.setattr(convolution, "_by_shifted_rows", FAST_WAYS[way])
+    x_shape, w_shape, stride, padding = case
+    x, w, b = leaf(x_shape, seed=1), leaf(w_shape, seed=2), leaf((w_shape[0],), seed=3)
+    out = convolution.conv(x, w, b, stride, padding)
+    np.testing.assert_allclose(
+        host(out), naive_conv(host(x), host(w), host(b), stride, padding), rtol=1e-12, atol=1e-12
+    )
+    assert tn.gradcheck(lambda *t: convolution.conv(*t, stride=stride, padding=padding), x, w, b)
+
+
+def test_the_cases_reach_both_ways_of_the_fast_conv() -> None:
+    """Unforced, the catalogue takes shifted rows for some stride-1 cases and im2col for others."""
+    ways = {
+        convolution._by_shifted_rows(w_shape, convolution.as_tuple(stride, len(w_shape) - 2, "stride"))
+        for _, w_shape, stride, _ in CONV_CASES
+    }
+    assert ways == {True, False}
+
+
+def test_loops_catch_shifted_rows_with_the_taps_reversed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The comparison with the loops can fail: shifted rows whose weight matrix takes the taps
+    along the last axis in reverse order give another output."""
+    original = convolution._tap_matrix
+    monkeypatch.setattr(convolution, "_tap_matrix", lambda w: original(w[..., ::-1]))
+    x, w = leaf((2, 5, 6, 7), seed=1), leaf((2, 5, 3, 2), seed=2)
+    out = convolution.conv(x, w, None, 1, 1)
+    assert convolution._by_shifted_rows(w.shape, (1, 1))
+    assert not np.allclose(host(out), naive_conv(host(x), host(w), None, 1, 1), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("way", FAST_WAYS)
+@pytest.mark.parametrize("case", CONV_CASES, ids=str)
+def test_fast_conv_equals_im2col_across_chunks(way: str, case, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With chunks of 2 examples (7 examples: 3 full chunks and a remainder of 1; within a chunk
+    the shifted rows run from one example into the next) the fast path gives the one-matrix
+    im2col's output and all three gradients, to float64 rounding."""
     x_shape, w_shape, stride, padding = case
     x_shape = (7, *x_shape[1:])
-    rows = w_shape[1] * int(np.prod(w_shape[2:]))
-    positions = int(
-        np.prod(convolution.conv_im2col(leaf(x_shape), leaf(w_shape), None, stride, padding).shape[2:])
-    )
-    monkeypatch.setattr(convolution, "CHUNK_ELEMENTS", 2 * rows * positions)
-    assert len(convolution._chunks(7, rows, positions)) == 4
+    calls = []
+
+    def two_examples(batch: int, rows: int, positions: int) -> list[slice]:
+        calls.append(batch)
+        return [slice(start, min(start + 2, batch)) for start in range(0, batch, 2)]
+
+    monkeypatch.setattr(convolution, "_chunks", two_examples)
+    monkeypatch.setattr(convolution, "_by_shifted_rows", FAST_WAYS[way])
     results = []
     for conv in CONVOLUTIONS:
         x, w, b = leaf(x_shape, seed=1), leaf(w_shape, seed=2), leaf((w_shape[0],), seed=3)
         out = conv(x, w, b, stride, padding)
         out.backward(np.random.default_rng(4).standard_normal(out.shape))
         results.append([host(t) for t in (out, x.grad, w.grad, b.grad)])
+    assert calls  # the fast path went by chunks
     for fast, reference in zip(*results, strict=True):
         np.testing.assert_allclose(fast, reference, rtol=1e-12, atol=1e-12)
 

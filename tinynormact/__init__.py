@@ -1,6 +1,6 @@
 """tinynormact: a readable reference implementation of normalized activation functions.
 
-Public API (README.md has a tour)::
+Public API (docs/guide/tour.md has a tour)::
 
     import tinynormact as tn
     tn.Tensor, tn.no_grad, tn.gradcheck, tn.set_device, tn.get_device   the engine

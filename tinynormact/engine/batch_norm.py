@@ -51,8 +51,8 @@ def batch_norm(
         mean, var = (xp.asarray(s, dtype=x.dtype) for s in statistics)
         centred = x.data - mean.reshape(shape)
     inv_std = (1.0 / xp.sqrt(var + eps)).astype(x.dtype, copy=False).reshape(shape)
-    x_hat = centred * inv_std
-    del centred
+    x_hat = centred  # normalized in place: centred is this op's own array
+    x_hat *= inv_std
     scale = inv_std if weight is None else inv_std * weight.data.reshape(shape)
     y = x_hat if weight is None else x_hat * weight.data.reshape(shape)
     if bias is not None and y is x_hat:

@@ -18,6 +18,29 @@ grad_columns = g weight. col2im sends grad_columns back to the input: each entry
 input element its row read, so the loop runs over the prod(kernel) offsets of a window (9 for a
 3x3 kernel) and adds a strided slice each time; every other axis is vectorized.
 
+The fast path (``conv``; ``conv_im2col`` above is the teaching path and the tests' reference).
+Copying the windows is what costs in im2col, and small matrix products (16 or 32 output
+channels) run far below the machine's sgemm rate. So, for stride 1, ``conv`` copies only the
+kernel-height shifted copies of the padded input ("shifted rows": for a 3x3 kernel, 3 copies
+instead of 9) and leaves the offsets j along the last axis to the product: with rows[(c, i),
+(b, q, w)] = padded[b, c, q + i, w] over the whole padded width w,
+
+    products[(j, o), (b, q, w)] = sum_{c, i} weight[o, c, i, j] * rows[(c, i), (b, q, w)]
+    out[b, o, q, w] = sum_j products[(j, o), (b, q, w + j)]      (w < output width)
+
+one matrix product with kernel-height times the input channels as its inner dimension and
+kernel-width times the output channels as its rows (a squarer product, which BLAS runs
+faster), then kernel-width additions of contiguous shifted slices; the last kernel-width - 1
+columns of each output row are computed and dropped. The weight gradient is one product of
+the output gradient, copied kernel-width times and shifted by j, with the rows. Where the
+products would be wider than the rows (few input channels, as in a network's first layer; for
+a 1-D kernel, fewer input channels than kernel x output channels), and for strides above 1,
+``conv`` copies the im2col columns instead, a cache-sized chunk of examples at a time,
+transposed so that the copy runs along output rows. The input gradient of a stride-1
+convolution is a stride-1 convolution of the output gradient with the flipped kernel, so it
+takes the same two ways; a strided one is col2im. The batch goes in chunks of examples
+(``CHUNK_ELEMENTS``) so that each chunk's copies and products stay in a core's cache.
+
 Pooling uses the same windows: max pooling passes the gradient to the first maximum of each
 window (as PyTorch does), average pooling spreads it evenly (padding counts as zeros, PyTorch's
 ``count_include_pad=True``). ``global_avg_pool`` and ``flatten`` are compositions of existing ops.
@@ -292,6 +315,90 @@ def _correlate(
     return result
 
 
+def _shifted_rows(padded: Any, kernel: tuple[int, ...], out: tuple[int, ...]) -> Any:
+    """The rows a stride-1 convolution multiplies: (channels * prod(kernel[:-1]), batch *
+    prod(out[:-1]) * width), width the padded last axis, row (c, i) and column (b, q, w) holding
+    padded[b, c, q + i, w] (i and q over every spatial axis but the last). A 1-D input gives
+    itself, channels first; a 2-D one, kernel-height copies of it shifted by one row each."""
+    lead = len(kernel) - 1
+    batch, channels, *_, width = padded.shape
+    spatial = padded.strides[2 : 2 + lead]
+    view = backend.get_array_module(padded).lib.stride_tricks.as_strided(
+        padded,
+        (batch, channels, *out[:-1], *kernel[:-1], width),
+        (*padded.strides[:2], *spatial, *spatial, padded.strides[-1]),
+    )
+    order = (1, *range(2 + lead, 2 + 2 * lead), 0, *range(2, 2 + lead), 2 + 2 * lead)  # (c, *i, b, *q, w)
+    return view.transpose(order).reshape(channels * math.prod(kernel[:-1]), -1)
+
+
+def _tap_matrix(weight: Any) -> Any:
+    """The weight as the matrix that multiplies the shifted rows: (kernel[-1] * out, in *
+    prod(kernel[:-1])), entry ((j, o), (c, i)) = weight[o, c, i, j], j the tap along the last axis."""
+    dims = weight.ndim - 2
+    order = (1 + dims, 0, 1, *range(2, 1 + dims))  # (j, o, c, *i)
+    return weight.transpose(order).reshape(weight.shape[-1] * weight.shape[0], -1)
+
+
+def _row_chunks(padded: Any, kernel: tuple[int, ...], out: tuple[int, ...]) -> list[slice]:
+    """Chunks of examples whose shifted rows fit ``CHUNK_ELEMENTS``."""
+    rows = padded.shape[1] * math.prod(kernel[:-1])
+    return _chunks(padded.shape[0], rows, math.prod(out[:-1]) * padded.shape[-1])
+
+
+def _correlate_stride1(padded: Any, weight: Any, out: tuple[int, ...]) -> Any:
+    """result[b, o, p] = sum over (c, k) of weight[o, c, k] padded[b, c, p + k] for stride 1,
+    by shifted rows (module docstring, "The fast path"), one chunk of examples at a time."""
+    xp = backend.get_array_module(padded)
+    kernel, taps, out_channels = weight.shape[2:], weight.shape[-1], weight.shape[0]
+    matrix = _tap_matrix(weight)
+    result = xp.empty((padded.shape[0], out_channels, *out), dtype=xp.result_type(padded.dtype, weight.dtype))
+    for chunk in _row_chunks(padded, kernel, out):
+        rows = _shifted_rows(padded[chunk], kernel, out)
+        # products[j, o, n]: tap j's contribution, due at column n - j of the output rows
+        products = (matrix @ rows).reshape(taps, out_channels, rows.shape[1])
+        wide = products[0].copy()
+        for j in range(1, taps):
+            wide[:, :-j] += products[j, :, j:]
+        wide = wide.reshape(out_channels, -1, *out[:-1], padded.shape[-1])[..., : out[-1]]
+        result[chunk] = wide.swapaxes(0, 1)  # the last taps - 1 columns held no output
+    return result
+
+
+def _weight_gradient_stride1(g: Any, padded: Any, kernel: tuple[int, ...]) -> Any:
+    """The weight gradient (out, in, *kernel) of ``_correlate_stride1``: per chunk, the gradient
+    of its products (g moved to column n + j for tap j) times the shifted rows."""
+    xp = backend.get_array_module(g)
+    taps, out_channels, out = kernel[-1], g.shape[1], g.shape[2:]
+    gw = 0
+    for chunk in _row_chunks(padded, kernel, out):
+        rows = _shifted_rows(padded[chunk], kernel, out)
+        part = g[chunk].swapaxes(0, 1)  # (o, b, *q, w)
+        shifted = xp.zeros((taps, *part.shape[:-1], padded.shape[-1]), dtype=g.dtype)
+        for j in range(taps):
+            shifted[j, ..., j : j + out[-1]] = part
+        gw = gw + shifted.reshape(taps * out_channels, -1) @ rows.T
+    order = (1, 2, *range(3, 2 + len(kernel)), 0)  # (j, o, c, *i) -> (o, c, *i, j)
+    return gw.reshape(taps, out_channels, padded.shape[1], *kernel[:-1]).transpose(order)
+
+
+def _by_shifted_rows(weight_shape: tuple[int, ...], stride: tuple[int, ...]) -> bool:
+    """Whether a convolution takes the shifted rows: stride 1, and the rows (in * prod(kernel[:-1])
+    per column) at least as many as the products (kernel[-1] * out per column), which are the
+    extra memory traffic: few input channels take im2col, and so does a 1-D kernel unless
+    in >= kernel x out)."""
+    out_channels, in_channels, *kernel = weight_shape
+    return all(s == 1 for s in stride) and in_channels * math.prod(kernel[:-1]) >= kernel[-1] * out_channels
+
+
+def _correlate_any(padded: Any, weight: Any, stride: tuple[int, ...], out: tuple[int, ...]) -> Any:
+    """The correlation of ``padded`` with ``weight`` (out, in, *kernel): shifted rows where they
+    pay (``_by_shifted_rows``), else im2col by chunks."""
+    if _by_shifted_rows(weight.shape, stride):
+        return _correlate_stride1(padded, weight, out)
+    return _correlate(padded, weight.reshape(weight.shape[0], -1), weight.shape[2:], stride, out)
+
+
 def _to_rows(g: Any) -> Any:
     """(batch, out, *p) -> (out, batch * positions): the output gradient as matrix rows."""
     return g.reshape(g.shape[0], g.shape[1], -1).swapaxes(0, 1).reshape(g.shape[1], -1)
@@ -338,7 +445,7 @@ def _input_gradient_by_correlation(g: Any, weight: Any, padding: tuple[int, ...]
     flipped = weight.swapaxes(0, 1)[(slice(None), slice(None), *(slice(None, None, -1) for _ in kernel))]
     reach = tuple(k - 1 - p for k, p in zip(kernel, padding, strict=True))
     size = tuple(n - k + 1 + 2 * r for n, k, r in zip(g.shape[2:], kernel, reach, strict=True))
-    return _correlate(_pad(g, reach), flipped.reshape(weight.shape[1], -1), kernel, (1,) * len(kernel), size)
+    return _correlate_any(_pad(g, reach), flipped, (1,) * len(kernel), size)
 
 
 def conv(
@@ -352,27 +459,32 @@ def conv(
     """Cross-correlation of x (batch, in, *spatial) with weight (out, in, *kernel), plus bias
     (out,): PyTorch's conv1d/conv2d with groups=1 and dilation 1, as one graph node.
 
-    im2col by chunks of examples (module docstring, "The fast path"); backward keeps only the
-    padded input. Same numbers as ``conv_im2col`` up to float rounding."""
+    Shifted rows or im2col by chunks of examples (module docstring, "The fast path"); backward
+    keeps only the padded input. Same numbers as ``conv_im2col`` up to float rounding."""
     kernel, stride, padding, out = _conv_setup(x, weight, bias, stride, padding, name)
-    padded = _pad(x.data, padding)
-    matrix = weight.data.reshape(weight.shape[0], -1)  # (out, (c, k)), the columns' row order
-    result = _correlate(padded, matrix, kernel, stride, out)
+    padded = _pad(x.data, padding)  # all that backward keeps of x
+    result = _correlate_any(padded, weight.data, stride, out)
     if bias is not None:
         result += bias.data.reshape(-1, *(1,) * len(out))
     # stride 1 and padding < kernel: the input gradient is a convolution of g (no col2im)
     by_correlation = all(s == 1 for s in stride) and all(p < k for p, k in zip(padding, kernel, strict=True))
+    by_rows = _by_shifted_rows(weight.shape, stride)
     input_grad, input_dtype, size = x.requires_grad, x.dtype, x.shape[2:]
 
     def backward(g: Any) -> tuple[Any, ...]:
         gx = gw = gb = None
         scatter = input_grad and not by_correlation
-        if weight.requires_grad or scatter:
-            gw, grad = _gradients_by_chunks(g, padded, matrix, kernel, stride, weight.requires_grad, scatter)
-            gw = None if gw is None else gw.reshape(weight.shape).astype(weight.dtype, copy=False)
+        chunk_gw = weight.requires_grad and not by_rows
+        if weight.requires_grad and by_rows:
+            gw = _weight_gradient_stride1(g, padded, kernel)
+        if chunk_gw or scatter:
+            matrix = weight.data.reshape(weight.shape[0], -1)  # (out, (c, k)), the columns' row order
+            chunk_gw, grad = _gradients_by_chunks(g, padded, matrix, kernel, stride, chunk_gw, scatter)
+            gw = gw if chunk_gw is None else chunk_gw.reshape(weight.shape)
             gx = None if grad is None else _unpad(grad, size, padding)
         if input_grad and by_correlation:
             gx = _input_gradient_by_correlation(g, weight.data, padding)
+        gw = None if gw is None else gw.astype(weight.dtype, copy=False)
         gx = None if gx is None else gx.astype(input_dtype, copy=False)
         if bias is None:
             return gx, gw
