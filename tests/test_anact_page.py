@@ -124,3 +124,47 @@ def test_a_changed_cell_is_caught(old: str, new: str) -> None:
     lines = done_when_lines(rows(STUDY / "done-when")) + all_study_lines()
     lines += old_reading_lines(rows(STUDY / "old-reading"))
     assert len(missing(lines, changed)) == 1
+
+
+# --- the README's summary ---------------------------------------------------------------------
+
+README = ROOT / "README.md"
+FINDINGS = ROOT / "docs" / "findings.md"
+
+
+def readme_problems(readme: str) -> list[str]:
+    """The README's short findings against their sources: the done-when ratio range from the
+    committed data, each quoted paired difference as it stands (checked by tests/test_findings_data)
+    on docs/findings.md, and the residual-MLP failure count."""
+    text, findings = " ".join(readme.split()), " ".join(FINDINGS.read_text().split())
+    ratios = [float(line.rsplit("|", 2)[1]) for line in done_when_lines(rows(STUDY / "done-when"))]
+    quoted = f"ends at {min(ratios):.2f}-{max(ratios):.2f}x vanilla's test accuracy"
+    problems = [] if quoted in text else [f"README lacks {quoted!r}"]
+    rows_of = {"elu": "| MLP | elu |", "softplus": "| MLP | softplus |", "gelu": "| ResMLP | gelu |"}
+    pattern = r"static (elu|softplus|gelu) in the [^(]*\(([+-]\d+\.\d)(?: points)?, `([\w-]+)`\)"
+    for act, number, preset in re.findall(pattern, text):
+        section = FINDINGS.read_text().split(f"## The {preset} preset", 1)[-1].split("\n## ", 1)[0]
+        row = next((line for line in section.splitlines() if line.startswith(rows_of[act])), "no row")
+        if f"| {number} [" not in row:
+            problems.append(f"README's static {act} {number} ({preset}) is not docs/findings.md's {row}")
+    count = re.search(r"(\d+) of its 50 residual-MLP runs failed to train", text)
+    if count is None or f"{count[1]} of the 50 runs failed to train" not in findings:
+        problems.append("README's residual-MLP failure count is not docs/findings.md's")
+    return problems
+
+
+def test_the_readme_summary_is_its_sources() -> None:
+    readme = README.read_text()
+    text = " ".join(readme.split())
+    assert len(re.findall(r"static (?:elu|softplus|gelu) in the [^(]*\([+-]\d+\.\d", text)) == 3
+    assert readme_problems(readme) == []
+
+
+@pytest.mark.parametrize(
+    "old, new",
+    [("+14.6", "+14.7"), ("-4.6,", "-4.5,"), ("31 of its 50", "26 of its 50"), ("0.98-1.04x", "0.98-1.05x")],
+)
+def test_a_changed_readme_number_is_caught(old: str, new: str) -> None:
+    readme = " ".join(README.read_text().split())
+    assert readme.count(old) == 1, old
+    assert readme_problems(readme.replace(old, new)) != []
