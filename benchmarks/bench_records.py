@@ -12,7 +12,7 @@ A 4-layer MLP (width 16, batch 16, float64) trains with a VarianceTracker of all
 Each storage runs in a fresh process: after 500 warm-up steps, the growth of the resident set
 size (VmRSS, Linux) over STEPS more tracked steps, per step; and the record's own arrays
 (``TrackRecord.nbytes``) per step. STEPS is 5,000, or the value of BENCH_RECORD_STEPS (the
-README's figures: 20,000). The step time is the mean over those steps; "append" is the time
+figures of docs/guide/tracking.md: 20,000). The step time is the mean over those steps; "append" is the time
 of the storage's ``append`` alone, over 5,000 appends of a table to a new storage of the kind
 (for the streamed record, its flushes included).
 """

@@ -3,6 +3,7 @@ the strict CuPy-like test device (strict, tests/strict_device.py)."""
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 
 import pytest
@@ -47,3 +48,13 @@ def device(request: pytest.FixtureRequest) -> Iterator[str]:
     yield name
     backend.set_device(previous_device)
     backend.set_default_dtype(previous_dtype)
+
+
+@pytest.fixture
+def python_sigint() -> Iterator[None]:
+    """Python's Ctrl-C handler for a test that sends SIGINT to its own process: a shell that
+    starts the suite in the background (``nohup make test &``) sets SIGINT to "ignore", Python
+    then installs no handler, and the signal would do nothing."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import signal
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,3 +33,19 @@ def default_sigint() -> None:
     the suite in the background sets SIGINT to "ignore", children inherit that, and Python then
     installs no KeyboardInterrupt handler; the default disposition lets it install its own."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def grid_file(path: Path, grid: Any, **changes: object) -> Path:
+    """``grid`` (a Grid, with ``changes``) as a TOML grid file, written by hand: the library
+    only reads TOML."""
+
+    def value(v: object) -> str:
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + "}"
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return json.dumps(v)
+
+    values = {**dataclasses.asdict(grid), **changes}
+    path.write_text("".join(f"{key} = {value(v)}\n" for key, v in values.items()))
+    return path

@@ -113,7 +113,7 @@ def test_interrupted_image_resnet_resumes_to_the_same_numbers(tmp_path) -> None:
 
 
 def test_image_resnet_on_a_device_moves_one_array_per_step_and_per_evaluated_split() -> None:
-    """On the strict device (README, GPU): the crops, flips and normalization run where the batch
+    """On the strict device (docs/guide/gpu.md): the crops, flips and normalization run where the batch
     is, so a run costs the transfers of an MLP's (test_host_syncs), and the numbers are NumPy's."""
     config = TrainConfig(dataset="cifar10", architecture="resnet20", epochs=1, batch_size=4, device="strict")
     with count_syncs() as syncs:

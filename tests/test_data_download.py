@@ -346,6 +346,7 @@ def test_commands_that_need_cifar_say_where_they_looked_and_how_to_download(tmp_
     assert err.rstrip().endswith(f"download it with: tinynormact data download cifar100 --root {tmp_path}")
 
 
+@pytest.mark.usefixtures("python_sigint")
 def test_ctrl_c_keeps_the_part_and_says_how_to_resume(server, cifar10, tmp_path, capsys):
     data, md5, _ = cifar10
     server.files[ARCHIVE] = data

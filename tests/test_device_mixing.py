@@ -1,4 +1,4 @@
-"""Two devices in one program: the rules of README "GPU", checked with NumPy ("cpu") and the
+"""Two devices in one program: the rules of docs/guide/gpu.md, checked with NumPy ("cpu") and the
 strict CuPy-like test device ("strict") standing in for a GPU.
 
 - NumPy arrays and Python numbers given to an operation join the tensor's device;

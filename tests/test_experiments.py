@@ -514,9 +514,9 @@ def test_propagation_marks_a_form_whose_e8_map_is_unstable_at_the_start() -> Non
     assert not ntanh["unstable"] and ntanh["unstable_fixed_points"] == []
 
 
-def test_the_readme_grid_file_is_a_valid_grid(tmp_path) -> None:
-    readme = Path(__file__).resolve().parents[1] / "README.md"
-    (block,) = re.findall(r"```toml\n(.*?)```", readme.read_text(), flags=re.DOTALL)
+def test_the_sweeps_page_grid_file_is_a_valid_grid(tmp_path) -> None:
+    page = Path(__file__).resolve().parents[1] / "docs" / "guide" / "sweeps.md"
+    (block,) = re.findall(r"```toml\n(.*?)```", page.read_text(), flags=re.DOTALL)
     (tmp_path / "widths.toml").write_text(block)
     grid = load_grid(tmp_path / "widths.toml")
     assert len(grid.runs()) == 2 * 2 * 3 * 2 * 3  # architectures x activations x forms x widths x seeds

@@ -122,6 +122,7 @@ def _send_ctrl_c_to_this_process(*args: object, **kwargs: object) -> None:
     os.kill(os.getpid(), signal.SIGINT)
 
 
+@pytest.mark.usefixtures("python_sigint")
 def test_ctrl_c_while_a_command_loads_what_it_needs_prints_one_line(tmp_path, monkeypatch, capsys) -> None:
     """Each command imports its modules as its options are built, after the launcher's guarded
     imports: a Ctrl-C there (sent here by the code, as the train options are built) ends with
@@ -141,6 +142,7 @@ def test_ctrl_c_while_a_command_loads_what_it_needs_prints_one_line(tmp_path, mo
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.usefixtures("python_sigint")
 def test_ctrl_c_while_a_completed_run_is_being_saved_completes_it(tmp_path, monkeypatch, capsys) -> None:
     """Before: a Ctrl-C between the last step and the end of the command either overwrote the
     completed result with "interrupted" or ended the command with 130 ("error: interrupted")
@@ -165,6 +167,7 @@ def test_ctrl_c_while_a_completed_run_is_being_saved_completes_it(tmp_path, monk
     assert json.loads((out / "result.json").read_text())["status"] == "completed"
 
 
+@pytest.mark.usefixtures("python_sigint")
 def test_ctrl_c_while_the_table_is_printed_keeps_exit_code_0(tmp_path, monkeypatch, capsys) -> None:
     from tinynormact import cli
     from tinynormact.experiments import report

@@ -24,10 +24,9 @@ distributed = pytest.importorskip("distributed")  # the test extra installs it; 
 import dask  # noqa: E402
 import psutil  # noqa: E402  (installed with distributed)
 
-from tests.helpers import default_sigint  # noqa: E402
+from tests.helpers import default_sigint, grid_file  # noqa: E402
 from tests.test_experiments import tiny_grid  # noqa: E402
 from tinynormact import cli  # noqa: E402
-from tinynormact.experiments import Grid  # noqa: E402
 from tinynormact.experiments.executors import CONNECT_TIMEOUT_S, InProcess, ProcessPool  # noqa: E402
 from tinynormact.experiments.runner import run_one  # noqa: E402
 from tinynormact.experiments.sweep import run_sweep  # noqa: E402
@@ -175,21 +174,6 @@ def test_the_process_pool_fallback_gives_the_numbers_of_one_process(reference) -
     assert pooled == serial == {name: reference[name] for name in serial}
 
 
-def _write_grid_file(path: Path, grid: Grid) -> Path:
-    """``grid`` as a TOML grid file (the test writes TOML by hand: the library only reads it)."""
-
-    def value(v: object) -> str:
-        if isinstance(v, dict):
-            return "{" + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + "}"
-        if isinstance(v, (list, tuple)):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        return json.dumps(v)
-
-    lines = [f"{key} = {value(v)}" for key, v in dataclasses.asdict(grid).items()]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
 def _tinynormact(*args: str, **options: object) -> subprocess.Popen:
     """The command line in a new process (BLAS on one thread, like the test process)."""
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -203,19 +187,67 @@ def _tinynormact(*args: str, **options: object) -> subprocess.Popen:
 def test_the_command_line_on_a_dask_scheduler_gives_the_same_numbers(
     tmp_path, dask_cluster, reference
 ) -> None:
-    grid_file = _write_grid_file(tmp_path / "small.toml", SMALL)
-    process = _tinynormact("sweep", str(grid_file), "--out", str(tmp_path / "a"), "--scheduler", dask_cluster)
+    grid_path = grid_file(tmp_path / "small.toml", SMALL)
+    process = _tinynormact("sweep", str(grid_path), "--out", str(tmp_path / "a"), "--scheduler", dask_cluster)
     out, err = process.communicate(timeout=300)
     assert process.returncode == 0, err
     assert histories(tmp_path / "a") == reference and "static - vanilla" in out
     # the same through the environment variable
     env = {"TINYNORMACT_SCHEDULER": dask_cluster}
-    process = _tinynormact("sweep", str(grid_file), "--out", str(tmp_path / "b"), env=env)
+    process = _tinynormact("sweep", str(grid_path), "--out", str(tmp_path / "b"), env=env)
     _, err = process.communicate(timeout=300)
     assert process.returncode == 0, err
     assert histories(tmp_path / "b") == reference
     executor = json.loads((tmp_path / "b" / "results.json").read_text())["settings"]["executor"]
     assert executor.startswith(f"the Dask cluster at {dask_cluster}")
+
+
+# One MLP of width 64 on batches of 1000 examples: its weight gradients sum 1000 products, a sum
+# OpenBLAS 0.3 splits between threads, so on 2 BLAS threads the histories differ in their last bits
+# from those on 1 (measured; the test checks that this grid can tell them apart).
+WIDE = dataclasses.replace(
+    SMALL,
+    architectures=("mlp",),
+    depths=(3,),
+    widths=(64,),
+    seeds=(0,),
+    epochs=3,
+    batch_size=1000,
+    dataset_options={"n_train": 3000, "n_test": 60},
+)
+
+
+def test_the_executor_does_not_change_the_numbers_whatever_the_blas_threads(
+    tmp_path, dask_cluster, monkeypatch
+) -> None:
+    """Issue 26: a sweep in this process with BLAS free on 2 threads (a laptop's ``--jobs 1``),
+    on a local cluster (``--jobs 2``) and on a ``dask scheduler`` with two ``dask worker``s
+    (Dask pins their BLAS to 1 thread) writes the same run files, bit for bit (all but the wall
+    time). Before every run pinned its BLAS threads, the in-process histories differed."""
+    from threadpoolctl import threadpool_limits
+
+    from tinynormact.experiments import runner
+
+    def records(folder: Path) -> dict[str, dict]:
+        found = {p.name: json.loads(p.read_text()) for p in (folder / "runs").iterdir()}
+        return {name: {k: v for k, v in record.items() if k != "seconds"} for name, record in found.items()}
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        run_sweep(WIDE, tmp_path / "jobs1", jobs=1, progress=False)
+    run_sweep(WIDE, tmp_path / "jobs2", jobs=2, progress=False)
+    grid_path = grid_file(tmp_path / "wide.toml", WIDE)
+    dask_out = str(tmp_path / "dask")
+    process = _tinynormact("sweep", str(grid_path), "--out", dask_out, "--scheduler", dask_cluster)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    pinned = records(tmp_path / "jobs1")
+    assert len(pinned) == 2 and records(tmp_path / "jobs2") == pinned == records(tmp_path / "dask")
+    assert {record["blas_threads"] for record in pinned.values()} == {1}
+
+    monkeypatch.setattr(runner, "BLAS_THREADS", 2)  # the control: what the unpinned run computed
+    two_threads = {spec.file_name: runner.run_one(spec)["history"] for spec in WIDE.runs()}
+    if two_threads == {name: record["history"] for name, record in pinned.items()}:
+        pytest.skip("this BLAS sums the same on 2 threads as on 1: the grid cannot show the difference")
 
 
 def _kill_a_busy_worker(address: str, out: Path, killed: list[str]) -> None:
@@ -285,9 +317,9 @@ def _local_schedulers() -> list[str]:
 
 
 def test_ctrl_c_keeps_finished_runs_and_a_rerun_runs_only_the_rest(tmp_path, reference) -> None:
-    grid_file = _write_grid_file(tmp_path / "small.toml", SMALL)
+    grid_path = grid_file(tmp_path / "small.toml", SMALL)
     out = tmp_path / "sweep"
-    process = _tinynormact("sweep", str(grid_file), "--out", str(out), "--jobs", "2", start_new_session=True)
+    process = _tinynormact("sweep", str(grid_path), "--out", str(out), "--jobs", "2", start_new_session=True)
     me = psutil.Process(process.pid)
     while len(list(out.glob("runs/*.json"))) < 2:  # finished runs (a file being written ends in .tmp)
         assert process.poll() is None, process.communicate()
@@ -307,7 +339,7 @@ def test_ctrl_c_keeps_finished_runs_and_a_rerun_runs_only_the_rest(tmp_path, ref
     assert 2 <= len(kept) and json.loads((out / "results.json").read_text())["status"] == "interrupted"
     if len(kept) == len(reference):
         pytest.skip("every run finished before Ctrl-C arrived (a very fast machine): nothing to resume")
-    process = _tinynormact("sweep", str(grid_file), "--out", str(out), "--jobs", "1")
+    process = _tinynormact("sweep", str(grid_path), "--out", str(out), "--jobs", "1")
     _, err = process.communicate(timeout=300)
     assert process.returncode == 0, err
     to_run = len(reference) - len(kept)
@@ -324,10 +356,10 @@ def test_an_unreachable_scheduler_is_one_line_and_exit_2(tmp_path, capsys) -> No
     with socket.socket() as probe:  # a port on 127.0.0.1 that nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    grid_file = _write_grid_file(tmp_path / "small.toml", SMALL)
+    grid_path = grid_file(tmp_path / "small.toml", SMALL)
     out = tmp_path / "sweep"
     start = time.monotonic()
-    code = cli.main(["sweep", str(grid_file), "--out", str(out), "--scheduler", f"tcp://127.0.0.1:{port}"])
+    code = cli.main(["sweep", str(grid_path), "--out", str(out), "--scheduler", f"tcp://127.0.0.1:{port}"])
     elapsed = time.monotonic() - start
     lines = capsys.readouterr().err.splitlines()
     assert lines[:-1] == [f"{out}: 8 runs to run"]  # the notice before any work, then one line
@@ -347,8 +379,8 @@ def test_an_unreachable_scheduler_is_one_line_and_exit_2(tmp_path, capsys) -> No
 )
 def test_bad_scheduler_options_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch, argv, words) -> None:
     monkeypatch.setenv("TINYNORMACT_SCHEDULER", "tcp://not an address")  # ignored: options given
-    grid_file = _write_grid_file(tmp_path / "small.toml", SMALL)
-    code = cli.main(["sweep", str(grid_file), "--out", str(tmp_path / "sweep"), *argv])
+    grid_path = grid_file(tmp_path / "small.toml", SMALL)
+    code = cli.main(["sweep", str(grid_path), "--out", str(tmp_path / "sweep"), *argv])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and all(word in err for word in words), err
     assert not (tmp_path / "sweep").exists()
@@ -356,8 +388,8 @@ def test_bad_scheduler_options_are_one_line_and_exit_2(tmp_path, capsys, monkeyp
 
 def test_a_bad_scheduler_variable_is_named(tmp_path, capsys, monkeypatch) -> None:
     monkeypatch.setenv("TINYNORMACT_SCHEDULER", "localhost:8786")
-    grid_file = _write_grid_file(tmp_path / "small.toml", SMALL)
-    code = cli.main(["sweep", str(grid_file), "--out", str(tmp_path / "sweep")])
+    grid_path = grid_file(tmp_path / "small.toml", SMALL)
+    code = cli.main(["sweep", str(grid_path), "--out", str(tmp_path / "sweep")])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "TINYNORMACT_SCHEDULER" in err and "'localhost:8786'" in err
 

@@ -1,10 +1,10 @@
 """tinynormact: a readable reference implementation of normalized activation functions.
 
-Public API (README.md has a tour)::
+Public API (docs/guide/tour.md has a tour)::
 
     import tinynormact as tn
     tn.Tensor, tn.no_grad, tn.gradcheck, tn.set_device, tn.get_device   the engine
-    tn.activations, tn.theory                 the activation zoo and THEORY E1-E22
+    tn.activations, tn.theory                 the activation zoo and THEORY E1-E33
     tn.nn, tn.losses, tn.optim, tn.functional networks, losses, optimizers
     tn.data                                   datasets and the batching loader
     tn.tracking, tn.costs                     per-layer variance tracking; FLOPs and memory

@@ -64,8 +64,9 @@ def add_anchors(lines: list[str]) -> list[str]:
         spans = "".join(f'<span class="eq-anchor" id="e{n}"></span>' for n in placed.get(index, []))
         if not spans:
             out.append(line)
-        elif line.startswith("#"):
-            out += [spans, "", line]
+        elif line.startswith("#"):  # inside the heading: a jump to #e9 lands as one to the heading
+            hashes, _, title = line.partition(" ")
+            out.append(f"{hashes} {spans}{title}")
         else:
             item = re.match(r"(\s*(?:[-*]|\d+\.) )(.*)", line)
             out.append(item.group(1) + spans + item.group(2) if item else spans + line)
@@ -133,8 +134,27 @@ SKIPPED_TAGS = {"a", "code", "pre", "h1", "h2", "h3", "h4", "h5", "h6", "script"
 TAG = re.compile(r"<(/?)([a-zA-Z0-9]+)[^>]*?(/?)>")
 
 
+# arithmatex's math elements: their TeX may name an equation (\mathrm{E30}: ...) but holds no tags
+MATH_ELEMENT = re.compile(r'<(span|div) class="arithmatex">.*?</\1>', re.DOTALL)
+
+
 def link_equation_numbers(html: str, theory_url: str, anchors: frozenset[int]) -> str:
-    """Every E9 in the text of ``html`` (not in links, code or headings) -> a link to #e9."""
+    """Every E9 in the text of ``html`` (not in links, code, headings or math) -> a link to #e9;
+    a plain "docs/THEORY.md" there -> a link to THEORY's page."""
+    out, last = [], 0
+    for math in MATH_ELEMENT.finditer(html):
+        out += [_link_outside_math(html[last:math.start()], theory_url, anchors), math.group()]
+        last = math.end()
+    out.append(_link_outside_math(html[last:], theory_url, anchors))
+    return "".join(out)
+
+
+THEORY_PATH = re.compile(r"(?<![\w/.])docs/THEORY\.md\b")
+
+
+def _link_outside_math(html: str, theory_url: str, anchors: frozenset[int]) -> str:
+    """The text of ``html`` outside links, code and headings: every E9 -> a link to #e9, and on
+    other pages than THEORY's every plain mention of docs/THEORY.md -> a link to it."""
     out, depth, last = [], 0, 0
 
     def link(match: re.Match) -> str:
@@ -143,9 +163,13 @@ def link_equation_numbers(html: str, theory_url: str, anchors: frozenset[int]) -
             return match.group()
         return f'<a class="eq-ref" href="{theory_url}#e{number}">{match.group()}</a>'
 
+    def linked(text: str) -> str:
+        text = NUMBER.sub(link, text)
+        return THEORY_PATH.sub(f'<a href="{theory_url}">docs/THEORY.md</a>', text) if theory_url else text
+
     for tag in TAG.finditer(html):
         text = html[last:tag.start()]
-        out.append(NUMBER.sub(link, text) if depth == 0 else text)
+        out.append(linked(text) if depth == 0 else text)
         out.append(tag.group())
         name = tag.group(2).lower()
         if name in SKIPPED_TAGS and not tag.group(3):
@@ -153,7 +177,7 @@ def link_equation_numbers(html: str, theory_url: str, anchors: frozenset[int]) -
             depth = max(depth, 0)
         last = tag.end()
     tail = html[last:]
-    out.append(NUMBER.sub(link, tail) if depth == 0 else tail)
+    out.append(linked(tail) if depth == 0 else tail)
     return "".join(out)
 
 

@@ -2,8 +2,9 @@
 
 - the nav is made from what exists: README.md (home), tutorials/ (executed by
   docs/_tools/tutorials.py into build/site-src/tutorials), docs/THEORY.md, every other
-  docs/*.md and docs/guide/*.md, every Markdown file of docs/reports/*/, and one API page per
-  module of tinynormact and per test module of tests/;
+  docs/*.md and docs/guide/*.md, every Markdown file of docs/reports/*/ (a report folder without
+  one gets a generated page of its scripts' descriptions, outputs and figures; the reports an
+  overview page), and one API page per module of tinynormact and per test module of tests/;
 - links between repository files become links between pages (a link to a file that is not a
   page, a script or a CSV, stays as its text);
 - THEORY's plain-text equations are typeset (docs/_tools/plain_math.py) and every equation
@@ -16,6 +17,8 @@
 
 from __future__ import annotations
 
+import ast
+import functools
 import re
 import shutil
 import sys
@@ -59,6 +62,11 @@ def site_path(repo_path: str) -> str | None:
         return RENAMED[repo_path]
     if TUTORIAL_SCRIPT.fullmatch(repo_path):
         return repo_path[:-3] + ".md"
+    if repo_path.startswith("docs/") and repo_path[len("docs/"):] in generated_report_pages():
+        return repo_path[len("docs/"):]
+    if repo_path.startswith("docs/") and (ROOT / repo_path).is_dir():
+        index = repo_path[len("docs/"):] + "/index.md"  # a folder: its index page, when it has one
+        return index if index in generated_report_pages() or (DOCS / index).exists() else None
     if repo_path.startswith("docs/") and (ROOT / repo_path).exists():
         return repo_path[len("docs/"):]
     return api_pages.module_page(repo_path)
@@ -117,18 +125,19 @@ def on_config(config):
 
 
 # The guide pages in reading order; a page not named here comes after them, by name.
-GUIDE_ORDER = ["tour", "tracking", "reproduction", "sweeps", "runs", "cifar", "gpu", "benchmarks"]
+GUIDE_ORDER = [
+    "tour", "tracking", "reproduction", "sweeps", "runs", "cifar", "gpu", "testing", "allocator", "site",
+]
 
 
 def build_nav() -> list:
     tutorials = [{title_of_generated(p): "tutorials/" + p.stem + ".md"} for p in tutorial_sources()]
     rank = {name: i for i, name in enumerate(GUIDE_ORDER)}
     guide = sorted(DOCS.glob("guide/*.md"), key=lambda p: (rank.get(p.stem, len(rank)), p.name))
-    pages = sorted(p for p in DOCS.glob("*.md") if p.name != "THEORY.md")
-    reports = []
-    for folder in sorted(p for p in (DOCS / "reports").glob("*/") if p.is_dir()):
-        files = sorted(folder.glob("*.md"), key=lambda p: (p.name != "report.md", p.name))
-        reports += [{title_of(p): p.relative_to(DOCS).as_posix()} for p in files]
+    # every other docs/*.md, by name, with the findings first and the timings last
+    first_last = {"findings": -1, "timings": 1}
+    pages = sorted((p for p in DOCS.glob("*.md") if p.name != "THEORY.md"),
+                   key=lambda p: (first_last.get(p.stem, 0), p.name))
     nav: list = [
         {"Home": "index.md"},
         {"Tutorials": [{"Overview": "tutorials/index.md"}, *tutorials]},
@@ -137,10 +146,88 @@ def build_nav() -> list:
     ]
     if guide:
         nav.append({"Guide": [{title_of(p): p.relative_to(DOCS).as_posix()} for p in guide]})
-    if reports:
-        nav.append({"Reports": reports})
+    nav.append({"Reports": [{"Overview": "reports/index.md"}, *report_entries()]})
     nav.append({"API reference": api_pages.nav()})
     return nav
+
+
+def report_folders() -> list[Path]:
+    return sorted(p for p in (DOCS / "reports").glob("*/") if p.is_dir())
+
+
+def report_index_uri(folder: Path) -> str:
+    return folder.relative_to(DOCS).as_posix() + "/index.md"
+
+
+@functools.cache
+def generated_report_pages() -> dict[str, str]:
+    """The reports' overview page, and a page for each report folder that has no Markdown of its
+    own (a study's scripts, their printed outputs and figures)."""
+    pages = {"reports/index.md": reports_overview()}
+    for folder in report_folders():
+        if any(folder.glob("*.md")):
+            continue
+        parts = [f"# Report: {folder.name}", "",
+                 f"The files of `docs/reports/{folder.name}/`, as committed: each script's description, "
+                 "the figures and the printed outputs.", ""]
+        for script in sorted(folder.glob("*.py")):
+            parts += [f"## `{script.name}`", "", script_summary(script), ""]
+            outputs = folder / f"{script.stem}.txt"
+            if outputs.exists():
+                text = outputs.read_text().rstrip()
+                parts += [f"Its output, `{outputs.name}`:", "", "```text", text, "```", ""]
+        figures = sorted((folder / "figures").glob("*.png")) + sorted(folder.glob("*.png"))
+        if figures:
+            parts += ["## Figures", ""]
+            parts += [f"![{f.stem}]({f.relative_to(folder).as_posix()})\n" for f in figures]
+        pages[report_index_uri(folder)] = "\n".join(parts) + "\n"
+    return pages
+
+
+def report_entries() -> list[dict[str, str]]:
+    """(name, site path) of every report: a report.md by its folder's path under docs/reports/
+    (every report.md has the same title), another page by its title, a folder without Markdown by
+    its generated page."""
+    entries = []
+    for folder in report_folders():
+        files = sorted(folder.rglob("*.md"), key=lambda p: (p.parent.relative_to(folder).parts,
+                                                              p.name != "report.md", p.name))
+        for page in files:
+            where = page.parent.relative_to(DOCS / "reports").as_posix()
+            name = where if page.name == "report.md" else title_of(page)
+            entries.append({name: page.relative_to(DOCS).as_posix()})
+        if not files:
+            entries.append({folder.name: report_index_uri(folder)})
+    return entries
+
+
+def reports_overview() -> str:
+    """One line per report: its page, and its first sentence (what ran)."""
+    lines = ["# Reports", "",
+             "The reports committed under `docs/reports/`, each with its figures; a preset's folder also "
+             "holds its `results.csv`, one line per run. [The findings](../findings.md) quotes them, "
+             "every number recomputed from that data.", "",
+             "| report | what ran |", "| --- | --- |"]
+    for entry in report_entries():
+        ((name, uri),) = entry.items()
+        source = DOCS / uri
+        summary = "a study: its scripts, their outputs and figures"
+        if source.exists():
+            blocks = source.read_text().split("\n\n")[1:]
+            paragraphs = [p for p in blocks if not p.startswith(("#", "!", "|", "<"))]
+            first = " ".join(paragraphs[0].split()) if paragraphs else ""  # "Grid `quick` on ..."
+            summary = re.split(r", wall time|\. ", first)[0]  # times are stated once, in the report
+        lines.append(f"| [{name}]({uri.removeprefix('reports/')}) | {summary} |")
+    return "\n".join(lines) + "\n"
+
+
+def script_summary(script: Path) -> str:
+    """The module docstring of a script (what it does and how to run it), its ``<`` and ``>``
+    outside code spans escaped (``collapse_<activation>.png`` is text, not a tag)."""
+    docstring = ast.get_docstring(ast.parse(script.read_text())) or "(no description)"
+    parts = re.split(r"(`+[^`]*`+)", docstring)
+    return "".join(part if part.startswith("`") else part.replace("<", "&lt;").replace(">", "&gt;")
+                   for part in parts)
 
 
 def title_of_generated(source: Path) -> str:
@@ -162,7 +249,7 @@ def on_files(files: Files, config) -> Files:
         add(f"tutorials/{source.stem}.md", content=page.read_text())
         for figure in sorted((GENERATED_TUTORIALS / f"{source.stem}_files").glob("*")):
             add(f"tutorials/{source.stem}_files/{figure.name}", abs_src_path=str(figure))
-    for uri, content in api_pages.pages().items():
+    for uri, content in {**api_pages.pages(), **generated_report_pages()}.items():
         add(uri, content=content)
     return files
 

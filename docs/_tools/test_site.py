@@ -141,6 +141,19 @@ def open_page(browser, url: str) -> list[str]:
     return problems
 
 
+def screenshot(browser, path: Path) -> None:
+    """Save what the reader sees once the math is typeset and the page has settled (no CSS
+    transition running: after a jump the header's title is mid-fade otherwise)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    settled = f"return ({MATH_DONE[len('return '):]}) && document.getAnimations().length === 0"
+    try:
+        WebDriverWait(browser, 20).until(lambda d: d.execute_script(settled))
+    except Exception:  # noqa: BLE001 (the screenshot is still worth having)
+        pass
+    browser.save_screenshot(str(path))
+
+
 def broken_links(browser, base: str, page: str) -> list[str]:
     """Links of the open page to a page of the site that does not exist or lacks the anchor."""
     hrefs = browser.execute_script("return [...document.querySelectorAll('a[href]')].map(a => a.href)")
@@ -180,8 +193,7 @@ def test_theory_has_an_anchor_and_typeset_math_for_every_equation(browser, serve
     assert rendered > 200, f"only {rendered} typeset formulas in THEORY"
     (SCREENSHOTS).mkdir(parents=True, exist_ok=True)
     browser.get(server + "THEORY.html#e9")
-    browser.execute_script(MATH_DONE)
-    browser.save_screenshot(str(SCREENSHOTS / "theory-e9.png"))
+    screenshot(browser, SCREENSHOTS / "theory-e9.png")
 
 
 def test_api_links_equation_numbers_and_the_table_links_functions_and_tests(browser, server) -> None:
@@ -231,5 +243,5 @@ def test_screenshots_of_the_home_page_and_a_tutorial(browser, server) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     for page, name in (("index.html", "home.png"), (TUTORIAL, "tutorial.png")):
         assert open_page(browser, server + page) == []
-        browser.save_screenshot(str(SCREENSHOTS / name))
+        screenshot(browser, SCREENSHOTS / name)
         assert (SCREENSHOTS / name).stat().st_size > 10_000

@@ -58,6 +58,8 @@ def test_an_equation_is_anchored_where_it_is_defined() -> None:
     anchored = equations.add_anchors(lines)
     item = anchored[anchored.index("### E17-E18: residual networks") + 1]
     assert item.startswith('- <span class="eq-anchor" id="e17"></span>**E17')
+    heading = "".join(f'<span class="eq-anchor" id="e{n}"></span>' for n in (1, 2, 3))
+    assert f"### {heading}E1-E3: moments" in anchored  # inside the heading, which a jump then shows
 
 
 def test_equation_numbers_link_to_their_anchor_outside_code_and_links() -> None:
@@ -65,10 +67,18 @@ def test_equation_numbers_link_to_their_anchor_outside_code_and_links() -> None:
     linked = equations.link_equation_numbers(html, "../THEORY.html", frozenset({9}))
     assert linked == ('<p>By <a class="eq-ref" href="../THEORY.html#e9">E9</a> (<code>E9</code>), '
                       '<a href="x">E9</a>; E99.</p>')
+    # a link inside TeX would break it: the number in a math element stays as it is
+    math = '<div class="arithmatex">\\[\n\\mathrm{E9}: q = 1\n\\]</div>'
+    linked = equations.link_equation_numbers(math + "<p>E9</p>", "", frozenset({9}))
+    assert linked == math + '<p><a class="eq-ref" href="#e9">E9</a></p>'
+    mention = "<p>(docs/THEORY.md, E9) <code>docs/THEORY.md</code></p>"  # the tutorials' way of citing it
+    assert equations.link_equation_numbers(mention, "../THEORY.html", frozenset({9})) == (
+        '<p>(<a href="../THEORY.html">docs/THEORY.md</a>, <a class="eq-ref" href="../THEORY.html#e9">E9</a>) '
+        "<code>docs/THEORY.md</code></p>")
 
 
 def test_links_between_repository_files_become_links_between_pages() -> None:
-    figure = "docs/figures/paired_difference.png"
+    figure = "docs/reports/quick/figures/paired_difference.png"
     markdown = ("[theory](docs/THEORY.md#e9) [tracker](tinynormact/tracking.py) "
                 f"[bench](benchmarks/bench_tracking.py) ![fig]({figure}) [web](https://arxiv.org)")
     assert hooks.rewrite_links(markdown, "README.md", "index.md") == (
@@ -89,3 +99,17 @@ def test_a_failing_tutorial_stops_the_build(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match=r"99_broken\.py failed(.|\n)*wrong derivative"):
         tutorials.build_one(script, tmp_path / "out")
     assert not (tmp_path / "out" / "99_broken.md").exists()
+
+
+def test_report_folders_and_the_reports_folder_are_pages(tmp_path: Path) -> None:
+    """Before: a link to docs/reports/ pointed at a folder (no page there, a broken link), and a
+    study's folder without Markdown had no page at all."""
+    generated = hooks.generated_report_pages()
+    assert hooks.site_path("docs/reports") == "reports/index.md" and "reports/index.md" in generated
+    for folder in hooks.report_folders():
+        has_markdown = any(folder.glob("*.md"))
+        assert (hooks.report_index_uri(folder) in generated) != has_markdown
+        assert f"[{folder.name}]({folder.name}/" in generated["reports/index.md"]
+    script = tmp_path / "study.py"
+    script.write_text('"""Writes figures/collapse_<activation>.png; see `a<b`."""\n')
+    assert hooks.script_summary(script) == "Writes figures/collapse_&lt;activation&gt;.png; see `a<b`."

@@ -15,7 +15,7 @@ The graph is made of nodes rather than of the tensors themselves so that it keep
 what the closures need: once a forward pass is done, an intermediate tensor that no closure and
 no variable refers to (the pre-activation h of ``Linear`` then ``tanh``, say) is freed.
 
-Rules (the README repeats them):
+Rules (docs/guide/tour.md repeats them):
 
 - Gradients accumulate: ``backward()`` adds into the ``.grad`` of leaf tensors that require a
   gradient, so calling it twice doubles ``.grad``; ``zero_grad()`` (or an optimizer's) clears it.

@@ -262,7 +262,7 @@ def _dask_client(jobs: int, address: str | None) -> Iterator[tuple[Any, str]]:
     blas = {name: "1" for name in _THREAD_VARIABLES}
     # Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in its workers: glibc then hands freed
     # arrays back to the system and faults them in again at every step, which made our runs
-    # about 1.8x slower (README, Sweeps); the workers keep glibc's default instead.
+    # about 1.8x slower (docs/guide/sweeps.md); the workers keep glibc's default instead.
     keep_malloc_default = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
     with dask.config.set(keep_malloc_default):  # read once, by each nanny as it starts
         cluster = _local_cluster(jobs, blas)

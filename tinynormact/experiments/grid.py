@@ -43,7 +43,7 @@ from typing import Any
 
 from tinynormact import theory
 from tinynormact.infra.validation import check_integer
-from tinynormact.nn.normalized import check_normalization_options
+from tinynormact.nn.normalized import check_normalization_options, normalization_options
 from tinynormact.train import ConfigError, TrainConfig
 
 if sys.version_info >= (3, 11):
@@ -208,9 +208,12 @@ class Grid:
         if form == "vanilla":
             return {}
         shared = {"rule": self.rule, "center": self.center}
-        if form in self.readings:
-            return {"mode": "adaptive", **shared, **self.readings[form]}
-        return {"mode": form, **shared}
+        if form == "static":
+            return {"mode": form, **shared}
+        # the reading of E16 is part of a run's identity (its config hash), so a change of the
+        # default reading makes old adaptive runs other runs, not the same ones resumed
+        reading = {"estimate": normalization_options()["estimate"], **self.readings.get(form, {})}
+        return {"mode": "adaptive", **shared, **reading}
 
     def depths_of(self, architecture: str) -> tuple[int, ...]:
         return tuple(self.depths[architecture] if isinstance(self.depths, dict) else self.depths)

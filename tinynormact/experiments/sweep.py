@@ -120,7 +120,7 @@ def run_sweep(
     with contextlib.ExitStack() as stack:
         executor = stack.enter_context(open_executor(jobs, scheduler, notice)) if todo else None
         with using_device(device):  # before the folder: a Ctrl-C here leaves nothing behind
-            load_data(grid.runs(device)[0].config)  # fills the data cache; image datasets as images
+            load_data(specs[0].config)  # fills the data cache; image datasets as images
         folder.create()
         if executor is not None:
             description = executor.description

@@ -1,7 +1,7 @@
 """A run and its folder: ``train(config, out_dir)`` runs one configuration and returns its
 ``TrainResult``.
 
-With an output folder (README, "Run folders"): the folder is locked for the whole run
+With an output folder (docs/guide/runs.md): the folder is locked for the whole run
 (``folder_lock``: a second writer is refused at once); ``config.json``, ``checkpoint.npz``
 (every ``checkpoint_every`` epochs, at the end and on Ctrl-C, the state after the last completed
 step; the generation before it is kept as ``checkpoint.previous.npz``) and ``result.json`` are
