@@ -58,8 +58,13 @@ def tree(root: Path, leave_out: Path | None = None) -> dict[str, tuple]:
 
 
 def without_run_count(err: str) -> str:
-    """Standard error less the sweep's "<folder>: N runs to run" notice, which precedes its work."""
-    return "".join(line for line in err.splitlines(keepends=True) if not line.endswith(" runs to run\n"))
+    """Standard error less the notices that precede a sweep's work: "<folder>: N runs to run" and
+    "estimated time: ..." """
+    return "".join(
+        line
+        for line in err.splitlines(keepends=True)
+        if not (line.endswith(" runs to run\n") or line.startswith("estimated time: "))
+    )
 
 
 def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:

@@ -69,6 +69,7 @@ Outcome = tuple[RunSpec, dict[str, Any]]
 
 class Executor(Protocol):
     description: str
+    workers: int  # how many runs it runs at once
 
     def run(self, specs: Sequence[RunSpec]) -> Iterator[Outcome]: ...
 
@@ -85,6 +86,7 @@ class InProcess:
     """Every run here, one after the other."""
 
     description = "in this process"
+    workers = 1
 
     def run(self, specs: Sequence[RunSpec]) -> Iterator[Outcome]:
         for spec in specs:
@@ -95,7 +97,7 @@ class ProcessPool:
     """``jobs`` spawned processes (the fallback without Dask); no retries."""
 
     def __init__(self, jobs: int) -> None:
-        self.jobs = jobs
+        self.jobs = self.workers = jobs
         self.description = f"{jobs} worker processes (multiprocessing; Dask is not installed)"
 
     def run(self, specs: Sequence[RunSpec]) -> Iterator[Outcome]:
@@ -143,6 +145,12 @@ class DaskExecutor:
 
     def __init__(self, client: Any, description: str, notice: Callable[[str], None] = print) -> None:
         self.client, self.description, self.notice = client, description, notice
+
+    @property
+    def workers(self) -> int:
+        """The threads of the cluster's workers now (a run takes one)."""
+        workers = self.client.scheduler_info().get("workers", {}).values()
+        return sum(worker.get("nthreads", 1) for worker in workers)
 
     def run(self, specs: Sequence[RunSpec]) -> Iterator[Outcome]:
         from distributed import wait

@@ -2,9 +2,10 @@
 
 ``run_sweep`` checks the folder (``sweep_folder``), opens the executor (``executors``; an
 unreachable scheduler fails before the folder is touched), fills the data cache once in this
-process (so local workers do not all download the dataset at once), then submits the missing
-runs and writes each record the moment it arrives, with a progress bar over all runs (in a log,
-where a bar would be one long line, a line at every tenth of the runs instead). Ctrl-C stops the
+process (so local workers do not all download the dataset at once), says how long the missing
+runs should take (``estimate``: a few timed steps of each network shape), then submits them and
+writes each record the moment it arrives, with a progress bar over all runs (in a log, where a
+bar would be one long line, a line at every tenth of the runs instead). Ctrl-C stops the
 workers; the runs written so far stay, and the outcome says "interrupted".
 """
 
@@ -20,8 +21,10 @@ from typing import Any
 
 from tqdm import tqdm
 
-from tinynormact.experiments.executors import check_scheduler_address, open_executor
-from tinynormact.experiments.grid import Grid
+from tinynormact.data import DataSplits
+from tinynormact.experiments.estimate import TIMED_STEPS, estimate_seconds
+from tinynormact.experiments.executors import Executor, check_scheduler_address, open_executor
+from tinynormact.experiments.grid import Grid, RunSpec
 from tinynormact.experiments.runner import BLAS_THREADS
 from tinynormact.experiments.sweep_folder import open_sweep_folder
 from tinynormact.train import load_data, using_device
@@ -47,6 +50,8 @@ def _notice(message: str) -> None:
 
 
 def _duration(seconds: float) -> str:
+    if seconds >= 2 * 3600:
+        return f"{seconds / 3600:.1f} h"
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
@@ -83,6 +88,17 @@ class ProgressLines:
         return None
 
 
+def _estimate_line(todo: list[RunSpec], splits: DataSplits, executor: Executor) -> str:
+    """The estimated time of the runs ``todo`` on ``executor`` (``estimate``), as a notice."""
+    workers = max(executor.workers, 1)
+    seconds = estimate_seconds(todo, splits, workers)
+    where = "1 worker" if workers == 1 else f"{workers} workers"
+    return (
+        f"estimated time: about {_duration(seconds)} on {where} at this machine's speed "
+        f"({TIMED_STEPS} timed steps of each network shape; the progress shows the real rate)"
+    )
+
+
 def run_sweep(
     grid: Grid,
     out: str | Path,
@@ -100,7 +116,7 @@ def run_sweep(
     resumed (``notice`` says how many runs it holds); ``resume=True`` requires one; ``force``
     starts again. ``progress``: a progress bar over the runs (None: a bar on a terminal, else
     ``ProgressLines``). A grid of more than MAX_RUNS_UNASKED runs needs ``yes``; ``notice``
-    says how many runs a sweep has before it starts."""
+    says how many runs a sweep has and their estimated time (``estimate``) before it starts."""
     out = Path(out)
     check_scheduler_address(scheduler)
     if grid.size > MAX_RUNS_UNASKED and not yes:  # counted before building 10^6 configurations
@@ -120,7 +136,9 @@ def run_sweep(
     with contextlib.ExitStack() as stack:
         executor = stack.enter_context(open_executor(jobs, scheduler, notice)) if todo else None
         with using_device(device):  # before the folder: a Ctrl-C here leaves nothing behind
-            load_data(specs[0].config)  # fills the data cache; image datasets as images
+            splits = load_data(specs[0].config)  # fills the data cache; image datasets as images
+        if executor is not None:
+            notice(_estimate_line(todo, splits, executor))
         folder.create()
         if executor is not None:
             description = executor.description
