@@ -43,6 +43,11 @@ Which batch gains E16 reads (``estimate``; THEORY E23-E29 derive what each does 
   this layer's input scale (slope 0, E26): a restoring force like batch normalization's.
 
 ``lambda_bound = c`` (0: none) keeps lambda within [lambda_static / c, c lambda_static] (E28).
+
+``units = C`` (0: one lambda per layer) gives each of the C units of axis 1 (an MLP's features,
+a CNN's channels) a lambda of its own: every mean above is taken over the other axes (the batch,
+and a CNN's positions), and the running estimates are C-vectors. One unit whose inputs leave the
+Gaussian shape then moves only its own lambda, not the layer's; C must match the input's axis 1.
 """
 
 from __future__ import annotations
@@ -91,6 +96,7 @@ class NormalizedActivation(Activation):
         eps: float = 1e-8,
         estimate: str = "output",
         lambda_bound: float = 0.0,
+        units: int = 0,
         **params: Any,
     ) -> None:
         _check_flags(center=center, learnable_correction=learnable_correction)
@@ -105,6 +111,7 @@ class NormalizedActivation(Activation):
             eps,
             estimate,
             lambda_bound,
+            units,
         )
         base_function = activations.get(base, **params)
         lam, mu = theory.normalization(base_function, rule, q, center)
@@ -113,32 +120,37 @@ class NormalizedActivation(Activation):
         self.mode, self.rule, self.center = mode, rule, bool(center)
         self.q, self.momentum, self.eps = float(q), float(momentum), float(eps)
         self.differentiate_lambda, self.train_statistics = bool(differentiate_lambda), train_statistics
-        self.estimate, self.lambda_bound = estimate, float(lambda_bound)
+        self.estimate, self.lambda_bound, self.units = estimate, float(lambda_bound), int(units)
         self.correction_scale = float(correction_scale)
         self.static_lambda, self.static_mu = float(lam), float(mu)
         if mode == "adaptive":
             moments = theory.gaussian_moments(self.base, q)
             self._gaussian_spread = float(moments.v if center else moments.m2)  # s(q) of E25
             self._gaussian_d2 = float(moments.d2)
-            # float64 whatever the network's dtype: three scalars, averaged over many steps
-            self.register_buffer("running_rho", Tensor(self._gaussian_spread / q, dtype="float64"))
-            self.register_buffer("running_rho_prime", Tensor(moments.d2, dtype="float64"))
+            # float64 whatever the network's dtype: scalars (C-vectors with units), averaged over many steps
+            start = {"running_rho": self._gaussian_spread / q, "running_rho_prime": moments.d2}
             if center:
-                self.register_buffer("running_mu", Tensor(moments.m1, dtype="float64"))
+                start["running_mu"] = moments.m1
+            for name, value in start.items():
+                self.register_buffer(name, Tensor(np.full(units or (), value), dtype="float64"))
             self._table = _gaussian_table(self.base, center) if estimate == "gaussian" else None
         self.correction = Parameter(0.0) if learnable_correction else None
         self.last_lambda: Any = None  # what the last forward multiplied by: float, 0-d array or Tensor
 
     # ----- the values used in evaluation mode -------------------------------------------------
-    def _eval_lambda_and_mu(self, dtype: Any = None) -> tuple[Any, Any]:
+    def _eval_lambda_and_mu(self, dtype: Any = None, ndim: int = 2) -> tuple[Any, Any]:
         """(lambda, mu) before the correction: static constants (floats), or from the running
-        estimates (0-d arrays on the buffers' device, in ``dtype`` if given: no host sync)."""
+        estimates (0-d arrays on the buffers' device, shaped for an ``ndim``-d input with
+        ``units``, in ``dtype`` if given: no host sync)."""
         if self.mode == "static":
             return self.static_lambda, self.static_mu
         lam = self._lambda(self.running_rho.data, self.running_rho_prime.data)
         mu = self.running_mu.data if self.center else 0.0
         if dtype is not None:
             lam, mu = lam.astype(dtype), (mu.astype(dtype) if self.center else mu)
+        if self.units:
+            shape = (1, self.units) + (1,) * (ndim - 2)
+            lam, mu = lam.reshape(shape), (mu.reshape(shape) if self.center else mu)
         return lam, mu
 
     def _lambda(self, rho: Any, rho_prime: Any) -> Any:
@@ -151,16 +163,19 @@ class NormalizedActivation(Activation):
 
     @property
     def lambda_(self) -> float:
-        """The lambda of evaluation mode, the learnable correction included (a host sync)."""
-        lam = float(self._eval_lambda_and_mu()[0])
+        """The lambda of evaluation mode, the learnable correction included (a host sync; with
+        ``units``, the mean over the units)."""
+        lam = self._eval_lambda_and_mu()[0]
+        lam = float(lam.mean() if self.units else lam)
         if self.correction is not None:
             lam += self.correction_scale * math.tanh(float(self.correction.data))
         return lam
 
     @property
     def mu(self) -> float:
-        """The mu of evaluation mode (0 without centring; a host sync)."""
-        return float(self._eval_lambda_and_mu()[1])
+        """The mu of evaluation mode (0 without centring; a host sync; with ``units``, the mean)."""
+        mu = self._eval_lambda_and_mu()[1]
+        return float(mu.mean()) if self.units and self.center else float(mu)
 
     # ----- forward ----------------------------------------------------------------------------
     def forward(self, x: Any) -> Tensor:
@@ -172,7 +187,8 @@ class NormalizedActivation(Activation):
         if self.mode == "adaptive" and self.training:
             lam, mu = self._training_lambda_and_mu(x, phi)
         else:
-            lam, mu = self._eval_lambda_and_mu(x.dtype)
+            self._check_units(x)
+            lam, mu = self._eval_lambda_and_mu(x.dtype, x.ndim)
         if self.correction is not None:
             lam = lam + self.correction_scale * ops.activation(self.correction, _TANH)
         self.last_lambda = lam
@@ -184,20 +200,31 @@ class NormalizedActivation(Activation):
         rho, rho_prime, mu = self._batch_gains(x, phi)
         self._update_running(rho, rho_prime, mu)
         if self.train_statistics == "running":
-            return self._eval_lambda_and_mu(x.dtype)
+            return self._eval_lambda_and_mu(x.dtype, x.ndim)
         return self._lambda(rho, rho_prime), (mu if self.center else 0.0)
+
+    def _check_units(self, x: Tensor) -> None:
+        if self.units and (x.ndim < 2 or x.shape[1] != self.units):
+            found = f"{x.shape[1]} units on axis 1" if x.ndim >= 2 else "no axis 1"
+            raise ValueError(f"units={self.units}, but the input of shape {tuple(x.shape)} has {found}")
+
+    def _axes(self, x: Tensor) -> tuple[int, ...] | None:
+        """The axes E16's means run over: all (None), or with ``units`` all but axis 1."""
+        self._check_units(x)
+        return (0, *range(2, x.ndim)) if self.units else None
 
     def _batch_gains(self, x: Tensor, phi: Tensor) -> tuple[Any, Any, Any]:
         """(rho, rho', mu) of the batch (THEORY E16, E24, E25), Tensors in the graph with
         ``differentiate_lambda``, else constant arrays."""
+        axes = self._axes(x)
         if self.estimate == "gaussian":
-            return gaussian_gains(self._table, x.data, self.eps)
+            return gaussian_gains(self._table, x.data, self.eps, axes)
         differentiable = self.differentiate_lambda
         h, value = (x, phi) if differentiable else (x.data, phi.data)
         if self.estimate == "output":
-            return output_gains(value, self.center, self.q, self._gaussian_spread, self._gaussian_d2)
+            return output_gains(value, self.center, self.q, self._gaussian_spread, self._gaussian_d2, axes)
         slope = ops.activation(x, _derivative(self.base)) if differentiable else self.base.df(x.data)
-        return batch_gains(h, value, slope, self.center, self.eps)
+        return batch_gains(h, value, slope, self.center, self.eps, axes)
 
     def _update_running(self, rho: Any, rho_prime: Any, mu: Any) -> None:
         pairs = [(self.running_rho, rho), (self.running_rho_prime, rho_prime)]
@@ -207,42 +234,55 @@ class NormalizedActivation(Activation):
         for buffer, value in pairs:
             value = value.data if isinstance(value, Tensor) else value
             xp = backend.get_array_module(buffer.data)
+            value = xp.reshape(value, buffer.shape)  # a unit's statistics, kept with its axis 1 only
             buffer.data = xp.asarray(m * buffer.data + (1.0 - m) * value, dtype=buffer.dtype)
 
     def extra_repr(self) -> str:
+        units = f", units={self.units}" if self.units else ""
         return (
             f"{self.base!r}, mode={self.mode}, rule={self.rule}, center={self.center}, "
-            f"lambda={self.lambda_:.4f}"
+            f"lambda={self.lambda_:.4f}{units}"
         )
 
 
-def batch_gains(h: Any, phi: Any, dphi: Any, center: bool, eps: float) -> tuple[Any, Any, Any]:
-    """THEORY E16 batch statistics (rho_b, rho'_b, mu_b) over all elements.
+def batch_gains(
+    h: Any, phi: Any, dphi: Any, center: bool, eps: float, axes: tuple[int, ...] | None = None
+) -> tuple[Any, Any, Any]:
+    """THEORY E16 batch statistics (rho_b, rho'_b, mu_b) over all elements, or per unit over
+    ``axes`` (kept as length-1 axes, so they broadcast against the input).
 
     Works alike on arrays (constants) and on Tensors (differentiable): only ``*``, ``/``,
     ``mean``, ``var`` and ``clip`` are used. mean(h^2) is floored at ``eps``.
     """
-    spread = phi.var() if center else (phi * phi).mean()
-    rho = spread / (h * h).mean().clip(eps)
-    return rho, (dphi * dphi).mean(), phi.mean()
+    over = {"axis": axes, "keepdims": axes is not None}
+    spread = phi.var(**over) if center else (phi * phi).mean(**over)
+    rho = spread / (h * h).mean(**over).clip(eps)
+    return rho, (dphi * dphi).mean(**over), phi.mean(**over)
 
 
-def output_gains(phi: Any, center: bool, q: float, spread: float, d2: float) -> tuple[Any, Any, Any]:
+def output_gains(
+    phi: Any, center: bool, q: float, spread: float, d2: float, axes: tuple[int, ...] | None = None
+) -> tuple[Any, Any, Any]:
     """THEORY E25, the gains that bring the output to the static form's second moment: the
     Gaussian gains at the layer's q, (s(q)/q, d2(q)), scaled by the batch's s_b / s(q), where
     s_b = mean(phi^2) (centred: var(phi)) and s(q) its Gaussian value. Every rule's lambda
     scales as the inverse square root of a common factor of the gains, so lambda_b^2 s_b equals
-    the static lambda^2 s(q): the output's second moment is held whatever q_b is."""
-    spread_b = phi.var() if center else (phi * phi).mean()
-    return spread_b / q, spread_b * (d2 / spread), phi.mean()
+    the static lambda^2 s(q): the output's second moment is held whatever q_b is. Per unit over
+    ``axes`` as in ``batch_gains``."""
+    over = {"axis": axes, "keepdims": axes is not None}
+    spread_b = phi.var(**over) if center else (phi * phi).mean(**over)
+    return spread_b / q, spread_b * (d2 / spread), phi.mean(**over)
 
 
-def gaussian_gains(table: tuple[Any, ...], h: Any, eps: float) -> tuple[Any, Any, Any]:
+def gaussian_gains(
+    table: tuple[Any, ...], h: Any, eps: float, axes: tuple[int, ...] | None = None
+) -> tuple[Any, Any, Any]:
     """THEORY E24: the Gaussian gains (rho(q_b) (centred rho_c), rho'(q_b), m1(q_b)) at the
-    batch's q_b = mean(h^2), interpolated linearly in log q on ``_gaussian_table``'s grid
-    (relative error below 1e-4; q_b is held within 1e-6 to 1e6)."""
+    batch's q_b = mean(h^2) (per unit over ``axes`` as in ``batch_gains``), interpolated
+    linearly in log q on ``_gaussian_table``'s grid (relative error below 1e-4; q_b is held
+    within 1e-6 to 1e6)."""
     xp = backend.get_array_module(h)
-    log_q = xp.log(xp.maximum((h * h).mean(), eps))
+    log_q = xp.log(xp.maximum((h * h).mean(axis=axes, keepdims=axes is not None), eps))
     grid, log_rho, log_rho_prime, m1 = (xp.asarray(column) for column in table)
     rho, rho_prime = (xp.exp(xp.interp(log_q, grid, column)) for column in (log_rho, log_rho_prime))
     return rho, rho_prime, xp.interp(log_q, grid, m1)
@@ -292,6 +332,7 @@ def _check_options(
     eps: float,
     estimate: str = "output",
     lambda_bound: float = 0.0,
+    units: int = 0,
 ) -> None:
     numbers = {
         "q": q,
@@ -330,6 +371,10 @@ def _check_options(
         )
     if not (math.isfinite(lambda_bound) and (lambda_bound == 0 or lambda_bound >= 1)):
         raise ValueError(f"lambda_bound must be 0 (no bound) or a finite number >= 1, got {lambda_bound!r}")
+    if isinstance(units, bool) or not isinstance(units, int) or units < 0:
+        raise ValueError(f"units must be an integer >= 0 (0: one lambda per layer), got {units!r}")
+    if units and mode != "adaptive":
+        raise ValueError(f"units={units} needs mode='adaptive' (a static lambda is the same for every unit)")
     if differentiate_lambda and train_statistics == "running":
         raise ValueError(
             "differentiate_lambda=True needs train_statistics='batch' (running values are constants)"

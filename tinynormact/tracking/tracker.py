@@ -394,7 +394,8 @@ class VarianceTracker:
             layer.preact = None
             table[RHO, l] = y_sq / h_sq
             if normalized:
-                table[LAMBDA, l] = raw(module.last_lambda)
+                lam = raw(module.last_lambda)
+                table[LAMBDA, l] = lam.mean() if getattr(lam, "ndim", 0) else lam  # units: their mean
             if not output.requires_grad:
                 return
             targets, actions = self._on_gradient(output)

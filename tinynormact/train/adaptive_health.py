@@ -2,9 +2,10 @@
 
 ``AdaptiveHealth.watch(model, steps_per_epoch)`` puts a forward hook (``Module.register_forward_hook``)
 on every ``NormalizedActivation`` in adaptive mode. On every ``every``-th training forward it keeps,
-per layer, three numbers on the device: the lambda applied, q = mean(h^2) and the fraction of
-active entries, |phi'(h)| >= ``ACTIVE_SLOPE``. Nothing travels to the host until ``flags()``, one
-transfer at the end of the run. A layer is flagged, at the first recorded step where it happens:
+per layer, four numbers on the device: the lambda applied (with ``units``, its largest and its
+smallest unit's), q = mean(h^2) and the fraction of active entries, |phi'(h)| >= ``ACTIVE_SLOPE``.
+Nothing travels to the host until ``flags()``, one transfer at the end of the run. A layer is
+flagged, at the first recorded step where it happens:
 
 - "lambda at its ceiling": lambda within 0.1% of min(1/sqrt(eps), c lambda_static) (E27: both
   gains floored at eps; c the layer's ``lambda_bound``), or "at its floor" lambda_static / c;
@@ -73,30 +74,35 @@ class AdaptiveHealth:
             xp = backend.get_array_module(h)
             lam = module.last_lambda.data if isinstance(module.last_lambda, Tensor) else module.last_lambda
             active = (xp.abs(module.base.df(h)) >= ACTIVE_SLOPE).mean()
-            values = [xp.asarray(lam), (h * h).mean(), active]
+            lam = xp.asarray(lam)
+            values = [lam.max(), (h * h).mean(), active, lam.min()]
             self.rows[-1][1][index] = xp.stack([v.astype("float64") for v in values])
 
         return hook
 
     def record(self) -> dict[str, Any]:
-        """{"step": (S,), "lambda", "q", "active": (S, layers)} of the recorded steps, on the
-        host (one transfer); empty arrays before the first recorded step."""
+        """{"step": (S,), "lambda", "lambda_min", "q", "active": (S, layers)} of the recorded
+        steps, on the host (one transfer; "lambda" is the largest unit's, "lambda_min" the
+        smallest's, both the layer's lambda without ``units``); empty arrays before the first
+        recorded step."""
         rows = [(step, values) for step, values in self.rows if all(v is not None for v in values)]
         np = backend.np
         if not rows:
             empty = np.zeros((0, len(self.layers)))
-            return {"step": np.zeros(0, dtype=int), "lambda": empty, "q": empty, "active": empty}
+            keys = ("lambda", "lambda_min", "q", "active")
+            return {"step": np.zeros(0, dtype=int), **dict.fromkeys(keys, empty)}
         xp = backend.get_array_module(rows[0][1][0])
-        table = backend.to_numpy(xp.stack([xp.stack(values) for _, values in rows]))  # (S, L, 3)
+        table = backend.to_numpy(xp.stack([xp.stack(values) for _, values in rows]))  # (S, L, 4)
         steps = np.array([step for step, _ in rows])
-        return {"step": steps, "lambda": table[:, :, 0], "q": table[:, :, 1], "active": table[:, :, 2]}
+        columns = {"lambda": 0, "q": 1, "active": 2, "lambda_min": 3}
+        return {"step": steps, **{key: table[:, :, column] for key, column in columns.items()}}
 
     def flags(self) -> list[dict[str, Any]]:
         """The flags of the recorded steps (one host transfer)."""
         record = self.record()
         found = []
         for index, (name, module) in enumerate(self.layers):
-            columns = (record["lambda"][:, index], record["q"][:, index], record["active"][:, index])
+            columns = [record[key][:, index] for key in ("lambda", "lambda_min", "q", "active")]
             for row, what in _layer_problems(module, *columns):
                 step = int(record["step"][row])
                 epoch = (step - 1) // self.steps_per_epoch + 1
@@ -104,8 +110,11 @@ class AdaptiveHealth:
         return sorted(found, key=lambda flag: (flag["step"], flag["layer"]))
 
 
-def _layer_problems(module: NormalizedActivation, lam: Any, q: Any, active: Any) -> list[tuple[int, str]]:
-    """(first recorded row, description) of each problem one layer shows over the recorded steps."""
+def _layer_problems(
+    module: NormalizedActivation, lam: Any, lam_min: Any, q: Any, active: Any
+) -> list[tuple[int, str]]:
+    """(first recorded row, description) of each problem one layer shows over the recorded steps
+    (``lam`` and ``lam_min``: its largest and smallest unit's lambda)."""
     if not len(q):
         return []
     ceiling = 1.0 / math.sqrt(module.eps)
@@ -118,7 +127,10 @@ def _layer_problems(module: NormalizedActivation, lam: Any, q: Any, active: Any)
             lam >= ceiling * (1 - _AT_LIMIT),
             lambda i: f"lambda at its ceiling {ceiling:.4g} (lambda {lam[i]:.4g})",
         ),
-        (lam <= floor * (1 + _AT_LIMIT), lambda i: f"lambda at its floor {floor:.4g} (lambda {lam[i]:.4g})"),
+        (
+            lam_min <= floor * (1 + _AT_LIMIT),
+            lambda i: f"lambda at its floor {floor:.4g} (lambda {lam_min[i]:.4g})",
+        ),
         (
             active < DEAD_FRACTION,
             lambda i: f"dead or saturated: {100 * active[i]:.2g}% of entries with |phi'| >= {ACTIVE_SLOPE}",

@@ -127,7 +127,6 @@ class Trainer:
         self.optimizer, self.schedule = build_optimizer(cfg, self.model, cfg.epochs * len(self.loader))
         self.tracker = _make_tracker(self.model, cfg.track_every)
         self.health = AdaptiveHealth.watch(self.model, len(self.loader))
-        self.health = AdaptiveHealth.watch(self.model, len(self.loader))
         self.previous_record: dict[str, Any] | None = None  # tracker record before a resume
 
     def train_step(self, x: Any, y: Any) -> float:
