@@ -41,7 +41,8 @@ def per_unit_and_one_layer_per_unit(options: dict, shape: tuple[int, ...]):
 
 def by_unit(singles: list, h: np.ndarray) -> np.ndarray:
     """The oracle: unit c through its own per-layer form, on the slice h[:, c]."""
-    return np.concatenate([host(layer(tn.Tensor(h[:, c : c + 1]))) for c, layer in enumerate(singles)], axis=1)
+    slices = [host(layer(tn.Tensor(h[:, c : c + 1]))) for c, layer in enumerate(singles)]
+    return np.concatenate(slices, axis=1)
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
@@ -95,7 +96,7 @@ def test_per_unit_running_estimates_are_saved_and_restored() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"mode": "adaptive", "units": -1}, r"units must be an integer >= 0 \(0: one lambda per layer\), got -1"),
+        ({"mode": "adaptive", "units": -1}, r"an integer >= 0 \(0: one lambda per layer\), got -1"),
         ({"mode": "adaptive", "units": True}, "units must be an integer >= 0"),
         ({"mode": "adaptive", "units": 2.0}, "got 2.0"),
         ({"units": 3}, "units=3 needs mode='adaptive'"),

@@ -2,7 +2,8 @@
 
 ``estimate_seconds`` builds the trainer of the first run of every network shape (architecture,
 depth, width) the sweep has to run, times ``TIMED_STEPS`` optimizer steps after one warm-up step,
-with the BLAS threads every run gets, and sums over the runs: each run's steps (epochs x batches
+with the BLAS threads every run gets, takes the fastest (the least disturbed by other work on
+the machine), and sums over the runs: each run's steps (epochs x batches
 per epoch) at its shape's step time, plus its evaluations (a forward pass over both splits every
 epoch, counted as a third of a training step per example: a backward pass costs about two
 forwards). Activation, form, learning rate and seed are not timed apart, and the time is this
@@ -30,8 +31,8 @@ _FORWARD_SHARE = 1 / 3  # of a training step's time per example: forward 1, back
 
 
 def step_seconds(spec: RunSpec, splits: DataSplits) -> tuple[float, Trainer]:
-    """The median time of ``TIMED_STEPS`` optimizer steps of ``spec``'s network (after one
-    warm-up step), and the trainer that took them."""
+    """The fastest of ``TIMED_STEPS`` optimizer steps of ``spec``'s network (after one warm-up
+    step), in seconds, and the trainer that took them."""
     config = spec.config
     with using_device(config.device, config.dtype), threadpool_limits(limits=BLAS_THREADS):
         trainer = Trainer(config, splits)
@@ -41,7 +42,7 @@ def step_seconds(spec: RunSpec, splits: DataSplits) -> tuple[float, Trainer]:
             start = time.perf_counter()
             trainer.train_step(x, y)
             times.append(time.perf_counter() - start)
-    return sorted(times[1:])[TIMED_STEPS // 2], trainer
+    return min(times[1:]), trainer
 
 
 def estimate_seconds(specs: Sequence[RunSpec], splits: DataSplits, workers: int) -> float:

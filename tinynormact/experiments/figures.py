@@ -42,7 +42,13 @@ def form_color(form: str, forms: Sequence[str] = ()) -> str:
         return FORM_COLORS[form]
     readings = [f for f in forms if f not in FORM_COLORS]
     return _READING_COLORS[readings.index(form) % len(_READING_COLORS)] if form in readings else "black"
-ARCH_TITLES = {"mlp": "MLP", "resmlp": "residual MLP", "resnet1d": "1-D ResNet"}
+ARCH_TITLES = {
+    "mlp": "MLP",
+    "resmlp": "residual MLP",
+    "mlp-bn": "MLP with batch norm",
+    "resmlp-bn": "residual MLP with batch norm",
+    "resnet1d": "1-D ResNet",
+}
 ARCH_TITLES |= {f"resnet{depth}": f"ResNet-{depth}" for depth in (20, 32, 56, 50)}
 
 

@@ -15,7 +15,8 @@ from tinynormact.experiments.analysis import MEASURES, outcome
 
 __all__ = ["format_table", "markdown_report", "runs_csv", "summary_rows", "summary_text"]
 
-ARCH_NAMES = {"mlp": "MLP", "resmlp": "ResMLP", "resnet1d": "1-D ResNet"}
+ARCH_NAMES = {"mlp": "MLP", "resmlp": "ResMLP", "mlp-bn": "MLP+BN", "resmlp-bn": "ResMLP+BN"}
+ARCH_NAMES["resnet1d"] = "1-D ResNet"
 ARCH_NAMES |= {f"resnet{depth}": f"ResNet-{depth}" for depth in (20, 32, 56, 50)}
 _CSV_RUN_COLUMNS = (
     "architecture",

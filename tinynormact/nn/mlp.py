@@ -1,11 +1,14 @@
-"""MLP builder: Linear, activation, ..., Linear (the last layer is linear)."""
+"""MLP builder: Linear, activation, ..., Linear (the last layer is linear), optionally with batch
+normalization between each hidden Linear and its activation."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
+from tinynormact.infra.validation import check_bool
 from tinynormact.nn import init as nn_init
+from tinynormact.nn.batchnorm import BatchNorm1d
 from tinynormact.nn.factory import activation as make_activation
 from tinynormact.nn.layers import Activation, Linear
 from tinynormact.nn.module import Sequential
@@ -31,7 +34,9 @@ class MLP(Sequential):
     ``init`` is an ``nn.init`` scheme: kaiming schemes take the gain of the activation that
     produced each Linear's input (identity for the first, which sees the data); other schemes
     use gain 1. One ``rng`` (seed or Generator) draws all weights in order, so a seed fixes the
-    whole network.
+    whole network. ``batch_norm=True`` puts a ``BatchNorm1d`` between every hidden Linear and its
+    activation (Linear, BN, activation: the order of the ResNets of He et al. 2016), so every
+    activation sees each unit at mean 0 and variance 1 over the batch, times BN's learnt scale.
     """
 
     def __init__(
@@ -43,8 +48,10 @@ class MLP(Sequential):
         init: str | nn_init.Initializer = "lecun_normal",
         dtype: Any = None,
         rng: nn_init.Rng = None,
+        batch_norm: bool = False,
     ) -> None:
         widths = list(widths)
+        check_bool("batch_norm", batch_norm)
         if len(widths) < 2:
             raise ValueError(f"MLP needs widths [n_0, ..., n_L] with at least two entries, got {widths!r}")
         rng = nn_init.as_generator(rng)
@@ -53,7 +60,9 @@ class MLP(Sequential):
         for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
             layers.append(Linear(n_in, n_out, bias, init, gain_source(init, previous), dtype, rng))
             if i < len(widths) - 2:
+                if batch_norm:
+                    layers.append(BatchNorm1d(n_out, dtype=dtype))
                 previous = make_activation(activation, **(activation_options or {}))
                 layers.append(previous)
         super().__init__(*layers)
-        self.widths = widths
+        self.widths, self.batch_norm = widths, batch_norm

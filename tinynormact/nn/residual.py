@@ -20,7 +20,8 @@ class ResidualBlock(Module):
     The branch F is ``branch_depth`` (Linear, activation) pairs followed by a Linear, all of
     ``width`` units (an ``MLP`` of widths [width] * (branch_depth + 2)), as in THEORY E17-E18.
     The optional gate is a learnable scalar initialised at 0, so the block starts as the identity.
-    The other options are those of ``MLP``.
+    The other options are those of ``MLP`` (``batch_norm``: a BatchNorm1d before each of the
+    branch's activations).
     """
 
     def __init__(
@@ -35,12 +36,13 @@ class ResidualBlock(Module):
         init: str | nn_init.Initializer = "lecun_normal",
         dtype: Any = None,
         rng: nn_init.Rng = None,
+        batch_norm: bool = False,
     ) -> None:
         super().__init__()
         width, branch_depth = check_integer("width", width, 1), check_integer("branch_depth", branch_depth, 1)
         self.alpha = float(alpha)
         widths = [width] * (branch_depth + 2)
-        self.branch = MLP(widths, activation, activation_options, bias, init, dtype, rng)
+        self.branch = MLP(widths, activation, activation_options, bias, init, dtype, rng, batch_norm)
         dtype = backend.get_default_dtype() if dtype is None else dtype
         self.gate = Parameter(0.0, dtype=dtype) if gate else None
 
@@ -75,6 +77,7 @@ class ResidualMLP(Sequential):
         init: str | nn_init.Initializer = "lecun_normal",
         dtype: Any = None,
         rng: nn_init.Rng = None,
+        batch_norm: bool = False,
     ) -> None:
         depth = check_integer("depth", depth, 1)
         rng = nn_init.as_generator(rng)
@@ -89,6 +92,7 @@ class ResidualMLP(Sequential):
             init=init,
             dtype=dtype,
             rng=rng,
+            batch_norm=batch_norm,
         )
         super().__init__(
             Linear(in_features, width, bias, init, gain_from, dtype, rng),

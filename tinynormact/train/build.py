@@ -8,7 +8,7 @@ from tinynormact.engine.backend import np
 from tinynormact.infra.memory import mlp_bytes, require_memory
 from tinynormact.nn import MLP, Module, ResidualMLP, optim, resnet1d, resnet50, resnet_cifar
 from tinynormact.tracking.costs import step_memory_estimate
-from tinynormact.train.config import IMAGE_ARCHITECTURES, TrainConfig
+from tinynormact.train.config import BATCH_NORM_MLPS, IMAGE_ARCHITECTURES, TrainConfig
 
 __all__ = ["build_model", "build_model_in_memory", "build_optimizer", "model_bytes"]
 
@@ -20,7 +20,8 @@ def model_bytes(config: TrainConfig, n_features: int, n_classes: int) -> int:
     gradients and optimizer state, and one batch's activations. A convolutional network is
     counted as the residual MLP of its width (a lower bound: its kernels and feature maps hold
     more)."""
-    linears = config.depth if config.architecture == "mlp" else 1 + config.depth * (config.branch_depth + 1)
+    plain = config.architecture in ("mlp", "mlp-bn")
+    linears = config.depth if plain else 1 + config.depth * (config.branch_depth + 1)
     itemsize, copies = np.dtype(config.dtype).itemsize, _STATE_COPIES[config.optimizer]
     return mlp_bytes(n_features, config.width, linears, n_classes, config.batch_size, itemsize, copies)
 
@@ -36,7 +37,9 @@ def build_model(config: TrainConfig, example_shape: tuple[int, ...], n_classes: 
         dtype=config.dtype,
         rng=config.seed,
     )
-    if config.architecture == "mlp":
+    if config.architecture in BATCH_NORM_MLPS:
+        common["batch_norm"] = True
+    if config.architecture in ("mlp", "mlp-bn"):
         widths = [n_features] + [config.width] * config.depth + [n_classes]
         return MLP(widths, **common)
     if config.architecture in IMAGE_ARCHITECTURES:

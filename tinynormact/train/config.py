@@ -52,7 +52,9 @@ __all__ = [
 
 # the CIFAR ResNets of nn.resnet, trained on images (not flattened), with augmentation
 IMAGE_ARCHITECTURES = ("resnet20", "resnet32", "resnet56", "resnet50")
-ARCHITECTURES = ("mlp", "resmlp", "resnet1d", *IMAGE_ARCHITECTURES)
+# "mlp-bn", "resmlp-bn": the MLPs with batch norm before every activation (``batch_norm=True``)
+BATCH_NORM_MLPS = ("mlp-bn", "resmlp-bn")
+ARCHITECTURES = ("mlp", "resmlp", *BATCH_NORM_MLPS, "resnet1d", *IMAGE_ARCHITECTURES)
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine")
 DTYPES = ("float32", "float64")
@@ -73,10 +75,11 @@ class TrainConfig:
     - ``architecture`` "mlp": ``depth`` hidden layers of ``width`` units, each a Linear followed by
       the activation, then a Linear to the classes. "resmlp": a Linear to ``width``, ``depth``
       residual blocks x + alpha * F(x) (F = ``branch_depth`` Linear-activation pairs and a
-      Linear), then a Linear to the classes. "resnet1d": the 1-D residual CNN ``nn.resnet1d``
-      (each example, e.g. MNIST-1D's 40 features, read as one channel): 3 stages of ``depth``
-      residual blocks x + F(x) (F = conv, activation, conv) at ``width``, 2 ``width`` and
-      4 ``width`` channels, global average pooling, a Linear to the classes.
+      Linear), then a Linear to the classes. "mlp-bn" and "resmlp-bn": the same networks with a
+      batch norm between every hidden Linear and its activation. "resnet1d": the 1-D residual
+      CNN ``nn.resnet1d`` (each example, e.g. MNIST-1D's 40 features, read as one channel):
+      3 stages of ``depth`` residual blocks x + F(x) (F = conv, activation, conv) at ``width``,
+      2 ``width`` and 4 ``width`` channels, global average pooling, a Linear to the classes.
       "resnet20", "resnet32", "resnet56" (``nn.resnet_cifar``, He et al. 2016) and "resnet50"
       (bottleneck, 3x3 stride-1 stem for 32x32 inputs): the standard networks with batch norm,
       trained on an image dataset (``IMAGE_DATASETS``) kept as uint8 images; each training batch

@@ -217,7 +217,7 @@ class Trainer:
         cfg, train_set = self.config, self.splits.train
         n_params = sum(p.size for p in self.model.parameters())
         shape = "x".join(map(str, train_set.example_shape))
-        blocks = "hidden layers" if cfg.architecture == "mlp" else "residual blocks"
+        blocks = "hidden layers" if cfg.architecture in ("mlp", "mlp-bn") else "residual blocks"
         size = f", {cfg.depth} {blocks} of width {cfg.width}"
         size = "" if cfg.architecture in IMAGE_ARCHITECTURES else size  # the name fixes the size
         return (
