@@ -11,7 +11,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from tinynormact.experiments.figures import convergence_figure, propagation_figure
+from tinynormact.experiments.figures import convergence_figure, paired_difference_figure, propagation_figure
 from tinynormact.tracking import plots
 
 ACTIVATIONS = ("relu", "tanh", "swish")
@@ -135,3 +135,27 @@ def test_the_legend_names_a_theory_line_only_when_one_is_drawn() -> None:
     assert [t.get_text() for t in adaptive_only.axes[1].get_legend().get_texts()] == ["ntanh", "measured"]
     with_theory = plots.plot_signal_propagation(measured, measured)
     assert [t.get_text() for t in with_theory.axes[1].get_legend().get_texts()][-1] == "theory"
+
+
+def paired_results(activations: list[str]) -> dict:
+    """What paired_difference_figure reads: one MLP panel, static minus vanilla per activation."""
+    rows = [
+        {"architecture": "mlp", "activation": act, "form": "static", "diff_mean": 0.01 * i, "ci_low": 0.0,
+         "ci_high": 0.02 * i, "p_holm": 0.5}
+        for i, act in enumerate(activations)
+    ]  # fmt: skip
+    preset = {"activations": activations, "architectures": ["mlp"], "forms": ["vanilla", "static"]}
+    return {"preset": preset, "paired": rows}
+
+
+def test_ten_activation_names_are_slanted_so_they_do_not_run_into_each_other() -> None:
+    """The full preset's ten names, upright at its panel width, overlapped ("sigmoidswish")."""
+    ten = ["relu", "tanh", "sigmoid", "swish", "gelu", "elu", "selu", "mish", "softplus", "softsign"]
+    for names, rotation in ((ten, 30.0), (ten[:3], 0.0)):
+        figure = paired_difference_figure(paired_results(names))
+        FigureCanvasAgg(figure).draw()
+        labels = figure.axes[0].get_xticklabels()
+        assert [label.get_text() for label in labels] == names
+        assert {label.get_rotation() for label in labels} == {rotation}
+    upright = [label.get_window_extent() for label in labels]  # the three: side by side, apart
+    assert all(left.x1 <= right.x0 for left, right in zip(upright, upright[1:], strict=False))

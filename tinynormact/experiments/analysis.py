@@ -63,7 +63,7 @@ def mean_std(values: Iterable[float]) -> tuple[float, float, int]:
 def outcome(run: dict[str, Any]) -> str:
     """ "did not finish" (its worker died too often, or it raised: status "failed"), "diverged"
     (NaN or Inf stopped it), "failed to train" (it finished, but its final train loss is above
-    the untrained network's, history["train_loss"][0]) or "trained"."""
+    the untrained network's, ``history["train_loss"][0]``) or "trained"."""
     if run["status"] == "failed":
         return "did not finish"
     if run["status"] != "completed":

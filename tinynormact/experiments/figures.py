@@ -122,7 +122,10 @@ def _bar_panels(
             offset = (k - (len(forms) - 1) / 2) * width
             color = form_color(form, preset["forms"])
             ax.bar(x + offset, means, width, yerr=spans, capsize=2, color=color, label=form)
-        ax.set_xticks(x, preset["activations"])
+        if len(preset["activations"]) > 6:  # ten names side by side run into each other
+            ax.set_xticks(x, preset["activations"], rotation=30, ha="right")
+        else:
+            ax.set_xticks(x, preset["activations"])
         ax.set_title(ARCH_TITLES.get(arch, arch))
         ax.set_ylabel(ylabel)
         ax.legend(fontsize="small")

@@ -5,7 +5,7 @@ seeds 0 and 1, the preset's exact configuration) with one option of the layer ch
 time, on 2 processes (about 5 minutes on 2 cores), and prints the best and the final test
 accuracy and the final train loss of each run. Its output of 2026-11-30 is probe_adaptive.txt.
 
-    python docs/reports/full/probe_adaptive.py
+    python docs/reports/full/batch-reading/probe_adaptive.py
 """
 
 from __future__ import annotations
