@@ -352,7 +352,8 @@ def test_a_rerun_runs_only_the_missing_runs(tmp_path, monkeypatch) -> None:
     notices: list[str] = []
     again = reproduce(grid, out, progress=False, notice=notices.append)
     assert sorted(spec.file_name for spec in started) == missing
-    assert notices == [f"resuming {out}: 9 of 12 runs already finished, 3 to run"]
+    assert notices[0] == f"resuming {out}: 9 of 12 runs already finished, 3 to run"
+    assert len(notices) == 2 and notices[1].startswith("estimated time: about ")  # then the runs
     assert _histories(out) == complete
     assert [r["final_test_acc"] for r in again["runs"]] == [r["final_test_acc"] for r in first["runs"]]
     started.clear()
@@ -372,10 +373,12 @@ def test_in_a_log_a_resumed_sweep_reports_each_further_tenth_of_its_runs(tmp_pat
     notices: list[str] = []
     reproduce(grid, out, notice=notices.append)  # progress=None: a bar on a terminal, else lines
     assert notices[0] == f"resuming {out}: 1 of 12 runs already finished, 11 to run"
+    assert notices[1].startswith("estimated time: about "), notices  # said before the first run
+    progress = notices[2:]
     tenths_reached_at = {math.ceil(k * 12 / 10) for k in range(1, 11)}  # 2, 3, 4, 5, 6, 8, ... 12
-    assert [int(line.split()[0]) for line in notices[1:]] == sorted(tenths_reached_at - {1}), notices
+    assert [int(line.split()[0]) for line in progress] == sorted(tenths_reached_at - {1}), notices
     line = re.compile(r"\d+ of 12 runs finished; \d+ s so far, about \d+ s left")
-    assert all(line.fullmatch(notice) for notice in notices[1:-1]), notices
+    assert all(line.fullmatch(notice) for notice in progress[:-1]), notices
     assert re.fullmatch(r"12 of 12 runs finished; \d+ s so far", notices[-1]), notices
 
 

@@ -96,7 +96,7 @@ def test_per_unit_running_estimates_are_saved_and_restored() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"mode": "adaptive", "units": -1}, r"an integer >= 0 \(0: one lambda per layer\), got -1"),
+        ({"mode": "adaptive", "units": -1}, "units must be an integer >= 0, got -1"),
         ({"mode": "adaptive", "units": True}, "units must be an integer >= 0"),
         ({"mode": "adaptive", "units": 2.0}, "got 2.0"),
         ({"units": 3}, "units=3 needs mode='adaptive'"),

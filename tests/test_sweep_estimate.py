@@ -6,6 +6,7 @@ out here from the grid's sizes, and nothing depends on how fast this machine is.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -86,3 +87,24 @@ def test_a_finished_sweep_times_nothing(tmp_path, fixed_step_times) -> None:
 )
 def test_durations_read_in_the_unit_a_person_would_use(seconds, label) -> None:
     assert sweep._duration(seconds) == label
+
+
+def test_a_run_that_diverges_within_the_timed_steps_is_timed_on_the_steps_it_took() -> None:
+    """Before: the estimate's own steps raised TrainingDiverged and stopped the sweep before its
+    first run (a learning rate of 1e12 overflows at the third step)."""
+    grid = tiny_grid(optimizer="sgd", lrs=(1e12,), seeds=(0,), activations=("relu",), forms=("vanilla",))
+    (spec,) = dataclasses.replace(grid, architectures=("mlp",), depths=(2,)).runs("cpu")
+    seconds, trainer = estimate.step_seconds(spec, load_data(spec.config))
+    assert 0 < seconds < float("inf") and trainer.step < estimate.TIMED_STEPS + 1
+
+
+def test_an_estimate_that_fails_is_said_and_the_sweep_goes_on(tmp_path, monkeypatch) -> None:
+    def broken(spec, splits):
+        raise MemoryError("out of memory (simulated)")
+
+    monkeypatch.setattr(estimate, "step_seconds", broken)
+    said = []
+    outcome = sweep.run_sweep(GRID, tmp_path / "s", progress=False, notice=said.append)
+    why = "a timed step raised MemoryError: out of memory (simulated)"
+    assert said[1] == f"estimated time: not available ({why})"
+    assert outcome.status == "completed" and len(outcome.runs) == 12

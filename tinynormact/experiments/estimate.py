@@ -22,7 +22,7 @@ from threadpoolctl import threadpool_limits
 from tinynormact.data import DataSplits
 from tinynormact.experiments.grid import RunSpec
 from tinynormact.experiments.runner import BLAS_THREADS
-from tinynormact.train import Trainer, using_device
+from tinynormact.train import Trainer, TrainingDiverged, using_device
 
 __all__ = ["TIMED_STEPS", "estimate_seconds", "step_seconds"]
 
@@ -32,7 +32,8 @@ _FORWARD_SHARE = 1 / 3  # of a training step's time per example: forward 1, back
 
 def step_seconds(spec: RunSpec, splits: DataSplits) -> tuple[float, Trainer]:
     """The fastest of ``TIMED_STEPS`` optimizer steps of ``spec``'s network (after one warm-up
-    step), in seconds, and the trainer that took them."""
+    step), in seconds, and the trainer that took them. A run that diverges within them is timed
+    on the steps it took, the diverging one included: its sweep run will stop there too."""
     config = spec.config
     with using_device(config.device, config.dtype), threadpool_limits(limits=BLAS_THREADS):
         trainer = Trainer(config, splits)
@@ -40,9 +41,13 @@ def step_seconds(spec: RunSpec, splits: DataSplits) -> tuple[float, Trainer]:
         times = []
         for x, y in itertools.islice(itertools.cycle(first), TIMED_STEPS + 1):
             start = time.perf_counter()
-            trainer.train_step(x, y)
+            try:
+                trainer.train_step(x, y)
+            except TrainingDiverged:
+                times.append(time.perf_counter() - start)
+                break
             times.append(time.perf_counter() - start)
-    return min(times[1:]), trainer
+    return min(times[1:] or times), trainer
 
 
 def estimate_seconds(specs: Sequence[RunSpec], splits: DataSplits, workers: int) -> float:

@@ -89,9 +89,13 @@ class ProgressLines:
 
 
 def _estimate_line(todo: list[RunSpec], splits: DataSplits, executor: Executor) -> str:
-    """The estimated time of the runs ``todo`` on ``executor`` (``estimate``), as a notice."""
+    """The estimated time of the runs ``todo`` on ``executor`` (``estimate``), as a notice; an
+    estimate that fails says why and the sweep goes on (its runs record their own failures)."""
     workers = max(executor.workers, 1)
-    seconds = estimate_seconds(todo, splits, workers)
+    try:
+        seconds = estimate_seconds(todo, splits, workers)
+    except Exception as exc:  # advice only: the runs themselves report what is wrong
+        return f"estimated time: not available (a timed step raised {type(exc).__name__}: {exc})"
     where = "1 worker" if workers == 1 else f"{workers} workers"
     return (
         f"estimated time: about {_duration(seconds)} on {where} at this machine's speed "

@@ -60,6 +60,7 @@ from tinynormact import theory
 from tinynormact.engine import backend, ops
 from tinynormact.engine.autograd import Tensor
 from tinynormact.engine.backend import np
+from tinynormact.infra.validation import check_integer
 from tinynormact.nn.layers import Activation
 from tinynormact.nn.module import Parameter
 from tinynormact.theory import activations
@@ -371,8 +372,7 @@ def _check_options(
         )
     if not (math.isfinite(lambda_bound) and (lambda_bound == 0 or lambda_bound >= 1)):
         raise ValueError(f"lambda_bound must be 0 (no bound) or a finite number >= 1, got {lambda_bound!r}")
-    if isinstance(units, bool) or not isinstance(units, int) or units < 0:
-        raise ValueError(f"units must be an integer >= 0 (0: one lambda per layer), got {units!r}")
+    check_integer("units", units, 0)  # 0: one lambda per layer
     if units and mode != "adaptive":
         raise ValueError(f"units={units} needs mode='adaptive' (a static lambda is the same for every unit)")
     if differentiate_lambda and train_statistics == "running":
