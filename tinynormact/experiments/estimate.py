@@ -55,6 +55,7 @@ def estimate_seconds(specs: Sequence[RunSpec], splits: DataSplits, workers: int)
     machine, training each run's epochs and evaluating both splits after each (see the module
     docstring for what is and is not timed)."""
     shapes: dict[tuple[str, int, int], tuple[float, int]] = {}
+    examples = len(splits.train) + len(splits.test)  # evaluated after every epoch
     total = 0.0
     for spec in specs:
         shape = (spec.architecture, spec.depth, spec.width)
@@ -62,7 +63,6 @@ def estimate_seconds(specs: Sequence[RunSpec], splits: DataSplits, workers: int)
             seconds, trainer = step_seconds(spec, splits)
             shapes[shape] = seconds, len(trainer.loader)
         seconds, steps_per_epoch = shapes[shape]
-        examples = len(splits.train) + len(splits.test)
         eval_steps = _FORWARD_SHARE * examples / spec.config.batch_size
         total += spec.config.epochs * (steps_per_epoch + eval_steps) * seconds
     return total / max(workers, 1)
