@@ -61,6 +61,8 @@ def test_the_study_preset_has_the_full_presets_depths_and_recipe() -> None:
     )
     assert {run.config.activation_options.get("estimate") for run in study.runs()} == {
         None,
+        "batch",
         "gaussian",
         "output",
     }
+    assert len(study.seeds) == 5 and set(study.activations) == {"swish", "tanh", "relu", "gelu"}

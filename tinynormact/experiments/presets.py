@@ -112,37 +112,47 @@ PRESETS: dict[str, Grid] = {
         propagation_batch=512,
     ),
     # The readings of E16 (THEORY E23-E29) against vanilla and static in the full preset's deep
-    # networks and recipe. Issue 21 asked for swish, tanh, relu and gelu, each reading, 5 seeds;
-    # this is cut to what 2 CPU cores shared with other work could run: the last 30 of its 32 runs
-    # took 2662 s of wall time (44 min, 4 worker processes on the 2 loaded cores;
-    # docs/reports/anact-study/report.md), and 4 activations x 5 seeds x 60 epochs would be 20x
-    # that with the same readings. Kept: depth and width as in the full preset. Cut: 2
-    # activations of 4 (swish, tanh: the two the full preset's collapse was probed with), 2 seeds
-    # of 5, 15 epochs of 60, 2 readings (the old raw batch gains, whose collapse the full preset
-    # measured, and the bound, gradients through lambda and running statistics left out). The
-    # other two activations ran afterwards as a grid of their own, with the old reading added:
-    # docs/reports/anact-study/relu-gelu/grid.toml.
+    # networks and recipe, as issue 21 asked: swish, tanh, relu and gelu, every per-layer reading
+    # of item 3, 5 seeds. Cut to fit 2 CPU cores: 15 epochs of the full preset's 60 (depth and
+    # width kept). The two readings that change more than the layer's gains have grids of their
+    # own at 2 seeds: a lambda per unit (docs/reports/anact-study/per-unit/) and batch norm
+    # before the layer (architectures mlp-bn and resmlp-bn: docs/reports/anact-study/batch-norm/).
     "anact-study": Grid(
         name="anact-study",
         description="MNIST-1D (8000 train / 2000 test), MLP of 20 hidden layers and residual MLP "
-        "of 8 blocks, width 128, Adam 1e-3, 15 epochs, 2 seeds, swish and tanh; vanilla, static "
-        "and two readings of the adaptive form (THEORY E23-E29): the Gaussian gains at the batch's "
-        "q, and the gains that fix the output's second moment (a third, the raw batch gains of the "
-        "old default, is a named reading for grids that want it): 32 runs. Cut from issue 21's "
-        "spec (4 activations, every reading, 5 seeds, 60 epochs) to fit 2 CPU cores (measured: "
-        "44 min for 30 of the 32 runs on 2 loaded cores)",
-        activations=("swish", "tanh"),
-        forms=("vanilla", "static", "adaptive-gaussian", "adaptive-output"),
+        "of 8 blocks, width 128, Adam 1e-3, 15 epochs, 5 seeds, swish, tanh, relu and gelu; "
+        "vanilla, static and seven readings of the adaptive form (THEORY E23-E29): the raw batch "
+        "gains (the old default), the same bounded to [lambda_s/2, 2 lambda_s], with gradients "
+        "through lambda, and with the running estimates at momentum 0.99 applied in training; "
+        "the Gaussian gains at the batch's q; the gains that fix the output's second moment (the "
+        "default), and the same centred: 360 runs. Cut from issue 21's 60 epochs to 15 to fit 2 "
+        "CPU cores (docs/timings.md)",
+        activations=("swish", "tanh", "relu", "gelu"),
+        forms=(
+            "vanilla",
+            "static",
+            "adaptive-batch",
+            "adaptive-bound",
+            "adaptive-grad",
+            "adaptive-running",
+            "adaptive-gaussian",
+            "adaptive-output",
+            "adaptive-output-centred",
+        ),
         readings={
             "adaptive-batch": {"estimate": "batch"},
+            "adaptive-bound": {"estimate": "batch", "lambda_bound": 2.0},
+            "adaptive-grad": {"estimate": "batch", "differentiate_lambda": True},
+            "adaptive-running": {"estimate": "batch", "train_statistics": "running", "momentum": 0.99},
             "adaptive-gaussian": {"estimate": "gaussian"},
             "adaptive-output": {"estimate": "output"},
+            "adaptive-output-centred": {"estimate": "output", "center": True},
         },
         dataset_options={"num_samples": 10000},
         depths={"mlp": (20,), "resmlp": (8,)},
         widths=(128,),
         epochs=15,
-        seeds=(0, 1),
+        seeds=(0, 1, 2, 3, 4),
         target_loss=0.5,
         propagation_depth=20,
         propagation_width=128,
