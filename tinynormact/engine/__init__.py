@@ -6,6 +6,8 @@
 - ``convolution``: convolution and pooling on tensors (one im2col), the ops behind ``nn.Conv*``;
 - ``batch_norm``: the batch-normalization op behind ``nn.BatchNorm*``;
 - ``gradcheck``: finite-difference and random-direction checks of any function's gradients.
+- ``replay``: an optional optimization, one recorded training step run again without rebuilding
+  its graph (same numbers as the eager step).
 
 The engine imports nothing of tinynormact outside itself; ``import tinynormact.engine`` loads
 NumPy and these modules only.

@@ -37,9 +37,12 @@ from typing import Any
 from tinynormact.engine import backend
 
 BackwardFn = Callable[[Any], tuple[Any, ...]]
+ForwardFn = Callable[[Any], Any]
 
 Hook = Callable[[Any], Any]
 _grad_mode = {"enabled": True}
+# While ``replay.record`` runs a step: the list every operation appends (output, forward, op) to.
+_recording: dict[str, list | None] = {"steps": None}
 
 
 def is_grad_enabled() -> bool:
@@ -140,8 +143,18 @@ class Tensor:
 
     # ----- construction of graph nodes (used by ops) ---------------------------------------
     @classmethod
-    def from_op(cls, data: Any, parents: tuple[Tensor, ...], backward: BackwardFn, op: str) -> Tensor:
-        """The result of operation ``op``: records ``parents`` and ``backward`` when needed."""
+    def from_op(
+        cls,
+        data: Any,
+        parents: tuple[Tensor, ...],
+        backward: BackwardFn,
+        op: str,
+        forward: ForwardFn | None = None,
+    ) -> Tensor:
+        """The result of operation ``op``: records ``parents`` and ``backward`` when needed.
+
+        ``forward(out)``, given by the operations a replay can run, recomputes ``data`` from the
+        inputs' current values into the array ``out`` (``replay`` keeps it only while recording)."""
         out = cls.__new__(cls)
         out.data = data
         out.grad = None
@@ -150,6 +163,8 @@ class Tensor:
             nodes = tuple([(p._node or p.graph_node()) if p.requires_grad else None for p in parents])
             if any(nodes):
                 out.requires_grad, out._node = True, Node(nodes, backward, op, data.shape)
+        if _recording["steps"] is not None:
+            _recording["steps"].append((out, forward, op))
         return out
 
     def graph_node(self) -> Node:
@@ -262,24 +277,7 @@ class Tensor:
                 "requires_grad=True, and compute the result outside no_grad()"
             )
         root = self.graph_node()
-        grads = {root: self._seed_gradient(grad)}  # gradient of each node reached so far
-        handed_out: set[int] = set()  # arrays given to some .grad (see _store_grad)
-        for node in reversed(_topological_order(root)):
-            g = grads.pop(node, None)
-            if g is None:  # no path from the root carries a gradient to this node
-                continue
-            if node.hooks:
-                g = _run_hooks(node, g)
-            if node.grad_target is not None:
-                _store_grad(node, g, handed_out)
-            if node.backward is None:  # a leaf, or a node an earlier backward() freed
-                _check_not_released(node)
-                continue
-            for parent, parent_grad in zip(node.parents, node.backward(g), strict=True):
-                if parent is not None and parent_grad is not None:  # sum over the paths to parent
-                    grads[parent] = grads[parent] + parent_grad if parent in grads else parent_grad
-            if not retain_graph:
-                node.release()
+        backpropagate(topological_order(root), {root: self._seed_gradient(grad)}, retain_graph)
 
     def _seed_gradient(self, grad: Any) -> Any:
         if grad is None:
@@ -325,7 +323,31 @@ class Tensor:
 # ----- the helpers of backward() ---------------------------------------------------------------
 
 
-def _topological_order(root: Node) -> list[Node]:
+def backpropagate(order: list[Node], grads: dict[Node, Any], retain_graph: bool) -> None:
+    """The loop of ``backward()``: visit ``order`` (``topological_order`` of the root) from the
+    end, passing each node's gradient through its closure and summing what reaches a parent;
+    ``grads`` holds the root's seed gradient."""
+    handed_out: set[int] = set()  # arrays given to some .grad (see _store_grad)
+    for node in reversed(order):
+        g = grads.pop(node, None)
+        if g is None:  # no path from the root carries a gradient to this node
+            continue
+        if node.hooks:
+            g = _run_hooks(node, g)
+        if node.grad_target is not None:
+            _store_grad(node, g, handed_out)
+        if node.backward is None:  # a leaf, or a node an earlier backward() freed
+            if node.released:
+                _refuse_released()
+            continue
+        for parent, parent_grad in zip(node.parents, node.backward(g), strict=True):
+            if parent is not None and parent_grad is not None:  # sum over the paths to parent
+                grads[parent] = grads[parent] + parent_grad if parent in grads else parent_grad
+        if not retain_graph:
+            node.release()
+
+
+def topological_order(root: Node) -> list[Node]:
     """Nodes that ``root`` depends on, each after all of its parents (iterative depth-first
     search, last parent first: a node is listed once every parent has been)."""
     order: list[Node] = []
@@ -367,13 +389,12 @@ def _store_grad(node: Node, g: Any, handed_out: set[int]) -> None:
     tensor.grad = g
 
 
-def _check_not_released(node: Node) -> None:
+def _refuse_released() -> None:
     """Refuse a second backward() through a graph the first one freed."""
-    if node.released:
-        raise RuntimeError(
-            "backward() through a graph that an earlier backward() already freed: recompute the "
-            "forward pass, or call the first backward(retain_graph=True)"
-        )
+    raise RuntimeError(
+        "backward() through a graph that an earlier backward() already freed: recompute the "
+        "forward pass, or call the first backward(retain_graph=True)"
+    )
 
 
 def raw(value: Any) -> Any:

@@ -357,7 +357,7 @@ def _correlate_stride1(padded: Any, weight: Any, out: tuple[int, ...]) -> Any:
         rows = _shifted_rows(padded[chunk], kernel, out)
         # products[j, o, n]: tap j's contribution, due at column n - j of the output rows
         products = (matrix @ rows).reshape(taps, out_channels, rows.shape[1])
-        wide = products[0].copy()
+        wide = products[0]  # this chunk's own array: the taps are added into it in place
         for j in range(1, taps):
             wide[:, :-j] += products[j, :, j:]
         wide = wide.reshape(out_channels, -1, *out[:-1], padded.shape[-1])[..., : out[-1]]

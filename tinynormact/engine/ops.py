@@ -10,6 +10,10 @@ Conventions shared by every op here:
 - Broadcasting follows NumPy; every backward sums the gradient over the broadcast axes
   (``unbroadcast``) so that an input's gradient has the input's shape.
 - A backward computes only the gradients of inputs that require one.
+- The operations a traced step can replay (``REPLAYABLE``, see ``replay``) compute their output
+  with a closure ``forward(out=None)`` on the inputs' current arrays: the eager call runs it once
+  (``out=None``, a new array) and hands it to ``Tensor.from_op``; a replay runs it again, writing
+  into the recorded output array, so the backward closures see the new values.
 """
 
 from __future__ import annotations
@@ -19,6 +23,21 @@ from typing import Any
 
 from tinynormact.engine import backend
 from tinynormact.engine.autograd import Tensor
+
+np = backend.np  # NumPy's ufuncs dispatch to the arrays' own module (CuPy, the strict device)
+
+# the operations with a ``forward(out)``, here and in nn.losses
+REPLAYABLE = (
+    "linear",
+    "activation (any ActivationFunction)",
+    "add",
+    "sub",
+    "mul",
+    "sum",
+    "mean",
+    "mse_loss",
+    "softmax_cross_entropy",
+)
 
 # ----------------------------------------------------------------------------------------------
 # helpers
@@ -75,12 +94,20 @@ def _grad_for(t: Tensor, grad: Any) -> Any:
     """The gradient for input ``t``: its shape and dtype, or None when it needs none."""
     if not t.requires_grad:
         return None
-    return _in_dtype(unbroadcast(grad, t.shape), t)
+    return in_dtype(unbroadcast(grad, t.shape), t)
 
 
-def _in_dtype(grad: Any, t: Tensor) -> Any:
+def in_dtype(grad: Any, t: Tensor) -> Any:
     """``grad`` in input ``t``'s dtype (for a gradient that already has t's shape)."""
     return grad if grad.dtype == t.data.dtype else grad.astype(t.data.dtype)
+
+
+def into(out: Any, result: Any) -> Any:
+    """``result``, or ``out`` holding it when a replay gives the array to write into."""
+    if out is None:
+        return result
+    out[...] = result
+    return out
 
 
 def _check_broadcast(op: str, a: Tensor, b: Tensor) -> None:
@@ -118,18 +145,21 @@ def add(a: Any, b: Any) -> Tensor:
     """a + b."""
     a, b = _pair(a, b)
     _check_broadcast("add", a, b)
-    return Tensor.from_op(a.data + b.data, (a, b), lambda g: (_grad_for(a, g), _grad_for(b, g)), "add")
+    forward = lambda out=None: np.add(a.data, b.data, out=out)  # noqa: E731
+    return Tensor.from_op(forward(), (a, b), lambda g: (_grad_for(a, g), _grad_for(b, g)), "add", forward)
 
 
 def sub(a: Any, b: Any) -> Tensor:
     """a - b."""
     a, b = _pair(a, b)
     _check_broadcast("sub", a, b)
+    forward = lambda out=None: np.subtract(a.data, b.data, out=out)  # noqa: E731
     return Tensor.from_op(
-        a.data - b.data,
+        forward(),
         (a, b),
         lambda g: (_grad_for(a, g), _grad_for(b, -g) if b.requires_grad else None),
         "sub",
+        forward,
     )
 
 
@@ -143,7 +173,8 @@ def mul(a: Any, b: Any) -> Tensor:
         gb = _grad_for(b, g * a.data) if b.requires_grad else None
         return ga, gb
 
-    return Tensor.from_op(a.data * b.data, (a, b), backward, "mul")
+    forward = lambda out=None: np.multiply(a.data, b.data, out=out)  # noqa: E731
+    return Tensor.from_op(forward(), (a, b), backward, "mul", forward)
 
 
 def div(a: Any, b: Any) -> Tensor:
@@ -273,11 +304,15 @@ def activation(x: Tensor, act: Any) -> Tensor:
     When the activation can compute phi' from its output (``df_from_output``), backward uses the
     output, which it has at hand, instead of recomputing phi from the input (tanh, sigmoid).
     """
-    out = act.f(x.data)
+
+    def forward(out: Any = None) -> Any:
+        return into(out, act.f(x.data))
+
+    out = forward()
     from_output = getattr(act, "df_from_output", None)
     # the closure keeps only the array phi' is computed from: the output when it can
     argument, df = (x.data, act.df) if from_output is None else (out, from_output)
-    return _unary(act.name, x, out, lambda: df(argument))
+    return Tensor.from_op(out, (x,), lambda g: (g * df(argument),), act.name, forward)
 
 
 def astype(x: Tensor, dtype: Any) -> Tensor:
@@ -294,16 +329,18 @@ def astype(x: Tensor, dtype: Any) -> Tensor:
 def sum(x: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:  # noqa: A001
     """Sum over ``axis`` (all axes when None)."""
     axes = _axes(axis, x.ndim)
-    out = x.data.sum(axis=axes, keepdims=keepdims)
-    return Tensor.from_op(out, (x,), lambda g: (_expand_reduced(g, axes, keepdims, x.shape),), "sum")
+    forward = lambda out=None: into(out, x.data.sum(axis=axes, keepdims=keepdims))  # noqa: E731
+    backward = lambda g: (_expand_reduced(g, axes, keepdims, x.shape),)  # noqa: E731
+    return Tensor.from_op(forward(), (x,), backward, "sum", forward)
 
 
 def mean(x: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:
     """Mean over ``axis`` (all axes when None)."""
     axes = _axes(axis, x.ndim)
     count = _count(x.shape, axes)
-    out = x.data.mean(axis=axes, keepdims=keepdims)
-    return Tensor.from_op(out, (x,), lambda g: (_expand_reduced(g / count, axes, keepdims, x.shape),), "mean")
+    forward = lambda out=None: into(out, x.data.mean(axis=axes, keepdims=keepdims))  # noqa: E731
+    backward = lambda g: (_expand_reduced(g / count, axes, keepdims, x.shape),)  # noqa: E731
+    return Tensor.from_op(forward(), (x,), backward, "mean", forward)
 
 
 def var(x: Tensor, axis: Any = None, ddof: int = 0, keepdims: bool = False) -> Tensor:
@@ -483,20 +520,23 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
             "(expected input (batch, in_features) and weight (out_features, in_features))"
         )
     _check_devices(x, weight)
-    out = x.data @ weight.data.T
-    if bias is not None:
-        out += bias.data
+
+    def forward(out: Any = None) -> Any:
+        result = np.matmul(x.data, weight.data.T, out=out)
+        if bias is not None:
+            result += bias.data
+        return result
 
     def backward(g: Any) -> tuple[Any, ...]:
         # shapes match the inputs' by construction: only the dtype may need a cast
-        gx = _in_dtype(g @ weight.data, x) if x.requires_grad else None
-        gw = _in_dtype(g.T @ x.data, weight) if weight.requires_grad else None
+        gx = in_dtype(g @ weight.data, x) if x.requires_grad else None
+        gw = in_dtype(g.T @ x.data, weight) if weight.requires_grad else None
         if bias is None:
             return gx, gw
-        return gx, gw, (_in_dtype(g.sum(axis=0), bias) if bias.requires_grad else None)
+        return gx, gw, (in_dtype(g.sum(axis=0), bias) if bias.requires_grad else None)
 
     parents = (x, weight) if bias is None else (x, weight, bias)
-    return Tensor.from_op(out, parents, backward, "linear")
+    return Tensor.from_op(forward(), parents, backward, "linear", forward)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Losses: softmax cross-entropy (one fused, numerically stable op) and mean squared error.
+"""Losses: softmax cross-entropy (one fused, numerically stable op) and mean squared error (one op).
 
 Reduction convention: for cross-entropy, "mean" divides the sum of the per-example losses by the
 batch size N (each example's gradient is then its per-example gradient / N, the convention of
@@ -63,14 +63,19 @@ def softmax_cross_entropy(logits: Tensor, labels: Any, reduction: str = "mean") 
     targets = _targets(labels, logits)
     xp = backend.get_array_module(logits.data)
     log_probs = ops.log_softmax_array(logits.data, axis=1)
-    total = -(targets * log_probs).sum()
     scale = 1.0 / logits.shape[0] if reduction == "mean" else 1.0
+
+    def forward(out: Any = None) -> Any:
+        if out is not None:  # a replay (ops module docstring): new logits and labels, in place
+            targets[...] = _targets(labels, logits)
+            log_probs[...] = ops.log_softmax_array(logits.data, axis=1)
+        return ops.into(out, xp.asarray(-(targets * log_probs).sum() * scale))
 
     def backward(g: Any) -> tuple[Any]:
         grad = xp.exp(log_probs) * targets.sum(axis=1, keepdims=True) - targets
         return (grad * (g * scale),)
 
-    return Tensor.from_op(xp.asarray(total * scale), (logits,), backward, "softmax_cross_entropy")
+    return Tensor.from_op(forward(), (logits,), backward, "softmax_cross_entropy", forward)
 
 
 def mse_loss(prediction: Tensor, target: Any, reduction: str = "mean") -> Tensor:
@@ -83,6 +88,16 @@ def mse_loss(prediction: Tensor, target: Any, reduction: str = "mean") -> Tensor
         raise ValueError(
             f"mse_loss: prediction shape {prediction.shape} differs from target shape {target.shape}"
         )
-    diff = prediction - target
-    squares = diff * diff
-    return squares.mean() if reduction == "mean" else squares.sum()
+    xp = backend.get_array_module(prediction.data)
+    diff = xp.empty(prediction.shape, dtype=xp.result_type(prediction.dtype, target.dtype))
+    count = diff.size if reduction == "mean" else 1
+
+    def forward(out: Any = None) -> Any:  # also a replay's (ops module docstring): diff anew
+        xp.subtract(prediction.data, target.data, out=diff)
+        squares = diff * diff
+        return ops.into(out, squares.mean() if reduction == "mean" else squares.sum())
+
+    def backward(g: Any) -> tuple[Any]:  # d/d prediction of sum(diff^2) / count
+        return (ops.in_dtype(diff * (2.0 * (g / count)), prediction),)
+
+    return Tensor.from_op(forward(), (prediction,), backward, "mse_loss", forward)
