@@ -179,7 +179,7 @@ def test_aggregate_counts_diverged_and_failed_runs_and_leaves_them_out_of_means(
 
 
 def test_theory_table_gains_as_used() -> None:
-    (relu, tanh) = analysis.theory_table(["relu", "tanh"], rule="balanced", center=False)
+    (relu, tanh) = analysis.theory_table(["relu", "tanh"], rule="balanced", centring={})
     # ReLU: rho = rho' = 1/2, so lambda^2 = 2 makes both exactly 1 (THEORY E12-E14)
     assert relu["static"]["rho"] == pytest.approx(1.0) and relu["static"]["rho_prime"] == pytest.approx(1.0)
     assert relu["vanilla"]["gain_deviation"] == pytest.approx(1.0)
@@ -195,7 +195,7 @@ def test_theory_table_gains_as_used() -> None:
 
 
 def test_convergence_correlation_is_tested_within_forms() -> None:
-    table = analysis.theory_table(["relu", "tanh", "sigmoid"], rule="balanced", center=False)
+    table = analysis.theory_table(["relu", "tanh", "sigmoid"], rule="balanced", centring={})
     measure = {(r["activation"], f): r[f]["gain_deviation"] for r in table for f in ("vanilla", "static")}
     ranked = sorted(measure, key=measure.get)
     # speeds increasing with the measure: a perfect positive rank correlation in each form

@@ -190,16 +190,17 @@ def _gains_as_used(row: dict[str, Any], form: str, rule: str, center: bool) -> t
 
 
 def theory_table(
-    activations: Sequence[str], rule: str, center: bool, forms: Sequence[str] = FORMS
+    activations: Sequence[str], rule: str, centring: dict[str, bool], forms: Sequence[str] = FORMS
 ) -> list[dict[str, Any]]:
     """``theory.gains_table`` at q = 1 for ``activations``, with the gains of each form as used
-    and the two property measures (deviation of rho and rho' from 1, |log kappa|)."""
+    (``centring``: whether each form centres) and the two property measures (deviation of rho
+    and rho' from 1, |log kappa|)."""
     rows = []
     for row in theory.gains_table(activations, q=1.0):
         entry = {key: row[key] for key in ("activation", "rho", "rho_c", "rho_prime", "kappa")}
         entry.update({f"lambda_{r}": row[f"lambda_{r}"] for r in theory.RULES})
         for form in forms:
-            rho, rho_prime = _gains_as_used(row, form, rule, center)
+            rho, rho_prime = _gains_as_used(row, form, rule, centring.get(form, False))
             entry[form] = {
                 "rho": rho,
                 "rho_prime": rho_prime,

@@ -43,7 +43,7 @@ from typing import Any
 
 from tinynormact import theory
 from tinynormact.infra.validation import check_integer
-from tinynormact.nn.normalized import check_normalization_options, normalization_options
+from tinynormact.nn.normalized import check_normalization_options, normalization_options, resolve_center
 from tinynormact.train import ConfigError, TrainConfig
 
 if sys.version_info >= (3, 11):
@@ -108,7 +108,8 @@ class Grid:
     ``seeds`` (the image ResNets "resnet20", "resnet50", ... read neither width nor depth: their
     name fixes the network). Shared settings: the dataset, ``epochs``, ``batch_size``,
     ``optimizer``, ``momentum`` (SGD), ``weight_decay``, ``schedule``, ``init``; ``rule``
-    and ``center`` are the normalization options of the static and adaptive forms;
+    and ``center`` are the normalization options of the static and adaptive forms (``center``
+    left out: each form's default, off for static and on for adaptive);
     ``readings`` name further adaptive forms (a form name -> the layer options it adds to
     mode="adaptive", THEORY E23-E29);
     ``target_loss`` is the train loss whose first crossing counts as "converged";
@@ -135,7 +136,7 @@ class Grid:
     schedule: str = "constant"
     init: str = "lecun_normal"
     rule: str = "balanced"
-    center: bool = False
+    center: bool | None = None
     readings: dict[str, dict[str, Any]] = field(default_factory=dict)
     target_loss: float = 1.0
     propagation_depth: int = 20
@@ -169,8 +170,8 @@ class Grid:
             raise GridError(f"description must be a string, got {self.description!r}")
         if self.rule not in theory.RULES:
             raise GridError(f"rule {self.rule!r} is unknown; valid: {', '.join(theory.RULES)}")
-        if not isinstance(self.center, bool):
-            raise GridError(f"center must be true or false, got {self.center!r}")
+        if self.center is not None and not isinstance(self.center, bool):
+            raise GridError(f"center must be true or false (left out: each form's own), got {self.center!r}")
         for key in ("propagation_depth", "propagation_width", "propagation_batch"):
             try:
                 check_integer(key, getattr(self, key), 1)
@@ -207,13 +208,18 @@ class Grid:
         """The ``NormalizedActivation`` options of a form ({} for "vanilla")."""
         if form == "vanilla":
             return {}
-        shared = {"rule": self.rule, "center": self.center}
+        mode = "static" if form == "static" else "adaptive"
+        shared = {"rule": self.rule, "center": resolve_center(self.center, mode)}
         if form == "static":
             return {"mode": form, **shared}
         # the reading of E16 is part of a run's identity (its config hash), so a change of the
         # default reading makes old adaptive runs other runs, not the same ones resumed
         reading = {"estimate": normalization_options()["estimate"], **self.readings.get(form, {})}
         return {"mode": "adaptive", **shared, **reading}
+
+    def centring(self) -> dict[str, bool]:
+        """Whether each form of the grid centres (False for "vanilla")."""
+        return {form: bool(self.form_options(form).get("center", False)) for form in self.forms}
 
     def depths_of(self, architecture: str) -> tuple[int, ...]:
         return tuple(self.depths[architecture] if isinstance(self.depths, dict) else self.depths)

@@ -324,8 +324,9 @@ Grid `{preset["name"]}` on {preset["dataset"]}, seeds {", ".join(map(str, result
 device `{results["settings"]["device"]}`, wall time {results["wall_time_s"]:.0f} s (this reproduction, on the
 machine under Settings; the measured times of the presets are in docs/timings.md).
 Forms: *vanilla* phi; *static* lambda (phi - mu) with lambda from the Gaussian moments at q = 1
-(THEORY E15, rule `{preset["rule"]}`, centring {preset["center"]}); *adaptive* lambda from batch
-statistics with running estimates (E16). The balanced rule is not from the paper but this project's
+(THEORY E15, rule `{preset["rule"]}`, centring {preset["center"] is True}); *adaptive* lambda from
+batch statistics with running estimates (E16, centring {preset["center"] is not False} unless a
+reading sets it). The balanced rule is not from the paper but this project's
 choice between the forward and backward rules; see docs/THEORY.md for what is reconstructed.
 {status}
 ## Final test accuracy

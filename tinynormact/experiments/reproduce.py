@@ -151,7 +151,7 @@ def _reproduce(
             "classes": splits.train.n_classes,
         },
         "versions": software_versions(device),
-        "theory": theory_table(grid.activations, grid.rule, grid.center, grid.forms),
+        "theory": theory_table(grid.activations, grid.rule, grid.centring(), grid.forms),
         "propagation": propagation,
         "runs": runs,
     }

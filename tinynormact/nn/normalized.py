@@ -42,6 +42,11 @@ Which batch gains E16 reads (``estimate``; THEORY E23-E29 derive what each does 
   (E25): lambda_b^2 mean(phi^2) = lambda_static^2 m2(q). The next layer's q no longer depends on
   this layer's input scale (slope 0, E26): a restoring force like batch normalization's.
 
+Centring (``center``): mu is removed (E12-E16's centred gains). Its default (None) depends on the
+mode: on for the adaptive form, off for the static one. The adaptive form's default reading is
+the output estimate, centred: of the readings the study compared it trained in every
+configuration with the highest accuracy (docs/THEORY.md, "E16 in practice").
+
 ``lambda_bound = c`` (0: none) keeps lambda within [lambda_static / c, c lambda_static] (E28).
 
 ``units = C`` (0: one lambda per layer) gives each of the C units of axis 1 (an MLP's features,
@@ -87,7 +92,7 @@ class NormalizedActivation(Activation):
         base: str | ActivationFunction,
         mode: str = "static",
         rule: str = "balanced",
-        center: bool = False,
+        center: bool | None = None,
         q: float = 1.0,
         momentum: float = 0.9,
         differentiate_lambda: bool = False,
@@ -100,6 +105,7 @@ class NormalizedActivation(Activation):
         units: int = 0,
         **params: Any,
     ) -> None:
+        center = resolve_center(center, mode)
         _check_flags(center=center, learnable_correction=learnable_correction)
         _check_options(
             mode,
@@ -389,10 +395,16 @@ def normalization_options() -> dict[str, Any]:
     return {p.name: p.default for p in keyword if p.default is not p.empty}
 
 
+def resolve_center(center: bool | None, mode: str) -> Any:
+    """``center``, or for None its default in ``mode``: True for "adaptive", False for "static"."""
+    return mode == "adaptive" if center is None else center
+
+
 def check_normalization_options(**options: Any) -> None:
     """ValueError naming the first invalid option of ``NormalizedActivation(base, **options)``,
     without building one (a static layer integrates its Gaussian moments, E1-E4, to set lambda)."""
     values = {**normalization_options(), **options}
+    values["center"] = resolve_center(values["center"], values["mode"])
     _check_flags(**{name: values.pop(name) for name in ("center", "learnable_correction")})
     _check_options(**values)
 
