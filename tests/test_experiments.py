@@ -524,3 +524,19 @@ def test_the_sweeps_page_grid_file_is_a_valid_grid(tmp_path) -> None:
     grid = load_grid(tmp_path / "widths.toml")
     assert len(grid.runs()) == 2 * 2 * 3 * 2 * 3  # architectures x activations x forms x widths x seeds
     assert grid.settings() == ["mlp w16", "mlp w64", "resmlp w16", "resmlp w64"]
+
+
+def test_a_grid_with_options_left_out_reopens_its_own_folder(tmp_path) -> None:
+    """grid.json stores None (an option left to each form, as ``center``) and NaN alike as null,
+    which reads back as NaN: the check compares both sides as stored, so the folder the grid
+    wrote is its own, and a real change is still named."""
+    from tinynormact.experiments.sweep_folder import open_sweep_folder
+
+    identity = {"grid": {"name": "g", "center": None, "target_loss": math.nan, "seeds": (0, 1)}}
+    folder, _ = open_sweep_folder(tmp_path / "sweep", identity, [])
+    folder.create()
+    (tmp_path / "sweep" / "runs").mkdir()
+    assert open_sweep_folder(tmp_path / "sweep", identity, [])[1] == {}
+    changed = {"grid": {**identity["grid"], "center": True}}
+    with pytest.raises(FileExistsError, match=r"grid.center: None there, True here"):
+        open_sweep_folder(tmp_path / "sweep", changed, [])

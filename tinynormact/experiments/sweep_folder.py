@@ -78,6 +78,12 @@ def read_json(path: Path) -> Any:
         raise ValueError(f"{path} is not valid JSON ({exc})") from None
 
 
+def _stored(value: Any) -> Any:
+    """``value`` as its JSON file holds it (tuples as lists; NaN and None alike as null), so that
+    a grid compares equal to the one it wrote (read_json reads null as NaN, and NaN != NaN)."""
+    return json.loads(json.dumps(jsonable(value)))
+
+
 def _nan_for_null(value: Any) -> Any:
     if isinstance(value, dict):
         return {key: _nan_for_null(v) for key, v in value.items()}
@@ -131,7 +137,7 @@ def open_sweep_folder(
         )
     if force:
         return SweepFolder(out, identity, replace=True), {}
-    found = differences(read_json(out / GRID_FILE), identity)
+    found = differences(_stored(read_json(out / GRID_FILE)), _stored(identity))
     if found:
         raise FileExistsError(
             f"{out} holds a sweep of another grid or setting ({'; '.join(found[:6])}"
