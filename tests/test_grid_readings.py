@@ -24,10 +24,12 @@ def test_a_reading_is_a_form_whose_runs_get_its_options(tmp_path) -> None:
     assert output.config.activation_options == {
         "mode": "adaptive",
         "rule": "forward",
-        "center": False,
+        "center": True,  # the adaptive form's own default, the grid setting none
         "estimate": "output",
         "lambda_bound": 2.0,
     }
+    pinned = load_grid(path.write_text(path.read_text() + "center = false\n") and path).runs()[1]
+    assert pinned.config.activation_options["center"] is False
 
 
 @pytest.mark.parametrize(

@@ -71,10 +71,12 @@ def test_static_centred_relu_uses_closed_forms() -> None:
 
 
 def test_names_and_repr() -> None:
-    layer = nn.activation("nswish", mode="adaptive")
+    layer = nn.activation("nswish", mode="adaptive")  # centred by default, unlike the static form
     assert repr(layer) == (
-        "NormalizedActivation(swish(beta=1.0), mode=adaptive, rule=balanced, center=False, lambda=1.6501)"
+        "NormalizedActivation(swish(beta=1.0), mode=adaptive, rule=balanced, center=True, lambda=1.7072)"
     )
+    assert not nn.activation("nswish").center
+    assert not nn.activation("nswish", mode="adaptive", center=False).center
     mlp = nn.MLP([2, 3, 3, 1], "nrelu", {"rule": "backward", "center": True})
     normalized = [m for m in mlp if isinstance(m, nn.NormalizedActivation)]
     assert len(normalized) == 2 and all(m.rule == "backward" and m.center for m in normalized)
@@ -347,15 +349,20 @@ def test_gaussian_estimate_interpolates_the_gaussian_gains_at_the_batch_q(q: flo
     np.testing.assert_allclose(out, lam * (np.tanh(h) - mu), rtol=1e-4, atol=1e-6)
 
 
-def test_output_estimate_fixes_the_output_second_moment_for_any_batch() -> None:
-    """E25: lambda_b^2 mean(phi^2) = lambda_static^2 m2(q_n) exactly, here for a skewed batch at
-    q_b = 9 and a layer whose q_n = 0.5."""
+@pytest.mark.parametrize("center", [False, True])
+def test_output_estimate_fixes_the_output_second_moment_for_any_batch(center: bool) -> None:
+    """E25: lambda_b^2 mean(phi^2) = lambda_static^2 m2(q_n) exactly (centred: lambda_b^2
+    var(phi) = lambda_static^2 v(q_n), mu_b removed), here for a skewed batch at q_b = 9 and a
+    layer whose q_n = 0.5."""
     h = 3.0 * np.abs(batch((32, 16), seed=4)) - 1.0
-    layer = nn.NormalizedActivation("swish", mode="adaptive", estimate="output", q=0.5)
+    layer = nn.NormalizedActivation("swish", mode="adaptive", estimate="output", q=0.5, center=center)
     y = host(layer(tn.Tensor(h)))
-    lam = theory.normalization("swish", "balanced", 0.5).lambda_
-    target = lam**2 * theory.gaussian_moments("swish", 0.5).m2
+    lam = theory.normalization("swish", "balanced", 0.5, center).lambda_
+    moments = theory.gaussian_moments("swish", 0.5)
+    target = lam**2 * (moments.v if center else moments.m2)
     assert np.mean(y * y) == pytest.approx(target, rel=1e-12)
+    if center:
+        assert abs(np.mean(y)) < 1e-12
 
 
 def test_lambda_bound_holds_evaluation_lambda_too() -> None:

@@ -120,7 +120,9 @@ def test_health_flags_a_single_unit_at_the_ceiling_and_another_at_the_floor() ->
     rho'_b = 1, lambda 1, below the floor sqrt(2)/1.2), unit 5's all negative (dead: both gains
     floored, lambda far above the ceiling 1.2 sqrt(2)); the six Gaussian units stay inside."""
     tn.set_default_dtype("float64")
-    layer = nn.NormalizedActivation("relu", mode="adaptive", lambda_bound=1.2, units=8, estimate="batch")
+    layer = nn.NormalizedActivation(
+        "relu", mode="adaptive", lambda_bound=1.2, units=8, estimate="batch", center=False
+    )
     model = nn.Sequential(layer)
     health = AdaptiveHealth.watch(model, steps_per_epoch=1, every=1)
     h = np.random.default_rng(0).standard_normal((256, 8))

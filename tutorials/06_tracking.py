@@ -120,7 +120,7 @@ show(fig, "06_signal_propagation.png")
 # signals with 40 features that trains in seconds on a CPU (generated locally by the `mnist1d`
 # package, installed with tinynormact). We train three MLPs with 10 hidden sigmoid layers:
 # vanilla sigmoid, statically normalized sigmoid, and adaptively normalized sigmoid (the
-# library's default reading of E16, `estimate="output"`, tutorial 5), with Adam; and a fourth
+# library's default reading of E16, the centred output estimate, tutorial 5), with Adam; and a fourth
 # with the first, plain reading of the adaptive form (`estimate="batch"`), which section 3 and
 # tutorial 7 come back to.
 #
@@ -141,7 +141,7 @@ variants = {
     "sigmoid": ("sigmoid", {}),
     "nsigmoid static": ("nsigmoid", {}),
     "nsigmoid adaptive": ("nsigmoid", {"mode": "adaptive"}),
-    "nsigmoid adaptive, batch": ("nsigmoid", {"mode": "adaptive", "estimate": "batch"}),
+    "nsigmoid adaptive, batch": ("nsigmoid", {"mode": "adaptive", "estimate": "batch", "center": False}),
 }
 
 
@@ -282,8 +282,9 @@ assert all(abs(value - math.log(10)) < 0.03 for value in sgd_losses[1:])  # stuc
 # $\lambda$ included.
 #
 # For the **adaptive** versions there are exact statements. With the default reading
-# (`estimate="output"`, E25) each layer scales its output so that its second moment is the
-# static form's at $q = 1$, $\lambda_b^2\,\mathrm{mean}(\phi(h)^2) = \lambda_s^2 m_2(1)$: the
+# (`estimate="output"`, E25, centred) each layer removes its batch mean and scales its output so
+# that its variance is the centred static form's at $q = 1$, $\lambda_b^2\,\mathrm{var}(\phi(h))
+# = \lambda_c^2 v(1)$; the output has mean 0, so that is also its second moment: the
 # tracker's `act_sq` is that constant *at every step in every layer*, however much the weights
 # change, and its forward gain $\hat\rho = $ `act_sq` / $q_l$ moves exactly inversely to the
 # layer's $q_l$. With the plain reading (`estimate="batch"`) each layer computes $\lambda_b$
@@ -324,7 +325,8 @@ def balance(record):
 
 
 records = {name: results[name][0].to_dict() for name in results}
-held = moments.m2  # lambda_s^2 m2(1): the output's second moment the default reading holds
+# lambda_c^2 v(1): the output's second moment the default (centred) reading holds
+held = theory.gaussian_moments(theory.normalized("sigmoid", center=True), 1.0).m2
 for name in ("nsigmoid adaptive", "nsigmoid static"):
     act_sq = hidden(records[name], "act_sq")
     print(f"{name:17s} E[phi_hat(h)^2] from {act_sq.min():.3f} to {act_sq.max():.3f} (held: {held:.3f})")

@@ -115,7 +115,7 @@ assert round(twenty[-1]) == round(W**20) == 87
 #
 # ## 3. Watching it happen in training
 #
-# A 20-layer ntanh MLP of width 32 on the spirals (1000 examples, Adam at lr 3e-3: narrow, deep
+# A 20-layer ntanh MLP of width 32 on the spirals (1000 examples, Adam at lr 2e-3: narrow, deep
 # and a high learning rate, so that it happens in seconds; the suite's regression test,
 # tests/test_adaptive_health.py, trains the same network), tracked with `track_every`. The old
 # reading is the option `estimate="batch"`; every run's result carries the flags of
@@ -126,7 +126,7 @@ assert round(twenty[-1]) == round(W**20) == 87
 EPOCHS = size(10, 8)
 
 
-def run(options: dict | None, activation: str = "ntanh", lr: float = 3e-3) -> object:
+def run(options: dict | None, activation: str = "ntanh", lr: float = 2e-3) -> object:
     """Section 3's network; ``options`` None trains the vanilla activation."""
     config = TrainConfig(
         dataset="spirals", dataset_options={"n_train": 1000, "n_test": 500},
@@ -180,15 +180,17 @@ assert not new.flags and vanilla.history["test_acc"][-1] > new.history["test_acc
 # ## 4. The cure, and what it does not cure
 #
 # The default reading is named in docs/THEORY.md, "E16 in practice", with the study that chose
-# it (docs/reports/anact-study/report.md, 2 seeds: a small study) and the full preset's check
+# it (docs/anact.md, "The study": 4 activations, 9 forms, 5 seeds) and the full preset's check
 # (docs/anact.md). What the theory says about each reading:
 #
 # - `estimate="gaussian"` (E24) takes lambda from the Gaussian moments at the batch's own q: it
 #   cannot be driven to the ceiling by a batch that is not Gaussian, but its q-map keeps slope
 #   about 1 (E26), so q still drifts with the weights (in the study, ntanh with this reading
-#   failed to train in all four of its runs, flagged for q growth and saturated layers);
-# - `estimate="output"` (E25, the default) fixes the output's second moment: slope 0, a
-#   restoring force of batch normalization's kind;
+#   failed to train in all ten of its runs, flagged for q growth);
+# - `estimate="output"` (E25) fixes the output's second moment: slope 0, a restoring force of
+#   batch normalization's kind; with `center=True` (together, the default) it fixes the
+#   variance and removes the batch mean, so that the next layer's q is not made of a mean that
+#   every example shares;
 # - `lambda_bound=c` (E28) caps lambda within a factor c of the static value: no ceiling at
 #   1e4, but outside the band the layer is a static form with c^2 times the weight variance.
 #

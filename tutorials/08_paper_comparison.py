@@ -31,8 +31,8 @@
 # - activations relu, tanh, sigmoid, swish, gelu and elu, each in three **forms**: vanilla
 #   $\phi$, **static** $\hat\phi$ ([E15](../docs/THEORY.md#e15), $\lambda$ from the Gaussian
 #   moments at $q = 1$) and **adaptive** $\hat\phi$ ([E16](../docs/THEORY.md#e16), $\lambda$
-#   from batch statistics, in the library's default reading `estimate="output"` of tutorial
-#   5), with the balanced rule [E14](../docs/THEORY.md#e14);
+#   from batch statistics, in the library's default reading of tutorial 5, the centred
+#   output estimate), with the balanced rule [E14](../docs/THEORY.md#e14);
 # - several seeds per configuration. A seed fixes the data order and the initial weights, so
 #   vanilla and normalized runs with the same seed differ *only* in the activation, and we can
 #   compare them seed by seed (a *paired* difference, which cancels much of the seed-to-seed

@@ -128,8 +128,10 @@ def _bar_panels(
             ax.set_xticks(x, preset["activations"])
         ax.set_title(ARCH_TITLES.get(arch, arch))
         ax.set_ylabel(ylabel)
-        ax.legend(fontsize="small")
         panels.append(rows)
+    # one legend below the panels: inside one, nine forms' names hid its bars
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncols=min(len(forms), 5), fontsize="small")
     return figure, panels
 
 

@@ -148,6 +148,7 @@ PRESETS: dict[str, Grid] = {
             "adaptive-output": {"estimate": "output"},
             "adaptive-output-centred": {"estimate": "output", "center": True},
         },
+        center=False,  # each reading as measured; adaptive-output-centred sets it
         dataset_options={"num_samples": 10000},
         depths={"mlp": (20,), "resmlp": (8,)},
         widths=(128,),

@@ -24,7 +24,7 @@ def run(options: dict) -> object:
     config = TrainConfig(
         dataset="spirals", dataset_options={"n_train": 1000, "n_test": 500}, activation="ntanh",
         activation_options={"mode": "adaptive", **options}, depth=20, width=32, epochs=EPOCHS,
-        optimizer="adam", lr=3e-3, batch_size=64, seed=0,
+        optimizer="adam", lr=2e-3, batch_size=64, seed=0,
     )  # fmt: skip
     try:
         return train(config, progress=False)
