@@ -287,3 +287,39 @@ def test_the_layers_default_is_the_studys_choice() -> None:
     assert best == DEFAULT_READING and len(clean) == 2
     layer = nn.NormalizedActivation("swish", mode="adaptive")
     assert (layer.estimate, layer.center) == ("output", True)
+
+
+def small_network_quotes(text: str) -> list[str]:
+    """The page's quotes of small_network.txt: ranges over seeds 0-3 at lr 2e-3, and the centred
+    and uncentred accuracies at lr 3e-3 (seeds 0 and 1, and the largest gap in seeds 2 and 3)."""
+    runs = {}
+    for line in text.splitlines():
+        lr, seed, name, rest = (part.strip() for part in line.split("|"))
+        reading = "old" if name.startswith("old") else "uncentred" if "uncentred" in name else "centred"
+        accuracy = 100 * float(re.search(r"test accuracy (\S+),", rest)[1])
+        flags = int(re.search(r"flags (\d+)", rest)[1])
+        runs[(lr.split()[1], int(seed.split()[1]), reading)] = (accuracy, flags)
+
+    def span(lr: str, reading: str) -> str:
+        values = [runs[(lr, s, reading)][0] for s in range(4)]
+        return f"{min(values):.1f}-{max(values):.1f}%"
+
+    def at(seed: int, reading: str) -> float:
+        return runs[("0.003", seed, reading)][0]
+
+    flagged = ", every run flagged" if all(runs[("0.002", s, "old")][1] > 0 for s in range(4)) else ""
+    gap = max(abs(at(s, "centred") - at(s, "uncentred")) for s in (2, 3))
+    return [
+        f"seeds 0-3 ({span('0.002', 'centred')} and {span('0.002', 'uncentred')} test",
+        f"ends near chance ({span('0.002', 'old')}{flagged})",
+        f"ends at {at(0, 'centred'):.1f}% and {at(1, 'centred'):.1f}% in seeds 0 and 1, against "
+        f"{at(0, 'uncentred'):.1f}% and {at(1, 'uncentred'):.1f}% uncentred, and within {gap:.1f} points",
+    ]
+
+
+def test_the_small_network_quotes_are_its_output() -> None:
+    quotes = small_network_quotes((STUDY / "small_network.txt").read_text())
+    page = " ".join(PAGE.read_text().split())
+    assert [q for q in quotes if q not in page] == []
+    changed = page.replace("47.6% and 56.8%", "47.6% and 58.6%")
+    assert [q for q in quotes if q not in changed] != []
