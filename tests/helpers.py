@@ -47,5 +47,6 @@ def grid_file(path: Path, grid: Any, **changes: object) -> Path:
         return json.dumps(v)
 
     values = {**dataclasses.asdict(grid), **changes}
-    path.write_text("".join(f"{key} = {value(v)}\n" for key, v in values.items()))
+    # TOML has no null: an option left to its default (None) is left out of the file
+    path.write_text("".join(f"{key} = {value(v)}\n" for key, v in values.items() if v is not None))
     return path

@@ -70,7 +70,7 @@ def erf_q_map(rule: str, q: float) -> tuple[float, float]:
 @pytest.mark.parametrize("rule", RULES)
 def test_batch_estimate_of_erf_follows_the_closed_form_q_map_and_backward_factor(rule: str) -> None:
     """E26-E27 against an oracle independent of the library's quadrature (erf's closed forms)."""
-    layer = nn.NormalizedActivation("erf", mode="adaptive", rule=rule, estimate="batch")
+    layer = nn.NormalizedActivation("erf", mode="adaptive", rule=rule, estimate="batch", center=False)
     measured = [output_and_input_gradient(layer, h, seed) for seed, h in enumerate(gaussian_batches(Q, 1))]
     q_map, factor = erf_q_map(rule, Q)
     assert_agrees([m[0] for m in measured], q_map, what=f"erf {rule} F(q)")
@@ -110,7 +110,8 @@ def test_lambda_bound_clips_lambda_to_the_band_around_the_static_value() -> None
     static = theory.normalization("tanh", "balanced", 1.0).lambda_
     free = float(adaptive_theory.adaptive_lambda("tanh", q))
     assert free > 2 * static  # the bound is active at this q
-    layer = nn.NormalizedActivation("tanh", mode="adaptive", lambda_bound=bound, estimate="batch")
+    options = {"lambda_bound": bound, "estimate": "batch", "center": False}
+    layer = nn.NormalizedActivation("tanh", mode="adaptive", **options)
     layer(tn.Tensor(gaussian_batches(q, 3)[0]))
     assert float(host(tn.Tensor(layer.last_lambda))) == pytest.approx(bound * static, rel=1e-6)
     m2 = theory.gaussian_moments("tanh", q).m2
@@ -119,21 +120,26 @@ def test_lambda_bound_clips_lambda_to_the_band_around_the_static_value() -> None
     )
 
 
-@pytest.mark.parametrize(("estimate", "rule"), [("batch", "forward"), ("output", "balanced")])
+@pytest.mark.parametrize(
+    ("estimate", "rule", "center"),
+    [("batch", "forward", False), ("output", "balanced", False), ("output", "balanced", True)],
+)
 def test_q_drifts_by_the_product_of_weight_variances_without_a_restoring_force(
-    estimate: str, rule: str
+    estimate: str, rule: str, center: bool
 ) -> None:
     """E29 through 6 random layers of width 512 with weight variances w_l = 1.25 / fan_in (weights
     grown 12% in scale, as training does): the "batch" forward rule multiplies q by 1.25 per layer
-    (q_6 = 1.25^6 = 3.8), the "output" estimate holds q_l at 1.25 lambda^2 m2(1) in every layer.
+    (q_6 = 1.25^6 = 3.8), the "output" estimate holds q_l at 1.25 lambda^2 m2(1) in every layer
+    (centred, the default: at 1.25 lambda_c^2 v(1)).
     40 networks: the marginal map keeps every layer's finite-width error (about 8% at layer 6),
     so fewer would not reject a 10% error."""
     width, depth, networks, w = 512, 6, 40, 1.25
-    predicted = adaptive_theory.adaptive_profile("swish", [w] * depth, q0=1.0, rule=rule, estimate=estimate)
+    options = {"rule": rule, "estimate": estimate, "center": center}
+    predicted = adaptive_theory.adaptive_profile("swish", [w] * depth, q0=1.0, **options)
     measured = []
     for seed in range(networks):
         rng = np.random.default_rng(100 + seed)
-        layer = nn.NormalizedActivation("swish", mode="adaptive", rule=rule, estimate=estimate)
+        layer = nn.NormalizedActivation("swish", mode="adaptive", **options)
         x, q = rng.standard_normal((128, width)), []
         for _ in range(depth):
             h = x @ (math.sqrt(w / width) * rng.standard_normal((width, width)))
@@ -146,5 +152,5 @@ def test_q_drifts_by_the_product_of_weight_variances_without_a_restoring_force(
             measured[:, layer_index],
             float(predicted[layer_index]),
             allowance=2 * (layer_index + 1) / width,
-            what=f"{estimate} q_{layer_index + 1}",
+            what=f"{estimate}{' centred' if center else ''} q_{layer_index + 1}",
         )

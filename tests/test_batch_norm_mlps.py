@@ -22,7 +22,7 @@ def test_the_order_is_linear_batch_norm_activation_and_the_last_layer_is_linear(
 
 def test_the_forward_is_batch_norm_then_the_activation() -> None:
     tn.set_default_dtype("float64")
-    model = nn.MLP([5, 7, 6, 3], "nswish", {"mode": "adaptive"}, batch_norm=True, rng=0)
+    model = nn.MLP([5, 7, 6, 3], "nswish", {"mode": "adaptive", "center": False}, batch_norm=True, rng=0)
     model[1].weight.data[...] = np.linspace(0.5, 2.0, 7)  # BN's scale and shift away from 1 and 0
     model[4].bias.data[...] = np.linspace(-0.3, 0.3, 6)
     x = np.random.default_rng(1).standard_normal((11, 5)) * 3.0 + 1.0

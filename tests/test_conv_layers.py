@@ -166,9 +166,9 @@ def test_pooling_layers_and_shape_layers() -> None:
 NORMALIZED = [
     dict(mode="static", rule="forward"),
     dict(mode="static", rule="balanced", center=True),
-    dict(mode="adaptive", estimate="batch", rule="backward"),
+    dict(mode="adaptive", estimate="batch", rule="backward", center=False),
     dict(mode="adaptive", estimate="batch", rule="balanced", center=True),
-    dict(mode="adaptive", estimate="batch", rule="forward", differentiate_lambda=True),
+    dict(mode="adaptive", estimate="batch", rule="forward", differentiate_lambda=True, center=False),
 ]
 
 

@@ -105,7 +105,7 @@ def test_forward_statistics_and_gains_match_hand_computed_values():
 def test_adaptive_layer_records_the_batch_lambda_it_applied():
     """In training mode an adaptive layer applies lambda_b of E16 (balanced rule E14 here),
     recomputed in the test from the batch."""
-    model, (x, y) = small_mlp("ntanh", mode="adaptive", estimate="batch"), batch()
+    model, (x, y) = small_mlp("ntanh", mode="adaptive", estimate="batch", center=False), batch()
     seen = {}
     model[0].register_forward_hook(lambda m, i, out: seen.setdefault("h", out.numpy()))
     with VarianceTracker(model) as tracker:

@@ -171,7 +171,7 @@ class Grid:
         if self.rule not in theory.RULES:
             raise GridError(f"rule {self.rule!r} is unknown; valid: {', '.join(theory.RULES)}")
         if self.center is not None and not isinstance(self.center, bool):
-            raise GridError(f"center must be true or false (left out: each form's own), got {self.center!r}")
+            raise GridError(f"center must be true or false, got {self.center!r} (left out: each form's own)")
         for key in ("propagation_depth", "propagation_width", "propagation_batch"):
             try:
                 check_integer(key, getattr(self, key), 1)
