@@ -96,10 +96,11 @@ def test_the_q_flag_reports_the_growth_measured(scale: float) -> None:
 def test_the_old_readings_collapse_is_flagged_and_the_default_trains() -> None:
     """Issue 21's regression: a 20-layer ntanh MLP of width 32 on the spirals (1000 examples,
     Adam 2e-3, 10 epochs; about a CPU-second per run). With the old reading (raw batch gains,
-    ``estimate="batch"``) q grows 100x within two epochs and the run ends near chance (measured:
-    31.6% test accuracy, 22 flags); the default (the centred output estimate, E25) trains
-    (measured 94.0%, no flag; uncentred 93.0%). At Adam 3e-3 the centred default trained less
-    well in two seeds of four (docs/anact.md, "What is left")."""
+    ``estimate="batch"``, uncentred) the run learns and then collapses, as the full preset's did
+    (measured: 82.2% test accuracy in epoch 4, 31.6% at the end), flagged for q grown 100x from
+    epoch 7; the default (the centred output estimate, E25) trains (measured 94.0%, no flag;
+    uncentred 93.0%). At Adam 3e-3 the centred default trained less well in two seeds of four
+    (docs/anact.md, "What is left")."""
 
     def run(options: dict) -> TrainResult:
         config = TrainConfig(
@@ -109,9 +110,9 @@ def test_the_old_readings_collapse_is_flagged_and_the_default_trains() -> None:
         )  # fmt: skip
         return train(config)
 
-    old, default = run({"estimate": "batch"}), run({})
+    old, default = run({"estimate": "batch", "center": False}), run({})
     growth = [f for f in old.flags if f["what"].startswith("q = E[h^2] grew")]
-    assert growth and min(f["epoch"] for f in growth) <= 3
-    assert old.history["test_acc"][-1] < 0.5
+    assert growth and min(f["epoch"] for f in growth) < 10  # flagged before the end
+    assert max(old.history["test_acc"]) > 0.7 > 0.5 > old.history["test_acc"][-1]  # learned, collapsed
     assert default.flags == []
     assert default.history["test_acc"][-1] > 0.7

@@ -38,7 +38,7 @@ def tracked_run(activation: str) -> str:
         for s in PRESETS["full"].runs("cpu")
         if (s.architecture, s.activation, s.form, s.seed) == ("mlp", activation, "adaptive", 0)
     )
-    options = {**spec.config.activation_options, "estimate": "batch"}
+    options = {**spec.config.activation_options, "estimate": "batch", "center": False}
     config = dataclasses.replace(spec.config, activation_options=options, epochs=EPOCHS)
     trainer = Trainer(config, load_data(config))
     linears = [m for m in trainer.model.modules() if isinstance(m, nn.Linear)]

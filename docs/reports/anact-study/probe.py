@@ -45,7 +45,8 @@ def probe(activation: str, reading: str, seed: int, epochs: int) -> str:
         for s in PRESETS["full"].runs("cpu")
         if (s.architecture, s.activation, s.form, s.seed) == ("mlp", activation, form, seed)
     )
-    options = {**spec.config.activation_options, **(READINGS[reading] or {})}
+    # center=False: the readings as probed, before the adaptive form centred by default
+    options = {**spec.config.activation_options, "center": False, **(READINGS[reading] or {})}
     config = dataclasses.replace(spec.config, activation_options=options, epochs=epochs)
     try:
         history = train(config, progress=False).history
