@@ -18,17 +18,6 @@ PAGE = ROOT / "docs" / "anact.md"
 STUDY = ROOT / "docs" / "reports" / "anact-study"
 NETWORKS = {"mlp": "MLP, 20 layers", "resmlp": "ResMLP, 8 blocks"}
 BN_NETWORKS = {"mlp-bn": "MLP+BN, 20 layers", "resmlp-bn": "ResMLP+BN, 8 blocks"}
-STUDY_FORMS = (
-    "vanilla",
-    "static",
-    "adaptive-batch",
-    "adaptive-bound",
-    "adaptive-grad",
-    "adaptive-running",
-    "adaptive-gaussian",
-    "adaptive-output",
-    "adaptive-output-centred",
-)
 FOUR = ("swish", "tanh", "relu", "gelu")
 UNIT_FORMS = ("vanilla", "adaptive-output", "adaptive-output-units", "adaptive-batch", "adaptive-batch-units")
 BN_FORMS = ("vanilla", "static", "adaptive-output", "adaptive-batch")
@@ -37,6 +26,9 @@ BN_FORMS = ("vanilla", "static", "adaptive-output", "adaptive-batch")
 def rows(folder: Path) -> list[dict]:
     with open(folder / "results.csv") as file:
         return list(csv.DictReader(file))
+
+
+STUDY_FORMS = tuple(dict.fromkeys(r["form"] for r in rows(STUDY)))  # the study's forms, in the CSV's order
 
 
 def done_when_lines(data: list[dict]) -> list[str]:
