@@ -61,8 +61,9 @@ assert abs(slopes[10.0] / slopes[100.0] / np.sqrt(10) - 1) < 0.05, "the slope fa
 
 # Exercise 2: the bound holds lambda at 2 lambda_static (the ceiling the monitor reads is the
 # bound's, not 1/sqrt(eps)); the top layers reach it first, where E29 says q grows most, and
-# the run still fails: outside the band the layer is a static form with 4x the weight variance
-# (E28), which does not undo the growth of q under it.
+# the run still collapses (it learns to about 80% test accuracy, then loses most of it): outside
+# the band the layer is a static form with 4x the weight variance (E28), which does not undo the
+# growth of q under it.
 bounded = run({"estimate": "batch", "lambda_bound": 2.0, "center": False})
 ceiling = 2.0 * float(theory.normalization("tanh", "balanced", 1.0).lambda_)
 at_ceiling = [f for f in bounded.flags if f["what"].startswith("lambda at its ceiling")]
@@ -71,7 +72,8 @@ print(f"2. {len(at_ceiling)} at ceiling {ceiling:.4g}; first layer {first['layer
 print(f"   final test accuracy {bounded.history['test_acc'][-1]:.2f}")
 assert all(f"{ceiling:.4g}" in f["what"] for f in at_ceiling)
 assert first["layer"] > 10, "the top half of the 20 layers reaches the bound first"
-assert bounded.history["test_acc"][-1] < 0.5, "the bound does not save the old reading here"
+accuracy = bounded.history["test_acc"]
+assert max(accuracy) > 0.7 and max(accuracy) - accuracy[-1] > 0.25, "the bound does not save the old reading"
 
 # Exercise 3: both runs train; which ends higher changes with the number of epochs (compare the
 # fast mode's 8 with the normal 10): the swing of one seed's last epoch, so one seed does not
