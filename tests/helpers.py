@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -50,3 +51,16 @@ def grid_file(path: Path, grid: Any, **changes: object) -> Path:
     # TOML has no null: an option left to its default (None) is left out of the file
     path.write_text("".join(f"{key} = {value(v)}\n" for key, v in values.items() if v is not None))
     return path
+
+
+def scheduler_address(scheduler_file: Path, process: Any, timeout: float = 60.0) -> str:
+    """The address a ``dask scheduler --scheduler-file`` process writes, once the file is
+    complete: the scheduler writes it in place, so under load it can exist and still be empty
+    or partial (a JSON error if read at once)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert time.monotonic() < deadline and process.poll() is None, "dask scheduler did not start"
+        try:
+            return json.loads(scheduler_file.read_text())["address"]
+        except (FileNotFoundError, json.JSONDecodeError, KeyError):
+            time.sleep(0.1)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import grid_file
+from tests.helpers import grid_file, scheduler_address
 from tests.test_experiments import tiny_grid
 from tinynormact import cli
 from tinynormact.data import DownloadError, download
@@ -485,10 +485,7 @@ def scheduler_without_workers(tmp_path):
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     try:
-        while not scheduler_file.exists():
-            assert process.poll() is None, "dask scheduler did not start"
-            threading.Event().wait(0.1)
-        yield json.loads(scheduler_file.read_text())["address"]
+        yield scheduler_address(scheduler_file, process)
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(30)

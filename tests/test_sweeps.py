@@ -24,7 +24,7 @@ distributed = pytest.importorskip("distributed")  # the test extra installs it; 
 import dask  # noqa: E402
 import psutil  # noqa: E402  (installed with distributed)
 
-from tests.helpers import default_sigint, grid_file  # noqa: E402
+from tests.helpers import default_sigint, grid_file, scheduler_address  # noqa: E402
 from tests.test_experiments import tiny_grid  # noqa: E402
 from tinynormact import cli  # noqa: E402
 from tinynormact.experiments.executors import CONNECT_TIMEOUT_S, InProcess, ProcessPool  # noqa: E402
@@ -129,10 +129,7 @@ def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         )
     ]
     try:
-        deadline = time.monotonic() + 60
-        while not scheduler_file.exists():
-            assert time.monotonic() < deadline and processes[0].poll() is None, "dask scheduler did not start"
-            time.sleep(0.1)
+        address = scheduler_address(scheduler_file, processes[0])
         for _ in range(2):
             processes.append(
                 subprocess.Popen(
@@ -141,7 +138,6 @@ def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                     **quiet,
                 )
             )
-        address = json.loads(scheduler_file.read_text())["address"]
         with distributed.Client(address, set_as_default=False) as client:
             client.wait_for_workers(2, timeout=60)
         yield address
