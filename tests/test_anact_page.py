@@ -337,3 +337,11 @@ def test_the_batch_norm_and_per_unit_prose_is_their_data() -> None:
     best = max(100 * float(r["final_test_acc"]) for r in unit)
     assert all("(epoch 1)" in r["flags"] for r in unit) and best < 17
     assert f"the raw batch gains trained {trained} of their {len(unit)} runs, none above 17%" in page
+
+
+def test_the_wall_times_the_page_quotes_are_the_reports() -> None:
+    page = " ".join(PAGE.read_text().split())
+    quotes = ((STUDY, "They took {} s of wall time"), (STUDY / "done-when", "--jobs 1`, {} s of wall"))
+    for folder, phrase in quotes:
+        seconds = re.search(r"wall time (\d+) s", (folder / "report.md").read_text())[1]
+        assert phrase.format(seconds) in page, (folder, seconds)

@@ -46,7 +46,9 @@ class ReplayedStep:
         # (output, forward, whether it writes in place: every array; a scalar loss is new each time)
         self._steps = [(tensor, forward, not backend.np.isscalar(tensor.data)) for tensor, forward in steps]
         self._order = autograd.topological_order(loss.graph_node())
-        self._leaves = [node.grad_target() for node in self._order if node.grad_target is not None]
+        # the tensors whose .grad backward fills: leaves, and any retain_grad() one still alive
+        targets = [node.grad_target() for node in self._order if node.grad_target is not None]
+        self._leaves = [tensor for tensor in targets if tensor is not None]
         self._seed = backend.get_array_module(loss.data).ones_like(loss.data)
 
     def __call__(self, *inputs: Any) -> Tensor:

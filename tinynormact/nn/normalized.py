@@ -395,8 +395,9 @@ def normalization_options() -> dict[str, Any]:
     return {p.name: p.default for p in keyword if p.default is not p.empty}
 
 
-def resolve_center(center: bool | None, mode: str) -> Any:
-    """``center``, or for None its default in ``mode``: True for "adaptive", False for "static"."""
+def resolve_center(center: Any, mode: str) -> Any:
+    """``center``, or for None its default in ``mode``: True for "adaptive", False for "static"
+    (any other value is returned as given, for the caller's check to name)."""
     return mode == "adaptive" if center is None else center
 
 
