@@ -39,7 +39,10 @@ a 1-D kernel, fewer input channels than kernel x output channels), and for strid
 transposed so that the copy runs along output rows. The input gradient of a stride-1
 convolution is a stride-1 convolution of the output gradient with the flipped kernel, so it
 takes the same two ways; a strided one is col2im. The batch goes in chunks of examples
-(``CHUNK_ELEMENTS``) so that each chunk's copies and products stay in a core's cache.
+(``CHUNK_ELEMENTS``) so that each chunk's copies and products stay in a core's cache, and each
+chunk is zero padded where it is used: no padded copy of the whole batch is made, and backward
+keeps the input's own array (a third less memory per ResNet-20 step, and far fewer fresh pages
+for the operating system to map, docs/benchmarks.md).
 
 Pooling uses the same windows: max pooling passes the gradient to the first maximum of each
 window (as PyTorch does), average pooling spreads it evenly (padding counts as zeros, PyTorch's
@@ -299,18 +302,24 @@ def _channel_rows(windows: Any) -> Any:
 
 
 def _correlate(
-    padded: Any, matrix: Any, kernel: tuple[int, ...], stride: tuple[int, ...], out: tuple[int, ...]
+    x: Any,
+    padding: tuple[int, ...],
+    matrix: Any,
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    out: tuple[int, ...],
 ) -> Any:
-    """result[b, o, p] = sum over (c, k) of matrix[o, (c, k)] padded[b, c, p * stride + k], one
-    chunk of examples at a time: matrix @ ``_channel_rows`` of the chunk."""
-    xp = backend.get_array_module(padded)
-    batch, out_channels, positions = padded.shape[0], matrix.shape[0], math.prod(out)
-    result = xp.empty((batch, out_channels, *out), dtype=xp.result_type(padded.dtype, matrix.dtype))
+    """result[b, o, p] = sum over (c, k) of matrix[o, (c, k)] padded[b, c, p * stride + k], with
+    padded the input ``x`` zero padded, one chunk of examples at a time (each padded on its own):
+    matrix @ ``_channel_rows`` of the chunk."""
+    xp = backend.get_array_module(x)
+    batch, out_channels, positions = x.shape[0], matrix.shape[0], math.prod(out)
+    result = xp.empty((batch, out_channels, *out), dtype=xp.result_type(x.dtype, matrix.dtype))
     flat = result.reshape(batch, out_channels, positions)
-    windows = _windows(padded, kernel, stride, out)
     for chunk in _chunks(batch, matrix.shape[1], positions):
+        windows = _windows(_pad(x[chunk], padding), kernel, stride, out)
         # ((b, p), out): BLAS runs this orientation faster than matrix @ columns for few outputs
-        rows = _channel_rows(windows[chunk]).T @ matrix.T
+        rows = _channel_rows(windows).T @ matrix.T
         flat[chunk] = rows.reshape(-1, positions, out_channels).swapaxes(1, 2)
     return result
 
@@ -340,21 +349,26 @@ def _tap_matrix(weight: Any) -> Any:
     return weight.transpose(order).reshape(weight.shape[-1] * weight.shape[0], -1)
 
 
-def _row_chunks(padded: Any, kernel: tuple[int, ...], out: tuple[int, ...]) -> list[slice]:
-    """Chunks of examples whose shifted rows fit ``CHUNK_ELEMENTS``."""
-    rows = padded.shape[1] * math.prod(kernel[:-1])
-    return _chunks(padded.shape[0], rows, math.prod(out[:-1]) * padded.shape[-1])
+def _row_chunks(
+    x: Any, padding: tuple[int, ...], kernel: tuple[int, ...], out: tuple[int, ...]
+) -> list[slice]:
+    """Chunks of examples of the input ``x`` whose shifted rows (of ``x`` padded) fit
+    ``CHUNK_ELEMENTS``."""
+    rows = x.shape[1] * math.prod(kernel[:-1])
+    return _chunks(x.shape[0], rows, math.prod(out[:-1]) * (x.shape[-1] + 2 * padding[-1]))
 
 
-def _correlate_stride1(padded: Any, weight: Any, out: tuple[int, ...]) -> Any:
+def _correlate_stride1(x: Any, padding: tuple[int, ...], weight: Any, out: tuple[int, ...]) -> Any:
     """result[b, o, p] = sum over (c, k) of weight[o, c, k] padded[b, c, p + k] for stride 1,
-    by shifted rows (module docstring, "The fast path"), one chunk of examples at a time."""
-    xp = backend.get_array_module(padded)
+    with padded the input ``x`` zero padded, by shifted rows (module docstring, "The fast
+    path"), one chunk of examples at a time (each padded on its own)."""
+    xp = backend.get_array_module(x)
     kernel, taps, out_channels = weight.shape[2:], weight.shape[-1], weight.shape[0]
     matrix = _tap_matrix(weight)
-    result = xp.empty((padded.shape[0], out_channels, *out), dtype=xp.result_type(padded.dtype, weight.dtype))
-    for chunk in _row_chunks(padded, kernel, out):
-        rows = _shifted_rows(padded[chunk], kernel, out)
+    result = xp.empty((x.shape[0], out_channels, *out), dtype=xp.result_type(x.dtype, weight.dtype))
+    for chunk in _row_chunks(x, padding, kernel, out):
+        padded = _pad(x[chunk], padding)
+        rows = _shifted_rows(padded, kernel, out)
         # products[j, o, n]: tap j's contribution, due at column n - j of the output rows
         products = (matrix @ rows).reshape(taps, out_channels, rows.shape[1])
         wide = products[0]  # this chunk's own array: the taps are added into it in place
@@ -365,21 +379,22 @@ def _correlate_stride1(padded: Any, weight: Any, out: tuple[int, ...]) -> Any:
     return result
 
 
-def _weight_gradient_stride1(g: Any, padded: Any, kernel: tuple[int, ...]) -> Any:
+def _weight_gradient_stride1(g: Any, x: Any, padding: tuple[int, ...], kernel: tuple[int, ...]) -> Any:
     """The weight gradient (out, in, *kernel) of ``_correlate_stride1``: per chunk, the gradient
     of its products (g moved to column n + j for tap j) times the shifted rows."""
     xp = backend.get_array_module(g)
     taps, out_channels, out = kernel[-1], g.shape[1], g.shape[2:]
     gw = 0
-    for chunk in _row_chunks(padded, kernel, out):
-        rows = _shifted_rows(padded[chunk], kernel, out)
+    for chunk in _row_chunks(x, padding, kernel, out):
+        padded = _pad(x[chunk], padding)
+        rows = _shifted_rows(padded, kernel, out)
         part = g[chunk].swapaxes(0, 1)  # (o, b, *q, w)
         shifted = xp.zeros((taps, *part.shape[:-1], padded.shape[-1]), dtype=g.dtype)
         for j in range(taps):
             shifted[j, ..., j : j + out[-1]] = part
         gw = gw + shifted.reshape(taps * out_channels, -1) @ rows.T
     order = (1, 2, *range(3, 2 + len(kernel)), 0)  # (j, o, c, *i) -> (o, c, *i, j)
-    return gw.reshape(taps, out_channels, padded.shape[1], *kernel[:-1]).transpose(order)
+    return gw.reshape(taps, out_channels, x.shape[1], *kernel[:-1]).transpose(order)
 
 
 def _by_shifted_rows(weight_shape: tuple[int, ...], stride: tuple[int, ...]) -> bool:
@@ -391,12 +406,14 @@ def _by_shifted_rows(weight_shape: tuple[int, ...], stride: tuple[int, ...]) -> 
     return all(s == 1 for s in stride) and in_channels * math.prod(kernel[:-1]) >= kernel[-1] * out_channels
 
 
-def _correlate_any(padded: Any, weight: Any, stride: tuple[int, ...], out: tuple[int, ...]) -> Any:
-    """The correlation of ``padded`` with ``weight`` (out, in, *kernel): shifted rows where they
-    pay (``_by_shifted_rows``), else im2col by chunks."""
+def _correlate_any(
+    x: Any, padding: tuple[int, ...], weight: Any, stride: tuple[int, ...], out: tuple[int, ...]
+) -> Any:
+    """The correlation of ``x`` zero padded by ``padding`` with ``weight`` (out, in, *kernel):
+    shifted rows where they pay (``_by_shifted_rows``), else im2col by chunks."""
     if _by_shifted_rows(weight.shape, stride):
-        return _correlate_stride1(padded, weight, out)
-    return _correlate(padded, weight.reshape(weight.shape[0], -1), weight.shape[2:], stride, out)
+        return _correlate_stride1(x, padding, weight, out)
+    return _correlate(x, padding, weight.reshape(weight.shape[0], -1), weight.shape[2:], stride, out)
 
 
 def _to_rows(g: Any) -> Any:
@@ -412,7 +429,8 @@ def _column_pieces(g_columns: Any) -> Callable[[tuple[int, ...]], Any]:
 
 def _gradients_by_chunks(
     g: Any,
-    padded: Any,
+    x: Any,
+    padding: tuple[int, ...],
     matrix: Any,
     kernel: tuple[int, ...],
     stride: tuple[int, ...],
@@ -420,17 +438,19 @@ def _gradients_by_chunks(
     scatter: bool,
 ) -> tuple[Any, Any]:
     """(weight gradient (out, (c, k)) or None, padded input gradient or None): per chunk of
-    examples, gw += g @ columns^T with the chunk's columns rebuilt when ``weight_grad``, and the
-    col2im of matrix^T @ g added into the padded input's gradient when ``scatter``."""
+    examples, gw += g @ columns^T with the chunk's columns rebuilt (from the chunk of the input
+    ``x``, padded) when ``weight_grad``, and the col2im of matrix^T @ g added into the padded
+    input's gradient when ``scatter``."""
     xp = backend.get_array_module(g)
-    out, channels = g.shape[2:], padded.shape[1]
+    out, channels = g.shape[2:], x.shape[1]
     gw = xp.zeros(matrix.shape[::-1], dtype=g.dtype) if weight_grad else None  # transposed
-    grad = xp.zeros(padded.shape, dtype=g.dtype) if scatter else None
-    windows = _windows(padded, kernel, stride, out)
+    padded_shape = x.shape[:2] + tuple(n + 2 * p for n, p in zip(x.shape[2:], padding, strict=True))
+    grad = xp.zeros(padded_shape, dtype=g.dtype) if scatter else None
     for chunk in _chunks(g.shape[0], matrix.shape[1], math.prod(out)):
         g_rows = _to_rows(g[chunk])
         if weight_grad:
-            gw += _channel_rows(windows[chunk]) @ g_rows.T  # up to 2x faster than g @ columns^T
+            windows = _windows(_pad(x[chunk], padding), kernel, stride, out)
+            gw += _channel_rows(windows) @ g_rows.T  # up to 2x faster than g @ columns^T
         if scatter:
             g_columns = (matrix.T @ g_rows).reshape(channels, *kernel, -1, *out)
             _add_windows(grad[chunk], _column_pieces(g_columns), kernel, stride, out)
@@ -445,7 +465,7 @@ def _input_gradient_by_correlation(g: Any, weight: Any, padding: tuple[int, ...]
     flipped = weight.swapaxes(0, 1)[(slice(None), slice(None), *(slice(None, None, -1) for _ in kernel))]
     reach = tuple(k - 1 - p for k, p in zip(kernel, padding, strict=True))
     size = tuple(n - k + 1 + 2 * r for n, k, r in zip(g.shape[2:], kernel, reach, strict=True))
-    return _correlate_any(_pad(g, reach), flipped, (1,) * len(kernel), size)
+    return _correlate_any(g, reach, flipped, (1,) * len(kernel), size)
 
 
 def conv(
@@ -459,11 +479,12 @@ def conv(
     """Cross-correlation of x (batch, in, *spatial) with weight (out, in, *kernel), plus bias
     (out,): PyTorch's conv1d/conv2d with groups=1 and dilation 1, as one graph node.
 
-    Shifted rows or im2col by chunks of examples (module docstring, "The fast path"); backward
-    keeps only the padded input. Same numbers as ``conv_im2col`` up to float rounding."""
+    Shifted rows or im2col by chunks of examples, each chunk padded where it is used (module
+    docstring, "The fast path"); backward keeps the input's array, no copy of it. Same numbers as
+    ``conv_im2col`` up to float rounding."""
     kernel, stride, padding, out = _conv_setup(x, weight, bias, stride, padding, name)
-    padded = _pad(x.data, padding)  # all that backward keeps of x
-    result = _correlate_any(padded, weight.data, stride, out)
+    data = x.data  # all that backward keeps of x
+    result = _correlate_any(data, padding, weight.data, stride, out)
     if bias is not None:
         result += bias.data.reshape(-1, *(1,) * len(out))
     # stride 1 and padding < kernel: the input gradient is a convolution of g (no col2im)
@@ -476,10 +497,10 @@ def conv(
         scatter = input_grad and not by_correlation
         chunk_gw = weight.requires_grad and not by_rows
         if weight.requires_grad and by_rows:
-            gw = _weight_gradient_stride1(g, padded, kernel)
+            gw = _weight_gradient_stride1(g, data, padding, kernel)
         if chunk_gw or scatter:
             matrix = weight.data.reshape(weight.shape[0], -1)  # (out, (c, k)), the columns' row order
-            chunk_gw, grad = _gradients_by_chunks(g, padded, matrix, kernel, stride, chunk_gw, scatter)
+            chunk_gw, grad = _gradients_by_chunks(g, data, padding, matrix, kernel, stride, chunk_gw, scatter)
             gw = gw if chunk_gw is None else chunk_gw.reshape(weight.shape)
             gx = None if grad is None else _unpad(grad, size, padding)
         if input_grad and by_correlation:
