@@ -218,6 +218,28 @@ def test_hooks_see_the_full_gradient_and_can_replace_it() -> None:
         tn.Tensor([1.0]).register_hook(print)
 
 
+def test_a_backward_that_fails_part_way_leaves_no_gradient_waiting() -> None:
+    """A gradient waits on its node while backward() runs (``Node.pending``): an error part way
+    must not leave one there for the next backward() through the same graph to add to."""
+    x = leaf((3,), seed=19)
+    doubled, five_times = x * 2.0, x * 5.0
+    calls = []
+
+    def fail_once(g: object) -> None:
+        calls.append(g)
+        if len(calls) == 1:
+            raise RuntimeError("hook failed")
+
+    doubled.register_hook(fail_once)
+    five_times.register_hook(fail_once)
+    total = (doubled + five_times).sum()
+    with pytest.raises(RuntimeError, match="hook failed"):
+        total.backward(retain_graph=True)  # the other branch's gradient is waiting at this point
+    x.grad = None
+    total.backward()
+    np.testing.assert_array_equal(host(x.grad), np.full(3, 7.0))  # not 7 plus a stale 2 or 5
+
+
 def test_a_hook_handle_does_not_keep_the_graph_alive() -> None:
     """A hook may hold its own handle (to run once): the handle refers to the graph weakly,
     so a graph that never reaches backward still goes with its last tensor."""

@@ -69,9 +69,21 @@ class Node:
     returns the tensor whose ``.grad`` backward fills: set for leaves (a strong reference) and by
     ``retain_grad()`` (a weak one); None for every other node, which keeps no tensor alive.
     ``hooks`` are the tensor hooks (``Tensor.register_hook``) run on the gradient reaching it.
+    ``pending`` is the gradient summed so far while a ``backward()`` runs through the node (None
+    otherwise): the gradient waits on its node, with no lookup to find it.
     """
 
-    __slots__ = ("parents", "backward", "op", "shape", "hooks", "grad_target", "released", "__weakref__")
+    __slots__ = (
+        "parents",
+        "backward",
+        "op",
+        "shape",
+        "hooks",
+        "grad_target",
+        "released",
+        "pending",
+        "__weakref__",
+    )
 
     def __init__(
         self, parents: tuple[Node | None, ...], backward: BackwardFn | None, op: str, shape: tuple[int, ...]
@@ -80,6 +92,7 @@ class Node:
         self.hooks: tuple[Hook, ...] = ()
         self.grad_target: Callable[[], Tensor | None] | None = None
         self.released = False  # True once a backward() freed its closure
+        self.pending: Any = None
 
     @property
     def is_leaf(self) -> bool:
@@ -277,7 +290,7 @@ class Tensor:
                 "requires_grad=True, and compute the result outside no_grad()"
             )
         root = self.graph_node()
-        backpropagate(topological_order(root), {root: self._seed_gradient(grad)}, retain_graph)
+        backpropagate(topological_order(root), self._seed_gradient(grad), retain_graph)
 
     def _seed_gradient(self, grad: Any) -> Any:
         if grad is None:
@@ -323,28 +336,35 @@ class Tensor:
 # ----- the helpers of backward() ---------------------------------------------------------------
 
 
-def backpropagate(order: list[Node], grads: dict[Node, Any], retain_graph: bool) -> None:
+def backpropagate(order: list[Node], seed: Any, retain_graph: bool) -> None:
     """The loop of ``backward()``: visit ``order`` (``topological_order`` of the root) from the
-    end, passing each node's gradient through its closure and summing what reaches a parent;
-    ``grads`` holds the root's seed gradient."""
+    end, the root first with gradient ``seed``, passing each node's gradient through its closure
+    and summing what reaches a parent over the paths to it (on the parent: ``Node.pending``)."""
     handed_out: set[int] = set()  # arrays given to some .grad (see _store_grad)
-    for node in reversed(order):
-        g = grads.pop(node, None)
-        if g is None:  # no path from the root carries a gradient to this node
-            continue
-        if node.hooks:
-            g = _run_hooks(node, g)
-        if node.grad_target is not None:
-            _store_grad(node, g, handed_out)
-        if node.backward is None:  # a leaf, or a node an earlier backward() freed
-            if node.released:
-                _refuse_released()
-            continue
-        for parent, parent_grad in zip(node.parents, node.backward(g), strict=True):
-            if parent is not None and parent_grad is not None:  # sum over the paths to parent
-                grads[parent] = grads[parent] + parent_grad if parent in grads else parent_grad
-        if not retain_graph:
-            node.release()
+    order[-1].pending = seed
+    try:
+        for node in reversed(order):
+            g, node.pending = node.pending, None
+            if g is None:  # no path from the root carries a gradient to this node
+                continue
+            if node.hooks:
+                g = _run_hooks(node, g)
+            if node.grad_target is not None:
+                _store_grad(node, g, handed_out)
+            if node.backward is None:  # a leaf, or a node an earlier backward() freed
+                if node.released:
+                    _refuse_released()
+                continue
+            for parent, parent_grad in zip(node.parents, node.backward(g), strict=True):
+                if parent is not None and parent_grad is not None:
+                    summed = parent.pending
+                    parent.pending = parent_grad if summed is None else summed + parent_grad
+            if not retain_graph:
+                node.release()
+    except BaseException:  # an error part way (a hook, a closure) leaves no gradient waiting
+        for node in order:
+            node.pending = None
+        raise
 
 
 def topological_order(root: Node) -> list[Node]:

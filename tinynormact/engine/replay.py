@@ -63,13 +63,15 @@ class ReplayedStep:
                 tensor.data = forward()
         for leaf in self._leaves:
             leaf.grad = None
-        autograd.backpropagate(self._order, {self._order[-1]: self._seed}, retain_graph=True)
+        autograd.backpropagate(self._order, self._seed, retain_graph=True)
         return Tensor(self._loss.data.copy())
 
 
 def _copy_into(buffer: Tensor, value: Any, position: int) -> None:
     """Write input ``value`` into the recorded input array, refusing another shape or dtype."""
-    data = value.data if isinstance(value, Tensor) else backend.asarray(value, device=buffer.device)
+    data = value.data if isinstance(value, Tensor) else value
+    if type(data) is not type(buffer.data):  # a list, or an array of another device's module
+        data = backend.asarray(data, device=buffer.device)
     if data.shape != buffer.shape or data.dtype != buffer.dtype:
         raise ReplayError(
             f"input {position}: the step was recorded with shape {buffer.shape} and dtype "
