@@ -302,11 +302,13 @@ def activation(x: Tensor, act: Any) -> Tensor:
     """phi(x) for an activation function with ``f`` and ``df`` (see ``activations``).
 
     When the activation can compute phi' from its output (``df_from_output``), backward uses the
-    output, which it has at hand, instead of recomputing phi from the input (tanh, sigmoid).
+    output, which it has at hand, instead of recomputing phi from the input (tanh, sigmoid). An
+    activation that is a NumPy ufunc (tanh) writes a replay's output array itself, with no copy.
     """
+    ufunc = isinstance(act.f, backend.np.ufunc)
 
     def forward(out: Any = None) -> Any:
-        return into(out, act.f(x.data))
+        return act.f(x.data, out=out) if ufunc else into(out, act.f(x.data))
 
     out = forward()
     from_output = getattr(act, "df_from_output", None)
@@ -520,6 +522,7 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
             "(expected input (batch, in_features) and weight (out_features, in_features))"
         )
     _check_devices(x, weight)
+    parents = (x, weight) if bias is None else (x, weight, bias)
 
     def forward(out: Any = None) -> Any:
         result = np.matmul(x.data, weight.data.T, out=out)
@@ -527,15 +530,17 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
             result += bias.data
         return result
 
+    # shapes match the inputs' by construction: only the dtype may need a cast, where they differ
+    cast = in_dtype if len({t.dtype for t in parents}) > 1 else lambda grad, t: grad
+    x_grad, w_grad, b_grad = x.requires_grad, weight.requires_grad, bias is not None and bias.requires_grad
+
     def backward(g: Any) -> tuple[Any, ...]:
-        # shapes match the inputs' by construction: only the dtype may need a cast
-        gx = in_dtype(g @ weight.data, x) if x.requires_grad else None
-        gw = in_dtype(g.T @ x.data, weight) if weight.requires_grad else None
+        gx = cast(g @ weight.data, x) if x_grad else None
+        gw = cast(g.T @ x.data, weight) if w_grad else None
         if bias is None:
             return gx, gw
-        return gx, gw, (in_dtype(g.sum(axis=0), bias) if bias.requires_grad else None)
+        return gx, gw, (cast(g.sum(axis=0), bias) if b_grad else None)
 
-    parents = (x, weight) if bias is None else (x, weight, bias)
     return Tensor.from_op(forward(), parents, backward, "linear", forward)
 
 

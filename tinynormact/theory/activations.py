@@ -167,10 +167,6 @@ def _gelu_df(x: Array, approximate: str) -> Array:
     return 0.5 * (1.0 + backend.erf(x / _SQRT_2)) + x * gaussian_pdf
 
 
-def _tanh(x: Array) -> Array:
-    return backend.get_array_module(x).tanh(x)
-
-
 def _tanh_df(x: Array) -> Array:
     t = backend.get_array_module(x).tanh(x)
     return 1.0 - t * t
@@ -281,7 +277,8 @@ _REGISTRY: dict[str, _Entry] = {
     "swish": _Entry(_swish, _swish_df, {"beta": _with_default(_NON_NEGATIVE, 1.0)}),
     "mish": _Entry(_mish, _mish_df),
     "softplus": _Entry(_softplus, _sigmoid, df_from_output=_softplus_df_from_output),
-    "tanh": _Entry(_tanh, _tanh_df, df_from_output=_tanh_df_from_output),
+    # NumPy's ufunc itself (it dispatches to CuPy's): the autograd op can then write in place
+    "tanh": _Entry(backend.np.tanh, _tanh_df, df_from_output=_tanh_df_from_output),
     "sigmoid": _Entry(_sigmoid, _sigmoid_df, df_from_output=_sigmoid_df_from_output),
     "softsign": _Entry(_softsign, _softsign_df, kinks=(0.0,)),
     "erf": _Entry(_erf, _erf_df),
@@ -327,14 +324,18 @@ def get(name: str | ActivationFunction, **params: Any) -> ActivationFunction:
             raise ValueError(f"activation {canonical!r}: parameter {key}={value!r} must be {expected}")
     values = {key: params.get(key, spec.default) for key, spec in entry.params.items()}
     values = {key: float(v) if is_finite_real(v) else v for key, v in values.items()}
+
+    def with_values(fn: Callable[..., Array]) -> Callable[[Array], Array]:
+        return partial(fn, **values) if values else fn  # no wrapper when there is nothing to bind
+
     return ActivationFunction(
         name=canonical,
         params=values,
-        f=partial(entry.f, **values),
-        df=partial(entry.df, **values),
+        f=with_values(entry.f),
+        df=with_values(entry.df),
         kinks=entry.kinks,
         description=_describe(canonical, values),
-        df_from_output=None if entry.df_from_output is None else partial(entry.df_from_output, **values),
+        df_from_output=None if entry.df_from_output is None else with_values(entry.df_from_output),
     )
 
 
