@@ -19,6 +19,7 @@ import pytest
 import tinynormact as tn
 from benchmarks.timing import peak_bytes
 from tests.cifar_files import tar_folder, write_cifar10
+from tests.helpers import host
 from tests.strict_device import count_syncs
 from tests.test_cli import assert_one_line_error, run_main
 from tinynormact.data import DataError, Dataset, DataSplits, load_cifar10, load_images
@@ -268,15 +269,20 @@ def test_resnet20_forward_flops_by_layer_sum() -> None:
     assert forward_flops(tn.nn.resnet20(rng=0), (3, 32, 32)) == 2 * macs
 
 
-def test_step_memory_estimate_agrees_with_the_measured_peak() -> None:
+@pytest.mark.parametrize(
+    ("activation", "options"), [("relu", None), ("nswish", {"mode": "adaptive"})], ids=["relu", "adaptive"]
+)
+def test_step_memory_estimate_bounds_the_measured_peak(activation: str, options: dict | None) -> None:
     """The estimate against tracemalloc's peak of a real step (ResNet-20, batch 4: what NumPy
     allocates while the step runs, parameters, momentum and data allocated before it).
 
-    The estimate leaves out small temporaries, so it may fall a little short: measured/estimated
-    was 1.04 here. The bounds [0.95, 1.15] reject an estimate without the convolutions' padded
-    inputs (39% of the activations: the ratio would be 1.57), and the estimate of the im2col
-    convolution, which kept its columns (the ratio would be 0.36)."""
-    model = tn.nn.resnet20(rng=0)
+    The estimate is an upper bound (the kept arrays, the parameters' gradients and backward's own
+    arrays all at once, which backward never holds together): measured / estimated was 0.94
+    (relu) and 0.96 (adaptive nswish, whose layers keep more) here. The bounds [0.85, 1] reject
+    an estimate that counts an array once per closure holding it (a conv and the ReLU before it
+    share theirs: 0.63) and one that misses the arrays held through Tensors (an addition holds
+    its operands: 1.13)."""
+    model = tn.nn.resnet20(rng=0, activation=activation, activation_options=options)
     batch = 4
     optimizer = tn.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     x = tn.Tensor(np.random.default_rng(0).standard_normal((batch, 3, 32, 32)).astype(np.float32))
@@ -293,9 +299,17 @@ def test_step_memory_estimate_agrees_with_the_measured_peak() -> None:
     measured = peak_bytes(step)
     estimate = step_memory_estimate(model, (3, 32, 32), batch)
     in_step = estimate.activations + estimate.backward_peak + estimate.parameters // 2  # + gradients
-    assert 0.95 <= measured / in_step <= 1.15, (measured, estimate)
+    assert 0.85 <= measured / in_step <= 1.0, (measured, estimate)
     n_parameters = sum(p.data.size for p in model.parameters())
     assert estimate.optimizer_state == 4 * n_parameters and estimate.parameters == 8 * n_parameters
+
+
+def test_the_memory_estimate_leaves_the_model_as_it_was() -> None:
+    """The estimate runs a training forward on a copy: running statistics stay untouched."""
+    model = tn.nn.resnet20(rng=0, activation="nswish", activation_options={"mode": "adaptive"})
+    before = {name: host(b).copy() for name, b in model.named_buffers()}
+    step_memory_estimate(model, (3, 32, 32), 8)
+    assert before and all(np.array_equal(host(b), before[name]) for name, b in model.named_buffers())
 
 
 def test_memory_estimate_scales_with_the_batch_and_counts_adam_slots() -> None:
