@@ -222,3 +222,32 @@ def test_transpose_with_negative_axes() -> None:
     x = leaf((2, 3, 4), seed=24)
     np.testing.assert_array_equal(host(ops.transpose(x, (-1, 0, 1))), host(x).transpose(-1, 0, 1))
     assert tn.gradcheck(lambda t: ops.transpose(t, (-1, 0, 1)), x)
+
+
+SHAPE_ONLY_BACKWARDS = {
+    "add": lambda h: h + 1.0,
+    "sub": lambda h: 1.0 - h,
+    "sum": lambda h: h.sum(axis=0),
+    "mean": lambda h: h.mean(),
+    "astype": lambda h: ops.astype(h, np.float32),
+}
+
+
+@pytest.mark.parametrize("op", SHAPE_ONLY_BACKWARDS)
+def test_an_op_whose_backward_needs_only_shapes_lets_its_input_array_go(op: str) -> None:
+    """add, sub, the reductions and astype keep their inputs' shapes and dtypes, not their
+    arrays: the array of an intermediate result goes as soon as nothing else holds it (a
+    residual addition kept its branch's output alive until backward). (reshape and broadcast_to
+    return views, which hold their input's array themselves.)"""
+    import gc
+    import weakref
+
+    x = leaf((3, 4), seed=21)
+    hidden = x * 2.0  # its array is held by this Tensor only (mul keeps x and 2.0)
+    array = weakref.ref(hidden.data)
+    result = SHAPE_ONLY_BACKWARDS[op](hidden)
+    del hidden
+    gc.collect()
+    assert array() is None
+    result.sum().backward()
+    assert host(x.grad).shape == (3, 4)

@@ -90,16 +90,32 @@ def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:
     return grad
 
 
+def _target(t: Tensor) -> tuple[tuple[int, ...], Any] | None:
+    """What shapes the gradient of input ``t`` (its shape and dtype; None when it needs none):
+    a backward closure that keeps this instead of ``t`` keeps t's array free to go."""
+    return (t.shape, t.data.dtype) if t.requires_grad else None
+
+
+def _grad_to(target: tuple[tuple[int, ...], Any] | None, grad: Any) -> Any:
+    """The gradient for an input of ``target`` (``_target``): its shape and dtype, or None."""
+    if target is None:
+        return None
+    shape, dtype = target
+    return _cast(unbroadcast(grad, shape), dtype)
+
+
 def _grad_for(t: Tensor, grad: Any) -> Any:
     """The gradient for input ``t``: its shape and dtype, or None when it needs none."""
-    if not t.requires_grad:
-        return None
-    return in_dtype(unbroadcast(grad, t.shape), t)
+    return _grad_to(_target(t), grad)
 
 
 def in_dtype(grad: Any, t: Tensor) -> Any:
     """``grad`` in input ``t``'s dtype (for a gradient that already has t's shape)."""
-    return grad if grad.dtype == t.data.dtype else grad.astype(t.data.dtype)
+    return _cast(grad, t.data.dtype)
+
+
+def _cast(grad: Any, dtype: Any) -> Any:
+    return grad if grad.dtype == dtype else grad.astype(dtype)
 
 
 def into(out: Any, result: Any) -> Any:
@@ -146,7 +162,8 @@ def add(a: Any, b: Any) -> Tensor:
     a, b = _pair(a, b)
     _check_broadcast("add", a, b)
     forward = lambda out=None: np.add(a.data, b.data, out=out)  # noqa: E731
-    return Tensor.from_op(forward(), (a, b), lambda g: (_grad_for(a, g), _grad_for(b, g)), "add", forward)
+    ta, tb = _target(a), _target(b)  # backward needs no value of a or b: it keeps neither array
+    return Tensor.from_op(forward(), (a, b), lambda g: (_grad_to(ta, g), _grad_to(tb, g)), "add", forward)
 
 
 def sub(a: Any, b: Any) -> Tensor:
@@ -154,13 +171,9 @@ def sub(a: Any, b: Any) -> Tensor:
     a, b = _pair(a, b)
     _check_broadcast("sub", a, b)
     forward = lambda out=None: np.subtract(a.data, b.data, out=out)  # noqa: E731
-    return Tensor.from_op(
-        forward(),
-        (a, b),
-        lambda g: (_grad_for(a, g), _grad_for(b, -g) if b.requires_grad else None),
-        "sub",
-        forward,
-    )
+    ta, tb = _target(a), _target(b)  # as in add: neither array is kept
+    backward = lambda g: (_grad_to(ta, g), None if tb is None else _grad_to(tb, -g))  # noqa: E731
+    return Tensor.from_op(forward(), (a, b), backward, "sub", forward)
 
 
 def mul(a: Any, b: Any) -> Tensor:
@@ -319,8 +332,8 @@ def activation(x: Tensor, act: Any) -> Tensor:
 
 def astype(x: Tensor, dtype: Any) -> Tensor:
     """x converted to ``dtype``; the gradient comes back in x's dtype."""
-    out = x.data.astype(dtype)
-    return Tensor.from_op(out, (x,), lambda g: (g.astype(x.dtype),), "astype")
+    out, input_dtype = x.data.astype(dtype), x.dtype
+    return Tensor.from_op(out, (x,), lambda g: (g.astype(input_dtype),), "astype")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -330,18 +343,18 @@ def astype(x: Tensor, dtype: Any) -> Tensor:
 
 def sum(x: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:  # noqa: A001
     """Sum over ``axis`` (all axes when None)."""
-    axes = _axes(axis, x.ndim)
+    axes, shape = _axes(axis, x.ndim), x.shape  # backward keeps the shape, not x's array
     forward = lambda out=None: into(out, x.data.sum(axis=axes, keepdims=keepdims))  # noqa: E731
-    backward = lambda g: (_expand_reduced(g, axes, keepdims, x.shape),)  # noqa: E731
+    backward = lambda g: (_expand_reduced(g, axes, keepdims, shape),)  # noqa: E731
     return Tensor.from_op(forward(), (x,), backward, "sum", forward)
 
 
 def mean(x: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:
     """Mean over ``axis`` (all axes when None)."""
-    axes = _axes(axis, x.ndim)
-    count = _count(x.shape, axes)
+    axes, shape = _axes(axis, x.ndim), x.shape  # backward keeps the shape, not x's array
+    count = _count(shape, axes)
     forward = lambda out=None: into(out, x.data.mean(axis=axes, keepdims=keepdims))  # noqa: E731
-    backward = lambda g: (_expand_reduced(g / count, axes, keepdims, x.shape),)  # noqa: E731
+    backward = lambda g: (_expand_reduced(g / count, axes, keepdims, shape),)  # noqa: E731
     return Tensor.from_op(forward(), (x,), backward, "mean", forward)
 
 
@@ -393,7 +406,8 @@ def reshape(x: Tensor, shape: Any) -> Tensor:
         out = x.data.reshape(shape)
     except ValueError:
         raise ValueError(f"reshape: cannot reshape a tensor of shape {x.shape} into {shape}") from None
-    return Tensor.from_op(out, (x,), lambda g: (g.reshape(x.shape),), "reshape")
+    input_shape = x.shape  # backward keeps the shape, not x's array
+    return Tensor.from_op(out, (x,), lambda g: (g.reshape(input_shape),), "reshape")
 
 
 def transpose(x: Tensor, axes: Sequence[int] | None = None) -> Tensor:
@@ -412,7 +426,8 @@ def broadcast_to(x: Tensor, shape: Sequence[int]) -> Tensor:
         out = xp.broadcast_to(x.data, shape)
     except ValueError:
         raise ValueError(f"broadcast_to: cannot broadcast shape {x.shape} to {shape}") from None
-    return Tensor.from_op(out, (x,), lambda g: (unbroadcast(g, x.shape),), "broadcast_to")
+    input_shape = x.shape  # backward keeps the shape, not x's array
+    return Tensor.from_op(out, (x,), lambda g: (unbroadcast(g, input_shape),), "broadcast_to")
 
 
 def getitem(x: Tensor, index: Any) -> Tensor:

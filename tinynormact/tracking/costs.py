@@ -15,7 +15,7 @@ for any network built from ``nn`` layers.
   own arrays at its peak (``BACKWARD_ARRAYS`` arrays the size of the largest array kept), and
   the parameters, their gradients and the optimizer's per-parameter state.
   An upper bound for the engine's arrays, NumPy or CuPy alike: tracemalloc's peak of a step
-  was 86-97% of it (ResNet-20 and ResNet-50; relu, static and adaptive nswish;
+  was 85-98% of it (ResNet-20 and ResNet-50; relu, static and adaptive nswish;
   tests/test_cifar_training.py); a memory pool's rounding and caching come on top.
 """
 
