@@ -43,9 +43,11 @@ from tinynormact.theory import convolution as conv_theory
 #
 # Copy every window into one row of a matrix, the "columns" matrix: row $p$ holds the
 # $\text{in} \times \text{kernel}$ inputs that output $p$ reads. Then the convolution is a single
-# matrix product, columns $\times W^\top$, which BLAS does fast. `convolution.conv` does exactly
-# this, with a strided *view* of the padded input (no copy) that one `reshape` turns into the
-# columns matrix. Let us build it by hand for a small example and look at it.
+# matrix product, columns $\times W^\top$, which BLAS does fast. `convolution.conv_im2col` does
+# exactly this, with a strided *view* of the padded input (no copy) that one `reshape` turns into
+# the columns matrix. `convolution.conv`, the one the layers use, gets the same numbers with less
+# copying (its module docstring, "The fast path"); im2col is the idea to learn, and the reference
+# the fast path is tested against. Let us build it by hand for a small example and look at it.
 
 # %%
 rng = np.random.default_rng(0)
