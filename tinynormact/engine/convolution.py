@@ -401,8 +401,10 @@ def _correlate_stride1(x: Any, padding: tuple[int, ...], weight: Any, out: tuple
 
 
 def _weight_gradient_stride1(g: Any, x: Any, padding: tuple[int, ...], kernel: tuple[int, ...]) -> Any:
-    """The weight gradient (out, in, *kernel) of ``_correlate_stride1``: per chunk, the gradient
-    of its products (g moved to column n + j for tap j) times the shifted rows."""
+    """The weight gradient (out, in, *kernel) of ``_correlate_stride1``: per chunk, the shifted
+    rows times the gradient of the products (g moved to column n + j for tap j), the latter
+    built transposed, (columns, (j, o)): OpenBLAS runs that product up to 1.4 x faster than
+    gradient @ rows^T for these shapes (16-64 channels, a long inner dimension)."""
     xp = backend.get_array_module(g)
     taps, out_channels, out = kernel[-1], g.shape[1], g.shape[2:]
     gw = 0
@@ -410,27 +412,16 @@ def _weight_gradient_stride1(g: Any, x: Any, padding: tuple[int, ...], kernel: t
         padded = _pad_rows(x[chunk], padding, kernel)
         rows = _shifted_rows(padded, kernel, out)
         columns = rows.shape[1]
-        # taps - 1 spare columns: the last row's g moved by j may run past the products' end
-        shifted = xp.zeros((taps, out_channels, columns + taps - 1), dtype=g.dtype)
-        part = g[chunk]
-        for j in range(taps):
-            _output_rows(shifted[j, :, j:], padded.shape[-1], part.shape)[...] = part.swapaxes(0, 1)
-        gw = gw + shifted.reshape(taps * out_channels, -1)[:, :columns] @ rows.T
-    order = (1, 2, *range(3, 2 + len(kernel)), 0)  # (j, o, c, *i) -> (o, c, *i, j)
-    return gw.reshape(taps, out_channels, x.shape[1], *kernel[:-1]).transpose(order)
-
-
-def _output_rows(flat: Any, width: int, shape: tuple[int, ...]) -> Any:
-    """A writable view of ``flat`` (out, columns) with the shape of an output (batch, out,
-    *spatial) transposed to (out, batch, *spatial): output row (b, *q) starts at column (b, *q)
-    x ``width``, so a row may end in the next one's first columns (its trailing padding)."""
-    batch, out_channels, *lead, length = shape
-    item = flat.itemsize
-    steps = [width * math.prod(lead[a:]) for a in range(len(lead) + 1)]  # (b, *q), in columns
-    as_strided = backend.get_array_module(flat).lib.stride_tricks.as_strided
-    return as_strided(
-        flat, (out_channels, batch, *lead, length), (flat.strides[0], *(s * item for s in steps), item)
-    )
+        part = xp.ascontiguousarray(xp.moveaxis(g[chunk], 1, -1))  # (b, *q, w, o)
+        # taps - 1 spare rows: the last output row moved by j may run past the products' end
+        shifted = xp.zeros((columns + taps - 1, taps, out_channels), dtype=g.dtype)
+        for j in range(taps):  # column (b, *q) x padded width + w + j of tap j
+            grid = shifted[j : j + columns, j].reshape(*part.shape[:-2], padded.shape[-1], out_channels)
+            grid[..., : out[-1], :] = part
+        gw = gw + rows @ shifted[:columns].reshape(columns, -1)  # ((c, *i), (j, o))
+    lead = len(kernel) - 1
+    order = (lead + 2, 0, *range(1, lead + 1), lead + 1)  # (c, *i, j, o) -> (o, c, *i, j)
+    return gw.reshape(x.shape[1], *kernel[:-1], taps, out_channels).transpose(order)
 
 
 def _by_shifted_rows(weight_shape: tuple[int, ...], stride: tuple[int, ...]) -> bool:
