@@ -546,15 +546,16 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         return result
 
     # shapes match the inputs' by construction: only the dtype may need a cast, where they differ
-    cast = in_dtype if len({t.dtype for t in parents}) > 1 else lambda grad, t: grad
+    mixed = len({t.dtype for t in parents}) > 1
     x_grad, w_grad, b_grad = x.requires_grad, weight.requires_grad, bias is not None and bias.requires_grad
 
     def backward(g: Any) -> tuple[Any, ...]:
-        gx = cast(g @ weight.data, x) if x_grad else None
-        gw = cast(g.T @ x.data, weight) if w_grad else None
-        if bias is None:
-            return gx, gw
-        return gx, gw, (cast(g.sum(axis=0), bias) if b_grad else None)
+        grads = (g @ weight.data if x_grad else None, g.T @ x.data if w_grad else None)
+        if bias is not None:
+            grads += (g.sum(axis=0) if b_grad else None,)
+        if mixed:
+            return tuple(None if d is None else in_dtype(d, t) for d, t in zip(grads, parents, strict=True))
+        return grads
 
     return Tensor.from_op(forward(), parents, backward, "linear", forward)
 
