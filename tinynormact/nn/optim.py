@@ -162,7 +162,7 @@ class SGD(Optimizer):
             buffer = grad.copy() if buffer is None else self.momentum * buffer + grad
             state["momentum_buffer"] = buffer
             grad = grad + self.momentum * buffer if self.nesterov else buffer
-        p.data -= self.lr * grad
+        p.data -= self._lr * grad
 
 
 class Adam(Optimizer):
@@ -193,7 +193,7 @@ class Adam(Optimizer):
     def _update(self, p: Tensor, grad: Any, state: dict[str, Any]) -> None:
         beta1, beta2 = self.betas
         if self.decoupled:
-            p.data *= 1.0 - self.lr * self.weight_decay
+            p.data *= 1.0 - self._lr * self.weight_decay
         elif self.weight_decay:
             grad = grad + self.weight_decay * p.data
         t = state.get("step", 0) + 1
@@ -202,7 +202,7 @@ class Adam(Optimizer):
         state.update(step=t, m=m, v=v)
         m_hat = m / (1.0 - beta1**t)
         v_hat = v / (1.0 - beta2**t)
-        p.data -= self.lr * m_hat / (v_hat**0.5 + self.eps)
+        p.data -= self._lr * m_hat / (v_hat**0.5 + self.eps)
 
 
 class AdamW(Adam):
