@@ -12,6 +12,7 @@ import json
 import math
 import re
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -317,3 +318,12 @@ def test_memory_estimate_scales_with_the_batch_and_counts_adam_slots() -> None:
     one, eight = step_memory_estimate(model, (3, 32, 32), 1), step_memory_estimate(model, (3, 32, 32), 8, 2)
     assert eight.activations == 8 * one.activations and eight.optimizer_state == 2 * one.optimizer_state
     assert dataclasses.replace(one, backward_peak=0).total == one.total - one.backward_peak
+
+
+def test_the_cifar_guides_memory_figures_are_the_estimates() -> None:
+    """docs/guide/cifar.md quotes step_memory_estimate at batch 128 (100 classes): a change to
+    the estimate must change the page."""
+    page = (Path(__file__).parent.parent / "docs" / "guide" / "cifar.md").read_text()
+    for build, quoted in [(tn.nn.resnet20, "0.20 GiB"), (tn.nn.resnet50, "3.57 GiB")]:
+        total = step_memory_estimate(build(num_classes=100, rng=0), (3, 32, 32), 128).total
+        assert f"{total / 2**30:.2f} GiB" == quoted and quoted in page, (build.__name__, total / 2**30)
