@@ -32,6 +32,8 @@ CONV_CASES = [
     ((3, 4, 5, 6), (1, 4, 2, 3), 1, (0, 2)),
     ((2, 7, 6), (2, 7, 3), 1, 1),
     ((2, 4, 4, 5), (1, 4, 1, 3), 1, (1, 3)),
+    # a kernel taller than input + padding on one side: the first output rows read only zeros
+    ((2, 8, 5, 7), (2, 8, 12, 3), 1, (4, 1)),
 ]
 # the fast path and the teaching path (one im2col matrix)
 CONVOLUTIONS = [convolution.conv, convolution.conv_im2col]

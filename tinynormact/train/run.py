@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tinynormact.data import DataSplits, load_dataset, load_images
+from tinynormact.infra.allocator import keep_freed_memory
 from tinynormact.infra.files import RunNotice, check_writable, write_json_atomic
 from tinynormact.infra.folder_lock import folder_lock
 from tinynormact.train.checkpoint import CheckpointError, previous_path, remove_stale_files
@@ -105,7 +106,8 @@ def train(
     resumed run). ``announce(text)`` receives ``Trainer.describe()`` once the model is built.
 
     Raises TrainingDiverged (with ``.result`` set) on NaN/Inf, TrainingInterrupted (after
-    saving) on Ctrl-C, FolderLocked when another process writes ``out_dir``.
+    saving) on Ctrl-C, FolderLocked when another process writes ``out_dir``. The process keeps
+    the memory the steps free, for the next steps (``infra.allocator.keep_freed_memory``).
     """
     if out_dir is None:
         return _train(config, None, resume, progress, callback, splits, announce)
@@ -129,6 +131,7 @@ def _train(
     splits: DataSplits | None,
     announce: Callable[[str], None] | None,
 ) -> TrainResult:
+    keep_freed_memory()  # each step reuses the pages the last one freed (infra.allocator)
     with using_device(config.device, config.dtype):
         try:
             trainer = _prepare(config, out, resume, splits, announce)
