@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 import tinynormact as tn
 from benchmarks.bench_conv_step import engine_step
+from benchmarks.timing import keep_memory_note
 from tinynormact.engine.backend import np
 from tinynormact.tracking.costs import TRAINING_FLOPS_FACTOR, forward_flops, step_memory_estimate
 
@@ -70,6 +71,7 @@ def main() -> None:
         f"one SGD step (momentum, weight decay), float32, batch {BATCH} of 3x32x32, 100 classes; "
         f"OPENBLAS_NUM_THREADS={threads}, {os.cpu_count()} CPUs"
     )
+    print(keep_memory_note())
     print(
         f"{'network':>9} {'wall s':>7} {'CPU s':>7} {'img/s':>7} {'img/CPU-s':>10} {'fwd GFLOP/img':>14} "
         f"{'GFLOP/CPU-s':>12} {'est. GiB':>9} {'load before/after':>18}"

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import tinynormact as tn
-from benchmarks.timing import has_torch, peak_bytes, sgemm_rate, torch_missing_message
+from benchmarks.timing import has_torch, keep_memory_note, peak_bytes, sgemm_rate, torch_missing_message
 from tinynormact.engine import convolution
 from tinynormact.engine.backend import np
 from tinynormact.tracking.costs import TRAINING_FLOPS_FACTOR, forward_flops
@@ -316,9 +316,11 @@ def measure(name: str, threads: int) -> dict[str, Any]:
 
 def child(threads: int) -> None:
     """Measure everything at ``threads`` BLAS threads (set before NumPy loaded) and print JSON."""
+    note = keep_memory_note()
     result = {name: measure(name, threads) for name in NETWORKS}
     result["sgemm_gflops"] = sgemm_rate()
     result["load"] = os.getloadavg()[0]
+    result["memory_note"] = note
     print(json.dumps(result))
 
 
@@ -340,6 +342,7 @@ def _run_child(threads: int) -> dict[str, Any]:
 def _print_table(threads: int, r: dict[str, Any]) -> None:
     """Step times (CPU ms, wall ms), engine/PyTorch ratios, GFLOP per CPU second, memory."""
     print(f"-- {threads} BLAS thread(s); sgemm 1024^3: {r['sgemm_gflops']:.0f} GFLOP/s; load {r['load']:.1f}")
+    print(f"   {r['memory_note']}")
     labels = ["engine", "im2col engine", "hand im2col"] + (["pytorch"] if has_torch() else [])
     header = f"{'network':>9} " + " ".join(f"{label + ' ms':>16}" for label in labels)
     if has_torch():

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import tinynormact as tn
-from benchmarks.timing import median_seconds, peak_bytes
+from benchmarks.timing import keep_memory_note, median_seconds, peak_bytes
 from tinynormact.engine import replay
 from tinynormact.engine.backend import np
 
@@ -214,6 +214,7 @@ def measure(width: int, repeats: int) -> dict[str, float]:
 
 def main() -> None:
     print(f"10-layer tanh MLP, batch {BATCH}, float32, one SGD step (forward + backward + update)")
+    print(keep_memory_note())
     print(
         f"{'width':>6} {'engine ms':>10} {'numpy ms':>10} {'time ratio':>11} {'replay ratio':>13} "
         f"{'per-op ratio':>13} {'engine MiB':>11} {'numpy MiB':>10} {'mem ratio':>10}"

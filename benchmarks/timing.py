@@ -11,6 +11,7 @@ import tracemalloc
 from collections.abc import Callable
 
 from tinynormact.engine.backend import np
+from tinynormact.infra.allocator import keep_freed_memory
 
 
 def median_seconds(fn: Callable[[], object], repeats: int) -> float:
@@ -57,3 +58,10 @@ def has_torch() -> bool:
 
 def torch_missing_message() -> str:
     return "PyTorch is not installed: the PyTorch column is skipped (pip install torch, its CPU build)"
+
+
+def keep_memory_note() -> str:
+    """Keep freed memory for reuse in this process, as training does (``infra.allocator``), for
+    every version alike; the line that says so in a benchmark's header."""
+    kept = "yes" if keep_freed_memory() else "no (the C library is not glibc)"
+    return f"freed memory kept for the next step, as in training (infra.allocator): {kept}"
