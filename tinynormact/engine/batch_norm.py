@@ -40,13 +40,13 @@ def batch_norm(
             f"batch_norm: expected an input of shape (batch, channels, ...), got shape {x.shape}"
         )
     channels = x.shape[1]
-    axes = (0, *range(2, x.ndim))
     shape = (1, channels) + (1,) * (x.ndim - 2)  # broadcasts a per-channel array against x
     xp = backend.get_array_module(x.data)
+    count = x.size // channels  # the elements of one channel
     if statistics is None:
-        mean = x.data.mean(axis=axes)
+        mean = _channel_sums(x.data) / count
         centred = x.data - mean.reshape(shape)
-        var = (centred * centred).mean(axis=axes)
+        var = _channel_sums(centred, centred) / count
     else:
         mean, var = (xp.asarray(s, dtype=x.dtype) for s in statistics)
         centred = x.data - mean.reshape(shape)
@@ -64,10 +64,9 @@ def batch_norm(
 
     def backward(g: Any) -> tuple[Any, ...]:
         gx = gw = gb = None
-        count = g.size // channels
         # sum(g) and sum(g x_hat) per channel, each computed once and shared by the three gradients
-        sum_g = g.sum(axis=axes, keepdims=True)
-        sum_g_xhat = (g * x_hat).sum(axis=axes, keepdims=True)
+        sum_g = _channel_sums(g).reshape(shape)
+        sum_g_xhat = _channel_sums(g, x_hat).reshape(shape)
         if input_grad:
             if statistics is None:
                 gx = g - sum_g / count
@@ -83,3 +82,19 @@ def batch_norm(
 
     parents = (x, *(t for t in (weight, bias) if t is not None))
     return Tensor.from_op(y, parents, backward, "batch_norm"), mean, var
+
+
+def _channel_sums(a: Any, b: Any = None) -> Any:
+    """The sum of ``a`` (or of a * b) over every axis but the channel axis 1, shape (channels,).
+    A feature map is summed one (example, channel) row at a time, each row a BLAS dot product
+    (``backend.row_dots``, or a product with a vector of ones): 3-4 x faster than NumPy's
+    reduction over (0, 2, 3) for ResNet-20's maps, with no temporary a * b. A 2-D input
+    (batch, features) keeps NumPy's sum over the batch."""
+    if a.ndim == 2:
+        return (a if b is None else a * b).sum(axis=0)
+    rows = a.reshape(a.shape[0] * a.shape[1], -1)
+    if b is None:
+        per_row = rows @ backend.get_array_module(a).ones(rows.shape[1], dtype=a.dtype)
+    else:
+        per_row = backend.row_dots(rows, b.reshape(rows.shape))
+    return per_row.reshape(a.shape[:2]).sum(axis=0)
