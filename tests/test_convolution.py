@@ -34,6 +34,8 @@ CONV_CASES = [
     ((2, 4, 4, 5), (1, 4, 1, 3), 1, (1, 3)),
     # a kernel taller than input + padding on one side: the first output rows read only zeros
     ((2, 8, 5, 7), (2, 8, 12, 3), 1, (4, 1)),
+    # no padding: each chunk's rows are read from the input itself
+    ((3, 6, 5, 6), (2, 6, 3, 3), 1, 0),
 ]
 # the fast path and the teaching path (one im2col matrix)
 CONVOLUTIONS = [convolution.conv, convolution.conv_im2col]

@@ -362,11 +362,15 @@ def _trailing_zeros(padding: tuple[int, ...], kernel: tuple[int, ...]) -> int:
     return max(0, padding[-1] - kernel[-1] + 1)
 
 
-def _pad_rows(x: Any, padding: tuple[int, ...], kernel: tuple[int, ...]) -> Any:
+def _pad_rows(x: Any, padding: tuple[int, ...], kernel: tuple[int, ...], padded: Any = None) -> Any:
     """``x`` zero padded for shifted rows: as ``_pad``, but each row of the last axis has its
     ``padding`` zeros before it only (module docstring: in the flattened rows the next row's
-    leading zeros are this row's trailing padding)."""
-    return _pad(x, padding, after=(*padding[:-1], _trailing_zeros(padding, kernel)))
+    leading zeros are this row's trailing padding). Into ``padded``, an earlier chunk's array
+    of the same shape, when given: only the interior is written, the zeros are already there."""
+    if padded is None or padded.shape[0] != x.shape[0] or not any(padding):  # (no padding: x itself)
+        return _pad(x, padding, after=(*padding[:-1], _trailing_zeros(padding, kernel)))
+    padded[_interior(x.shape[2:], padding)] = x
+    return padded
 
 
 def _row_chunks(
@@ -387,8 +391,9 @@ def _correlate_stride1(x: Any, padding: tuple[int, ...], weight: Any, out: tuple
     kernel, taps, out_channels = weight.shape[2:], weight.shape[-1], weight.shape[0]
     matrix = _tap_matrix(weight)
     result = xp.empty((x.shape[0], out_channels, *out), dtype=xp.result_type(x.dtype, weight.dtype))
+    padded = None
     for chunk in _row_chunks(x, padding, kernel, out):
-        padded = _pad_rows(x[chunk], padding, kernel)
+        padded = _pad_rows(x[chunk], padding, kernel, padded)
         rows = _shifted_rows(padded, kernel, out)
         # products[j, o, n]: tap j's contribution, due at column n - j of the output rows
         products = (matrix @ rows).reshape(taps, out_channels, rows.shape[1])
@@ -407,9 +412,9 @@ def _weight_gradient_stride1(g: Any, x: Any, padding: tuple[int, ...], kernel: t
     gradient @ rows^T for these shapes (16-64 channels, a long inner dimension)."""
     xp = backend.get_array_module(g)
     taps, out_channels, out = kernel[-1], g.shape[1], g.shape[2:]
-    gw = 0
+    gw, padded = 0, None
     for chunk in _row_chunks(x, padding, kernel, out):
-        padded = _pad_rows(x[chunk], padding, kernel)
+        padded = _pad_rows(x[chunk], padding, kernel, padded)
         rows = _shifted_rows(padded, kernel, out)
         columns = rows.shape[1]
         part = xp.ascontiguousarray(xp.moveaxis(g[chunk], 1, -1))  # (b, *q, w, o)
