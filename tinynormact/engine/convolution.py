@@ -412,14 +412,16 @@ def _weight_gradient_stride1(g: Any, x: Any, padding: tuple[int, ...], kernel: t
     gradient @ rows^T for these shapes (16-64 channels, a long inner dimension)."""
     xp = backend.get_array_module(g)
     taps, out_channels, out = kernel[-1], g.shape[1], g.shape[2:]
-    gw, padded = 0, None
+    gw, padded, shifted = 0, None, None
     for chunk in _row_chunks(x, padding, kernel, out):
         padded = _pad_rows(x[chunk], padding, kernel, padded)
         rows = _shifted_rows(padded, kernel, out)
         columns = rows.shape[1]
         part = xp.ascontiguousarray(xp.moveaxis(g[chunk], 1, -1))  # (b, *q, w, o)
-        # taps - 1 spare rows: the last output row moved by j may run past the products' end
-        shifted = xp.zeros((columns + taps - 1, taps, out_channels), dtype=g.dtype)
+        # taps - 1 spare rows: the last output row moved by j may run past the products' end;
+        # an earlier chunk's array of the same shape is refilled (its zeros are where they were)
+        if shifted is None or shifted.shape[0] != columns + taps - 1:
+            shifted = xp.zeros((columns + taps - 1, taps, out_channels), dtype=g.dtype)
         for j in range(taps):  # column (b, *q) x padded width + w + j of tap j
             grid = shifted[j : j + columns, j].reshape(*part.shape[:-2], padded.shape[-1], out_channels)
             grid[..., : out[-1], :] = part
