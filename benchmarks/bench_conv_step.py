@@ -10,8 +10,11 @@ hand-written version is an explicit forward that keeps its caches and an explici
 written here without the library; PyTorch runs a copy of the same network with the same
 weights (``torch_reference``). The table reports the fastest of the interleaved steps of each
 (CPU and wall time: on a shared machine the minimum is the least disturbed), their ratio to
-PyTorch, and the peak memory allocated during a step (tracemalloc, which sees NumPy's buffers).
-The first step's losses must agree, which checks that all compute the same thing.
+PyTorch, the median and range of the ratio round by round (PyTorch's step runs right after the
+engine's, so a slow spell of the machine tends to hit both), and the peak memory allocated
+during a step (tracemalloc, which sees NumPy's buffers). Every version runs with freed memory
+kept for reuse, as training runs (``infra.allocator``). The first step's losses must agree,
+which checks that all compute the same thing.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import itertools
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -232,7 +236,7 @@ NETWORKS: dict[str, tuple[Callable[[], tn.nn.Module], tuple[int, ...], int]] = {
     "resnet20": (lambda: tn.nn.resnet20(rng=0), (64, 3, 32, 32), 10),
     "resnet1d": (lambda: tn.nn.resnet1d(rng=0), (128, 40), 10),
 }
-ROUNDS = {"resnet20": 5, "resnet1d": 20}  # timed steps of each version, interleaved
+ROUNDS = {"resnet20": 9, "resnet1d": 20}  # timed steps of each version, interleaved
 THREADS = (1, 2)
 
 
@@ -293,9 +297,12 @@ def _versions(name: str, threads: int) -> dict[str, Callable[[], float]]:
 
 
 def measure(name: str, threads: int) -> dict[str, Any]:
-    """The least wall and CPU seconds of each version's step (interleaved rounds), peak step
+    """The least wall and CPU seconds of each version's step (interleaved rounds, PyTorch's
+    step right after the engine's), the engine/PyTorch CPU-time ratio of each round, peak step
     memory of the NumPy versions (tracemalloc), training GFLOP per step."""
     versions = _versions(name, threads)
+    order = ["engine", *(["pytorch"] if "pytorch" in versions else []), "im2col engine", "hand im2col"]
+    versions = {label: versions[label] for label in order}
     wall: dict[str, list[float]] = {label: [] for label in versions}
     cpu: dict[str, list[float]] = {label: [] for label in versions}
     for _ in range(ROUNDS[name] if threads == 1 else max(3, ROUNDS[name] // 2)):
@@ -309,6 +316,7 @@ def measure(name: str, threads: int) -> dict[str, Any]:
     return {
         "wall_s": {label: min(v) for label, v in wall.items()},
         "cpu_s": {label: min(v) for label, v in cpu.items()},
+        "round_ratios": sorted(e / t for e, t in zip(cpu["engine"], cpu.get("pytorch", []), strict=False)),
         "bytes": {label: peak_bytes(versions[label]) for label in ("engine", "im2col engine", "hand im2col")},
         "gflop": flops / 1e9,
     }
@@ -346,14 +354,16 @@ def _print_table(threads: int, r: dict[str, Any]) -> None:
     labels = ["engine", "im2col engine", "hand im2col"] + (["pytorch"] if has_torch() else [])
     header = f"{'network':>9} " + " ".join(f"{label + ' ms':>16}" for label in labels)
     if has_torch():
-        header += f" {'engine/pytorch':>15} {'pytorch GFLOP/s':>16}"
+        header += f" {'engine/pytorch':>15} {'by round: median (range)':>25} {'pytorch GFLOP/s':>16}"
     print(header + f" {'engine GFLOP/s':>15}")
     for name in NETWORKS:
         cpu, wall, gflop = r[name]["cpu_s"], r[name]["wall_s"], r[name]["gflop"]
         line = f"{name:>9} " + " ".join(f"{cpu[k] * 1e3:>7.0f} ({wall[k] * 1e3:>6.0f})" for k in labels)
         if has_torch():
             ratio, wall_ratio = cpu["engine"] / cpu["pytorch"], wall["engine"] / wall["pytorch"]
-            line += f" {ratio:>7.2f} ({wall_ratio:>5.2f}) {gflop / cpu['pytorch']:>16.1f}"
+            rounds = r[name]["round_ratios"]
+            spread = f"{statistics.median(rounds):.2f} ({rounds[0]:.2f}-{rounds[-1]:.2f})"
+            line += f" {ratio:>7.2f} ({wall_ratio:>5.2f}) {spread:>25} {gflop / cpu['pytorch']:>16.1f}"
         print(line + f" {gflop / cpu['engine']:>15.1f}")
     print(f"{'network':>9} {'engine MiB':>11} {'im2col engine MiB':>18} {'hand im2col MiB':>16}")
     for name in NETWORKS:
@@ -365,7 +375,8 @@ def main() -> None:
     print(
         "one SGD step, float32: ResNet-20 (batch 64, 3x32x32) and the MNIST-1D resnet1d (batch 128, 40);\n"
         "SGD with momentum 0.9; the fastest CPU ms per step (wall ms in parentheses) of rounds\n"
-        "interleaved in one process;\n"
+        "interleaved in one process; engine/pytorch: of the fastest steps, and by round (the\n"
+        "engine's step over PyTorch's, run right after it), median and range;\n"
         "im2col engine: the engine with convolution.conv_im2col (the convolution before the fast path)"
     )
     if not has_torch():
