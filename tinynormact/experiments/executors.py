@@ -253,7 +253,6 @@ def open_executor(
 
 @contextlib.contextmanager
 def _dask_client(jobs: int, address: str | None) -> Iterator[tuple[Any, str]]:
-    import dask
     from distributed import Client
 
     if address is not None:
@@ -268,12 +267,9 @@ def _dask_client(jobs: int, address: str | None) -> Iterator[tuple[Any, str]]:
             yield client, f"the Dask cluster at {address} ({workers} workers now)"
         return
     blas = {name: "1" for name in _THREAD_VARIABLES}
-    # Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in its workers: glibc then hands freed
-    # arrays back to the system and faults them in again at every step, which made our runs
-    # about 1.8x slower (docs/guide/sweeps.md); the workers keep glibc's default instead.
-    keep_malloc_default = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
-    with dask.config.set(keep_malloc_default):  # read once, by each nanny as it starts
-        cluster = _local_cluster(jobs, blas)
+    # (Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536; each run's train() sets
+    # glibc's thresholds itself, infra.allocator, so a worker keeps freed memory all the same.)
+    cluster = _local_cluster(jobs, blas)
     with cluster, Client(cluster, set_as_default=False) as client:
         yield client, f"a local Dask cluster of {jobs} worker processes"
 

@@ -6,15 +6,15 @@ serves a request above its mmap threshold with fresh pages of its own mapping, a
 heap once more than its trim threshold lies free at the top. Both thresholds start low and
 adapt to the sizes freed so far, but a step's many sizes keep them below what the step needs.
 The next step then gets fresh pages, and the kernel maps and zeroes each one at its first
-touch, one page fault at a time: about 13,000-20,000 faults per ResNet-20 step at batch 64,
-and a sixth of the step's time (docs/benchmarks.md).
+touch, one page fault at a time: about 19,000 faults per ResNet-20 step at batch 64 in a
+process running only the engine, 8-13% of the step's time (docs/guide/allocator.md).
 
 ``keep_freed_memory()`` fixes the two thresholds: blocks below ``MMAP_THRESHOLD`` come from the
 heap, and up to ``RETAINED`` bytes of freed memory stay in the process, so each step reuses the
 pages of the last. The peak memory of a step does not change (the step reaches it anyway); the
-process simply keeps it between steps, as PyTorch's allocator keeps its cache. Training
-(``train.train``) and the benchmarks call it; it changes no number, only where memory comes
-from. Where the C library is not glibc (macOS, Windows, musl) it does nothing.
+process simply keeps it between steps. Training (``train.train``) and the benchmarks call it;
+it changes no number, only where memory comes from. Where the C library is not glibc (macOS,
+Windows, musl) it does nothing.
 """
 
 from __future__ import annotations
