@@ -36,6 +36,7 @@ import numpy as np
 
 import tinynormact as tn
 from tinynormact import losses, nn, optim
+from tinynormact.infra.allocator import MMAP_THRESHOLD, RETAINED
 from tinynormact.tracking.statistics import mean_square as _mean_square  # the tracker's reduction
 from tinynormact.tracking.tracker import STATISTICS, VarianceTracker
 
@@ -43,7 +44,8 @@ DEPTH, WIDTH, BATCH, LR = 10, 256, 128, 1e-3
 ACTIVATIONS = ("tanh", "relu", "nswish")
 TURNS, BLOCK = 20, 10
 PROPAGATION = ("preact_sq", "delta_sq", "weight_grad_var")
-KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(1 << 25), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
+# the thresholds ``train()`` sets (infra.allocator), given to a fresh process by the environment
+KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD), "MALLOC_TRIM_THRESHOLD_": str(RETAINED)}
 COLUMNS = ("every=1", "every=2", "every=10", "3 stats", "detached", "bare passes")
 
 
