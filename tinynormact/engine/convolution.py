@@ -32,7 +32,7 @@ one matrix product with kernel-height times the input channels as its inner dime
 kernel-width times the output channels as its rows (a squarer product, which BLAS runs
 faster), then kernel-width additions of contiguous shifted slices. The columns (b, q, w) run
 on from one padded row into the next, so a row needs its padding p along the last axis on one
-side only (``_pad_rows``): the p zeros that lead the next row are the ones this row's last
+side only (``_ShiftedRows``): the p zeros that lead the next row are the ones this row's last
 outputs read past its end. A padded row is then width + p columns, not width + 2p, and only
 p columns of each output row are computed and dropped (for 8 x 8 maps and p = 1, one
 column in 9 instead of two in 10). The weight gradient is one product of the output gradient,
@@ -46,7 +46,10 @@ takes the same two ways; a strided one is col2im. The batch goes in chunks of ex
 (``CHUNK_ELEMENTS``) so that each chunk's copies and products stay in a core's cache, and each
 chunk is zero padded where it is used: no padded copy of the whole batch is made, and backward
 keeps the input's own array (a third less memory per ResNet-20 step, and far fewer fresh pages
-for the operating system to map, docs/benchmarks.md).
+for the operating system to map, docs/benchmarks.md). The shifted rows' arrays (the padded
+chunk, the rows, the products) and the views between them are made once per call and refilled
+chunk after chunk (``_ShiftedRows``): a chunk then costs its copies and products, and few
+Python steps.
 
 Pooling uses the same windows: max pooling passes the gradient to the first maximum of each
 window (as PyTorch does), average pooling spreads it evenly (padding counts as zeros, PyTorch's
@@ -115,15 +118,12 @@ def _check_input(
         )
 
 
-def _pad(data: Any, padding: tuple[int, ...], fill: float = 0.0, after: tuple[int, ...] | None = None) -> Any:
-    """``data`` with ``padding`` elements of ``fill`` before each spatial axis and as many after
-    it, or ``after`` elements where given."""
-    after = padding if after is None else after
-    if not any(padding) and not any(after):
+def _pad(data: Any, padding: tuple[int, ...], fill: float = 0.0) -> Any:
+    """``data`` with ``padding`` elements of ``fill`` before and after each spatial axis."""
+    if not any(padding):
         return data
     xp = backend.get_array_module(data)
-    sizes = zip(data.shape[2:], padding, after, strict=True)
-    shape = data.shape[:2] + tuple(n + before + behind for n, before, behind in sizes)
+    shape = data.shape[:2] + tuple(n + 2 * p for n, p in zip(data.shape[2:], padding, strict=True))
     padded = xp.zeros(shape, dtype=data.dtype) if fill == 0 else xp.full(shape, fill, dtype=data.dtype)
     padded[_interior(data.shape[2:], padding)] = data
     return padded
@@ -288,13 +288,19 @@ def conv_im2col(
 
 
 # The columns of one chunk of examples: 128 Ki elements (512 KiB of float32), within a core's
-# L2 cache, so each chunk's copy and its matrix products run from cache.
+# L2 cache, so each chunk's copy and its matrix products run from cache. The weight gradients
+# sum their chunks' products in this order, so this size fixes their float32 rounding.
 CHUNK_ELEMENTS = 1 << 17
+# The correlation by shifted rows takes twice as many: with half the chunks a ResNet-20 step is
+# about 2% faster (docs/benchmarks.md), and its numbers do not depend on the chunks (each
+# output is one dot product within one chunk).
+CORRELATION_CHUNK_ELEMENTS = 1 << 18
 
 
-def _chunks(batch: int, rows: int, positions: int) -> list[slice]:
-    """Consecutive slices of the batch whose columns (rows x examples * positions) fit a chunk."""
-    size = max(1, min(batch, CHUNK_ELEMENTS // (rows * positions)))
+def _chunks(batch: int, rows: int, positions: int, elements: int = CHUNK_ELEMENTS) -> list[slice]:
+    """Consecutive slices of the batch whose columns (rows x examples * positions) fit
+    ``elements``."""
+    size = max(1, min(batch, elements // (rows * positions)))
     return [slice(start, min(start + size, batch)) for start in range(0, batch, size)]
 
 
@@ -331,23 +337,6 @@ def _correlate(
     return result
 
 
-def _shifted_rows(padded: Any, kernel: tuple[int, ...], out: tuple[int, ...]) -> Any:
-    """The rows a stride-1 convolution multiplies: (channels * prod(kernel[:-1]), batch *
-    prod(out[:-1]) * width), width the padded last axis, row (c, i) and column (b, q, w) holding
-    padded[b, c, q + i, w] (i and q over every spatial axis but the last). A 1-D input gives
-    itself, channels first; a 2-D one, kernel-height copies of it shifted by one row each."""
-    lead = len(kernel) - 1
-    batch, channels, *_, width = padded.shape
-    spatial = padded.strides[2 : 2 + lead]
-    view = backend.get_array_module(padded).lib.stride_tricks.as_strided(
-        padded,
-        (batch, channels, *out[:-1], *kernel[:-1], width),
-        (*padded.strides[:2], *spatial, *spatial, padded.strides[-1]),
-    )
-    order = (1, *range(2 + lead, 2 + 2 * lead), 0, *range(2, 2 + lead), 2 + 2 * lead)  # (c, *i, b, *q, w)
-    return view.transpose(order).reshape(channels * math.prod(kernel[:-1]), -1)
-
-
 def _tap_matrix(weight: Any) -> Any:
     """The weight as the matrix that multiplies the shifted rows: (kernel[-1] * out, in *
     prod(kernel[:-1])), entry ((j, o), (c, i)) = weight[o, c, i, j], j the tap along the last axis."""
@@ -357,78 +346,150 @@ def _tap_matrix(weight: Any) -> Any:
 
 
 def _trailing_zeros(padding: tuple[int, ...], kernel: tuple[int, ...]) -> int:
-    """The zeros after each row of the last axis in ``_pad_rows``: none unless the padding is
-    at least the kernel (an output row must fit in a padded row)."""
+    """The zeros after each row of the last axis in the padded chunk of ``_ShiftedRows``: none
+    unless the padding is at least the kernel (an output row must fit in a padded row)."""
     return max(0, padding[-1] - kernel[-1] + 1)
 
 
-def _pad_rows(x: Any, padding: tuple[int, ...], kernel: tuple[int, ...], padded: Any = None) -> Any:
-    """``x`` zero padded for shifted rows: as ``_pad``, but each row of the last axis has its
-    ``padding`` zeros before it only (module docstring: in the flattened rows the next row's
-    leading zeros are this row's trailing padding). Into ``padded``, an earlier chunk's array
-    of the same shape, when given: only the interior is written, the zeros are already there."""
-    if padded is None or padded.shape[0] != x.shape[0] or not any(padding):  # (no padding: x itself)
-        return _pad(x, padding, after=(*padding[:-1], _trailing_zeros(padding, kernel)))
-    padded[_interior(x.shape[2:], padding)] = x
-    return padded
+class _ShiftedRows:
+    """The rows a stride-1 convolution multiplies (module docstring), for chunks of ``examples``
+    examples of an input like ``x``: (channels * prod(kernel[:-1]), examples * prod(out[:-1]) *
+    width), width the padded last axis, row (c, i) and column (b, q, w) holding padded[b, c, q +
+    i, w] (i and q over every spatial axis but the last). ``fill(part)`` copies a chunk into a
+    zero-padded array and its rows out of it. Both arrays, and the view between them, are made
+    once and refilled chunk after chunk: the zeros are written once, and a chunk costs two
+    copies and no new array. Each row of the last axis has its padding before it only (module
+    docstring: the next row's leading zeros are this row's trailing padding)."""
+
+    def __init__(
+        self, x: Any, examples: int, padding: tuple[int, ...], kernel: tuple[int, ...], out: tuple[int, ...]
+    ) -> None:
+        xp = backend.get_array_module(x)
+        size, lead = x.shape[2:], len(kernel) - 1
+        self.width = size[-1] + padding[-1] + _trailing_zeros(padding, kernel)
+        heights = tuple(n + 2 * p for n, p in zip(size[:-1], padding[:-1], strict=True))
+        padded = xp.zeros((examples, x.shape[1], *heights, self.width), dtype=x.dtype)
+        self._interior = padded[_interior(size, padding)]
+        spatial = padded.strides[2 : 2 + lead]
+        view = xp.lib.stride_tricks.as_strided(
+            padded,
+            (examples, x.shape[1], *out[:-1], *kernel[:-1], self.width),
+            (*padded.strides[:2], *spatial, *spatial, padded.strides[-1]),
+        )
+        order = (1, *range(2 + lead, 2 + 2 * lead), 0, *range(2, 2 + lead), 2 + 2 * lead)  # (c, *i, b, *q, w)
+        self._view = view.transpose(order)
+        self.rows = xp.empty(
+            (x.shape[1] * math.prod(kernel[:-1]), examples * math.prod(out[:-1]) * self.width), dtype=x.dtype
+        )
+        self._rows_by_axis = self.rows.reshape(self._view.shape)
+
+    def fill(self, part: Any) -> Any:
+        """The rows of ``part``, a chunk of ``examples`` examples of the input."""
+        self._interior[...] = part
+        self._rows_by_axis[...] = self._view
+        return self.rows
 
 
 def _row_chunks(
-    x: Any, padding: tuple[int, ...], kernel: tuple[int, ...], out: tuple[int, ...]
+    x: Any, padding: tuple[int, ...], kernel: tuple[int, ...], out: tuple[int, ...], elements: int
 ) -> list[slice]:
-    """Chunks of examples of the input ``x`` whose shifted rows (of ``_pad_rows``) fit
-    ``CHUNK_ELEMENTS``."""
+    """Chunks of examples of the input ``x`` whose shifted rows fit ``elements``."""
     rows = x.shape[1] * math.prod(kernel[:-1])
     width = x.shape[-1] + padding[-1] + _trailing_zeros(padding, kernel)
-    return _chunks(x.shape[0], rows, math.prod(out[:-1]) * width)
+    return _chunks(x.shape[0], rows, math.prod(out[:-1]) * width, elements)
+
+
+def _chunk_correlation(
+    x: Any,
+    examples: int,
+    padding: tuple[int, ...],
+    matrix: Any,
+    kernel: tuple[int, ...],
+    out: tuple[int, ...],
+) -> Callable[[Any], Any]:
+    """``correlate(part)``: the correlation (examples, out_channels, *out) of a chunk of ``x``
+    with the tap ``matrix``, as a view into arrays made here once: the products matrix @ rows,
+    whose taps are added into their first tap's rows in place (``_correlate_stride1``)."""
+    xp = backend.get_array_module(x)
+    shifted = _ShiftedRows(x, examples, padding, kernel, out)
+    taps, out_channels = kernel[-1], matrix.shape[0] // kernel[-1]
+    products = xp.empty((matrix.shape[0], shifted.rows.shape[1]), dtype=xp.result_type(x.dtype, matrix.dtype))
+    # products[j, o, n]: tap j's contribution, due at column n - j of the output rows
+    by_tap = products.reshape(taps, out_channels, -1)
+    sums = [(by_tap[0, :, :-j], by_tap[j, :, j:]) for j in range(1, taps)]
+    # the last taps - 1 columns of each output row held no output
+    result = by_tap[0].reshape(out_channels, examples, *out[:-1], shifted.width)[..., : out[-1]]
+
+    def correlate(part: Any) -> Any:
+        xp.matmul(matrix, shifted.fill(part), out=products)
+        for total, tap in sums:
+            total += tap
+        return result.swapaxes(0, 1)
+
+    return correlate
 
 
 def _correlate_stride1(x: Any, padding: tuple[int, ...], weight: Any, out: tuple[int, ...]) -> Any:
     """result[b, o, p] = sum over (c, k) of weight[o, c, k] padded[b, c, p + k] for stride 1,
     with padded the input ``x`` zero padded, by shifted rows (module docstring, "The fast
-    path"), one chunk of examples at a time (each padded on its own)."""
+    path"), one chunk of examples at a time (``CORRELATION_CHUNK_ELEMENTS``)."""
     xp = backend.get_array_module(x)
-    kernel, taps, out_channels = weight.shape[2:], weight.shape[-1], weight.shape[0]
-    matrix = _tap_matrix(weight)
-    result = xp.empty((x.shape[0], out_channels, *out), dtype=xp.result_type(x.dtype, weight.dtype))
-    padded = None
-    for chunk in _row_chunks(x, padding, kernel, out):
-        padded = _pad_rows(x[chunk], padding, kernel, padded)
-        rows = _shifted_rows(padded, kernel, out)
-        # products[j, o, n]: tap j's contribution, due at column n - j of the output rows
-        products = (matrix @ rows).reshape(taps, out_channels, rows.shape[1])
-        wide = products[0]  # this chunk's own array: the taps are added into it in place
-        for j in range(1, taps):
-            wide[:, :-j] += products[j, :, j:]
-        wide = wide.reshape(out_channels, -1, *out[:-1], padded.shape[-1])[..., : out[-1]]
-        result[chunk] = wide.swapaxes(0, 1)  # the last taps - 1 columns held no output
+    kernel, matrix = weight.shape[2:], _tap_matrix(weight)
+    result = xp.empty((x.shape[0], weight.shape[0], *out), dtype=xp.result_type(x.dtype, weight.dtype))
+    by_size: dict[int, Callable[[Any], Any]] = {}  # the chunks' sizes: all the same but the last
+    for chunk in _row_chunks(x, padding, kernel, out, CORRELATION_CHUNK_ELEMENTS):
+        part = x[chunk]
+        if part.shape[0] not in by_size:
+            by_size[part.shape[0]] = _chunk_correlation(x, part.shape[0], padding, matrix, kernel, out)
+        result[chunk] = by_size[part.shape[0]](part)
     return result
 
 
-def _weight_gradient_stride1(g: Any, x: Any, padding: tuple[int, ...], kernel: tuple[int, ...]) -> Any:
-    """The weight gradient (out, in, *kernel) of ``_correlate_stride1``: per chunk, the shifted
-    rows times the gradient of the products (g moved to column n + j for tap j), the latter
-    built transposed, (columns, (j, o)): OpenBLAS runs that product up to 1.4 x faster than
-    gradient @ rows^T for these shapes (16-64 channels, a long inner dimension)."""
+def _chunk_weight_gradient(
+    g: Any, x: Any, examples: int, padding: tuple[int, ...], kernel: tuple[int, ...]
+) -> Callable[[Any, Any], Any]:
+    """``product(x_part, g_part)``: a chunk's term of ``_weight_gradient_stride1``, ((c, *i), (j,
+    o)), as an array made here once, as are the rows and the gradient moved by each tap j."""
     xp = backend.get_array_module(g)
     taps, out_channels, out = kernel[-1], g.shape[1], g.shape[2:]
-    gw, padded, shifted = 0, None, None
-    for chunk in _row_chunks(x, padding, kernel, out):
-        padded = _pad_rows(x[chunk], padding, kernel, padded)
-        rows = _shifted_rows(padded, kernel, out)
-        columns = rows.shape[1]
-        part = xp.ascontiguousarray(xp.moveaxis(g[chunk], 1, -1))  # (b, *q, w, o)
-        # taps - 1 spare rows: the last output row moved by j may run past the products' end;
-        # an earlier chunk's array of the same shape is refilled (its zeros are where they were)
-        if shifted is None or shifted.shape[0] != columns + taps - 1:
-            shifted = xp.zeros((columns + taps - 1, taps, out_channels), dtype=g.dtype)
-        for j in range(taps):  # column (b, *q) x padded width + w + j of tap j
-            grid = shifted[j : j + columns, j].reshape(*part.shape[:-2], padded.shape[-1], out_channels)
-            grid[..., : out[-1], :] = part
-        gw = gw + rows @ shifted[:columns].reshape(columns, -1)  # ((c, *i), (j, o))
-    lead = len(kernel) - 1
+    shifted = _ShiftedRows(x, examples, padding, kernel, out)
+    columns = shifted.rows.shape[1]
+    # taps - 1 spare rows: the last output row moved by j may run past the products' end
+    moved = xp.zeros((columns + taps - 1, taps, out_channels), dtype=g.dtype)
+    # tap j's gradient at column (b, *q) x padded width + w + j (its zeros stay where they are)
+    grids = [
+        moved[j : j + columns, j].reshape(examples, *out[:-1], shifted.width, out_channels)[..., : out[-1], :]
+        for j in range(taps)
+    ]
+    term = xp.empty((shifted.rows.shape[0], taps * out_channels), dtype=xp.result_type(x.dtype, g.dtype))
+
+    def product(x_part: Any, g_part: Any) -> Any:
+        channels_last = xp.ascontiguousarray(xp.moveaxis(g_part, 1, -1))  # (b, *q, w, o)
+        for grid in grids:
+            grid[...] = channels_last
+        return xp.matmul(shifted.fill(x_part), moved[:columns].reshape(columns, -1), out=term)
+
+    return product
+
+
+def _weight_gradient_stride1(g: Any, x: Any, padding: tuple[int, ...], kernel: tuple[int, ...]) -> Any:
+    """The weight gradient (out, in, *kernel) of ``_correlate_stride1``: the sum over chunks of
+    the shifted rows times the gradient of the products (g moved to column n + j for tap j),
+    the latter built transposed, (columns, (j, o)): OpenBLAS runs that product up to 1.4 x
+    faster than gradient @ rows^T for these shapes (16-64 channels, a long inner dimension)."""
+    gw, by_size = None, {}  # the chunks' sizes: all the same but the last
+    for chunk in _row_chunks(x, padding, kernel, g.shape[2:], CHUNK_ELEMENTS):
+        examples = x[chunk].shape[0]
+        if examples not in by_size:
+            by_size[examples] = _chunk_weight_gradient(g, x, examples, padding, kernel)
+        term = by_size[examples](x[chunk], g[chunk])  # refilled by the next chunk: summed now
+        if gw is None:
+            gw = term.copy()
+        else:
+            gw += term
+    lead, taps = len(kernel) - 1, kernel[-1]
     order = (lead + 2, 0, *range(1, lead + 1), lead + 1)  # (c, *i, j, o) -> (o, c, *i, j)
-    return gw.reshape(x.shape[1], *kernel[:-1], taps, out_channels).transpose(order)
+    return gw.reshape(x.shape[1], *kernel[:-1], taps, g.shape[1]).transpose(order)
 
 
 def _by_shifted_rows(weight_shape: tuple[int, ...], stride: tuple[int, ...]) -> bool:
