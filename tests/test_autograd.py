@@ -10,6 +10,7 @@ import pytest
 import tinynormact as tn
 from tests.helpers import host, leaf
 from tinynormact import activations, ops
+from tinynormact.engine import autograd
 
 
 def test_backward_of_a_hand_derived_expression() -> None:
@@ -192,6 +193,19 @@ def test_gradcheck_catches_a_wrong_backward_and_names_the_input() -> None:
         tn.gradcheck(bad_square, leaf((3,), seed=16))
     with pytest.raises(tn.GradcheckError, match="random direction 0"):
         tn.gradcheck(bad_square, leaf((300,), seed=17))
+
+
+@pytest.mark.parametrize("returned", [1, 3])
+def test_a_backward_returning_the_wrong_number_of_gradients_is_refused(returned: int) -> None:
+    """An op of two inputs whose backward returns one gradient, or three, fails with a message
+    naming the op and both counts, and leaves no gradient waiting on the graph."""
+    a, b = leaf((3,), seed=1), leaf((3,), seed=2)
+    out = tn.Tensor.from_op(a.data * b.data, (a, b), lambda g: (g,) * returned, "miscounted")
+    message = rf"'miscounted' returned {returned} gradient\(s\) for its 2 input"
+    with pytest.raises(RuntimeError, match=message):
+        out.sum().backward()
+    assert a.grad is None and b.grad is None
+    assert all(node.pending is None for node in autograd.topological_order(out.graph_node()))
 
 
 def test_gradcheck_argument_errors() -> None:
