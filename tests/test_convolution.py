@@ -130,7 +130,7 @@ def test_fast_conv_equals_im2col_across_chunks(way: str, case, monkeypatch: pyte
     x_shape = (7, *x_shape[1:])
     calls = []
 
-    def two_examples(batch: int, rows: int, positions: int, elements: int = 0) -> list[slice]:
+    def two_examples(batch: int, rows: int, positions: int) -> list[slice]:
         calls.append(batch)
         return [slice(start, min(start + 2, batch)) for start in range(0, batch, 2)]
 

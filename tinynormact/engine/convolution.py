@@ -289,18 +289,13 @@ def conv_im2col(
 
 # The columns of one chunk of examples: 128 Ki elements (512 KiB of float32), within a core's
 # L2 cache, so each chunk's copy and its matrix products run from cache. The weight gradients
-# sum their chunks' products in this order, so this size fixes their float32 rounding.
+# sum their chunks' products in this order, so this size also fixes their float32 rounding.
 CHUNK_ELEMENTS = 1 << 17
-# The correlation by shifted rows takes twice as many: with half the chunks a ResNet-20 step is
-# about 2% faster (docs/benchmarks.md), and its numbers do not depend on the chunks (each
-# output is one dot product within one chunk).
-CORRELATION_CHUNK_ELEMENTS = 1 << 18
 
 
-def _chunks(batch: int, rows: int, positions: int, elements: int = CHUNK_ELEMENTS) -> list[slice]:
-    """Consecutive slices of the batch whose columns (rows x examples * positions) fit
-    ``elements``."""
-    size = max(1, min(batch, elements // (rows * positions)))
+def _chunks(batch: int, rows: int, positions: int) -> list[slice]:
+    """Consecutive slices of the batch whose columns (rows x examples * positions) fit a chunk."""
+    size = max(1, min(batch, CHUNK_ELEMENTS // (rows * positions)))
     return [slice(start, min(start + size, batch)) for start in range(0, batch, size)]
 
 
@@ -391,12 +386,12 @@ class _ShiftedRows:
 
 
 def _row_chunks(
-    x: Any, padding: tuple[int, ...], kernel: tuple[int, ...], out: tuple[int, ...], elements: int
+    x: Any, padding: tuple[int, ...], kernel: tuple[int, ...], out: tuple[int, ...]
 ) -> list[slice]:
-    """Chunks of examples of the input ``x`` whose shifted rows fit ``elements``."""
+    """Chunks of examples of the input ``x`` whose shifted rows fit ``CHUNK_ELEMENTS``."""
     rows = x.shape[1] * math.prod(kernel[:-1])
     width = x.shape[-1] + padding[-1] + _trailing_zeros(padding, kernel)
-    return _chunks(x.shape[0], rows, math.prod(out[:-1]) * width, elements)
+    return _chunks(x.shape[0], rows, math.prod(out[:-1]) * width)
 
 
 def _chunk_correlation(
@@ -432,12 +427,12 @@ def _chunk_correlation(
 def _correlate_stride1(x: Any, padding: tuple[int, ...], weight: Any, out: tuple[int, ...]) -> Any:
     """result[b, o, p] = sum over (c, k) of weight[o, c, k] padded[b, c, p + k] for stride 1,
     with padded the input ``x`` zero padded, by shifted rows (module docstring, "The fast
-    path"), one chunk of examples at a time (``CORRELATION_CHUNK_ELEMENTS``)."""
+    path"), one chunk of examples at a time."""
     xp = backend.get_array_module(x)
     kernel, matrix = weight.shape[2:], _tap_matrix(weight)
     result = xp.empty((x.shape[0], weight.shape[0], *out), dtype=xp.result_type(x.dtype, weight.dtype))
     by_size: dict[int, Callable[[Any], Any]] = {}  # the chunks' sizes: all the same but the last
-    for chunk in _row_chunks(x, padding, kernel, out, CORRELATION_CHUNK_ELEMENTS):
+    for chunk in _row_chunks(x, padding, kernel, out):
         part = x[chunk]
         if part.shape[0] not in by_size:
             by_size[part.shape[0]] = _chunk_correlation(x, part.shape[0], padding, matrix, kernel, out)
@@ -478,7 +473,7 @@ def _weight_gradient_stride1(g: Any, x: Any, padding: tuple[int, ...], kernel: t
     the latter built transposed, (columns, (j, o)): OpenBLAS runs that product up to 1.4 x
     faster than gradient @ rows^T for these shapes (16-64 channels, a long inner dimension)."""
     gw, by_size = None, {}  # the chunks' sizes: all the same but the last
-    for chunk in _row_chunks(x, padding, kernel, g.shape[2:], CHUNK_ELEMENTS):
+    for chunk in _row_chunks(x, padding, kernel, g.shape[2:]):
         examples = x[chunk].shape[0]
         if examples not in by_size:
             by_size[examples] = _chunk_weight_gradient(g, x, examples, padding, kernel)
