@@ -358,8 +358,8 @@ def backpropagate(order: list[Node], seed: Any, retain_graph: bool) -> None:
             grads = node.backward(g)
             if len(grads) != len(node.parents):
                 _refuse_gradient_count(node, grads)
-            # checked above: zip's strict= would cost 0.26 us a node (any keyword sends zip down
-            # CPython's slower call path), 3% of a 10-layer MLP's backward at width 32
+            # checked above, not by zip's strict=: any keyword sends zip down CPython's slower
+            # call path, once per node (docs/benchmarks.md, "Buffers made once per call")
             for parent, parent_grad in zip(node.parents, grads):  # noqa: B905
                 if parent is not None and parent_grad is not None:
                     summed = parent.pending
