@@ -246,28 +246,38 @@ def test_the_executor_does_not_change_the_numbers_whatever_the_blas_threads(
         pytest.skip("this BLAS sums the same on 2 threads as on 1: the grid cannot show the difference")
 
 
-def _kill_a_busy_worker(address: str, out: Path, killed: list[str]) -> None:
+def _kill_a_busy_worker(address: str, out: Path, killed: list[str], sweep_done: threading.Event) -> None:
     """Once the first run is written, SIGKILL a worker (by its PID) while it is running a run;
-    append the run file names it was running to ``killed``."""
+    append the run file names it was running to ``killed``. The PIDs are asked for first, while
+    the workers are idle: asked for later, a worker busy with a run under load answers late, and
+    the last runs could end before the kill. The scheduler, which runs nothing, is then polled
+    until a worker holds a run, or until ``sweep_done`` is set (the sweep ended, no kill)."""
     with distributed.Client(address, set_as_default=False) as client:
-        while not (out / "runs").exists() or not any((out / "runs").iterdir()):
-            time.sleep(0.02)
         pids = client.run(os.getpid)
-        for worker, keys in client.processing().items():
-            running = [k for k in keys if str(k).startswith("run-")]
-            if running:
-                killed += [str(k).split("-", 2)[2] for k in running]
-                os.kill(pids[worker], signal.SIGKILL)
+        while not (out / "runs").exists() or not any((out / "runs").iterdir()):
+            if sweep_done.wait(0.02):
                 return
+        while not sweep_done.is_set():
+            for worker, keys in client.processing().items():
+                running = [k for k in keys if str(k).startswith("run-")]
+                if running:
+                    killed += [str(k).split("-", 2)[2] for k in running]
+                    os.kill(pids[worker], signal.SIGKILL)
+                    return
+            time.sleep(0.01)
 
 
 def test_a_worker_killed_mid_sweep_loses_nothing(tmp_path, dask_cluster) -> None:
     out = tmp_path / "sweep"
     killed: list[str] = []
-    killer = threading.Thread(target=_kill_a_busy_worker, args=(dask_cluster, out, killed))
+    sweep_done = threading.Event()
+    killer = threading.Thread(target=_kill_a_busy_worker, args=(dask_cluster, out, killed, sweep_done))
     killer.start()
-    outcome = run_sweep(SLOW, out, scheduler=dask_cluster, progress=False)
-    killer.join()
+    try:
+        outcome = run_sweep(SLOW, out, scheduler=dask_cluster, progress=False)
+    finally:
+        sweep_done.set()
+        killer.join()
     assert killed, "no worker was running a run when the first one finished"
     specs = {spec.file_name: spec for spec in SLOW.runs()}
     assert sorted(p.name for p in (out / "runs").iterdir()) == sorted(specs)
@@ -281,21 +291,27 @@ def test_a_run_whose_worker_dies_too_often_is_recorded_as_failed(tmp_path) -> No
     "failed" with the reason; the other runs finish; a re-run runs only that one."""
     out = tmp_path / "sweep"
     killed: list[str] = []
+    sweep_done = threading.Event()
 
     def kill_when_started() -> None:
         while not (out / "grid.json").exists():
-            time.sleep(0.02)
+            if sweep_done.wait(0.02):
+                return
         address = None
         while address is None:  # the local cluster's scheduler, once it is up
             address = next(iter(_local_schedulers()), None)
-            time.sleep(0.05)
-        _kill_a_busy_worker(address, out, killed)
+            if sweep_done.wait(0.05):
+                return
+        _kill_a_busy_worker(address, out, killed, sweep_done)
 
     killer = threading.Thread(target=kill_when_started)
     killer.start()
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-        outcome = run_sweep(SLOW, out, jobs=2, progress=False)
-    killer.join()
+    try:
+        with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+            outcome = run_sweep(SLOW, out, jobs=2, progress=False)
+    finally:
+        sweep_done.set()
+        killer.join()
     failed = {r["config_hash"][:12]: r for r in outcome.runs if r["status"] == "failed"}
     # the runs on the killed worker (running or queued there) failed; the others finished
     assert killed and {name[-17:-5] for name in killed} <= set(failed)
