@@ -63,7 +63,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from tinynormact.engine import backend, ops
@@ -394,6 +394,24 @@ def _row_chunks(
     return _chunks(x.shape[0], rows, math.prod(out[:-1]) * width)
 
 
+def _planned_chunks(
+    x: Any,
+    padding: tuple[int, ...],
+    kernel: tuple[int, ...],
+    out: tuple[int, ...],
+    plan: Callable[[int], Callable[..., Any]],
+) -> Iterator[tuple[slice, Callable[..., Any]]]:
+    """(chunk, its plan) for each of ``_row_chunks``: ``plan(examples)`` makes the arrays and
+    views of a chunk of that many examples, once per size (the chunks' sizes are all the same
+    but the last's)."""
+    plans: dict[int, Callable[..., Any]] = {}
+    for chunk in _row_chunks(x, padding, kernel, out):
+        examples = chunk.stop - chunk.start
+        if examples not in plans:
+            plans[examples] = plan(examples)
+        yield chunk, plans[examples]
+
+
 def _chunk_correlation(
     x: Any,
     examples: int,
@@ -413,13 +431,14 @@ def _chunk_correlation(
     by_tap = products.reshape(taps, out_channels, -1)
     sums = [(by_tap[0, :, :-j], by_tap[j, :, j:]) for j in range(1, taps)]
     # the last taps - 1 columns of each output row held no output
-    result = by_tap[0].reshape(out_channels, examples, *out[:-1], shifted.width)[..., : out[-1]]
+    wide = by_tap[0].reshape(out_channels, examples, *out[:-1], shifted.width)
+    result = wide[..., : out[-1]].swapaxes(0, 1)  # (examples, out_channels, *out)
 
     def correlate(part: Any) -> Any:
         xp.matmul(matrix, shifted.fill(part), out=products)
         for total, tap in sums:
             total += tap
-        return result.swapaxes(0, 1)
+        return result
 
     return correlate
 
@@ -431,12 +450,9 @@ def _correlate_stride1(x: Any, padding: tuple[int, ...], weight: Any, out: tuple
     xp = backend.get_array_module(x)
     kernel, matrix = weight.shape[2:], _tap_matrix(weight)
     result = xp.empty((x.shape[0], weight.shape[0], *out), dtype=xp.result_type(x.dtype, weight.dtype))
-    by_size: dict[int, Callable[[Any], Any]] = {}  # the chunks' sizes: all the same but the last
-    for chunk in _row_chunks(x, padding, kernel, out):
-        part = x[chunk]
-        if part.shape[0] not in by_size:
-            by_size[part.shape[0]] = _chunk_correlation(x, part.shape[0], padding, matrix, kernel, out)
-        result[chunk] = by_size[part.shape[0]](part)
+    plan = lambda examples: _chunk_correlation(x, examples, padding, matrix, kernel, out)  # noqa: E731
+    for chunk, correlate in _planned_chunks(x, padding, kernel, out, plan):
+        result[chunk] = correlate(x[chunk])
     return result
 
 
@@ -472,12 +488,10 @@ def _weight_gradient_stride1(g: Any, x: Any, padding: tuple[int, ...], kernel: t
     the shifted rows times the gradient of the products (g moved to column n + j for tap j),
     the latter built transposed, (columns, (j, o)): OpenBLAS runs that product up to 1.4 x
     faster than gradient @ rows^T for these shapes (16-64 channels, a long inner dimension)."""
-    gw, by_size = None, {}  # the chunks' sizes: all the same but the last
-    for chunk in _row_chunks(x, padding, kernel, g.shape[2:]):
-        examples = x[chunk].shape[0]
-        if examples not in by_size:
-            by_size[examples] = _chunk_weight_gradient(g, x, examples, padding, kernel)
-        term = by_size[examples](x[chunk], g[chunk])  # refilled by the next chunk: summed now
+    gw = None
+    plan = lambda examples: _chunk_weight_gradient(g, x, examples, padding, kernel)  # noqa: E731
+    for chunk, product in _planned_chunks(x, padding, kernel, g.shape[2:], plan):
+        term = product(x[chunk], g[chunk])  # refilled by the next chunk: summed now
         if gw is None:
             gw = term.copy()
         else:
